@@ -1,0 +1,88 @@
+"""Request helpers shared by the simulator's routers: bodies, headers, bearer tokens."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from fastapi import Request
+
+from simulator.config import ServiceProvider
+from simulator.errors import PassError
+from simulator.headers import missing_device_info_keys, parse_device_identifier, parse_device_info
+from simulator.state import AccessToken, SimState
+
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+
+def sim(request: Request) -> SimState:
+    return request.app.state.sim
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def form_fields(request: Request) -> dict[str, list[str]] | None:
+    """The form body as lists of values, or None when the body is not a form."""
+    if media_type(request) != FORM:
+        return None
+    return parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+
+
+async def json_body(request: Request) -> Any:
+    """The JSON body, or None when it is not JSON."""
+    if media_type(request) != JSON:
+        return None
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        return None
+
+
+def bearer(request: Request) -> AccessToken:
+    """Every REST API V2 call carries `Authorization: Bearer <access_token>` (appendix)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    token = sim(request).valid_token(value.strip()) if scheme.lower() == "bearer" else None
+    if token is None:
+        raise PassError("invalid_access_token_client_application")
+    return token
+
+
+def service_provider(request: Request, sp_id: str) -> ServiceProvider:
+    sp = sim(request).config.service_provider(sp_id)
+    if sp is None:
+        raise PassError("invalid_parameter_service_provider")
+    return sp
+
+
+def device_id(request: Request, *, required: bool) -> str | None:
+    raw = request.headers.get("ap-device-identifier")
+    if raw is None and not required:
+        return None
+    parsed = parse_device_identifier(raw)
+    if parsed is None:
+        raise PassError("invalid_header_device_identifier")
+    return parsed
+
+
+def device_info(request: Request, *, required: bool) -> dict[str, Any]:
+    raw = request.headers.get("x-device-info")
+    if raw is None:
+        if required:
+            raise PassError("invalid_header_device_info", details="X-Device-Info is missing")
+        return {}
+    info, problems = parse_device_info(raw)
+    if info is not None and sim(request).config.strict_device_info:
+        problems += [f"{k} is missing" for k in missing_device_info_keys(info)]
+    if info is None or problems:
+        raise PassError("invalid_header_device_info", details="; ".join(problems))
+    return info
+
+
+def is_absolute_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)

@@ -1,0 +1,109 @@
+"""Simulator fixtures and fault knobs, loaded from a small TOML file."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_CONFIG = Path(__file__).with_name("fixtures.toml")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TTL(_Model):
+    access_token_s: float = 86400
+    session_s: float = 1800
+    profile_s: float = 30 * 86400
+    decision_s: float = 3600
+    media_token_s: float = 600
+
+
+class Limits(_Model):
+    preauthorize_resources: int = 5
+    authorize_resources: int = 1
+
+
+class Throttle(_Model):
+    enabled: bool = True
+    rate_per_s: float = Field(default=1.0, gt=0)
+    burst: int = Field(default=10, ge=0)
+
+
+class Faults(_Model):
+    latency_ms: float = Field(default=0, ge=0)
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    error_status: int = Field(default=503, ge=500, le=599)
+    timeout_rate: float = Field(default=0.0, ge=0, le=1)
+    timeout_s: float = Field(default=30.0, ge=0)
+    malformed_rate: float = Field(default=0.0, ge=0, le=1)
+    retry_deny_rate: float = Field(default=0.0, ge=0, le=1)
+
+
+class ServiceProvider(_Model):
+    id: str
+    name: str
+    domains: list[str] = []
+
+
+class Mvpd(_Model):
+    id: str
+    displayName: str
+    logoUrl: str
+    logout_endpoint: bool = False
+    temppass: Literal["basic", "promotional"] | None = None
+    temppass_ttl_s: float = 180
+    temppass_max_resources: int = 0
+
+
+class User(_Model):
+    mvpd: str
+    username: str
+    password: str
+    attributes: dict[str, Any] = {}
+
+
+class DenyRule(_Model):
+    mvpd: str = "*"
+    resource: str
+    username: str | None = None
+    code: str | None = None
+    details: str | None = None
+
+
+class SimConfig(_Model):
+    approved_software_ids: list[str] = ["passflow-demo"]
+    # Reject X-Device-Info lacking a key the directives mark required (Adobe itself falls back
+    # on values it extracts, so this is off by default).
+    strict_device_info: bool = False
+    ttl: TTL = TTL()
+    limits: Limits = Limits()
+    throttle: Throttle = Throttle()
+    faults: Faults = Faults()
+    service_providers: list[ServiceProvider] = []
+    mvpds: list[Mvpd] = []
+    users: list[User] = []
+    deny_rules: list[DenyRule] = []
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> SimConfig:
+        """Read PATH, else $PASSFLOW_SIM_CONFIG, else the bundled defaults."""
+        path = path or os.environ.get("PASSFLOW_SIM_CONFIG") or DEFAULT_CONFIG
+        with open(path, "rb") as fh:
+            return cls.model_validate(tomllib.load(fh))
+
+    def mvpd(self, mvpd_id: str) -> Mvpd | None:
+        return next((m for m in self.mvpds if m.id == mvpd_id), None)
+
+    def service_provider(self, sp_id: str) -> ServiceProvider | None:
+        return next((s for s in self.service_providers if s.id == sp_id), None)
+
+    def user(self, mvpd_id: str, username: str) -> User | None:
+        return next(
+            (u for u in self.users if u.mvpd == mvpd_id and u.username == username), None
+        )

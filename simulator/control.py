@@ -1,0 +1,195 @@
+"""What is not Adobe's: the simulated MVPD login and logout pages, logos, and test controls.
+
+`POST /_sim/login` finishes a user's MVPD login without a browser (tests and the demo only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from html import escape
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel
+
+from simulator.common import sim
+from simulator.config import Faults
+from simulator.state import AuthSession, SimState
+
+router = APIRouter(prefix="/_sim", tags=["Simulator controls (not Adobe Pass)"])
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+ body {{ font-family: system-ui, sans-serif; max-width: 28rem; margin: 2rem auto; padding: 0 1rem;
+        color: #111; }}
+ label {{ display: block; margin-top: 1rem; font-weight: 600; }}
+ input {{ width: 100%; padding: .6rem; font-size: 1rem; box-sizing: border-box; }}
+ button {{ margin-top: 1.2rem; padding: .7rem 1.2rem; font-size: 1rem; background: #0b57d0;
+          color: #fff; border: 0; border-radius: .3rem; }}
+ .error {{ color: #a50e0e; font-weight: 600; }}
+</style></head>
+<body>{body}</body></html>"""
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(_PAGE.format(title=escape(title), body=body), status_code=status)
+
+
+def _pending_session(state: SimState, mvpd: str, code: str) -> AuthSession | None:
+    session = state.sessions.get(code)
+    if (session is None or session.params.get("mvpd") != mvpd or session.missing
+            or session.completed_mvpd or session.not_after <= state.now()):
+        return None
+    return session
+
+
+def _login_form(mvpd_name: str, mvpd: str, code: str, error: str = "") -> str:
+    error_html = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    return (
+        f"<h1>Sign in to {escape(mvpd_name)}</h1>{error_html}"
+        f'<form method="post" action="/_sim/mvpd/{escape(mvpd)}/login">'
+        f'<input type="hidden" name="code" value="{escape(code)}">'
+        '<label for="username">Username</label>'
+        '<input id="username" name="username" autocomplete="username" required>'
+        '<label for="password">Password</label>'
+        '<input id="password" name="password" type="password" autocomplete="current-password" '
+        "required>"
+        '<button type="submit">Sign in</button></form>'
+    )
+
+
+@router.get("/mvpd/{mvpd}/login", response_class=HTMLResponse, summary="Simulated MVPD login")
+async def mvpd_login_page(mvpd: str, code: str, request: Request) -> HTMLResponse:
+    state = sim(request)
+    cfg = state.config.mvpd(mvpd)
+    if cfg is None or _pending_session(state, mvpd, code) is None:
+        return _page("Sign in", "<h1>This sign-in link is no longer valid.</h1>", 400)
+    return _page(f"Sign in to {cfg.displayName}", _login_form(cfg.displayName, mvpd, code))
+
+
+@router.post("/mvpd/{mvpd}/login", response_class=HTMLResponse, summary="Simulated MVPD login")
+async def mvpd_login_submit(mvpd: str, request: Request) -> Response:
+    fields = parse_qs((await request.body()).decode("utf-8", "replace"))
+    code = fields.get("code", [""])[0]
+    username = fields.get("username", [""])[0]
+    password = fields.get("password", [""])[0]
+    state = sim(request)
+    cfg = state.config.mvpd(mvpd)
+    session = _pending_session(state, mvpd, code)
+    if cfg is None or session is None:
+        return _page("Sign in", "<h1>This sign-in link is no longer valid.</h1>", 400)
+    user = state.config.user(mvpd, username)
+    if user is None or user.password != password:
+        return _page(f"Sign in to {cfg.displayName}",
+                     _login_form(cfg.displayName, mvpd, code, "Wrong username or password."),
+                     401)
+    state.complete_login(session, user.username, user.attributes)
+    return RedirectResponse(session.params["redirectUrl"], status_code=302)
+
+
+@router.get("/mvpd/{mvpd}/logout", response_class=HTMLResponse, summary="Simulated MVPD logout")
+async def mvpd_logout(mvpd: str, redirect_url: str | None = None) -> Response:
+    if redirect_url:
+        return RedirectResponse(redirect_url, status_code=302)
+    return _page("Signed out", f"<h1>You are signed out of {escape(mvpd)}.</h1>")
+
+
+@router.get("/logos/{name}.svg", summary="MVPD logo")
+async def logo(name: str) -> Response:
+    hue = int(hashlib.sha256(name.encode()).hexdigest()[:2], 16) * 360 // 256
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="112" height="33" viewBox="0 0 112 33">'
+        f'<rect width="112" height="33" rx="4" fill="hsl({hue},55%,30%)"/>'
+        '<text x="56" y="21" font-family="sans-serif" font-size="13" fill="#fff" '
+        f'text-anchor="middle">{escape(name[:14])}</text></svg>'
+    )
+    return Response(svg, media_type="image/svg+xml")
+
+
+class LoginRequest(BaseModel):
+    code: str
+    username: str | None = None
+    password: str | None = None
+
+
+@router.post("/login", summary="Finish an MVPD login without a browser")
+async def login(body: LoginRequest, request: Request) -> JSONResponse:
+    state = sim(request)
+    session = state.sessions.get(body.code)
+    mvpd = session.params.get("mvpd") if session else None
+    if session is None or mvpd is None or _pending_session(state, mvpd, body.code) is None:
+        return JSONResponse({"error": "no pending session with an mvpd for that code"}, 400)
+    users = [u for u in state.config.users if u.mvpd == mvpd]
+    user = next((u for u in users if u.username == body.username), None) if body.username else (
+        users[0] if users else None)
+    if user is None or (body.password is not None and body.password != user.password):
+        return JSONResponse({"error": "unknown user or wrong password"}, 401)
+    state.complete_login(session, user.username, user.attributes)
+    return JSONResponse({"mvpd": mvpd, "redirectUrl": session.params["redirectUrl"]})
+
+
+@router.get("/faults", summary="Current fault knobs")
+async def get_faults(request: Request) -> Faults:
+    return sim(request).config.faults
+
+
+@router.put("/faults", summary="Replace the fault knobs")
+async def put_faults(faults: Faults, request: Request) -> Faults:
+    sim(request).config.faults = faults
+    return faults
+
+
+class ThrottleUpdate(BaseModel):
+    enabled: bool
+
+
+@router.put("/throttle", summary="Turn throttling on or off")
+async def put_throttle(body: ThrottleUpdate, request: Request) -> dict[str, bool]:
+    state = sim(request)
+    state.config.throttle.enabled = body.enabled
+    state.throttle.reset()
+    return {"enabled": body.enabled}
+
+
+@router.get("/stats", summary="Counters: requests, 429s, registrations, decisions, ...")
+async def stats(request: Request) -> dict[str, Any]:
+    return dict(sim(request).stats)
+
+
+class ClockAdvance(BaseModel):
+    seconds: float
+
+
+@router.post("/clock", summary="Move the simulator's clock forward (expiry tests)")
+async def advance_clock(body: ClockAdvance, request: Request) -> dict[str, float]:
+    state = sim(request)
+    state.clock_offset += body.seconds
+    return {"offset_s": state.clock_offset}
+
+
+@router.post("/revoke-tokens", summary="Invalidate every access token (401 tests)")
+async def revoke_tokens(request: Request) -> dict[str, int]:
+    state = sim(request)
+    count = len(state.tokens)
+    state.tokens.clear()
+    return {"revoked": count}
+
+
+@router.post("/forget-clients", summary="Forget registered clients (invalid_client tests)")
+async def forget_clients(request: Request) -> dict[str, int]:
+    state = sim(request)
+    count = len(state.clients)
+    state.clients.clear()
+    state.tokens.clear()
+    return {"forgotten": count}
+
+
+@router.post("/reset", summary="Back to the start: no state, zero counters, fixtures as loaded")
+async def reset(request: Request) -> dict[str, bool]:
+    sim(request).reset()
+    return {"reset": True}

@@ -1,0 +1,200 @@
+"""The simulator's in-memory world: registered clients, tokens, sessions, profiles, TempPass."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulator.config import SimConfig
+from simulator.throttle import TokenBuckets
+
+CODE_ALPHABET = string.ascii_uppercase + string.digits
+CODE_LENGTH = 7  # like "8ER640M" in the Sessions samples
+
+
+@dataclass
+class RegisteredClient:
+    client_id: str
+    client_secret: str
+    software_id: str
+    issued_at: float
+
+
+@dataclass
+class AccessToken:
+    value: str
+    client_id: str
+    expires_at: float
+
+
+@dataclass
+class AuthSession:
+    code: str
+    session_id: str
+    service_provider: str
+    device_id: str
+    device_info: dict[str, Any]
+    params: dict[str, str]
+    not_before: float
+    not_after: float
+    completed_mvpd: str | None = None
+
+    REQUIRED = ("mvpd", "domainName", "redirectUrl")
+
+    @property
+    def missing(self) -> list[str]:
+        return [p for p in self.REQUIRED if not self.params.get(p)]
+
+
+@dataclass
+class Profile:
+    service_provider: str
+    device_id: str
+    mvpd: str
+    not_before: float
+    not_after: float
+    issuer: str
+    type: str
+    attributes: dict[str, Any]
+    username: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "notBefore": int(self.not_before * 1000),
+            "notAfter": int(self.not_after * 1000),
+            "issuer": self.issuer,
+            "type": self.type,
+            "attributes": {k: {"value": v, "state": "plain"} for k, v in self.attributes.items()},
+        }
+
+
+@dataclass
+class TempPassUse:
+    started_at: float
+    ttl_s: float
+    resources: list[str] = field(default_factory=list)
+
+    @property
+    def expires_at(self) -> float:
+        return self.started_at + self.ttl_s
+
+
+class SimState:
+    def __init__(self, config: SimConfig):
+        self._initial_config = config.model_copy(deep=True)
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the state at start: no clients, sessions or profiles; fixtures as loaded."""
+        self.config = self._initial_config.model_copy(deep=True)
+        self.clock_offset = 0.0
+        self.throttle = TokenBuckets(
+            rate_per_s=self.config.throttle.rate_per_s, burst=self.config.throttle.burst,
+            clock=self.now,
+        )
+        self.clients: dict[str, RegisteredClient] = {}
+        self.tokens: dict[str, AccessToken] = {}
+        self.sessions: dict[str, AuthSession] = {}
+        self.profiles: dict[tuple[str, str, str], Profile] = {}
+        self.temppass: dict[tuple[str, str, str], TempPassUse] = {}
+        self.stats: Counter[str] = Counter()
+
+    def now(self) -> float:
+        return time.time() + self.clock_offset
+
+    # DCR -------------------------------------------------------------------------------------
+    def register_client(self, software_id: str) -> RegisteredClient:
+        client = RegisteredClient(
+            client_id=secrets.token_urlsafe(12),
+            client_secret=secrets.token_urlsafe(24),
+            software_id=software_id,
+            issued_at=self.now(),
+        )
+        self.clients[client.client_id] = client
+        self.stats["registrations"] += 1
+        return client
+
+    def issue_token(self, client: RegisteredClient) -> AccessToken:
+        token = AccessToken(
+            value=secrets.token_urlsafe(32),
+            client_id=client.client_id,
+            expires_at=self.now() + self.config.ttl.access_token_s,
+        )
+        self.tokens[token.value] = token
+        self.stats["tokens_issued"] += 1
+        return token
+
+    def valid_token(self, value: str) -> AccessToken | None:
+        token = self.tokens.get(value)
+        if token is None or token.expires_at <= self.now() or token.client_id not in self.clients:
+            return None
+        return token
+
+    # Sessions --------------------------------------------------------------------------------
+    def new_session(
+        self, *, service_provider: str, device_id: str, device_info: dict[str, Any],
+        params: dict[str, str],
+    ) -> AuthSession:
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        while code in self.sessions:
+            code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        now = self.now()
+        session = AuthSession(
+            code=code, session_id=str(uuid.uuid4()), service_provider=service_provider,
+            device_id=device_id, device_info=device_info, params=params,
+            not_before=now, not_after=now + self.config.ttl.session_s,
+        )
+        self.sessions[code] = session
+        return session
+
+    def complete_login(self, session: AuthSession, username: str, attributes: dict) -> Profile:
+        mvpd = session.params["mvpd"]
+        now = self.now()
+        profile = Profile(
+            service_provider=session.service_provider, device_id=session.device_id, mvpd=mvpd,
+            not_before=now, not_after=now + self.config.ttl.profile_s, issuer=mvpd,
+            type="regular", attributes=dict(attributes), username=username,
+        )
+        self.profiles[(session.service_provider, session.device_id, mvpd)] = profile
+        session.completed_mvpd = mvpd
+        self.stats["logins"] += 1
+        return profile
+
+    def profile(self, service_provider: str, device_id: str, mvpd: str) -> Profile | None:
+        return self.profiles.get((service_provider, device_id, mvpd))
+
+    # TempPass --------------------------------------------------------------------------------
+    def temppass_use(self, service_provider: str, mvpd: str, who: str, *, start: bool):
+        key = (service_provider, mvpd, who)
+        use = self.temppass.get(key)
+        if use is None and start:
+            cfg = self.config.mvpd(mvpd)
+            ttl = cfg.temppass_ttl_s if cfg else 0
+            use = self.temppass[key] = TempPassUse(started_at=self.now(), ttl_s=ttl)
+        return use
+
+    def temppass_profile(self, mvpd: str, who: str, use: TempPassUse) -> dict[str, Any]:
+        cfg = self.config.mvpd(mvpd)
+        user_id = "temppass_" + hashlib.sha1(f"{mvpd}:{who}".encode()).hexdigest()
+        attributes: dict[str, Any] = {
+            "expiration_date": {"value": int(use.expires_at * 1000), "state": "plain"},
+            "userID": {"value": user_id, "state": "plain"},
+        }
+        if cfg and cfg.temppass == "promotional":
+            attributes["remaining_resources"] = {
+                "value": max(0, cfg.temppass_max_resources - len(use.resources)), "state": "plain"
+            }
+            attributes["used_assets"] = {"value": list(use.resources), "state": "plain"}
+        return {
+            "notBefore": int(use.started_at * 1000),
+            "notAfter": int(use.expires_at * 1000),
+            "issuer": "Adobe",
+            "type": "temporary",
+            "attributes": attributes,
+        }

@@ -1,0 +1,89 @@
+"""Header encoding, checked against the samples of rest-api-v2/appendix/headers/."""
+
+import base64
+import json
+
+from simulator.headers import parse_device_identifier, parse_device_info
+from worker.adobe_pass.headers import (
+    Device,
+    device_headers,
+    device_identifier,
+    device_info,
+    partner_framework_status,
+    temppass_identity,
+)
+
+
+def _decode(value: str) -> object:
+    return json.loads(base64.b64decode(value))
+
+
+def test_device_identifier_matches_the_reference_sample():
+    # appendix: ba23d141-... -> "fingerprint YmEyM2QxNDEtZDcxNS01NjFjLTk0ZjQtZTllNGM5NjZiMWVi"
+    value = device_identifier("ba23d141-d715-561c-94f4-e9e4c966b1eb")
+    assert value == "fingerprint YmEyM2QxNDEtZDcxNS01NjFjLTk0ZjQtZTllNGM5NjZiMWVi"
+    assert parse_device_identifier(value) == "ba23d141-d715-561c-94f4-e9e4c966b1eb"
+
+
+def test_device_info_encodes_the_reference_example():
+    documented = {"primaryHardwareType": "MobilePhone", "model": "SM-S901U", "vendor": "samsung",
+                  "version": "r0q", "manufacturer": "samsung", "osName": "Android",
+                  "osVersion": "14"}
+    sample = ("ewogICJwcmltYXJ5SGFyZHdhcmVUeXBlIiA6ICJNb2JpbGVQaG9uZSIsCiAgIm1vZGVsIjoiU00tUzkwMVUi"
+              "LAogICJ2ZW5kb3IiOiJzYW1zdW5nIiwKICAidmVyc2lvbiI6InIwcSIsCiAgIm1hbnVmYWN0dXJlciI6InN"
+              "hbXN1bmciLAogICJvc05hbWUiOiJBbmRyb2lkIiwKICAib3NWZXJzaW9uIjoiMTQiCn0=")
+    assert _decode(sample) == documented
+    assert _decode(device_info(documented)) == documented
+    # The simulator reads both the documented value and ours the same way.
+    assert parse_device_info(sample) == (documented, [])
+    assert parse_device_info(device_info(documented)) == (documented, [])
+
+
+def test_device_info_carries_the_device_connection_unless_given():
+    encoded = device_info({"model": "TV"}, ip="203.0.113.7", port=54321)
+    assert _decode(encoded) == {"model": "TV", "connectionIp": "203.0.113.7",
+                                "connectionPort": 54321}
+    explicit = device_info({"connectionIp": "192.0.2.1"}, ip="203.0.113.7")
+    assert _decode(explicit) == {"connectionIp": "192.0.2.1"}
+
+
+def test_device_info_keeps_unicode_values():
+    encoded = device_info({"model": "Télé 📺"})
+    assert _decode(encoded) == {"model": "Télé 📺"}
+
+
+def test_temppass_identity_matches_the_reference_samples():
+    # appendix sample and the Profiles page sample both decode to the identity JSON.
+    assert _decode(temppass_identity({"email": "example@domain.com"})) == _decode(
+        "eyJlbWFpbCI6ICJleGFtcGxlQGRvbWFpbi5jb20ifQ==")
+    assert temppass_identity({"email": "foo@bar.com"}) == "eyJlbWFpbCI6ImZvb0BiYXIuY29tIn0="
+
+
+def test_partner_framework_status_has_the_documented_shape():
+    value = _decode(partner_framework_status(access_status="granted", provider_id="Spectrum",
+                                             expiration_ms=1735689600000))
+    assert value == {
+        "frameworkPermissionInfo": {"accessStatus": "granted"},
+        "frameworkProviderInfo": {"id": "Spectrum", "expirationDate": "1735689600000"},
+    }
+
+
+def test_every_call_names_the_device_and_forwards_its_ip():
+    device = Device(id="tv-1", ip="203.0.113.7", port=1234, info={"model": "TV"},
+                    visitor_id="ECID-1")
+    headers = device_headers(device)
+    assert headers["AP-Device-Identifier"] == device_identifier("tv-1")
+    assert headers["X-Forwarded-For"] == "203.0.113.7"
+    assert headers["AP-Visitor-Identifier"] == "ECID-1"
+    assert _decode(headers["X-Device-Info"])["connectionIp"] == "203.0.113.7"
+
+
+def test_a_device_without_ip_sends_no_forwarded_header():
+    assert "X-Forwarded-For" not in device_headers(Device(id="tv-2"))
+
+
+def test_restricted_device_info_values_are_reported():
+    info, problems = parse_device_info(device_info({"osName": "Plan9"}))
+    assert info == {"osName": "Plan9"}
+    assert problems == ["osName='Plan9' is not one of the allowed values"]
+    assert parse_device_info("not base64 json!")[0] is None

@@ -1,0 +1,257 @@
+"""The Adobe Pass client: one pooled httpx.Client per base URL, typed resources per API group.
+
+Retries stay small (a couple, jittered, honouring Retry-After and the 1 s throttle wait); long
+waits belong to Celery's countdown. A 401 refreshes the access token once, then the call is
+retried (checklist: "first refreshes the access token before retrying the original request").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from worker.adobe_pass._exceptions import (
+    AdobePassError,
+    APIConnectionError,
+    APITimeoutError,
+    InvalidClientError,
+    MalformedResponseError,
+    RateLimitError,
+    make_registration_error,
+    make_status_error,
+)
+from worker.adobe_pass.credentials import (
+    CredentialStore,
+    InMemoryCredentialStore,
+    StoredClient,
+    StoredToken,
+)
+from worker.adobe_pass.headers import device_info
+from worker.adobe_pass.resources import (
+    ConfigurationResource,
+    DcrResource,
+    DecisionsResource,
+    LogoutResource,
+    ProfilesResource,
+    SessionsResource,
+)
+
+T = TypeVar("T", bound=BaseModel)
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# Renew a little before expiry, so a token never dies in flight.
+TOKEN_EXPIRY_MARGIN_S = 60.0
+
+
+def _server_device_info() -> dict[str, Any]:
+    """X-Device-Info for DCR calls, which passflow makes for itself, not for a device."""
+    from passflow import __version__
+
+    return {
+        "primaryHardwareType": "Unknown",
+        "model": "passflow",
+        "version": __version__,
+        "osName": "Linux",
+        "osVersion": platform.release() or "unknown",
+        "connectionType": "LAN",
+    }
+
+
+class AdobePass:
+    """Client of Adobe Pass DCR and REST API V2.
+
+    >>> with AdobePass("http://127.0.0.1:8090", software_statement=statement) as ap:
+    ...     profiles = ap.profiles.list("REF30", device=Device(id="tv-1", ip="203.0.113.7"))
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        software_statement: str,
+        credentials: CredentialStore | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = 2,
+        refresh_lock: Callable[[str], AbstractContextManager[Any]] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        on_response: Callable[[str, int, float], None] | None = None,
+        user_agent: str = "passflow",
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.max_retries = max_retries
+        self._software_statement = software_statement
+        self._credentials = credentials or InMemoryCredentialStore()
+        self._registration_key = hashlib.sha256(
+            f"{self.base_url}\n{software_statement}".encode()
+        ).hexdigest()[:32]
+        self._local_lock = threading.Lock()
+        self._refresh_lock = refresh_lock or (lambda _key: self._local_lock)
+        self._on_response = on_response
+        self._sleep = sleep
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
+            transport=transport,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            headers={"User-Agent": user_agent, "Accept": "application/json"},
+            follow_redirects=False,
+        )
+        self.dcr = DcrResource(self)
+        self.configuration = ConfigurationResource(self)
+        self.sessions = SessionsResource(self)
+        self.profiles = ProfilesResource(self)
+        self.decisions = DecisionsResource(self)
+        self.logout = LogoutResource(self)
+
+    # lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AdobePass:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # registration and tokens ---------------------------------------------------------------
+    @property
+    def registration_key(self) -> str:
+        return self._registration_key
+
+    def access_token(self) -> str:
+        """A valid access token: the cached one, else one fetched once for all callers."""
+        cached = self._credentials.load_token(self._registration_key)
+        if cached and cached.expires_at - TOKEN_EXPIRY_MARGIN_S > time.time():
+            return cached.value
+        with self._refresh_lock(self._registration_key):
+            cached = self._credentials.load_token(self._registration_key)
+            if cached and cached.expires_at - TOKEN_EXPIRY_MARGIN_S > time.time():
+                return cached.value
+            return self._fetch_token().value
+
+    def _fetch_token(self) -> StoredToken:
+        client = self._client_credentials()
+        try:
+            issued = self.dcr.token(client_id=client.client_id, client_secret=client.client_secret)
+        except InvalidClientError:
+            # The credentials were revoked or regenerated: register again, once.
+            self._credentials.discard_client(self._registration_key)
+            client = self._client_credentials()
+            issued = self.dcr.token(client_id=client.client_id, client_secret=client.client_secret)
+        token = StoredToken(value=issued.access_token, expires_at=issued.expires_at(time.time()))
+        self._credentials.save_token(self._registration_key, token)
+        return token
+
+    def _client_credentials(self) -> StoredClient:
+        client = self._credentials.load_client(self._registration_key)
+        if client is None:
+            registered = self.dcr.register(software_statement=self._software_statement)
+            client = StoredClient(registered.client_id, registered.client_secret)
+            self._credentials.save_client(self._registration_key, client)
+        return client
+
+    def invalidate_token(self, value: str) -> None:
+        self._credentials.discard_token(self._registration_key, value)
+
+    # requests ------------------------------------------------------------------------------
+    def _dcr_headers(self) -> dict[str, str]:
+        return {"X-Device-Info": device_info(_server_device_info())}
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        cast: type[T],
+        endpoint: str,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        json: Any = None,
+        authenticated: bool = True,
+        registration: bool = False,
+    ) -> T:
+        """Send one call with bounded retries, token refresh on 401, and typed parsing."""
+        attempt = 0
+        refreshed = False
+        content = None
+        if data is not None:
+            # Encoded here so an empty form still says what it is (Sessions may be created with
+            # no field at all and resumed later).
+            content = urlencode(data).encode()
+        while True:
+            call_headers = dict(headers or {})
+            if content is not None:
+                call_headers["Content-Type"] = FORM_CONTENT_TYPE
+            token = None
+            if authenticated:
+                token = self.access_token()
+                call_headers["Authorization"] = f"Bearer {token}"
+            try:
+                response = self._send(method, path, endpoint, call_headers, params, content, json)
+            except AdobePassError as exc:
+                error: AdobePassError = exc
+            else:
+                if response.status_code == 401 and token is not None and not refreshed:
+                    refreshed = True
+                    self.invalidate_token(token)
+                    continue
+                if response.is_success:
+                    return self._parse(response, cast, endpoint)
+                error = (make_registration_error if registration else make_status_error)(
+                    response, endpoint=endpoint
+                )
+            if not error.retryable or attempt >= self.max_retries:
+                raise error
+            self._sleep(self._backoff(attempt, error))
+            attempt += 1
+
+    def _send(self, method, path, endpoint, headers, params, content, json) -> httpx.Response:
+        started = time.perf_counter()
+        try:
+            response = self._http.request(
+                method, path, headers=headers, params=params, content=content, json=json
+            )
+        except httpx.TimeoutException as exc:
+            self._observe(endpoint, 0, started)
+            raise APITimeoutError(f"{endpoint}: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            self._observe(endpoint, 0, started)
+            raise APIConnectionError(f"{endpoint}: {type(exc).__name__}") from exc
+        self._observe(endpoint, response.status_code, started)
+        return response
+
+    def _observe(self, endpoint: str, status: int, started: float) -> None:
+        if self._on_response is not None:
+            self._on_response(endpoint, status, time.perf_counter() - started)
+
+    @staticmethod
+    def _parse(response: httpx.Response, cast: type[T], endpoint: str) -> T:
+        try:
+            return cast.model_validate(response.json())
+        except ValueError as exc:  # JSONDecodeError and pydantic's ValidationError
+            kind = "fields" if isinstance(exc, ValidationError) else "JSON"
+            raise MalformedResponseError(
+                f"unexpected {kind} in the answer", status_code=response.status_code,
+                endpoint=endpoint,
+            ) from None
+
+    @staticmethod
+    def _backoff(attempt: int, error: AdobePassError) -> float:
+        delay = min(8.0, 0.5 * 2**attempt) * random.uniform(0.75, 1.25)
+        if isinstance(error, RateLimitError):
+            delay = max(delay, error.retry_after)
+        return delay

@@ -1,0 +1,46 @@
+"""Profiles API: all profiles, the profile of one MVPD, the profile made with a code."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from worker.adobe_pass.headers import Device, device_headers, temppass_identity
+from worker.adobe_pass.resources._base import Resource, seg
+from worker.adobe_pass.types import Profiles
+
+
+def _headers(device: Device, identity: Mapping[str, Any] | str | None) -> dict[str, str]:
+    headers = device_headers(device)
+    if identity is not None:
+        headers["AP-TempPass-Identity"] = temppass_identity(identity)
+    return headers
+
+
+class ProfilesResource(Resource):
+    def list(self, service_provider: str, *, device: Device,
+             partner_framework_status: str | None = None) -> Profiles:
+        """GET /api/v2/{serviceProvider}/profiles."""
+        headers = device_headers(device)
+        if partner_framework_status:
+            headers["AP-Partner-Framework-Status"] = partner_framework_status
+        return self._client.request(
+            "GET", f"/api/v2/{seg(service_provider)}/profiles", cast=Profiles,
+            endpoint="profiles.list", headers=headers,
+        )
+
+    def for_mvpd(self, service_provider: str, mvpd: str, *, device: Device,
+                 temppass_identity: Mapping[str, Any] | str | None = None) -> Profiles:
+        """GET /api/v2/{serviceProvider}/profiles/{mvpd}."""
+        return self._client.request(
+            "GET", f"/api/v2/{seg(service_provider)}/profiles/{seg(mvpd)}", cast=Profiles,
+            endpoint="profiles.mvpd", headers=_headers(device, temppass_identity),
+        )
+
+    def for_code(self, service_provider: str, code: str, *, device: Device,
+                 temppass_identity: Mapping[str, Any] | str | None = None) -> Profiles:
+        """GET /api/v2/{serviceProvider}/profiles/code/{code}."""
+        return self._client.request(
+            "GET", f"/api/v2/{seg(service_provider)}/profiles/code/{seg(code)}", cast=Profiles,
+            endpoint="profiles.code", headers=_headers(device, temppass_identity),
+        )
