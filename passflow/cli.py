@@ -16,6 +16,38 @@ def _simulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db(args: argparse.Namespace) -> int:
+    from passflow import database
+
+    if args.action == "upgrade":
+        database.upgrade(args.url, args.revision or "head")
+    elif args.action == "downgrade":
+        database.downgrade(args.url, args.revision or "base")
+    else:
+        database.check(args.url)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from passflow.crypto import cipher_from_settings
+    from worker.app import celery_app
+    from worker.queues import ALL_QUEUES
+
+    cipher_from_settings()  # refuse to start without PASSFLOW_SECRET_KEY
+    argv = ["worker", "--loglevel", args.loglevel,
+            "--queues", args.queues or ",".join(ALL_QUEUES)]
+    if args.concurrency:
+        argv += ["--concurrency", str(args.concurrency)]
+    if args.pool:
+        argv += ["--pool", args.pool]
+    if args.beat:
+        argv.append("--beat")
+    if args.hostname:
+        argv += ["--hostname", args.hostname]
+    celery_app.worker_main(argv)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from passflow.demo import run_demo
 
@@ -32,6 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--config", help="fixtures TOML file (default: the bundled fixtures)")
     sim.add_argument("--log-level", default="info")
     sim.set_defaults(func=_simulator)
+
+    db = commands.add_parser("db", help="database migrations")
+    db.add_argument("action", choices=["upgrade", "downgrade", "check"])
+    db.add_argument("--revision", help="target revision (default: head / base)")
+    db.add_argument("--url", help="database URL (default: PASSFLOW_DATABASE_URL)")
+    db.set_defaults(func=_db)
+
+    work = commands.add_parser("worker", help="a Celery worker of the app")
+    work.add_argument("--queues", help="comma-separated queues (default: all)")
+    work.add_argument("--concurrency", type=int)
+    work.add_argument("--pool", choices=["prefork", "threads", "solo", "gevent"])
+    work.add_argument("--beat", action="store_true", help="also run the periodic sweeper")
+    work.add_argument("--hostname", help="worker node name (default: celery@HOST)")
+    work.add_argument("--loglevel", default="INFO")
+    work.set_defaults(func=_worker)
 
     demo = commands.add_parser("demo", help="run the main job on embedded defaults")
     demo.set_defaults(func=_demo)

@@ -28,7 +28,22 @@ class Settings(BaseSettings):
 
     # Beyond the contract: knobs an operator may need, with safe defaults.
     pass_timeout_s: float = Field(default=10.0, gt=0)
-    pass_max_retries: int = Field(default=2, ge=0, le=5)
+    pass_max_retries: int = Field(default=1, ge=0, le=5)
+    # Where the API is reachable from users' browsers (landing page, activation page).
+    public_url: str = "http://127.0.0.1:8000"
+    # A step holds its job for this long; a worker killed mid-step delays the job this much.
+    lease_s: float = Field(default=60.0, ge=5)
+    sweep_interval_s: float = Field(default=2.0, gt=0)
+    # A step is re-sent by the sweeper once this overdue (a message was lost).
+    sweep_grace_s: float = Field(default=10.0, ge=0.5)
+    # "usually up to 5" resources per preauthorization call (cookbook, step 5).
+    preauthorize_batch: int = Field(default=5, ge=1, le=100)
+    # Bounded retries of decisions denied with action "retry" (checklist: 2-3).
+    decision_retries: int = Field(default=2, ge=0, le=3)
+    # Step retries after retryable errors (5xx, timeouts) before the job fails.
+    step_retries: int = Field(default=3, ge=0, le=10)
+    # Configuration responses are cached this long (checklist: 3-5 minutes).
+    config_cache_s: float = Field(default=180.0, ge=0)
 
 
 @lru_cache

@@ -16,6 +16,7 @@ from worker.adobe_pass._exceptions import (
     PermissionDeniedError,
     RateLimitError,
     RegistrationError,
+    ThrottledError,
 )
 from worker.adobe_pass.credentials import CredentialStore, InMemoryCredentialStore
 from worker.adobe_pass.headers import Device
@@ -25,5 +26,5 @@ __all__ = [
     "AuthenticationError", "BadRequestError", "CredentialStore", "Device",
     "InMemoryCredentialStore", "InternalServerError", "InvalidClientError",
     "MalformedResponseError", "MethodNotAllowedError", "NotFoundError",
-    "PermissionDeniedError", "RateLimitError", "RegistrationError",
+    "PermissionDeniedError", "RateLimitError", "RegistrationError", "ThrottledError",
 ]

@@ -27,6 +27,7 @@ from worker.adobe_pass._exceptions import (
     InvalidClientError,
     MalformedResponseError,
     RateLimitError,
+    ThrottledError,
     make_registration_error,
     make_status_error,
 )
@@ -87,6 +88,7 @@ class AdobePass:
         refresh_lock: Callable[[str], AbstractContextManager[Any]] | None = None,
         transport: httpx.BaseTransport | None = None,
         on_response: Callable[[str, int, float], None] | None = None,
+        rate_limiter: Callable[[str, Mapping[str, str]], float] | None = None,
         user_agent: str = "passflow",
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -100,6 +102,7 @@ class AdobePass:
         self._local_lock = threading.Lock()
         self._refresh_lock = refresh_lock or (lambda _key: self._local_lock)
         self._on_response = on_response
+        self._rate_limiter = rate_limiter
         self._sleep = sleep
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -214,12 +217,18 @@ class AdobePass:
                 error = (make_registration_error if registration else make_status_error)(
                     response, endpoint=endpoint
                 )
-            if not error.retryable or attempt >= self.max_retries:
+            if (not error.retryable or attempt >= self.max_retries
+                    or isinstance(error, ThrottledError)):
                 raise error
             self._sleep(self._backoff(attempt, error))
             attempt += 1
 
     def _send(self, method, path, endpoint, headers, params, content, json) -> httpx.Response:
+        if self._rate_limiter is not None:
+            wait = self._rate_limiter(endpoint, headers)
+            if wait > 0:
+                # Not slept here: the caller reschedules (a Celery countdown), freeing its slot.
+                raise ThrottledError(wait, endpoint=endpoint)
         started = time.perf_counter()
         try:
             response = self._http.request(

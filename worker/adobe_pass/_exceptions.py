@@ -32,6 +32,18 @@ class APITimeoutError(APIConnectionError):
         super().__init__(message)
 
 
+class ThrottledError(AdobePassError):
+    """Our own per-device budget is spent: call again after `retry_after` seconds. Nothing was
+    sent to Adobe Pass."""
+
+    retryable = True
+
+    def __init__(self, retry_after: float, *, endpoint: str):
+        super().__init__(f"{endpoint}: device request budget spent, next in {retry_after:.2f}s")
+        self.retry_after = max(0.0, retry_after)
+        self.endpoint = endpoint
+
+
 class MalformedResponseError(AdobePassError):
     """A success status with a body that is not the documented JSON shape."""
 

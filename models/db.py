@@ -1,0 +1,67 @@
+"""The engine and the one helper that owns a session's lifetime."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+_engine: Engine | None = None
+_factory: sessionmaker[Session] | None = None
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    if url.startswith("sqlite"):
+        # Workers and the API share the file: wait for locks instead of failing at once.
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    if "poolclass" not in kwargs:
+        kwargs.update(pool_size=5, max_overflow=10)
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def configure(url: str | None = None) -> Engine:
+    """(Re)bind the process to a database; the URL defaults to PASSFLOW_DATABASE_URL."""
+    global _engine, _factory
+    if url is None:
+        from passflow.settings import get_settings
+
+        url = get_settings().database_url
+    if _engine is not None:
+        _engine.dispose()
+    _engine = make_engine(url)
+    _factory = sessionmaker(_engine, expire_on_commit=False)
+    return _engine
+
+
+def engine() -> Engine:
+    return _engine if _engine is not None else configure()
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A session for one task or request: commit on success, roll back on error."""
+    if _factory is None:
+        configure()
+    assert _factory is not None
+    session = _factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,125 @@
+"""What passflow learned from Adobe Pass: sessions, profiles, decisions, logouts.
+
+Each row names its job and device, so a job can be resumed from its records and operations can
+read the entitlement history by device, MVPD, resource and time.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, utcnow
+
+
+class SessionStatus(enum.StrEnum):
+    PENDING = "pending"
+    AUTHENTICATED = "authenticated"
+    EXPIRED = "expired"
+    SUPERSEDED = "superseded"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class AuthSession(Base):
+    __tablename__ = "auth_sessions"
+    __table_args__ = (
+        UniqueConstraint("service_provider", "code"),
+        Index("ix_auth_sessions_device_created", "device_id", "created_at"),
+        Index("ix_auth_sessions_due", "status", "next_poll_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    service_provider: Mapped[str] = mapped_column(String(200))
+    code: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(1000))
+    mvpd: Mapped[str | None] = mapped_column(String(200))
+    adobe_session_id: Mapped[str | None] = mapped_column(String(100))
+    not_before: Mapped[datetime | None]
+    not_after: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(32), default=SessionStatus.PENDING)
+    stop_reason: Mapped[str | None] = mapped_column(String(200))
+    next_poll_at: Mapped[datetime | None]
+    polls: Mapped[int] = mapped_column(default=0)
+    # The primary-screen flow starts polling once the user reaches redirectUrl (checklist).
+    polling_started_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Profile(Base):
+    __tablename__ = "profiles"
+    __table_args__ = (
+        UniqueConstraint("job_id", "mvpd"),
+        Index("ix_profiles_device_created", "device_id", "created_at"),
+        Index("ix_profiles_mvpd_created", "mvpd", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    service_provider: Mapped[str] = mapped_column(String(200))
+    mvpd: Mapped[str] = mapped_column(String(200))
+    not_before: Mapped[datetime]
+    not_after: Mapped[datetime]
+    issuer: Mapped[str | None] = mapped_column(String(200))
+    type: Mapped[str | None] = mapped_column(String(64))
+    # User metadata is personal data: stored encrypted, never logged.
+    attributes_enc: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DecisionKind(enum.StrEnum):
+    PREAUTHORIZE = "preauthorize"
+    AUTHORIZE = "authorize"
+
+
+class Decision(Base):
+    __tablename__ = "decisions"
+    __table_args__ = (
+        UniqueConstraint("job_id", "kind", "resource"),
+        Index("ix_decisions_device_created", "device_id", "created_at"),
+        Index("ix_decisions_mvpd_created", "mvpd", "created_at"),
+        Index("ix_decisions_resource_created", "resource", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    service_provider: Mapped[str] = mapped_column(String(200))
+    mvpd: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    resource: Mapped[str] = mapped_column(String(500))
+    decision: Mapped[str] = mapped_column(String(8))  # Permit | Deny
+    source: Mapped[str | None] = mapped_column(String(32))
+    error_code: Mapped[str | None] = mapped_column(String(100))
+    error_action: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    media_token_enc: Mapped[str | None] = mapped_column(Text)
+    token_not_before: Mapped[datetime | None]
+    token_not_after: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Logout(Base):
+    __tablename__ = "logouts"
+    __table_args__ = (
+        UniqueConstraint("job_id", "mvpd"),
+        Index("ix_logouts_device_created", "device_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    service_provider: Mapped[str] = mapped_column(String(200))
+    mvpd: Mapped[str] = mapped_column(String(200))
+    action_name: Mapped[str] = mapped_column(String(64))
+    action_type: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

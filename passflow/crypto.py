@@ -1,0 +1,57 @@
+"""Encryption of secrets at rest (client secrets, access tokens, media tokens, profile data).
+
+PASSFLOW_SECRET_KEY may be any string; a Fernet key is derived from it. Several keys separated
+by commas decrypt (the first encrypts), so keys can be rotated.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+
+class SecretKeyMissing(RuntimeError):
+    pass
+
+
+def _fernet(secret: str) -> Fernet:
+    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()))
+
+
+class Cipher:
+    def __init__(self, secret_keys: str):
+        keys = [k.strip() for k in secret_keys.split(",") if k.strip()]
+        if not keys:
+            raise SecretKeyMissing("PASSFLOW_SECRET_KEY is empty")
+        self._multi = MultiFernet([_fernet(k) for k in keys])
+
+    def encrypt(self, plaintext: str) -> str:
+        return self._multi.encrypt(plaintext.encode()).decode()
+
+    def decrypt(self, ciphertext: str) -> str:
+        try:
+            return self._multi.decrypt(ciphertext.encode()).decode()
+        except InvalidToken as exc:
+            raise SecretKeyMissing("cannot decrypt: PASSFLOW_SECRET_KEY does not match") from exc
+
+    def encrypt_json(self, value: Any) -> str:
+        return self.encrypt(json.dumps(value, separators=(",", ":")))
+
+    def decrypt_json(self, ciphertext: str) -> Any:
+        return json.loads(self.decrypt(ciphertext))
+
+    def rotate(self, ciphertext: str) -> str:
+        return self._multi.rotate(ciphertext.encode()).decode()
+
+
+def cipher_from_settings() -> Cipher:
+    from passflow.settings import get_settings
+
+    key = get_settings().secret_key
+    if key is None or not key.get_secret_value():
+        raise SecretKeyMissing("PASSFLOW_SECRET_KEY is required to store secrets")
+    return Cipher(key.get_secret_value())

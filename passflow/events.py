@@ -1,0 +1,105 @@
+"""The events the streaming platform's backend sends (CONTRACT.md, POST /v1/events)."""
+
+from __future__ import annotations
+
+import enum
+from ipaddress import ip_address
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_ID = {"min_length": 1, "max_length": 200}
+
+
+class EventType(enum.StrEnum):
+    PROFILES = "profiles.requested"
+    AUTHENTICATION = "authentication.requested"
+    PREAUTHORIZATION = "preauthorization.requested"
+    AUTHORIZATION = "authorization.requested"
+    LOGOUT = "logout.requested"
+    TEMPPASS = "temppass.requested"
+
+
+# The fields each type needs beyond event_id, type and device (CONTRACT.md table).
+REQUIRED: dict[EventType, tuple[str, ...]] = {
+    EventType.PROFILES: (),
+    EventType.AUTHENTICATION: (),
+    EventType.PREAUTHORIZATION: ("mvpd", "resources"),
+    EventType.AUTHORIZATION: ("mvpd", "resource"),
+    EventType.LOGOUT: ("mvpd",),
+    EventType.TEMPPASS: ("mvpd", "resource"),
+}
+
+
+def _no_control_chars(value: str) -> str:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+class DeviceIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(**_ID)
+    ip: str | None = Field(default=None, max_length=64)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    info: dict[str, Any] = {}
+
+    _check_id = field_validator("id")(_no_control_chars)
+
+    @field_validator("ip")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        if value is not None:
+            ip_address(value)  # ValueError -> 422
+        return value
+
+    @field_validator("info")
+    @classmethod
+    def _info(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(repr(value)) > 4000:
+            raise ValueError("device info is too large")
+        return value
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    event_id: str = Field(**_ID)
+    type: EventType
+    service_provider: str | None = Field(default=None, **_ID)
+    device: DeviceIn
+    mvpd: str | None = Field(default=None, **_ID)
+    resource: str | None = Field(default=None, min_length=1, max_length=500)
+    resources: list[str] | None = Field(default=None, min_length=1, max_length=100)
+    redirect_url: str | None = Field(default=None, max_length=2000)
+    domain_name: str | None = Field(default=None, max_length=255)
+    # Promotional TempPass: the user identity sent as AP-TempPass-Identity.
+    temppass_identity: dict[str, Any] | str | None = None
+
+    _check_ids = field_validator("event_id", "mvpd", "resource")(
+        lambda v: v if v is None else _no_control_chars(v))
+
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            for item in value:
+                if not item or len(item) > 500:
+                    raise ValueError("each resource must be 1 to 500 characters")
+                _no_control_chars(item)
+        return value
+
+    @field_validator("redirect_url")
+    @classmethod
+    def _redirect(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an absolute http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _type_needs(self) -> EventIn:
+        missing = [name for name in REQUIRED[self.type] if getattr(self, name) in (None, [])]
+        if missing:
+            raise ValueError(f"{self.type} needs: {', '.join(missing)}")
+        return self

@@ -1,0 +1,232 @@
+"""Every event type end to end: real worker, Redis, SQLite and PostgreSQL, the simulator over
+sockets."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+import models.db
+from models import AuthSession, Decision, Job, Logout, Profile
+from passflow.crypto import cipher_from_settings
+from tests.conftest import new_device
+from tests.worker.conftest import make_event, wait_for, wait_for_status
+from worker import jobs
+from worker.views import job_view
+
+SP = "REF30"
+
+
+def submit(type_: str, device, **fields) -> str:
+    event = make_event(f"evt-{uuid.uuid4()}", type_, device, **fields)
+    job_id, created = jobs.submit(event, default_service_provider=SP)
+    assert created
+    return job_id
+
+
+def view(job_id: str) -> dict:
+    with models.db.session_scope() as session:
+        return job_view(session, session.get(Job, job_id), cipher_from_settings())
+
+
+def count(model, **where) -> int:
+    with models.db.session_scope() as session:
+        query = select(func.count()).select_from(model)
+        for key, value in where.items():
+            query = query.where(getattr(model, key) == value)
+        return session.scalar(query)
+
+
+def authenticate(sim: httpx.Client, device, mvpd: str = "Cablevision") -> str:
+    job_id = submit("authentication.requested", device, mvpd=mvpd)
+    wait_for_status(job_id, "waiting_for_user")
+    code = view(job_id)["result"]["code"]
+    sim.post("/_sim/login", json={"code": code}).raise_for_status()
+    assert wait_for_status(job_id) == "succeeded"
+    return job_id
+
+
+def test_authentication_with_mvpd_succeeds_after_login(jobs_env: httpx.Client):
+    device = new_device()
+    job_id = submit("authentication.requested", device, mvpd="Cablevision",
+                    redirect_url="https://example.com/done", domain_name="example.com")
+    wait_for_status(job_id, "waiting_for_user")
+    waiting = view(job_id)
+    assert waiting["result"]["url"].endswith(f"/api/v2/authenticate/{SP}/"
+                                             + waiting["result"]["code"])
+    # A few polls happen while the user has not logged in yet.
+    wait_for(lambda: count(AuthSession, job_id=job_id) and _polls(job_id) >= 2)
+    jobs_env.post("/_sim/login", json={"code": waiting["result"]["code"]}).raise_for_status()
+    assert wait_for_status(job_id) == "succeeded"
+    done = view(job_id)
+    assert done["result"]["profile"]["mvpd"] == "Cablevision"
+    assert done["result"]["profile"]["attributes"]["userID"]["value"] == "cv-0001"
+    assert [s["step"] for s in done["steps"]] == [
+        "authentication.check_profiles", "configuration.retrieve", "sessions.create",
+        "profiles.poll"]
+    assert all(s["status"] == "succeeded" for s in done["steps"])
+    assert count(Profile, job_id=job_id) == 1
+
+
+def _polls(job_id: str) -> int:
+    with models.db.session_scope() as session:
+        return session.scalars(select(AuthSession.polls).where(
+            AuthSession.job_id == job_id)).one()
+
+
+def test_authentication_without_mvpd_polls_by_code(jobs_env: httpx.Client):
+    device = new_device()
+    job_id = submit("authentication.requested", device)
+    wait_for_status(job_id, "waiting_for_user")
+    code = view(job_id)["result"]["code"]
+    # The second screen picks the provider and resumes the session.
+    with models.db.session_scope() as session:
+        assert session.scalars(select(AuthSession.mvpd).where(
+            AuthSession.job_id == job_id)).one() is None
+    from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
+    from worker.adobe_pass import AdobePass
+
+    with AdobePass(str(jobs_env.base_url), software_statement=DEMO_SOFTWARE_STATEMENT) as ap:
+        resumed = ap.sessions.resume(SP, code, device=new_device(), mvpd="Spectrum")
+    assert resumed.action_name == "authenticate"
+    jobs_env.post("/_sim/login", json={"code": code}).raise_for_status()
+    assert wait_for_status(job_id) == "succeeded"
+    assert view(job_id)["result"]["profile"]["mvpd"] == "Spectrum"
+
+
+def test_authentication_expires_at_not_after(jobs_env: httpx.Client):
+    device = new_device()
+    job_id = submit("authentication.requested", device, mvpd="Cablevision")
+    wait_for_status(job_id, "waiting_for_user")
+    jobs_env.post("/_sim/clock", json={"seconds": 1801}).raise_for_status()
+    assert wait_for_status(job_id) == "expired"
+    with models.db.session_scope() as session:
+        auth = session.scalars(select(AuthSession).where(AuthSession.job_id == job_id)).one()
+        assert auth.status == "expired" and auth.stop_reason == "invalid_authentication_session"
+    assert view(job_id)["error"]["code"] == "authentication_session_expired"
+
+
+def test_a_newer_session_supersedes_the_older(jobs_env: httpx.Client):
+    device = new_device()
+    first = submit("authentication.requested", device, mvpd="Cablevision")
+    wait_for_status(first, "waiting_for_user")
+    second = submit("authentication.requested", device, mvpd="Cablevision")
+    wait_for_status(second, "waiting_for_user")
+    assert wait_for_status(first) == "cancelled"
+    with models.db.session_scope() as session:
+        older = session.scalars(select(AuthSession).where(AuthSession.job_id == first)).one()
+        assert older.status == "superseded" and second in older.stop_reason
+    assert view(first)["error"]["code"] == "superseded"
+    jobs_env.post("/_sim/login", json={"code": view(second)["result"]["code"]})
+    assert wait_for_status(second) == "succeeded"
+
+
+def test_already_authenticated_device_needs_no_new_session(jobs_env: httpx.Client):
+    device = new_device()
+    authenticate(jobs_env, device)
+    again = submit("authentication.requested", device, mvpd="Cablevision")
+    assert wait_for_status(again) == "succeeded"
+    result = view(again)
+    assert result["result"]["profile"]["mvpd"] == "Cablevision"
+    assert [s["step"] for s in result["steps"]] == ["authentication.check_profiles"]
+
+
+def test_profiles_requested_lists_profiles(jobs_env: httpx.Client):
+    device = new_device()
+    authenticate(jobs_env, device)
+    job_id = submit("profiles.requested", device)
+    assert wait_for_status(job_id) == "succeeded"
+    assert [p["mvpd"] for p in view(job_id)["result"]["profiles"]] == ["Cablevision"]
+
+
+def test_preauthorization_in_batches_permit_and_deny(jobs_env: httpx.Client):
+    device = new_device()
+    authenticate(jobs_env, device)
+    resources = ["REF30", "CNN", "HBO", "r4", "r5", "r6", "r7"]
+    job_id = submit("preauthorization.requested", device, mvpd="Cablevision",
+                    resources=resources)
+    assert wait_for_status(job_id) == "succeeded"
+    decisions = {d["resource"]: d for d in view(job_id)["result"]["decisions"]}
+    assert set(decisions) == set(resources)
+    assert decisions["HBO"]["decision"] == "Deny"
+    assert decisions["HBO"]["error"]["code"] == "preauthorization_denied_by_mvpd"
+    assert all(decisions[r]["decision"] == "Permit" for r in resources if r != "HBO")
+    stats = jobs_env.get("/_sim/stats").json()
+    assert stats["decisions.preauthorize 200"] == 2  # 7 resources in batches of 5
+
+
+def test_authorization_permit_and_deny(jobs_env: httpx.Client):
+    device = new_device()
+    authenticate(jobs_env, device)
+    permit = submit("authorization.requested", device, mvpd="Cablevision", resource="REF30")
+    deny = submit("authorization.requested", device, mvpd="Cablevision", resource="HBO")
+    assert wait_for_status(permit) == "succeeded" and wait_for_status(deny) == "succeeded"
+    [granted] = view(permit)["result"]["decisions"]
+    assert granted["decision"] == "Permit" and granted["media_token"]
+    [denied] = view(deny)["result"]["decisions"]
+    assert denied["decision"] == "Deny" and "media_token" not in denied
+    assert denied["error"]["code"] == "authorization_denied_by_mvpd"
+    # Stored encrypted: the database never holds the media token in clear.
+    with models.db.session_scope() as session:
+        stored = session.scalars(select(Decision).where(Decision.job_id == permit)).one()
+        assert stored.media_token_enc and granted["media_token"] not in stored.media_token_enc
+
+
+def test_authorization_without_profile_fails_with_the_action(jobs_env: httpx.Client):
+    job_id = submit("authorization.requested", new_device(), mvpd="Cablevision",
+                    resource="REF30")
+    assert wait_for_status(job_id) == "failed"
+    error = view(job_id)["error"]
+    assert (error["code"], error["action"], error["status"]) == (
+        "authenticated_profile_missing", "authentication", 403)
+
+
+def test_retry_denials_are_retried_a_bounded_number_of_times(jobs_env: httpx.Client):
+    device = new_device()
+    authenticate(jobs_env, device)
+    faults = jobs_env.get("/_sim/faults").json()
+    jobs_env.put("/_sim/faults", json={**faults, "retry_deny_rate": 1.0}).raise_for_status()
+    job_id = submit("authorization.requested", device, mvpd="Cablevision", resource="REF30")
+    assert wait_for_status(job_id, timeout=30) == "succeeded"
+    [decision] = view(job_id)["result"]["decisions"]
+    assert decision["decision"] == "Deny" and decision["error"]["action"] == "retry"
+    assert jobs_env.get("/_sim/stats").json()["decisions.authorize 200"] == 3  # 1 + 2 retries
+
+
+def test_logout_records_each_removed_profile(jobs_env: httpx.Client):
+    device = new_device()
+    authenticate(jobs_env, device)
+    job_id = submit("logout.requested", device, mvpd="Cablevision",
+                    redirect_url="https://example.com/bye")
+    assert wait_for_status(job_id) == "succeeded"
+    [logout] = view(job_id)["result"]["logouts"]
+    assert (logout["mvpd"], logout["actionName"], logout["actionType"]) == (
+        "Cablevision", "logout", "interactive")
+    assert "example.com%2Fbye" in logout["url"]
+    assert count(Logout, job_id=job_id) == 1
+
+
+@pytest.mark.parametrize("mvpd,identity", [("TempPass_TEST40", None),
+                                           ("flexibleTempPass", {"email": "a@example.com"})])
+def test_temppass_basic_and_promotional(jobs_env: httpx.Client, mvpd, identity):
+    device = new_device()
+    fields = {"mvpd": mvpd, "resource": "REF30"}
+    if identity:
+        fields["temppass_identity"] = identity
+    job_id = submit("temppass.requested", device, **fields)
+    assert wait_for_status(job_id) == "succeeded"
+    [decision] = view(job_id)["result"]["decisions"]
+    assert decision["decision"] == "Permit" and decision["source"] == "temppass"
+    assert decision["media_token"]
+
+
+def test_same_event_id_answers_with_the_first_job(jobs_env: httpx.Client):
+    device = new_device()
+    event = make_event(f"evt-{uuid.uuid4()}", "profiles.requested", device)
+    first, created = jobs.submit(event, default_service_provider=SP)
+    again, created_again = jobs.submit(event, default_service_provider=SP)
+    assert (again, created, created_again) == (first, True, False)
+    assert wait_for_status(first) == "succeeded"

@@ -1,0 +1,280 @@
+"""Jobs: accepting an event, running one step under a lease, dispatching the next, sweeping.
+
+The SQL row is the source of truth, not the broker. A job names the step to run next
+(`current_step`), when (`next_run_at`) and who runs it now (`lease_owner` until `lease_until`).
+A task first claims the job with a conditional update; a redelivered or duplicate message finds
+nothing to claim and stops. The outcome and the records a step made are committed together,
+then the next step is sent to the broker. A periodic sweeper re-sends any step that is overdue,
+so a lost message (a killed worker, Redis down at the wrong moment) only delays a job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from models import FINAL_STATUSES, Device, Event, Job, JobStatus, JobStep, StepStatus, utcnow
+from passflow.events import EventIn, EventType
+from worker.queues import Queue
+
+log = logging.getLogger(__name__)
+
+# A message may arrive a little before its countdown ends (clock skew between hosts).
+EARLY_TOLERANCE = timedelta(seconds=1)
+
+
+@dataclass
+class Outcome:
+    """What a step decided. `next_step` None ends the job with `status`."""
+
+    status: JobStatus
+    next_step: str | None = None
+    delay_s: float = 0.0
+    result: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    queue: Queue
+    run: Callable[..., Outcome]
+
+
+STEPS: dict[str, StepSpec] = {}
+
+
+def step(name: str, queue: Queue) -> Callable[[Callable[..., Outcome]], Callable[..., Outcome]]:
+    """Register a service function as the step `name`, run on `queue`."""
+
+    def register(fn: Callable[..., Outcome]) -> Callable[..., Outcome]:
+        STEPS[name] = StepSpec(queue, fn)
+        return fn
+
+    return register
+
+
+FIRST_STEP: dict[EventType, str] = {
+    EventType.PROFILES: "profiles.retrieve",
+    EventType.AUTHENTICATION: "authentication.check_profiles",
+    EventType.PREAUTHORIZATION: "decisions.preauthorize",
+    EventType.AUTHORIZATION: "decisions.authorize",
+    EventType.LOGOUT: "logout.initiate",
+    EventType.TEMPPASS: "temppass.authorize",
+}
+
+
+# Accepting events --------------------------------------------------------------------------------
+
+def find_job_for_event(session: Session, event_id: str) -> Job | None:
+    return session.scalars(
+        select(Job).join(Event, Job.event_pk == Event.id).where(Event.event_id == event_id)
+    ).first()
+
+
+def accept_event(session: Session, event: EventIn, *, default_service_provider: str) -> Job:
+    """Store the event, its device and its job in the caller's transaction. The job is due now;
+    the caller dispatches it after commit (and the sweeper does if that is lost)."""
+    device = session.get(Device, event.device.id)
+    if device is None:
+        device = Device(id=event.device.id)
+        session.add(device)
+    device.last_info = dict(event.device.info)
+    device.last_ip = event.device.ip
+    device.last_port = event.device.port
+    record = Event(event_id=event.event_id, type=event.type,
+                   payload=event.model_dump(mode="json"))
+    now = utcnow()
+    job = Job(
+        event=record, type=event.type, status=JobStatus.QUEUED,
+        service_provider=event.service_provider or default_service_provider,
+        device_id=device.id, mvpd=event.mvpd, current_step=FIRST_STEP[event.type],
+        next_run_at=now, result={}, state={}, created_at=now,
+    )
+    session.add_all([record, job])
+    session.flush()
+    return job
+
+
+# Running a step ----------------------------------------------------------------------------------
+
+def claim(session: Session, job_id: str, step_name: str, owner: str, *,
+          lease: timedelta) -> bool:
+    """Take the job's lease for `step_name`; False when there is nothing to do."""
+    now = utcnow()
+    claimed = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.current_step == step_name,
+            Job.status.not_in([s.value for s in FINAL_STATUSES]),
+            or_(Job.lease_until.is_(None), Job.lease_until < now),
+            or_(Job.next_run_at.is_(None), Job.next_run_at <= now + EARLY_TOLERANCE),
+        )
+        .values(lease_owner=owner, lease_until=now + lease)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not claimed:
+        return False
+    row = session.scalars(
+        select(JobStep).where(JobStep.job_id == job_id, JobStep.step == step_name)
+    ).first()
+    if row is None:
+        row = JobStep(job_id=job_id, step=step_name, attempts=0, started_at=now)
+        session.add(row)
+    row.attempts += 1
+    row.status = StepStatus.RUNNING
+    row.started_at = row.started_at or now
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+        .values(status=JobStatus.RUNNING).execution_options(synchronize_session=False)
+    )
+    return True
+
+
+class LeaseLost(Exception):
+    """Another worker took the job over (this one was too slow): its work is rolled back."""
+
+
+def complete(session: Session, job: Job, step_name: str, owner: str, outcome: Outcome) -> None:
+    """Record the outcome in the caller's transaction, conditional on still holding the lease."""
+    now = utcnow()
+    final = outcome.next_step is None
+    values: dict[str, Any] = {
+        "status": outcome.status,
+        "current_step": outcome.next_step,
+        "next_run_at": None if final else now + timedelta(seconds=outcome.delay_s),
+        "dispatched_at": None if final else now,
+        "lease_owner": None,
+        "lease_until": None,
+        "result": {**(job.result or {}), **outcome.result},
+        "state": {**(job.state or {}), **outcome.state},
+        "updated_at": now,
+    }
+    if outcome.error is not None:
+        values["error"] = outcome.error
+    if final:
+        values["finished_at"] = now
+    done = session.execute(
+        update(Job).where(Job.id == job.id, Job.lease_owner == owner).values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not done:
+        raise LeaseLost(job.id)
+    repeat = outcome.next_step == step_name
+    session.execute(
+        update(JobStep).where(JobStep.job_id == job.id, JobStep.step == step_name).values(
+            status=StepStatus.RUNNING if repeat else (
+                StepStatus.FAILED if outcome.status == JobStatus.FAILED else StepStatus.SUCCEEDED),
+            finished_at=None if repeat else now,
+            last_error=None if outcome.error is None else str(outcome.error)[:2000],
+        ).execution_options(synchronize_session=False)
+    )
+
+
+def release(session: Session, job_id: str, step_name: str, owner: str, *, retry_in_s: float,
+            error: str) -> None:
+    """Give the lease back and set when the step is due again (after a retryable failure)."""
+    now = utcnow()
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.lease_owner == owner).values(
+            lease_owner=None, lease_until=None,
+            next_run_at=now + timedelta(seconds=retry_in_s), dispatched_at=now,
+        ).execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(JobStep).where(JobStep.job_id == job_id, JobStep.step == step_name)
+        .values(last_error=error[:2000]).execution_options(synchronize_session=False)
+    )
+
+
+def cancel(session: Session, job_id: str, *, reason: str = "cancelled") -> bool:
+    """Cancel a job by a row update: a pending poll finds it final and stops."""
+    from models import AuthSession, SessionStatus
+
+    now = utcnow()
+    changed = session.execute(
+        update(Job).where(Job.id == job_id,
+                          Job.status.not_in([s.value for s in FINAL_STATUSES]))
+        .values(status=JobStatus.CANCELLED, current_step=None, next_run_at=None,
+                lease_owner=None, lease_until=None, finished_at=now,
+                error={"code": reason, "action": "none"})
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.execute(
+        update(AuthSession).where(AuthSession.job_id == job_id,
+                                  AuthSession.status == SessionStatus.PENDING)
+        .values(status=SessionStatus.CANCELLED, stop_reason=reason, next_poll_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(changed)
+
+
+# Sweeping ----------------------------------------------------------------------------------------
+
+def overdue_jobs(session: Session, *, grace: timedelta,
+                 limit: int = 500) -> list[tuple[str, str]]:
+    """Claim (job id, step) pairs whose step is overdue and unleased, marking them dispatched.
+
+    On PostgreSQL, FOR UPDATE SKIP LOCKED lets several sweepers share the work.
+    """
+    now = utcnow()
+    query = (
+        select(Job.id, Job.current_step)
+        .where(
+            Job.current_step.is_not(None),
+            Job.next_run_at <= now - grace,
+            or_(Job.dispatched_at.is_(None), Job.dispatched_at < now - grace),
+            or_(Job.lease_until.is_(None), Job.lease_until < now),
+        )
+        .order_by(Job.next_run_at)
+        .limit(limit)
+    )
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = [(job_id, step_name) for job_id, step_name in session.execute(query)]
+    if rows:
+        session.execute(
+            update(Job).where(Job.id.in_([job_id for job_id, _ in rows]))
+            .values(dispatched_at=now).execution_options(synchronize_session=False)
+        )
+    return rows
+
+
+def submit(event: EventIn, *, default_service_provider: str) -> tuple[str, bool]:
+    """Accept an event in its own transaction and dispatch its first step after commit.
+
+    Returns (job id, created). The same event_id again returns the first job and starts nothing.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    from models.db import session_scope
+    from worker.runner import dispatch
+
+    with session_scope() as session:
+        existing = find_job_for_event(session, event.event_id)
+        if existing is not None:
+            return existing.id, False
+    try:
+        with session_scope() as session:
+            job = accept_event(session, event, default_service_provider=default_service_provider)
+            job_id, first = job.id, job.current_step
+    except IntegrityError:
+        # The same event_id accepted concurrently: answer with that job.
+        with session_scope() as session:
+            existing = find_job_for_event(session, event.event_id)
+            if existing is None:
+                raise
+            return existing.id, False
+    if first is not None and dispatch(job_id, first):
+        with session_scope() as session:
+            session.execute(update(Job).where(Job.id == job_id, Job.dispatched_at.is_(None))
+                            .values(dispatched_at=utcnow())
+                            .execution_options(synchronize_session=False))
+    return job_id, True

@@ -1,0 +1,107 @@
+"""Cookbook step 1, registration, for the whole pool: credentials and tokens in SQL, encrypted,
+and a Redis lock so N workers never register (or refresh) N times."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import redis
+from sqlalchemy import select, update
+
+from models import Registration, utcnow
+from models.db import session_scope
+from passflow.crypto import Cipher
+from worker.adobe_pass.credentials import StoredClient, StoredToken
+
+
+class SqlCredentialStore:
+    """CredentialStore on the `registrations` table. Tokens are also kept in process memory so
+    a call does not cost a database read."""
+
+    def __init__(self, cipher: Cipher, base_url: str):
+        self._cipher = cipher
+        self._base_url = base_url
+        self._tokens: dict[str, StoredToken] = {}
+        self._lock = threading.Lock()
+
+    def _row(self, session, key: str) -> Registration:
+        row = session.scalars(select(Registration).where(Registration.key == key)).one_or_none()
+        if row is None:
+            row = Registration(key=key, base_url=self._base_url)
+            session.add(row)
+            session.flush()
+        return row
+
+    def load_client(self, key: str) -> StoredClient | None:
+        with session_scope() as session:
+            row = session.scalars(select(Registration).where(Registration.key == key)).first()
+            if row is None or not row.client_id or not row.client_secret_enc:
+                return None
+            return StoredClient(row.client_id, self._cipher.decrypt(row.client_secret_enc))
+
+    def save_client(self, key: str, client: StoredClient) -> None:
+        with session_scope() as session:
+            row = self._row(session, key)
+            row.client_id = client.client_id
+            row.client_secret_enc = self._cipher.encrypt(client.client_secret)
+            row.registered_at = utcnow()
+            row.registrations += 1
+            row.access_token_enc = None
+            row.token_expires_at = None
+
+    def discard_client(self, key: str) -> None:
+        with self._lock:
+            self._tokens.pop(key, None)
+        with session_scope() as session:
+            session.execute(update(Registration).where(Registration.key == key).values(
+                client_id=None, client_secret_enc=None, access_token_enc=None,
+                token_expires_at=None))
+
+    def load_token(self, key: str) -> StoredToken | None:
+        cached = self._tokens.get(key)
+        if cached is not None and cached.expires_at > time.time():
+            return cached
+        with session_scope() as session:
+            row = session.scalars(select(Registration).where(Registration.key == key)).first()
+            if row is None or not row.access_token_enc or row.token_expires_at is None:
+                return None
+            token = StoredToken(self._cipher.decrypt(row.access_token_enc),
+                                row.token_expires_at.timestamp())
+        with self._lock:
+            self._tokens[key] = token
+        return token
+
+    def save_token(self, key: str, token: StoredToken) -> None:
+        with session_scope() as session:
+            row = self._row(session, key)
+            row.access_token_enc = self._cipher.encrypt(token.value)
+            row.token_expires_at = datetime.fromtimestamp(token.expires_at, UTC)
+        with self._lock:
+            self._tokens[key] = token
+
+    def discard_token(self, key: str, value: str) -> None:
+        with self._lock:
+            cached = self._tokens.get(key)
+            if cached is not None and cached.value == value:
+                del self._tokens[key]
+        with session_scope() as session:
+            row = session.scalars(select(Registration).where(Registration.key == key)).first()
+            if row is not None and row.access_token_enc and (
+                    self._cipher.decrypt(row.access_token_enc) == value):
+                row.access_token_enc = None
+                row.token_expires_at = None
+
+
+def redis_refresh_lock(client: redis.Redis):
+    """A lock factory for AdobePass(refresh_lock=...): one registration/refresh in the pool."""
+
+    @contextlib.contextmanager
+    def lock(key: str) -> Iterator[None]:
+        with client.lock(f"passflow:lock:registration:{key}", timeout=60, blocking_timeout=90):
+            yield
+
+    return lock

@@ -1,0 +1,124 @@
+"""Runs one step of one job: claim, call the service, commit, dispatch the next step."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from datetime import timedelta
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.exc import DBAPIError
+
+from models import Job, JobStatus
+from models.db import session_scope
+from passflow.settings import get_settings
+from worker import jobs
+from worker.adobe_pass import AdobePassError, RateLimitError, ThrottledError
+from worker.jobs import STEPS, LeaseLost, Outcome
+from worker.metrics import STEP_LATENCY, THROTTLED
+from worker.runtime import runtime
+from worker.steps.base import StepContext, error_of
+
+log = logging.getLogger(__name__)
+
+
+def dispatch(job_id: str, step_name: str, *, countdown: float = 0.0) -> bool:
+    """Send a step to its queue. A failure is logged, not raised: the sweeper re-sends."""
+    from worker.app import celery_app
+
+    try:
+        celery_app.send_task(f"passflow.{step_name}", args=[job_id],
+                             queue=STEPS[step_name].queue.value,
+                             countdown=countdown if countdown > 0 else None)
+        return True
+    except Exception as exc:  # broker down: the job stays due in SQL
+        log.warning("dispatch of %s for job %s failed: %s", step_name, job_id, exc)
+        return False
+
+
+def _backoff(retries: int) -> float:
+    return min(30.0, 2.0 ** (retries + 1)) * random.uniform(0.8, 1.2)
+
+
+def _release(job_id: str, step_name: str, owner: str, retry_in: float, error: str) -> None:
+    with session_scope() as session:
+        jobs.release(session, job_id, step_name, owner, retry_in_s=retry_in, error=error)
+
+
+def run_step(task: Task, step_name: str, job_id: str) -> str:
+    settings = get_settings()
+    owner = task.request.id or str(uuid.uuid4())
+    with session_scope() as session:
+        if not jobs.claim(session, job_id, step_name, owner,
+                          lease=timedelta(seconds=settings.lease_s)):
+            return "skipped"
+    started = time.perf_counter()
+    rt = runtime()
+    try:
+        with session_scope() as session:
+            job = session.get(Job, job_id)
+            ctx = StepContext(session, job, settings, rt.adobe, rt.cipher, rt.redis)
+            try:
+                outcome = STEPS[step_name].run(ctx)
+            except (ThrottledError, RateLimitError):
+                raise
+            except AdobePassError as exc:
+                if exc.retryable and task.request.retries < settings.step_retries:
+                    raise
+                outcome = Outcome(JobStatus.FAILED, error=error_of(exc))
+            jobs.complete(session, job, step_name, owner, outcome)
+    except (ThrottledError, RateLimitError) as exc:
+        THROTTLED.labels("local" if isinstance(exc, ThrottledError) else "adobe_429").inc()
+        _release(job_id, step_name, owner, exc.retry_after, str(exc))
+        dispatch(job_id, step_name, countdown=exc.retry_after)
+        return "throttled"
+    except (AdobePassError, SoftTimeLimitExceeded) as exc:
+        countdown = _backoff(task.request.retries)
+        _release(job_id, step_name, owner, countdown, str(exc))
+        STEP_LATENCY.labels(step_name, "retry").observe(time.perf_counter() - started)
+        raise task.retry(countdown=countdown, max_retries=settings.step_retries) from exc
+    except LeaseLost:
+        log.warning("job %s: lease lost during %s, another worker took over", job_id, step_name)
+        return "lease-lost"
+    except DBAPIError as exc:
+        # The database is unreachable or restarting: try again; the lease, if it was taken,
+        # expires and the sweeper resumes the job.
+        raise task.retry(countdown=_backoff(task.request.retries), max_retries=10) from exc
+    except Exception as exc:
+        log.exception("job %s: step %s failed unexpectedly", job_id, step_name)
+        _fail(job_id, step_name, owner, exc)
+        STEP_LATENCY.labels(step_name, "failed").observe(time.perf_counter() - started)
+        _finished(job_id)
+        return "failed"
+    STEP_LATENCY.labels(step_name, outcome.status).observe(time.perf_counter() - started)
+    if outcome.next_step is not None:
+        dispatch(job_id, outcome.next_step, countdown=outcome.delay_s)
+    else:
+        _finished(job_id)
+    return str(outcome.status)
+
+
+def _fail(job_id: str, step_name: str, owner: str, exc: Exception) -> None:
+    """A bug or an unexpected answer ends the job with a clear error, never a crash loop."""
+    outcome = Outcome(JobStatus.FAILED, error={
+        "status": None, "code": "internal_error", "action": None,
+        "message": f"{type(exc).__name__} in step {step_name}"})
+    try:
+        with session_scope() as session:
+            job = session.get(Job, job_id)
+            jobs.complete(session, job, step_name, owner, outcome)
+    except LeaseLost:
+        pass
+
+
+def _finished(job_id: str) -> None:
+    """Hook for what follows a finished job (webhooks)."""
+    from worker import notify
+
+    notify.job_finished(job_id)
+
+
+__all__ = ["dispatch", "run_step", "error_of"]

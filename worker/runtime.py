@@ -1,0 +1,84 @@
+"""Per-process resources of a worker: Redis, the cipher, the Adobe Pass client.
+
+Built lazily and rebuilt after a fork (Celery's prefork pool), because sockets and pools must not
+be shared between processes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import cached_property
+
+import redis
+
+from passflow.crypto import Cipher, cipher_from_settings
+from passflow.settings import Settings, get_settings
+from worker.adobe_pass import AdobePass
+from worker.registration import SqlCredentialStore, redis_refresh_lock
+from worker.throttle import DeviceThrottle
+
+
+class Runtime:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.pid = os.getpid()
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.broker_url, socket_timeout=5,
+                                    health_check_interval=30)
+
+    @cached_property
+    def cipher(self) -> Cipher:
+        return cipher_from_settings()
+
+    @cached_property
+    def throttle(self) -> DeviceThrottle:
+        return DeviceThrottle(self.redis)
+
+    @cached_property
+    def adobe(self) -> AdobePass:
+        from worker.metrics import observe_adobe_call
+
+        s = self.settings
+        return AdobePass(
+            s.pass_base_url,
+            software_statement=s.software_statement.get_secret_value(),
+            credentials=SqlCredentialStore(self.cipher, s.pass_base_url),
+            timeout=s.pass_timeout_s,
+            max_retries=s.pass_max_retries,
+            refresh_lock=redis_refresh_lock(self.redis),
+            rate_limiter=self.throttle,
+            on_response=observe_adobe_call,
+        )
+
+    def close(self) -> None:
+        if "adobe" in self.__dict__:
+            self.adobe.close()
+        if "redis" in self.__dict__:
+            self.redis.close()
+
+
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    global _runtime
+    current = _runtime
+    if current is None or current.pid != os.getpid():
+        with _lock:
+            if _runtime is None or _runtime.pid != os.getpid():
+                _runtime = Runtime(get_settings())
+            current = _runtime
+    return current
+
+
+def reset_runtime() -> None:
+    """Forget the process' resources (tests that change settings, after fork)."""
+    global _runtime
+    with _lock:
+        if _runtime is not None and _runtime.pid == os.getpid():
+            _runtime.close()
+        _runtime = None

@@ -1,0 +1,86 @@
+"""Thin Celery tasks: one per cookbook step, each taking a job id. The logic is in worker.steps;
+claiming, retries and dispatching are in worker.runner."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import Task
+
+import worker.steps  # noqa: F401  (registers the steps)
+from models.db import session_scope
+from passflow.settings import get_settings
+from worker import jobs
+from worker.app import celery_app
+from worker.runner import dispatch, run_step
+from worker.runtime import runtime
+
+_step = {"bind": True, "acks_late": True}
+
+
+@celery_app.task(name="passflow.profiles.retrieve", **_step)
+def retrieve_profiles(self: Task, job_id: str) -> str:
+    return run_step(self, "profiles.retrieve", job_id)
+
+
+@celery_app.task(name="passflow.authentication.check_profiles", **_step)
+def check_profiles(self: Task, job_id: str) -> str:
+    return run_step(self, "authentication.check_profiles", job_id)
+
+
+@celery_app.task(name="passflow.configuration.retrieve", **_step)
+def retrieve_configuration(self: Task, job_id: str) -> str:
+    return run_step(self, "configuration.retrieve", job_id)
+
+
+@celery_app.task(name="passflow.sessions.create", **_step)
+def create_session(self: Task, job_id: str) -> str:
+    return run_step(self, "sessions.create", job_id)
+
+
+@celery_app.task(name="passflow.profiles.poll", **_step)
+def poll_profile(self: Task, job_id: str) -> str:
+    return run_step(self, "profiles.poll", job_id)
+
+
+@celery_app.task(name="passflow.profiles.fetch", **_step)
+def fetch_profile(self: Task, job_id: str) -> str:
+    return run_step(self, "profiles.fetch", job_id)
+
+
+@celery_app.task(name="passflow.decisions.preauthorize", **_step)
+def preauthorize(self: Task, job_id: str) -> str:
+    return run_step(self, "decisions.preauthorize", job_id)
+
+
+@celery_app.task(name="passflow.decisions.authorize", **_step)
+def authorize(self: Task, job_id: str) -> str:
+    return run_step(self, "decisions.authorize", job_id)
+
+
+@celery_app.task(name="passflow.temppass.authorize", **_step)
+def temppass_authorize(self: Task, job_id: str) -> str:
+    return run_step(self, "temppass.authorize", job_id)
+
+
+@celery_app.task(name="passflow.logout.initiate", **_step)
+def initiate_logout(self: Task, job_id: str) -> str:
+    return run_step(self, "logout.initiate", job_id)
+
+
+@celery_app.task(name="passflow.maintenance.sweep", acks_late=False)
+def sweep() -> int:
+    """Re-send every overdue step (lost messages, killed workers, broker outages)."""
+    grace = timedelta(seconds=get_settings().sweep_grace_s)
+    with session_scope() as session:
+        due = jobs.overdue_jobs(session, grace=grace)
+    for job_id, step_name in due:
+        dispatch(job_id, step_name)
+    return len(due)
+
+
+@celery_app.task(name="passflow.registration.refresh_token", acks_late=False)
+def refresh_token() -> bool:
+    """Keep the access token fresh so no play waits for a token request."""
+    runtime().adobe.access_token()
+    return True
