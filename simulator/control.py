@@ -190,6 +190,6 @@ async def forget_clients(request: Request) -> dict[str, int]:
 
 
 @router.post("/reset", summary="Back to the start: no state, zero counters, fixtures as loaded")
-async def reset(request: Request) -> dict[str, bool]:
-    sim(request).reset()
+async def reset(request: Request, keep_registrations: bool = False) -> dict[str, bool]:
+    sim(request).reset(keep_registrations=keep_registrations)
     return {"reset": True}

@@ -90,16 +90,21 @@ class SimState:
         self._initial_config = config.model_copy(deep=True)
         self.reset()
 
-    def reset(self) -> None:
-        """Back to the state at start: no clients, sessions or profiles; fixtures as loaded."""
+    def reset(self, *, keep_registrations: bool = False) -> None:
+        """Back to the state at start: no clients, sessions or profiles; fixtures as loaded.
+
+        With keep_registrations, registered clients and their tokens stay valid.
+        """
+        clients = getattr(self, "clients", {}) if keep_registrations else {}
+        tokens = getattr(self, "tokens", {}) if keep_registrations else {}
         self.config = self._initial_config.model_copy(deep=True)
         self.clock_offset = 0.0
         self.throttle = TokenBuckets(
             rate_per_s=self.config.throttle.rate_per_s, burst=self.config.throttle.burst,
             clock=self.now,
         )
-        self.clients: dict[str, RegisteredClient] = {}
-        self.tokens: dict[str, AccessToken] = {}
+        self.clients: dict[str, RegisteredClient] = clients
+        self.tokens: dict[str, AccessToken] = tokens
         self.sessions: dict[str, AuthSession] = {}
         self.profiles: dict[tuple[str, str, str], Profile] = {}
         self.temppass: dict[tuple[str, str, str], TempPassUse] = {}

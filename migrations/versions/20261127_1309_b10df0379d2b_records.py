@@ -12,7 +12,6 @@ from alembic import op
 
 import models.base
 
-
 revision: str = 'b10df0379d2b'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None

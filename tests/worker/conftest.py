@@ -57,6 +57,7 @@ def database_url(request, tmp_path_factory) -> Iterator[str]:
     os.environ["PASSFLOW_DATABASE_URL"] = url
     get_settings.cache_clear()
     models.db.configure(url)
+    reset_runtime()  # its credential cache belongs to the previous database
     yield url
 
 
@@ -68,7 +69,7 @@ def pass_env(simulator_server: BackgroundServer) -> str:
     return simulator_server.url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def worker(pass_env: str, redis_client: redis.Redis) -> Iterator[None]:
     """A real Celery worker (threads pool) consuming every queue, in this process."""
     from celery.contrib.testing.worker import start_worker
@@ -82,9 +83,14 @@ def worker(pass_env: str, redis_client: redis.Redis) -> Iterator[None]:
 
 
 @pytest.fixture
-def jobs_env(database_url: str, worker: None, sim: httpx.Client) -> httpx.Client:
-    """Everything a job needs: a migrated database, Redis, a worker, a fresh simulator."""
-    return sim
+def jobs_env(database_url: str, worker: None,
+             simulator_server: BackgroundServer) -> Iterator[httpx.Client]:
+    """Everything a job needs: a migrated database, Redis, a worker, and a simulator reset to
+    its fixtures except for passflow's registration (as with the real Adobe Pass, which is not
+    reset between jobs)."""
+    with httpx.Client(base_url=simulator_server.url, timeout=10) as control:
+        control.post("/_sim/reset", params={"keep_registrations": "true"}).raise_for_status()
+        yield control
 
 
 def wait_for(predicate: Callable[[], object], *, timeout: float = 20.0,
@@ -128,3 +134,57 @@ def make_event(event_id: str, type_: str, device, **fields) -> EventIn:
                    "info": dict(device.info)},
         **fields,
     })
+
+
+class WorkerProcess:
+    """`passflow worker` in a subprocess, as operations run it."""
+
+    def __init__(self, name: str, *, beat: bool = False, concurrency: int = 4,
+                 queues: str | None = None):
+        import subprocess
+        import sys
+
+        argv = [sys.executable, "-m", "passflow.cli", "worker", "--pool", "threads",
+                "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
+                "--loglevel", "WARNING"]
+        if beat:
+            argv.append("--beat")
+        if queues:
+            argv += ["--queues", queues]
+        self.name = name
+        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"passflow-{name}-{os.getpid()}.log"
+        self._log = self.log.open("wb")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ))
+
+    def kill(self) -> None:
+        import signal
+
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._log.close()
+
+
+@pytest.fixture
+def worker_processes(database_url: str, pass_env: str, redis_client: redis.Redis,
+                     sim: httpx.Client) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start workers in subprocesses; all are stopped at the end of the test."""
+    started: list[WorkerProcess] = []
+
+    def start(name: str, **kwargs) -> WorkerProcess:
+        proc = WorkerProcess(name, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()

@@ -1,0 +1,102 @@
+"""Several worker processes, as production runs them: a killed worker, one device's burst, a
+single registration for the pool. On PostgreSQL, the production database."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+import models.db
+from models import AuthSession, Decision, JobStep, Profile
+from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
+from tests.conftest import new_device
+from tests.worker.conftest import forget_registration, make_event, wait_for, wait_for_status
+from worker import jobs
+from worker.adobe_pass import AdobePass
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+SP = "REF30"
+
+
+def _submit(type_: str, device, **fields) -> str:
+    job_id, _ = jobs.submit(make_event(f"evt-{uuid.uuid4()}", type_, device, **fields),
+                            default_service_provider=SP)
+    return job_id
+
+
+def _count(model, job_id: str) -> int:
+    with models.db.session_scope() as session:
+        return session.scalar(select(func.count()).select_from(model).where(
+            model.job_id == job_id))
+
+
+def _polls(job_id: str) -> int:
+    with models.db.session_scope() as session:
+        return session.scalar(select(AuthSession.polls).where(AuthSession.job_id == job_id)) or 0
+
+
+def test_sigkilled_worker_poll_resumes_without_duplicates(worker_processes, sim: httpx.Client):
+    doomed = worker_processes("doomed", queues="authentication,polling,registration")
+    worker_processes("beat-only", beat=True, queues="maintenance", concurrency=1)
+    device = new_device()
+    job_id = _submit("authentication.requested", device, mvpd="Cablevision")
+    wait_for_status(job_id, "waiting_for_user", timeout=30)
+    wait_for(lambda: _polls(job_id) >= 2, timeout=20)
+    doomed.kill()
+    polls_at_kill = _polls(job_id)
+    time.sleep(1)
+    assert _polls(job_id) == polls_at_kill  # nobody is polling any more
+    with models.db.session_scope() as session:
+        code = session.scalar(select(AuthSession.code).where(AuthSession.job_id == job_id))
+    sim.post("/_sim/login", json={"code": code}).raise_for_status()
+    worker_processes("rescuer", queues="authentication,polling,registration")
+    # The sweeper re-sends the overdue poll once the dead worker's lease has expired.
+    assert wait_for_status(job_id, timeout=60) == "succeeded"
+    assert _polls(job_id) > polls_at_kill
+    assert _count(AuthSession, job_id) == 1 and _count(Profile, job_id) == 1
+    with models.db.session_scope() as session:
+        steps = session.scalars(select(JobStep.step).where(JobStep.job_id == job_id)).all()
+    assert sorted(steps) == sorted(set(steps))
+
+
+def test_three_workers_burst_for_one_device_never_see_429(worker_processes, sim: httpx.Client):
+    for name in ("w1", "w2", "w3"):
+        worker_processes(name, beat=name == "w1")
+    device = new_device()
+    with AdobePass(str(sim.base_url), software_statement=DEMO_SOFTWARE_STATEMENT) as ap:
+        session = ap.sessions.create(SP, device=device, mvpd="Cablevision",
+                                     domain_name="example.com",
+                                     redirect_url="https://example.com/done")
+    sim.post("/_sim/login", json={"code": session.code}).raise_for_status()
+    time.sleep(2)  # let the device's bucket at Adobe refill from that call
+    started = time.monotonic()
+    job_ids = [_submit("authorization.requested", device, mvpd="Cablevision",
+                       resource=f"res-{i}") for i in range(18)]
+    for job_id in job_ids:
+        assert wait_for_status(job_id, timeout=90) == "succeeded"
+    elapsed = time.monotonic() - started
+    stats = sim.get("/_sim/stats").json()
+    assert stats.get("throttled", 0) == 0
+    assert stats["decisions.authorize 200"] == 18
+    # 10 at once, then 1 per second: the workers spread them instead of bursting.
+    assert elapsed >= 7
+    for job_id in job_ids:
+        assert _count(Decision, job_id) == 1
+
+
+def test_twenty_jobs_on_three_workers_register_once(worker_processes, sim: httpx.Client):
+    forget_registration()
+    for name in ("r1", "r2", "r3"):
+        worker_processes(name, concurrency=8)
+    job_ids = [_submit("profiles.requested", new_device()) for _ in range(20)]
+    for job_id in job_ids:
+        assert wait_for_status(job_id, timeout=60) == "succeeded"
+    stats = sim.get("/_sim/stats").json()
+    assert stats["registrations"] == 1
+    assert stats["tokens_issued"] == 1
+    assert stats["profiles.list 200"] == 20
