@@ -2,11 +2,20 @@
 
 from models.base import Base, utcnow
 from models.entitlements import AuthSession, Decision, DecisionKind, Logout, Profile, SessionStatus
-from models.jobs import FINAL_STATUSES, Device, Event, Job, JobStatus, JobStep, StepStatus
+from models.jobs import (
+    FINAL_STATUSES,
+    Device,
+    Event,
+    Job,
+    JobStatus,
+    JobStep,
+    StepStatus,
+    WebhookDelivery,
+)
 from models.registration import Registration
 
 __all__ = [
     "FINAL_STATUSES", "AuthSession", "Base", "Decision", "DecisionKind", "Device", "Event", "Job",
     "JobStatus", "JobStep", "Logout", "Profile", "Registration", "SessionStatus", "StepStatus",
-    "utcnow",
+    "WebhookDelivery", "utcnow",
 ]

@@ -48,6 +48,46 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from passflow.settings import get_settings
+
+    settings = get_settings()
+    if settings.api_token is None or not settings.api_token.get_secret_value():
+        print("passflow api: set PASSFLOW_API_TOKEN (the API refuses to start without one)",
+              file=sys.stderr)
+        return 2
+    from api.app import create_app
+
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    import json
+
+    from models.db import session_scope
+    from models.history import HistoryQuery, history
+
+    with session_scope() as session:
+        entries, _ = history(session, HistoryQuery(device_id=args.device, mvpd=args.mvpd,
+                                                   resource=args.resource, limit=args.limit))
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    if not entries:
+        print(f"no history for device {args.device}")
+        return 0
+    columns = ("at", "kind", "mvpd", "resource", "outcome", "job_id")
+    rows = [[str(e.get(c) or "") for c in columns] for e in entries]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from passflow.demo import run_demo
 
@@ -79,6 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
     work.add_argument("--hostname", help="worker node name (default: celery@HOST)")
     work.add_argument("--loglevel", default="INFO")
     work.set_defaults(func=_worker)
+
+    api = commands.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--log-level", default="info")
+    api.set_defaults(func=_api)
+
+    hist = commands.add_parser("history", help="entitlement history of a device")
+    hist.add_argument("--device", required=True)
+    hist.add_argument("--mvpd")
+    hist.add_argument("--resource")
+    hist.add_argument("--limit", type=int, default=100)
+    hist.add_argument("--json", action="store_true", help="print the raw entries")
+    hist.set_defaults(func=_history)
 
     demo = commands.add_parser("demo", help="run the main job on embedded defaults")
     demo.set_defaults(func=_demo)

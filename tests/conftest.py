@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 
 # Test settings, before anything reads them. Redis database 15 is the tests' own.
@@ -16,17 +15,22 @@ TEST_ENV = {
     "PASSFLOW_PUBLIC_URL": "http://127.0.0.1:8000",
 }
 os.environ.update(TEST_ENV)
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
+import models.db
+from passflow.database import upgrade
 from passflow.serving import BackgroundServer
+from passflow.settings import get_settings
 from simulator import SimConfig, create_app
 from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
+from tests.support import WorkerProcess, fresh_postgres, new_device
 from worker.adobe_pass import AdobePass, Device
-
-_ips = itertools.count(1)
+from worker.runtime import reset_runtime
 
 
 @pytest.fixture(scope="session")
@@ -55,18 +59,78 @@ def adobe(pass_url: str) -> Iterator[AdobePass]:
         yield client
 
 
-def new_device(**info: object) -> Device:
-    """A device with its own id and documentation-range IP (its own throttling bucket)."""
-    n = next(_ips)
-    return Device(
-        id=f"device-{n:04d}",
-        ip=f"198.51.{100 + n // 250}.{n % 250 + 1}",
-        port=40000 + n,
-        info={"primaryHardwareType": "SetTopBox", "model": "TV 5th Gen", "version": "5",
-              "osName": "tvOS", "osVersion": "17.1", "connectionType": "LAN", **info},
-    )
-
-
 @pytest.fixture
 def device() -> Device:
     return new_device()
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(os.environ["PASSFLOW_BROKER_URL"])
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request, tmp_path_factory) -> Iterator[str]:
+    """Each backend once, migrated with Alembic; the process' engine is bound to it."""
+    if request.param == "sqlite":
+        path: Path = tmp_path_factory.mktemp("db") / "passflow.db"
+        url = f"sqlite:///{path}"
+    else:
+        url = fresh_postgres()
+    upgrade(url)
+    os.environ["PASSFLOW_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    models.db.configure(url)
+    reset_runtime()  # its credential cache belongs to the previous database
+    yield url
+
+
+@pytest.fixture(scope="session")
+def pass_env(simulator_server: BackgroundServer) -> str:
+    os.environ["PASSFLOW_PASS_BASE_URL"] = simulator_server.url
+    get_settings.cache_clear()
+    reset_runtime()
+    return simulator_server.url
+
+
+@pytest.fixture(scope="module")
+def worker(pass_env: str, redis_client: redis.Redis) -> Iterator[None]:
+    """A real Celery worker (threads pool) consuming every queue, in this process."""
+    from celery.contrib.testing.worker import start_worker
+
+    from worker.app import celery_app
+    from worker.queues import ALL_QUEUES
+
+    with start_worker(celery_app, pool="threads", concurrency=8, perform_ping_check=False,
+                      queues=ALL_QUEUES, loglevel="WARNING", shutdown_timeout=10):
+        yield
+
+
+@pytest.fixture
+def jobs_env(database_url: str, worker: None,
+             simulator_server: BackgroundServer) -> Iterator[httpx.Client]:
+    """Everything a job needs: a migrated database, Redis, a worker, and a simulator reset to
+    its fixtures except for passflow's registration (as with the real Adobe Pass, which is not
+    reset between jobs)."""
+    with httpx.Client(base_url=simulator_server.url, timeout=10) as control:
+        control.post("/_sim/reset", params={"keep_registrations": "true"}).raise_for_status()
+        yield control
+
+
+@pytest.fixture
+def worker_processes(database_url: str, pass_env: str, redis_client: redis.Redis,
+                     sim: httpx.Client) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start workers in subprocesses; all are stopped at the end of the test."""
+    started: list[WorkerProcess] = []
+
+    def start(name: str, **kwargs) -> WorkerProcess:
+        proc = WorkerProcess(name, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()

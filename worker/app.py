@@ -31,7 +31,11 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_soft_time_limit=s.lease_s * 0.6,
         task_time_limit=s.lease_s * 0.8,
         # Countdowns stay far below this; a message of a dead worker comes back after it.
-        broker_transport_options={"visibility_timeout": 300},
+        broker_transport_options={"visibility_timeout": 300, "socket_connect_timeout": 3},
+        # Publishing (the API accepting an event) must not hang when Redis is down: the event
+        # is stored and the sweeper sends it later.
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0,
+                                   "interval_step": 0.2, "interval_max": 0.5},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,

@@ -167,6 +167,12 @@ def complete(session: Session, job: Job, step_name: str, owner: str, outcome: Ou
     ).rowcount
     if not done:
         raise LeaseLost(job.id)
+    from worker import webhooks
+
+    if final:
+        webhooks.record(session, job.id, "job.finished")
+    elif outcome.status == JobStatus.WAITING_FOR_USER and job.status != JobStatus.WAITING_FOR_USER:
+        webhooks.record(session, job.id, "job.waiting_for_user")
     repeat = outcome.next_step == step_name
     session.execute(
         update(JobStep).where(JobStep.job_id == job.id, JobStep.step == step_name).values(
@@ -213,6 +219,10 @@ def cancel(session: Session, job_id: str, *, reason: str = "cancelled") -> bool:
         .values(status=SessionStatus.CANCELLED, stop_reason=reason, next_poll_at=None)
         .execution_options(synchronize_session=False)
     )
+    if changed:
+        from worker import webhooks
+
+        webhooks.record(session, job_id, "job.finished")
     return bool(changed)
 
 

@@ -1,22 +1,75 @@
-"""Prometheus metrics of the workers and the API (exposed by GET /metrics)."""
+"""Worker metrics, added up in Redis so one scrape of the API's /metrics sees the whole pool.
+
+Each process buffers its increments and flushes them in one pipeline at the end of a task, so
+the hot path costs no extra round trip per Adobe call.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import json
+import threading
+import time
+from collections import defaultdict
 
-ADOBE_CALLS = Counter(
-    "passflow_adobe_pass_calls_total", "Calls made to Adobe Pass", ["endpoint", "status"])
-ADOBE_LATENCY = Histogram(
-    "passflow_adobe_pass_call_seconds", "Latency of Adobe Pass calls", ["endpoint"])
-THROTTLED = Counter(
-    "passflow_throttled_total", "Calls deferred by the per-device throttle or answered 429",
-    ["source"])
-STEP_LATENCY = Histogram(
-    "passflow_step_seconds", "Duration of job steps", ["step", "outcome"])
+import redis
+
+PREFIX = "passflow:metrics:"
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+COUNTERS = {
+    "passflow_adobe_pass_calls_total": ("Calls made to Adobe Pass", ("endpoint", "status")),
+    "passflow_throttled_total": (
+        "Calls deferred by the per-device throttle (local) or answered 429 (adobe)", ("source",)),
+}
+HISTOGRAMS = {
+    "passflow_adobe_pass_call_seconds": ("Latency of Adobe Pass calls", ("endpoint",)),
+    "passflow_step_seconds": ("Duration of job steps", ("step", "outcome")),
+}
+
+_buffer: dict[tuple[str, str], float] = defaultdict(float)
+_lock = threading.Lock()
+_last_flush = 0.0
+
+
+def inc(name: str, labels: tuple[str, ...], value: float = 1.0) -> None:
+    with _lock:
+        _buffer[(PREFIX + "c:" + name, json.dumps(labels))] += value
+
+
+def observe(name: str, labels: tuple[str, ...], seconds: float) -> None:
+    key = PREFIX + "h:" + name
+    with _lock:
+        for bound in BUCKETS:
+            if seconds <= bound:
+                _buffer[(key, json.dumps([*labels, str(bound)]))] += 1
+        _buffer[(key, json.dumps([*labels, "+Inf"]))] += 1
+        _buffer[(key, json.dumps([*labels, "sum"]))] += seconds
+
+
+def flush(client: redis.Redis, *, min_interval_s: float = 0.5) -> None:
+    global _last_flush
+    now = time.monotonic()
+    if now - _last_flush < min_interval_s:
+        return
+    with _lock:
+        items = list(_buffer.items())
+        _buffer.clear()
+        _last_flush = now
+    if not items:
+        return
+    try:
+        pipe = client.pipeline(transaction=False)
+        for (key, field), value in items:
+            pipe.hincrbyfloat(key, field, value)
+        pipe.execute()
+    except redis.RedisError:
+        with _lock:  # keep them for the next flush
+            for (key, field), value in items:
+                _buffer[(key, field)] += value
 
 
 def observe_adobe_call(endpoint: str, status: int, seconds: float) -> None:
-    ADOBE_CALLS.labels(endpoint, str(status)).inc()
-    ADOBE_LATENCY.labels(endpoint).observe(seconds)
+    inc("passflow_adobe_pass_calls_total", (endpoint, str(status)))
+    observe("passflow_adobe_pass_call_seconds", (endpoint,), seconds)
     if status == 429:
-        THROTTLED.labels("adobe").inc()
+        inc("passflow_throttled_total", ("adobe",))

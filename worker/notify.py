@@ -1,11 +1,21 @@
-"""What happens when a job finishes or starts waiting for the user."""
+"""After a job's transition is committed: send its webhook deliveries."""
 
 from __future__ import annotations
 
-import logging
+import contextlib
 
-log = logging.getLogger(__name__)
+from models.db import session_scope
+from worker import webhooks
 
 
-def job_finished(job_id: str) -> None:
-    log.info("job %s finished", job_id)
+def send_deliveries(job_id: str) -> None:
+    from worker.app import celery_app
+    from worker.queues import Queue
+
+    with session_scope() as session:
+        pending = webhooks.pending_for_job(session, job_id)
+    for delivery_id in pending:
+        # A broker failure is fine: the sweeper re-sends pending deliveries.
+        with contextlib.suppress(Exception):
+            celery_app.send_task("passflow.webhooks.deliver", args=[delivery_id],
+                                 queue=Queue.MAINTENANCE.value)

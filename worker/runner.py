@@ -15,10 +15,9 @@ from sqlalchemy.exc import DBAPIError
 from models import Job, JobStatus
 from models.db import session_scope
 from passflow.settings import get_settings
-from worker import jobs
+from worker import jobs, metrics
 from worker.adobe_pass import AdobePassError, RateLimitError, ThrottledError
 from worker.jobs import STEPS, LeaseLost, Outcome
-from worker.metrics import STEP_LATENCY, THROTTLED
 from worker.runtime import runtime
 from worker.steps.base import StepContext, error_of
 
@@ -71,14 +70,16 @@ def run_step(task: Task, step_name: str, job_id: str) -> str:
                 outcome = Outcome(JobStatus.FAILED, error=error_of(exc))
             jobs.complete(session, job, step_name, owner, outcome)
     except (ThrottledError, RateLimitError) as exc:
-        THROTTLED.labels("local" if isinstance(exc, ThrottledError) else "adobe_429").inc()
+        if isinstance(exc, ThrottledError):
+            metrics.inc("passflow_throttled_total", ("local",))
         _release(job_id, step_name, owner, exc.retry_after, str(exc))
         dispatch(job_id, step_name, countdown=exc.retry_after)
         return "throttled"
     except (AdobePassError, SoftTimeLimitExceeded) as exc:
         countdown = _backoff(task.request.retries)
         _release(job_id, step_name, owner, countdown, str(exc))
-        STEP_LATENCY.labels(step_name, "retry").observe(time.perf_counter() - started)
+        metrics.observe("passflow_step_seconds", (step_name, "retry"),
+                        time.perf_counter() - started)
         raise task.retry(countdown=countdown, max_retries=settings.step_retries) from exc
     except LeaseLost:
         log.warning("job %s: lease lost during %s, another worker took over", job_id, step_name)
@@ -90,14 +91,18 @@ def run_step(task: Task, step_name: str, job_id: str) -> str:
     except Exception as exc:
         log.exception("job %s: step %s failed unexpectedly", job_id, step_name)
         _fail(job_id, step_name, owner, exc)
-        STEP_LATENCY.labels(step_name, "failed").observe(time.perf_counter() - started)
-        _finished(job_id)
+        metrics.observe("passflow_step_seconds", (step_name, "failed"),
+                        time.perf_counter() - started)
+        if settings.webhook_url:
+            _notify(job_id)
         return "failed"
-    STEP_LATENCY.labels(step_name, outcome.status).observe(time.perf_counter() - started)
+    metrics.observe("passflow_step_seconds", (step_name, str(outcome.status)),
+                    time.perf_counter() - started)
+    metrics.flush(rt.redis)
     if outcome.next_step is not None:
         dispatch(job_id, outcome.next_step, countdown=outcome.delay_s)
-    else:
-        _finished(job_id)
+    if get_settings().webhook_url:
+        _notify(job_id)
     return str(outcome.status)
 
 
@@ -114,11 +119,10 @@ def _fail(job_id: str, step_name: str, owner: str, exc: Exception) -> None:
         pass
 
 
-def _finished(job_id: str) -> None:
-    """Hook for what follows a finished job (webhooks)."""
+def _notify(job_id: str) -> None:
     from worker import notify
 
-    notify.job_finished(job_id)
+    notify.send_deliveries(job_id)
 
 
 __all__ = ["dispatch", "run_step", "error_of"]

@@ -10,10 +10,12 @@ from celery import Task
 import worker.steps  # noqa: F401  (registers the steps)
 from models.db import session_scope
 from passflow.settings import get_settings
-from worker import jobs
+from worker import jobs, webhooks
 from worker.app import celery_app
+from worker.queues import Queue
 from worker.runner import dispatch, run_step
 from worker.runtime import runtime
+from worker.views import job_view
 
 _step = {"bind": True, "acks_late": True}
 
@@ -70,13 +72,31 @@ def initiate_logout(self: Task, job_id: str) -> str:
 
 @celery_app.task(name="passflow.maintenance.sweep", acks_late=False)
 def sweep() -> int:
-    """Re-send every overdue step (lost messages, killed workers, broker outages)."""
+    """Re-send every overdue step and webhook (lost messages, killed workers, broker outages)."""
     grace = timedelta(seconds=get_settings().sweep_grace_s)
     with session_scope() as session:
         due = jobs.overdue_jobs(session, grace=grace)
     for job_id, step_name in due:
         dispatch(job_id, step_name)
-    return len(due)
+    with session_scope() as session:
+        deliveries = webhooks.overdue(session, grace=grace)
+    for delivery_id in deliveries:
+        deliver_webhook.apply_async(args=[delivery_id], queue=Queue.MAINTENANCE.value)
+    return len(due) + len(deliveries)
+
+
+@celery_app.task(name="passflow.webhooks.deliver", acks_late=True)
+def deliver_webhook(delivery_id: int) -> str:
+    settings = get_settings()
+    cipher = runtime().cipher
+    with session_scope() as session:
+        wait = webhooks.deliver(session, delivery_id,
+                                lambda s, job: job_view(s, job, cipher), settings)
+    if wait is not None:
+        deliver_webhook.apply_async(args=[delivery_id], queue=Queue.MAINTENANCE.value,
+                                    countdown=wait)
+        return "retrying"
+    return "done"
 
 
 @celery_app.task(name="passflow.registration.refresh_token", acks_late=False)

@@ -7,14 +7,14 @@ from alembic.util.exc import CommandError
 from sqlalchemy import create_engine, inspect
 
 from passflow.database import check, downgrade, upgrade
-from tests.worker.conftest import _fresh_postgres
+from tests.support import fresh_postgres
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def empty_database(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'migrate.db'}"
-    return _fresh_postgres().replace("/passflow_test", "/passflow_migrations_test")
+    return fresh_postgres("passflow_migrations_test")
 
 
 def _tables(url: str) -> set[str]:
@@ -26,14 +26,6 @@ def _tables(url: str) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade_and_check(empty_database: str):
-    if empty_database.startswith("postgresql"):
-        import psycopg
-
-        from tests.worker.conftest import PG_ADMIN
-
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute('DROP DATABASE IF EXISTS "passflow_migrations_test" WITH (FORCE)')
-            conn.execute('CREATE DATABASE "passflow_migrations_test"')
     upgrade(empty_database)
     assert {"jobs", "events", "auth_sessions", "profiles", "decisions", "logouts",
             "registrations", "devices", "job_steps"} <= _tables(empty_database)

@@ -8,6 +8,7 @@ from urllib.parse import urljoin
 from sqlalchemy import select, update
 
 from models import FINAL_STATUSES, AuthSession, Job, JobStatus, SessionStatus, utcnow
+from worker import webhooks
 from worker.jobs import Outcome, step
 from worker.queues import Queue
 from worker.steps.base import StepContext, from_millis, save_profile
@@ -53,10 +54,14 @@ def _supersede_older_sessions(ctx: StepContext) -> None:
     ctx.session.execute(update(AuthSession).where(
         AuthSession.job_id.in_(older), AuthSession.status == SessionStatus.PENDING).values(
         status=SessionStatus.SUPERSEDED, stop_reason=reason, next_poll_at=None))
-    ctx.session.execute(update(Job).where(
-        Job.id.in_(older), Job.status.not_in([s.value for s in FINAL_STATUSES])).values(
+    cancelled = list(ctx.session.scalars(select(Job.id).where(
+        Job.id.in_(older), Job.status.not_in([s.value for s in FINAL_STATUSES]))))
+    ctx.session.execute(update(Job).where(Job.id.in_(cancelled)).values(
         status=JobStatus.CANCELLED, current_step=None, next_run_at=None, finished_at=utcnow(),
+        lease_owner=None, lease_until=None,
         error={"status": None, "code": "superseded", "action": "none", "message": reason}))
+    for job_id in cancelled:
+        webhooks.record(ctx.session, job_id, "job.finished")
 
 
 @step("sessions.create", Queue.AUTHENTICATION)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from simulator.fixtures import DEMO_SOFTWARE_STATEMENT, make_software_statement
-from tests.conftest import new_device
+from tests.support import new_device
 from worker.adobe_pass import (
     AdobePass,
     APITimeoutError,

@@ -12,8 +12,7 @@ from sqlalchemy import func, select
 import models.db
 from models import AuthSession, Decision, Job, Logout, Profile
 from passflow.crypto import cipher_from_settings
-from tests.conftest import new_device
-from tests.worker.conftest import make_event, wait_for, wait_for_status
+from tests.support import make_event, new_device, wait_for, wait_for_status
 from worker import jobs
 from worker.views import job_view
 

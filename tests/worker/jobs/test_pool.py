@@ -13,8 +13,7 @@ from sqlalchemy import func, select
 import models.db
 from models import AuthSession, Decision, JobStep, Profile
 from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
-from tests.conftest import new_device
-from tests.worker.conftest import forget_registration, make_event, wait_for, wait_for_status
+from tests.support import forget_registration, make_event, new_device, wait_for, wait_for_status
 from worker import jobs
 from worker.adobe_pass import AdobePass
 

@@ -1,0 +1,186 @@
+"""The HTTP API (CONTRACT.md): events in, jobs and history out, health and metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import text
+
+from api.auth import TokenChecker
+from api.metrics import JobsCollector, RedisMetricsCollector
+from models import Job
+from models.db import session_scope
+from models.history import BadCursor, HistoryQuery, history
+from passflow.crypto import cipher_from_settings
+from passflow.events import EventIn
+from passflow.settings import Settings, get_settings
+from worker import jobs
+from worker.views import job_view
+
+log = logging.getLogger(__name__)
+
+MAX_EVENT_BYTES = 64 * 1024
+
+
+class Accepted(BaseModel):
+    job_id: str
+    status: str
+
+
+class ValidationProblem(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class HistoryPage(BaseModel):
+    entries: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def _problems(exc: ValidationError) -> list[dict[str, str]]:
+    return [{"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"],
+             "type": err["type"]} for err in exc.errors(include_url=False)]
+
+
+def _unprocessable(problems: list[dict[str, str]]) -> JSONResponse:
+    return JSONResponse(problems, status_code=422)
+
+
+async def _read_limited(request: Request) -> bytes | None:
+    """The body, or None when it is larger than MAX_EVENT_BYTES."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_EVENT_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > MAX_EVENT_BYTES:
+            return None
+    return bytes(body)
+
+
+def create_app(settings: Settings | None = None, *, tokens: list[str] | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    if tokens is None:
+        tokens = [settings.api_token.get_secret_value()] if settings.api_token else []
+    checker = TokenChecker(tokens)
+    cipher = cipher_from_settings()
+    authorized = [Depends(checker)]
+
+    app = FastAPI(title="passflow", version="1",
+                  description="Adobe Pass REST API V2 cookbook steps as jobs (CONTRACT.md).")
+    registry = CollectorRegistry()
+    registry.register(JobsCollector())
+    registry.register(RedisMetricsCollector(settings.broker_url))
+
+    @app.post("/v1/events", status_code=202, dependencies=authorized,
+              responses={200: {"model": Accepted, "description": "event_id seen before"},
+                         202: {"model": Accepted}, 401: {}, 413: {},
+                         422: {"model": list[ValidationProblem]}},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": EventIn.model_json_schema(
+                      ref_template="#/components/schemas/{model}")}}}})
+    async def post_event(request: Request) -> Response:
+        raw = await _read_limited(request)
+        if raw is None:
+            return JSONResponse({"detail": f"body larger than {MAX_EVENT_BYTES} bytes"}, 413)
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return _unprocessable([{"field": "body", "message": "not valid JSON",
+                                    "type": "json_invalid"}])
+        if not isinstance(data, dict):
+            return _unprocessable([{"field": "body", "message": "must be a JSON object",
+                                    "type": "object_type"}])
+        try:
+            event = EventIn.model_validate(data)
+        except ValidationError as exc:
+            return _unprocessable(_problems(exc))
+        from starlette.concurrency import run_in_threadpool
+
+        job_id, created = await run_in_threadpool(
+            jobs.submit, event, default_service_provider=settings.service_provider)
+        if created:
+            return JSONResponse({"job_id": job_id, "status": "queued"}, status_code=202)
+        with session_scope() as session:
+            status = session.get(Job, job_id).status
+        return JSONResponse({"job_id": job_id, "status": status}, status_code=200)
+
+    @app.get("/v1/jobs/{job_id}", dependencies=authorized)
+    def get_job(job_id: str) -> dict[str, Any]:
+        with session_scope() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise HTTPException(404, "job not found")
+            return job_view(session, job, cipher)
+
+    @app.delete("/v1/jobs/{job_id}", dependencies=authorized)
+    def cancel_job(job_id: str) -> dict[str, Any]:
+        """Cancel a job that is not final yet (a pending poll stops at once)."""
+        with session_scope() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise HTTPException(404, "job not found")
+            if not jobs.cancel(session, job_id):
+                raise HTTPException(409, f"job is already {job.status}")
+        with session_scope() as session:
+            return job_view(session, session.get(Job, job_id), cipher)
+
+    @app.get("/v1/history", dependencies=authorized)
+    def get_history(
+        device_id: Annotated[str | None, Query(max_length=200)] = None,
+        mvpd: Annotated[str | None, Query(max_length=200)] = None,
+        resource: Annotated[str | None, Query(max_length=500)] = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> HistoryPage:
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and value.tzinfo is None:
+                raise HTTPException(422, [{"field": name, "type": "timezone",
+                                           "message": "give a timezone, e.g. Z"}])
+        query = HistoryQuery(device_id=device_id, mvpd=mvpd, resource=resource, since=since,
+                             until=until, limit=limit, cursor=cursor)
+        with session_scope() as session:
+            try:
+                entries, next_cursor = history(session, query)
+            except BadCursor as exc:
+                raise HTTPException(422, [{"field": "cursor", "type": "cursor",
+                                           "message": str(exc)}]) from exc
+        return HistoryPage(entries=entries, next_cursor=next_cursor)
+
+    @app.get("/healthz", dependencies=authorized)
+    def healthz() -> JSONResponse:
+        checks = {"database": "ok", "broker": "ok"}
+        try:
+            with session_scope() as session:
+                session.execute(text("SELECT 1"))
+        except Exception as exc:
+            checks["database"] = f"failing: {type(exc).__name__}"
+        try:
+            import redis
+
+            client = redis.Redis.from_url(settings.broker_url, socket_timeout=2,
+                                          socket_connect_timeout=2)
+            client.ping()
+            client.close()
+        except Exception as exc:
+            checks["broker"] = f"failing: {type(exc).__name__}"
+        healthy = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if healthy else "failing", **checks},
+                            status_code=200 if healthy else 503)
+
+    @app.get("/metrics", dependencies=authorized, response_class=Response)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,126 @@
+"""Helpers shared by the tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import delete
+
+import models.db
+from models import FINAL_STATUSES, Job, Registration
+from passflow.events import EventIn
+from worker.adobe_pass import Device
+from worker.runtime import reset_runtime
+
+PG_ADMIN = os.environ.get(
+    "PASSFLOW_TEST_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres password=postgres "
+    "dbname=postgres")
+PG_URL = os.environ.get(
+    "PASSFLOW_TEST_PG_URL",
+    "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/passflow_test")
+
+_ips = itertools.count(1)
+
+
+def new_device(**info: object) -> Device:
+    """A device with its own id and documentation-range IP (its own throttling bucket)."""
+    n = next(_ips)
+    return Device(
+        id=f"device-{os.getpid()}-{n:04d}",
+        ip=f"198.51.{100 + n // 250}.{n % 250 + 1}",
+        port=40000 + n,
+        info={"primaryHardwareType": "SetTopBox", "model": "TV 5th Gen", "version": "5",
+              "osName": "tvOS", "osVersion": "17.1", "connectionType": "LAN", **info},
+    )
+
+
+def fresh_postgres(name: str | None = None) -> str:
+    """Drop and create a database; returns its SQLAlchemy URL."""
+    name = name or PG_URL.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return PG_URL.rsplit("/", 1)[0] + "/" + name
+
+def wait_for(predicate: Callable[[], object], *, timeout: float = 20.0,
+             interval: float = 0.1) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s")
+        time.sleep(interval)
+
+
+def job_status(job_id: str) -> str:
+    with models.db.session_scope() as session:
+        return session.get(Job, job_id).status
+
+
+def wait_for_status(job_id: str, *statuses: str, timeout: float = 20.0) -> str:
+    wanted = set(statuses) or {s.value for s in FINAL_STATUSES}
+
+    def reached() -> str | None:
+        status = job_status(job_id)
+        return status if status in wanted else None
+
+    return wait_for(reached, timeout=timeout)  # type: ignore[return-value]
+
+
+def forget_registration() -> None:
+    """Start without cached credentials (the simulator was reset too)."""
+    with models.db.session_scope() as session:
+        session.execute(delete(Registration))
+    reset_runtime()
+
+
+def make_event(event_id: str, type_: str, device, **fields) -> EventIn:
+    return EventIn.model_validate({
+        "event_id": event_id, "type": type_,
+        "device": {"id": device.id, "ip": device.ip, "port": device.port,
+                   "info": dict(device.info)},
+        **fields,
+    })
+
+
+class WorkerProcess:
+    """`passflow worker` in a subprocess, as operations run it."""
+
+    def __init__(self, name: str, *, beat: bool = False, concurrency: int = 4,
+                 queues: str | None = None):
+        argv = [sys.executable, "-m", "passflow.cli", "worker", "--pool", "threads",
+                "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
+                "--loglevel", "WARNING"]
+        if beat:
+            argv.append("--beat")
+        if queues:
+            argv += ["--queues", queues]
+        self.name = name
+        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"passflow-{name}-{os.getpid()}.log"
+        self._log = self.log.open("wb")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ))
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._log.close()
