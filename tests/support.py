@@ -97,7 +97,7 @@ class WorkerProcess:
     """`passflow worker` in a subprocess, as operations run it."""
 
     def __init__(self, name: str, *, beat: bool = False, concurrency: int = 4,
-                 queues: str | None = None):
+                 queues: str | None = None, env: dict[str, str] | None = None):
         argv = [sys.executable, "-m", "passflow.cli", "worker", "--pool", "threads",
                 "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
                 "--loglevel", "WARNING"]
@@ -109,7 +109,7 @@ class WorkerProcess:
         self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"passflow-{name}-{os.getpid()}.log"
         self._log = self.log.open("wb")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=dict(os.environ))
+                                     env={**os.environ, **(env or {})})
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -124,3 +124,74 @@ class WorkerProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self._log.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A private redis-server on its own port, to stop and start at will."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        import redis
+
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url)
+        wait_for(lambda: _pings(client), timeout=10)
+        client.close()
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+def _pings(client) -> bool:
+    import redis
+
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+class ApiProcess:
+    """`passflow api` in a subprocess."""
+
+    def __init__(self, token: str, env: dict[str, str]):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "passflow.cli", "api", "--port", str(self.port),
+             "--log-level", "warning"],
+            env={**os.environ, **env, "PASSFLOW_API_TOKEN": token},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import httpx
+
+        def up() -> bool:
+            try:
+                httpx.get(self.url + "/docs", timeout=1)
+                return True
+            except httpx.TransportError:
+                assert self.proc.poll() is None, "passflow api exited"
+                return False
+
+        wait_for(up, timeout=20)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)

@@ -40,9 +40,26 @@ def test_passflow_simulator_serves_its_openapi_page():
         proc.wait(timeout=10)
 
 
-def test_passflow_demo_walks_the_cookbook():
-    done = subprocess.run([sys.executable, "-m", "passflow.cli", "demo"], capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "step 6  authorize REF30: Permit" in done.stdout
-    assert "step 7  logout" in done.stdout
+def _demo(env: dict[str, str]) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "passflow.cli", "demo"], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **env})
+
+
+def test_passflow_demo_walks_every_cookbook_step():
+    done = _demo({})
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "REF30=Permit" in out and "HBO=Deny (authorization_denied_by_mvpd)" in out
+    assert "REF30=Permit [TempPass]" in out
+    assert "Cablevision logout/interactive" in out
+    assert "profile Spectrum (regular)" in out  # the second-screen device
+    assert "9 jobs, 0 not succeeded" in out
+    assert "stopped everything the demo started" in out
+
+
+def test_passflow_demo_starts_its_own_broker_when_none_answers():
+    done = _demo({"PASSFLOW_BROKER_URL": f"redis://127.0.0.1:{_free_port()}/0"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "started a private redis-server" in done.stdout

@@ -1,0 +1,160 @@
+"""POST /v1/events and GET /v1/jobs: the contract's answers, over a real socket."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+import models.db
+from models import Event, Job
+from tests.support import new_device, wait_for_status
+
+SP = "REF30"
+
+
+def event(type_: str = "profiles.requested", device=None, **fields) -> dict:
+    device = device or new_device()
+    return {"event_id": f"evt-{uuid.uuid4()}", "type": type_,
+            "device": {"id": device.id, "ip": device.ip, "port": device.port,
+                       "info": dict(device.info)}, **fields}
+
+
+def stored_events() -> int:
+    with models.db.session_scope() as session:
+        return session.scalar(select(func.count()).select_from(Event))
+
+
+@pytest.mark.parametrize("method,path", [("post", "/v1/events"), ("get", "/v1/jobs/x"),
+                                         ("get", "/v1/history"), ("get", "/healthz"),
+                                         ("get", "/metrics")])
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic dGVzdA==", "Bearer"])
+def test_every_endpoint_needs_a_valid_token(api: httpx.Client, method, path, header):
+    headers = {"Authorization": header} if header else {}
+    with httpx.Client(base_url=str(api.base_url), headers=headers) as anonymous:
+        answer = anonymous.request(method, path, json=event() if method == "post" else None)
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_new_event_is_accepted_and_runs(api: httpx.Client):
+    body = event()
+    answer = api.post("/v1/events", json=body)
+    assert answer.status_code == 202
+    accepted = answer.json()
+    assert accepted["status"] == "queued" and accepted["job_id"]
+    assert wait_for_status(accepted["job_id"]) == "succeeded"
+    job = api.get(f"/v1/jobs/{accepted['job_id']}").json()
+    assert job["event_id"] == body["event_id"] and job["type"] == "profiles.requested"
+    assert job["status"] == "succeeded" and job["error"] is None
+    assert job["result"] == {"profiles": []}
+    [step] = job["steps"]
+    assert step["step"] == "profiles.retrieve" and step["attempts"] == 1
+    assert step["started_at"] and step["finished_at"]
+
+
+def test_a_repeated_event_id_answers_with_the_first_job(api: httpx.Client):
+    body = event()
+    first = api.post("/v1/events", json=body)
+    again = api.post("/v1/events", json={**body, "type": "logout.requested", "mvpd": "Dish"})
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json()["job_id"] == first.json()["job_id"]
+    with models.db.session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Event).where(
+            Event.event_id == body["event_id"])) == 1
+
+
+def test_service_provider_defaults_to_the_configured_one(api: httpx.Client):
+    job_id = api.post("/v1/events", json=event()).json()["job_id"]
+    with models.db.session_scope() as session:
+        assert session.get(Job, job_id).service_provider == SP
+
+
+BAD_EVENTS = [
+    ({"type": "profiles.requested"}, {"event_id", "device"}),
+    ({"event_id": "e", "type": "teleport.requested", "device": {"id": "d"}}, {"type"}),
+    ({"event_id": "e", "type": "authorization.requested", "device": {"id": "d"},
+      "mvpd": "Cablevision"}, {"body"}),
+    ({"event_id": "e", "type": "preauthorization.requested", "device": {"id": "d"},
+      "mvpd": "Cablevision", "resources": []}, {"resources"}),
+    ({"event_id": "e", "type": "profiles.requested", "device": {"id": "d", "ip": "999.1.1.1"}},
+     {"device.ip"}),
+    ({"event_id": "", "type": "profiles.requested", "device": {"id": "d", "port": 70000}},
+     {"event_id", "device.port"}),
+    ({"event_id": "e\n", "type": "profiles.requested", "device": {"id": "d"}}, {"event_id"}),
+    ({"event_id": 5, "type": "profiles.requested", "device": "d"}, {"event_id", "device"}),
+]
+
+
+@pytest.mark.parametrize("body,fields", BAD_EVENTS)
+def test_a_bad_event_is_a_422_list_and_stores_nothing(api: httpx.Client, body, fields):
+    before = stored_events()
+    answer = api.post("/v1/events", json=body)
+    assert answer.status_code == 422
+    problems = answer.json()
+    assert isinstance(problems, list) and problems
+    assert all(set(p) == {"field", "message", "type"} for p in problems)
+    reported = {p["field"] for p in problems}
+    assert fields <= reported, problems
+    assert stored_events() == before
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b"\xff\xfe", b""])
+def test_malformed_bodies_are_422(api: httpx.Client, raw: bytes):
+    answer = api.post("/v1/events", content=raw, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422 and answer.json()[0]["field"] == "body"
+
+
+def test_a_huge_body_is_413(api: httpx.Client):
+    body = event(device=new_device(blob="x" * 70_000))
+    before = stored_events()
+    assert api.post("/v1/events", json=body).status_code == 413
+    chunked = api.post("/v1/events", content=iter([json.dumps(body).encode()]),
+                       headers={"Content-Type": "application/json"})
+    assert chunked.status_code == 413
+    assert stored_events() == before
+
+
+def test_unknown_job_is_404(api: httpx.Client):
+    assert api.get(f"/v1/jobs/{uuid.uuid4()}").status_code == 404
+
+
+def test_an_authentication_job_shows_code_and_url_while_waiting(api: httpx.Client):
+    job_id = api.post("/v1/events", json=event("authentication.requested",
+                                                mvpd="Cablevision")).json()["job_id"]
+    wait_for_status(job_id, "waiting_for_user")
+    job = api.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "waiting_for_user"
+    assert set(job["result"]) == {"code", "url"}
+    cancelled = api.delete(f"/v1/jobs/{job_id}")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert api.delete(f"/v1/jobs/{job_id}").status_code == 409
+
+
+def test_healthz_checks_database_and_broker(api: httpx.Client):
+    answer = api.get("/healthz")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+def test_metrics_count_jobs_and_adobe_calls(api: httpx.Client):
+    job_id = api.post("/v1/events", json=event()).json()["job_id"]
+    wait_for_status(job_id)
+    import time
+
+    time.sleep(0.6)  # the worker flushes its counters at most twice a second
+    api.post("/v1/events", json=event())  # one more task makes the worker flush
+    body = ""
+    for _ in range(30):
+        body = api.get("/metrics").text
+        if 'passflow_adobe_pass_calls_total{endpoint="profiles.list"' in body:
+            break
+        time.sleep(0.2)
+    assert 'passflow_jobs{status="succeeded",type="profiles.requested"}' in body
+    assert "passflow_polls_in_flight" in body
+    assert 'passflow_adobe_pass_calls_total{endpoint="profiles.list",status="200"}' in body
+    assert 'passflow_step_seconds_bucket{le="+Inf",outcome="succeeded",step="profiles.retrieve"}' \
+        in body

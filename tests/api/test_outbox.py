@@ -1,0 +1,47 @@
+"""An accepted event is never lost: Redis down between accept and enqueue."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+from sqlalchemy import select
+
+import models.db
+from models import Job, JobStep
+from tests.support import ApiProcess, RedisServer, WorkerProcess, new_device, wait_for_status
+
+
+def test_event_accepted_while_the_broker_is_down_runs_when_it_returns(
+        jobs_env: httpx.Client, database_url: str):
+    broker = RedisServer().start()
+    api = ApiProcess("outbox-token", {"PASSFLOW_BROKER_URL": broker.url})
+    worker = None
+    try:
+        broker.stop()
+        device = new_device()
+        body = {"event_id": f"evt-{uuid.uuid4()}", "type": "profiles.requested",
+                "device": {"id": device.id, "ip": device.ip}}
+        headers = {"Authorization": "Bearer outbox-token"}
+        answer = httpx.post(api.url + "/v1/events", json=body, headers=headers, timeout=30)
+        assert answer.status_code == 202
+        job_id = answer.json()["job_id"]
+        health = httpx.get(api.url + "/healthz", headers=headers, timeout=30)
+        assert health.status_code == 503 and health.json()["broker"].startswith("failing")
+        with models.db.session_scope() as session:
+            job = session.get(Job, job_id)
+            assert (job.status, job.dispatched_at) == ("queued", None)
+
+        broker.start()  # Redis is back; a worker with the sweeper (beat) picks the job up
+        worker = WorkerProcess("outbox", beat=True,
+                               env={"PASSFLOW_BROKER_URL": broker.url})
+        assert wait_for_status(job_id, timeout=60) == "succeeded"
+        with models.db.session_scope() as session:
+            attempts = session.scalars(select(JobStep.attempts).where(
+                JobStep.job_id == job_id)).all()
+        assert attempts == [1]
+    finally:
+        if worker is not None:
+            worker.stop()
+        api.stop()
+        broker.stop()

@@ -1,0 +1,53 @@
+"""docker-compose.yml: what the deployment relies on."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+COMPOSE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
+SECRETS = {"PASSFLOW_SECRET_KEY": "k", "PASSFLOW_API_TOKEN": "t"}
+
+
+def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess | None:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        return None
+    return subprocess.run([binary, "-f", str(COMPOSE), "config", "-q"], capture_output=True,
+                          text=True, env={**os.environ, **env}, timeout=60)
+
+
+def test_compose_accepts_the_file_only_with_the_required_secrets():
+    clean = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    with_secrets = _compose_config(SECRETS)
+    if with_secrets is not None:  # .ci/run installs docker-compose on Debian
+        assert with_secrets.returncode == 0, with_secrets.stderr
+        binary = shutil.which("docker-compose")
+        without = subprocess.run([binary, "-f", str(COMPOSE), "config", "-q"],
+                                 capture_output=True, text=True, env=clean, timeout=60)
+        assert without.returncode != 0 and "PASSFLOW_SECRET_KEY" in without.stderr
+    text = COMPOSE.read_text()
+    assert "${PASSFLOW_SECRET_KEY:?" in text and "${PASSFLOW_API_TOKEN:?" in text
+
+
+def test_compose_has_every_service_the_deployment_needs():
+    spec = yaml.safe_load(COMPOSE.read_text())
+    services = spec["services"]
+    assert {"redis", "postgres", "migrate", "api", "simulator", "beat", "flower",
+            "worker-authentication", "worker-polling", "worker-decisions",
+            "worker-housekeeping"} <= set(services)
+    # Every queue is consumed by some pool.
+    from worker.queues import ALL_QUEUES
+
+    consumed = set()
+    for name, service in services.items():
+        if name.startswith("worker-"):
+            command = service["command"]
+            consumed |= set(command[command.index("--queues") + 1].split(","))
+    assert consumed == set(ALL_QUEUES)
+    assert services["migrate"]["command"] == ["passflow", "db", "upgrade"]
+    assert "healthcheck" in services["redis"] and "healthcheck" in services["postgres"]
