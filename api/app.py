@@ -182,6 +182,18 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    from api.activation import build_router, start_polling
+
+    app.include_router(build_router(settings))
+
+    @app.post("/v1/jobs/{job_id}/landed", dependencies=authorized)
+    def landed(job_id: str) -> dict[str, Any]:
+        """The app's own redirect page was reached: start polling now (primary screen)."""
+        with session_scope() as session:
+            if session.get(Job, job_id) is None:
+                raise HTTPException(404, "job not found")
+        return {"job_id": job_id, "polling": start_polling(job_id)}
+
     _document_event_schema(app)
     return app
 

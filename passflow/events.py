@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from ipaddress import ip_address
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -76,6 +76,10 @@ class EventIn(BaseModel):
     domain_name: str | None = Field(default=None, max_length=255)
     # Promotional TempPass: the user identity sent as AP-TempPass-Identity.
     temppass_identity: dict[str, Any] | str | None = None
+    # Where the user logs in. "secondary": polling starts with the session (a code on the TV);
+    # "primary": the device opens the URL itself, polling starts when the user reaches
+    # redirect_url (checklist), reported by GET /landing or POST /v1/jobs/{id}/landed.
+    screen: Literal["primary", "secondary"] = "secondary"
 
     _check_ids = field_validator("event_id", "mvpd", "resource")(
         lambda v: v if v is None else _no_control_chars(v))

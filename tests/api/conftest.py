@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import httpx
@@ -9,15 +10,20 @@ import pytest
 
 from passflow.serving import BackgroundServer
 from passflow.settings import get_settings
+from tests.support import free_port
 
 TOKEN = "test-api-token"
 
 
 @pytest.fixture(scope="module")
 def api_server(pass_env: str) -> Iterator[BackgroundServer]:
+    """The API on its own port; PASSFLOW_PUBLIC_URL points at it (landing page links)."""
     from api.app import create_app
 
-    with BackgroundServer(create_app(get_settings(), tokens=[TOKEN])) as server:
+    port = free_port()
+    os.environ["PASSFLOW_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+    get_settings.cache_clear()
+    with BackgroundServer(create_app(get_settings(), tokens=[TOKEN]), port=port) as server:
         yield server
 
 

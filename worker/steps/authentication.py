@@ -67,7 +67,8 @@ def _supersede_older_sessions(ctx: StepContext) -> None:
 @step("sessions.create", Queue.AUTHENTICATION)
 def create_session(ctx: StepContext) -> Outcome:
     settings = ctx.settings
-    redirect_url = ctx.event.get("redirect_url") or f"{settings.public_url.rstrip('/')}/landing"
+    redirect_url = (ctx.event.get("redirect_url")
+                    or f"{settings.public_url.rstrip('/')}/landing?job={ctx.job.id}")
     domain_name = ctx.event.get("domain_name") or _first_domain(ctx)
     _supersede_older_sessions(ctx)
     answer = ctx.adobe.sessions.create(ctx.sp, device=ctx.device, mvpd=ctx.job.mvpd,
@@ -84,15 +85,19 @@ def create_session(ctx: StepContext) -> Outcome:
     url = (urljoin(ctx.adobe.base_url + "/", answer.url) if answer.action_name == "authenticate"
            and answer.url else ctx.adobe.sessions.authenticate_url(ctx.sp, answer.code))
     now = utcnow()
-    delay = ctx.poll_delay()
     not_after = from_millis(answer.not_after) or now + timedelta(seconds=DEFAULT_SESSION_S)
+    primary = ctx.event.get("screen") == "primary"
+    # Primary screen: no polling until the user reaches redirectUrl (the landing starts it);
+    # one last look just before notAfter (sent by the sweeper), so an expiry is still noticed.
+    last_look = (not_after - now).total_seconds() - settings.sweep_grace_s - 2
+    delay = max(0.0, last_look) if primary else ctx.poll_delay()
     ctx.session.add(AuthSession(
         job_id=ctx.job.id, device_id=ctx.job.device_id, service_provider=ctx.sp,
         code=answer.code, url=url, mvpd=answer.mvpd or ctx.job.mvpd,
         adobe_session_id=answer.session_id, not_before=from_millis(answer.not_before),
         not_after=not_after, status=SessionStatus.PENDING,
         next_poll_at=now + timedelta(seconds=delay),
-        polling_started_at=now,
+        polling_started_at=None if primary else now,
     ))
     return Outcome(JobStatus.WAITING_FOR_USER, next_step="profiles.poll", delay_s=delay,
                    result={"code": answer.code, "url": url,

@@ -1,0 +1,258 @@
+"""The second-screen activation page and the primary-screen landing page.
+
+Cookbook step 3, option 2: a user types the code a TV shows. The code is checked with Adobe Pass
+(GET /api/v2/{sp}/sessions/{code}) before anything else; a session without an MVPD gets the
+provider picker and is resumed with the choice; then the browser goes to Adobe Pass
+/api/v2/authenticate/{sp}/{code}. These pages are public: they carry no API token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from models import AuthSession, Job, SessionStatus, utcnow
+from models.db import session_scope
+from passflow.settings import Settings
+from worker.adobe_pass import AdobePassError, APIStatusError, Device, ThrottledError
+from worker.runtime import runtime
+
+templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+
+MAX_FAILED_TRIES = 5  # wrong or expired codes per client and window
+TRIES_WINDOW_S = 15 * 60
+_CODE = re.compile(r"^[A-Z0-9]{4,16}$")
+
+
+def normalize_code(raw: str) -> str:
+    """Forgiving: case, spaces, dashes, dots and underscores do not matter."""
+    return re.sub(r"[\s\-_.]", "", raw).upper()
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _browser(request: Request) -> Device:
+    """The user's browser, as Adobe Pass should see it (its own IP, its own bucket)."""
+    ip = _client_ip(request)
+    agent = request.headers.get("user-agent", "")
+    ident = hashlib.sha256(f"{ip}|{agent}".encode()).hexdigest()[:32]
+    return Device(id=f"activation-{ident}", ip=ip if ip != "unknown" else None,
+                  info={"primaryHardwareType": "Unknown", "userAgent": agent[:300]})
+
+
+async def _form(request: Request) -> dict[str, str]:
+    fields = parse_qs((await request.body()).decode("utf-8", "replace"))
+    return {k: v[0] for k, v in fields.items()}
+
+
+def build_router(settings: Settings) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    def page(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
+        return templates.TemplateResponse(request, name, context, status_code=status)
+
+    def message(request: Request, title: str, text: str, status: int, *,
+                success: bool = False, retry: bool = True) -> HTMLResponse:
+        return page(request, "message.html", status, title=title, message=text, success=success,
+                    retry_url="/activate" if retry else None)
+
+    def too_many(request: Request) -> bool:
+        key = f"passflow:activate:fails:{_client_ip(request)}"
+        count = runtime().redis.get(key)
+        return count is not None and int(count) >= MAX_FAILED_TRIES
+
+    def failed_try(request: Request) -> None:
+        key = f"passflow:activate:fails:{_client_ip(request)}"
+        pipe = runtime().redis.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, TRIES_WINDOW_S)
+        pipe.execute()
+
+    def service_provider_of(code: str) -> str:
+        with session_scope() as session:
+            found = session.scalar(select(AuthSession.service_provider).where(
+                AuthSession.code == code).order_by(AuthSession.id.desc()))
+        return found or settings.service_provider
+
+    def authenticate_url(sp: str, code: str) -> str:
+        return runtime().adobe.sessions.authenticate_url(sp, code)
+
+    def code_problem(request: Request, code: str, error: APIStatusError) -> HTMLResponse:
+        failed_try(request)
+        if error.code == "invalid_authentication_session":
+            text = ("This code has expired or was already used. Start again on your TV to get "
+                    "a new code.")
+        else:
+            text = "We don't recognize that code. Check the code on your TV and try again."
+        return page(request, "activate.html", 400, action="/activate", code=code, error=text)
+
+    @router.get("/activate", response_class=HTMLResponse)
+    def activate_form(request: Request, code: str = "") -> HTMLResponse:
+        return page(request, "activate.html", action="/activate", code=code[:32], error=None)
+
+    @router.post("/activate", response_class=HTMLResponse)
+    async def activate(request: Request) -> Response:
+        fields = await _form(request)
+        raw = fields.get("code", "")
+        if too_many(request):
+            return message(request, "Too many tries",
+                           "Too many wrong codes from this device. Wait 15 minutes, then try "
+                           "again with the code on your TV.", 429, retry=False)
+        code = normalize_code(raw)
+        if not _CODE.match(code):
+            failed_try(request)
+            return page(request, "activate.html", 400, action="/activate", code=raw[:32],
+                        error="That doesn't look like a code. Codes have letters and digits, "
+                              "like 8ER640M.")
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(_check_and_continue, request, code)
+
+    def _check_and_continue(request: Request, code: str) -> Response:
+        sp = service_provider_of(code)
+        adobe = runtime().adobe
+        try:
+            info = adobe.sessions.retrieve(sp, code, device=_browser(request))
+        except APIStatusError as exc:
+            if exc.status_code == 400:
+                return code_problem(request, code, exc)
+            return _unavailable(request, exc)
+        except AdobePassError as exc:
+            return _unavailable(request, exc)
+        if info.mvpd is None:
+            return _picker(request, sp, code)
+        if info.missing_parameters:
+            return _resume_with(request, code, info.mvpd)
+        return RedirectResponse(authenticate_url(sp, code), status_code=303)
+
+    def _picker(request: Request, sp: str, code: str) -> Response:
+        try:
+            config = runtime().adobe.configuration.retrieve(sp, device=_browser(request))
+        except AdobePassError as exc:
+            return _unavailable(request, exc)
+        mvpds = [{"id": m.id, "name": m.display_name or m.id,
+                  "logo": f"/activate/logos/{sp}/{m.id}"}
+                 for m in config.mvpds if not m.is_temp_pass]
+        mvpds.sort(key=lambda m: m["name"].lower())
+        return page(request, "picker.html", action="/activate/provider", code=code, mvpds=mvpds)
+
+    @router.post("/activate/provider", response_class=HTMLResponse)
+    async def choose_provider(request: Request) -> Response:
+        fields = await _form(request)
+        code = normalize_code(fields.get("code", ""))
+        mvpd = fields.get("mvpd", "")
+        if not _CODE.match(code) or not mvpd:
+            return message(request, "Something is missing",
+                           "Pick a provider from the list.", 400)
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(_resume_with, request, code, mvpd)
+
+    def _resume_with(request: Request, code: str, mvpd: str) -> Response:
+        sp = service_provider_of(code)
+        try:
+            info = runtime().adobe.sessions.retrieve(sp, code, device=_browser(request))
+            missing = set(info.missing_parameters)
+            extra = {}
+            if "redirectUrl" in missing:
+                extra["redirect_url"] = f"{settings.public_url.rstrip('/')}/landing"
+            if missing & {"domainName", "domain"}:
+                extra["domain_name"] = _domain_of(settings)
+            runtime().adobe.sessions.resume(sp, code, device=_browser(request), mvpd=mvpd,
+                                            **extra)
+        except APIStatusError as exc:
+            if exc.status_code == 400 and exc.code != "invalid_parameter_mvpd":
+                return code_problem(request, code, exc)
+            if exc.code == "invalid_parameter_mvpd":
+                return message(request, "Unknown provider", "Pick a provider from the list.",
+                               400)
+            return _unavailable(request, exc)
+        except AdobePassError as exc:
+            return _unavailable(request, exc)
+        with session_scope() as session:
+            auth = session.scalar(select(AuthSession).where(AuthSession.code == code,
+                                                            AuthSession.service_provider == sp))
+            if auth is not None and auth.mvpd is None:
+                auth.mvpd = mvpd
+        return RedirectResponse(authenticate_url(sp, code), status_code=303)
+
+    def _unavailable(request: Request, error: Exception | None = None) -> HTMLResponse:
+        if isinstance(error, ThrottledError):
+            return message(request, "One moment",
+                           "Too many requests from this network in a short time. Wait a few "
+                           "seconds, then try again.", 429)
+        return message(request, "Try again in a moment",
+                       "Your TV provider's sign-in service did not answer. Please try again.",
+                       503)
+
+    @router.get("/activate/logos/{sp}/{mvpd}")
+    def logo(sp: str, mvpd: str) -> Response:
+        """Logos are fetched here and served from passflow's own origin (no external assets)."""
+        key = f"passflow:logo:{sp}:{mvpd}"
+        cached = runtime().redis.hgetall(key)
+        if not cached:
+            try:
+                config = runtime().adobe.configuration.retrieve(sp, device=Device(id="logos"))
+                entry = config.mvpd(mvpd)
+                if entry is None or not entry.logo_url:
+                    return Response(status_code=404)
+                fetched = httpx.get(entry.logo_url, timeout=5, follow_redirects=True)
+                fetched.raise_for_status()
+            except (AdobePassError, httpx.HTTPError):
+                return Response(status_code=404)
+            kind = fetched.headers.get("content-type", "application/octet-stream")
+            if not kind.startswith("image/"):
+                return Response(status_code=404)
+            cached = {b"type": kind.encode(), b"body": fetched.content[:200_000]}
+            runtime().redis.hset(key, mapping=cached)
+            runtime().redis.expire(key, 24 * 3600)
+        return Response(cached[b"body"], media_type=cached[b"type"].decode(),
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+    @router.get("/landing", response_class=HTMLResponse)
+    def landing(request: Request, job: str | None = None) -> HTMLResponse:
+        """The final page after the MVPD login: polling of the job starts (or resumes) now."""
+        if job:
+            start_polling(job)
+        return message(request, "You're signed in",
+                       "You are signed in with your TV provider. You can go back to your TV: it "
+                       "will start in a moment.", 200, success=True, retry=False)
+
+    return router
+
+
+def _domain_of(settings: Settings) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(settings.public_url).hostname or "localhost"
+
+
+def start_polling(job_id: str) -> bool:
+    """The user reached the final page: poll now (checklist, primary-screen flows)."""
+    from worker.runner import dispatch
+
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.current_step != "profiles.poll":
+            return False
+        auth = session.scalar(select(AuthSession).where(AuthSession.job_id == job_id))
+        if auth is None or auth.status != SessionStatus.PENDING:
+            return False
+        now = utcnow()
+        auth.polling_started_at = auth.polling_started_at or now
+        auth.next_poll_at = now
+        if job.next_run_at is None or job.next_run_at > now:
+            job.next_run_at = now
+        job.dispatched_at = now
+    dispatch(job_id, "profiles.poll")
+    return True

@@ -1,0 +1,167 @@
+"""The activation and landing pages in real headless Chromium (Debian's, driven by Playwright):
+code entry, the simulator's MVPD login page, the success page, the provider picker, wrong and
+expired codes, the retry limit. Screenshots go to tests/artifacts/."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from passflow.serving import BackgroundServer
+from tests.api.conftest import TOKEN
+from tests.support import new_device, wait_for_status
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+# Flags a root-run Chromium needs here; the background ones keep it off the closed network.
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser, api: httpx.Client, redis_client: redis.Redis) -> Iterator[Page]:
+    # Each test starts with a clean slate for this browser's address: retry count and budget.
+    for pattern in ("passflow:activate:fails:*", "passflow:throttle:127.0.0.1"):
+        for key in redis_client.scan_iter(pattern):
+            redis_client.delete(key)
+    context = browser.new_context(viewport={"width": 390, "height": 844},
+                                  is_mobile=True, has_touch=True)  # a phone
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    yield tab
+    context.close()
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def start_authentication(api: httpx.Client, **fields) -> tuple[str, str]:
+    device = new_device()
+    body = {"event_id": f"evt-{uuid.uuid4()}", "type": "authentication.requested",
+            "device": {"id": device.id, "ip": device.ip}, **fields}
+    job_id = api.post("/v1/events", json=body).json()["job_id"]
+    wait_for_status(job_id, "waiting_for_user")
+    return job_id, api.get(f"/v1/jobs/{job_id}").json()["result"]["code"]
+
+
+def sign_in_at_the_mvpd(page: Page, provider: str) -> None:
+    expect(page.get_by_role("heading")).to_have_text(f"Sign in to {provider}")
+    shot(page, "3-mvpd-login")
+    page.get_by_label("Username").fill("user1")
+    page.get_by_label("Password").fill("pass1")
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_code_entry_to_mvpd_login_to_success(page: Page, api: httpx.Client,
+                                            api_server: BackgroundServer):
+    job_id, code = start_authentication(api, mvpd="Cablevision")
+    page.goto(f"{api_server.url}/activate")
+    expect(page).to_have_title("Activate your TV")
+    field = page.get_by_label("Code shown on your TV")
+    expect(field).to_be_focused()
+    # Forgiving input: lower case, a dash and a space, typed with the keyboard only.
+    messy = f" {code[:3].lower()}-{code[3:]} "
+    page.keyboard.type(messy)
+    shot(page, "1-activate")
+    page.keyboard.press("Enter")
+    sign_in_at_the_mvpd(page, "Optimum")
+    expect(page.get_by_role("heading")).to_have_text("You're signed in")
+    assert page.url.startswith(f"{api_server.url}/landing?job={job_id}")
+    shot(page, "4-signed-in")
+    assert wait_for_status(job_id) == "succeeded"
+    assert api.get(f"/v1/jobs/{job_id}").json()["result"]["profile"]["mvpd"] == "Cablevision"
+
+
+def test_picker_path_without_mvpd(page: Page, api: httpx.Client, api_server: BackgroundServer):
+    job_id, code = start_authentication(api)
+    page.goto(f"{api_server.url}/activate")
+    page.get_by_label("Code shown on your TV").fill(code)
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("heading")).to_have_text("Choose your TV provider")
+    providers = page.locator("#providers li:not([hidden]) button")
+    expect(providers).to_have_count(4)  # TempPass is filtered out of the picker
+    expect(page.get_by_role("button", name="DISH")).to_be_visible()
+    logo = page.locator("#providers img").first
+    assert logo.get_attribute("src").startswith("/activate/logos/")  # same origin only
+    assert page.evaluate("img => img.naturalWidth > 0", logo.element_handle())
+    shot(page, "2-picker")
+    page.get_by_label("Search providers").fill("spec")
+    expect(providers).to_have_count(1)
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Spectrum")).to_be_focused()
+    page.keyboard.press("Enter")
+    sign_in_at_the_mvpd(page, "Spectrum")
+    expect(page.get_by_role("heading")).to_have_text("You're signed in")
+    assert wait_for_status(job_id) == "succeeded"
+    assert api.get(f"/v1/jobs/{job_id}").json()["result"]["profile"]["mvpd"] == "Spectrum"
+
+
+def test_wrong_and_malformed_codes_say_so(page: Page, api_server: BackgroundServer):
+    page.goto(f"{api_server.url}/activate")
+    page.get_by_label("Code shown on your TV").fill("ZZZZ999")
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("alert")).to_contain_text("We don't recognize that code")
+    expect(page.get_by_label("Code shown on your TV")).to_have_attribute("aria-invalid", "true")
+    shot(page, "5-wrong-code")
+    page.get_by_label("Code shown on your TV").fill("!!")
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("alert")).to_contain_text("doesn't look like a code")
+
+
+def test_expired_code_says_start_again(page: Page, api: httpx.Client,
+                                       api_server: BackgroundServer, jobs_env: httpx.Client):
+    _, code = start_authentication(api, mvpd="Cablevision")
+    jobs_env.post("/_sim/clock", json={"seconds": 1801}).raise_for_status()
+    page.goto(f"{api_server.url}/activate")
+    page.get_by_label("Code shown on your TV").fill(code)
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("alert")).to_contain_text("expired or was already used")
+    shot(page, "6-expired-code")
+
+
+def test_too_many_wrong_codes_are_refused(page: Page, api_server: BackgroundServer):
+    page.goto(f"{api_server.url}/activate")
+    for attempt in range(5):
+        page.get_by_label("Code shown on your TV").fill(f"NOPE{attempt:03d}")
+        page.get_by_role("button", name="Continue").click()
+        expect(page.get_by_role("alert")).to_be_visible()
+    page.get_by_label("Code shown on your TV").fill("NOPE999")
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("heading")).to_have_text("Too many tries")
+
+
+def test_primary_screen_polling_starts_at_the_landing(api: httpx.Client, page: Page,
+                                                      api_server: BackgroundServer,
+                                                      jobs_env: httpx.Client):
+    import time
+
+    import models.db
+    from models import AuthSession
+    from sqlalchemy import select
+
+    job_id, code = start_authentication(api, mvpd="Cablevision", screen="primary")
+    jobs_env.post("/_sim/login", json={"code": code}).raise_for_status()
+    time.sleep(1.5)  # five poll intervals: a secondary-screen job would have succeeded
+    with models.db.session_scope() as session:
+        auth = session.scalar(select(AuthSession).where(AuthSession.job_id == job_id))
+        assert (auth.polls, auth.polling_started_at) == (0, None)
+    assert api.get(f"/v1/jobs/{job_id}").json()["status"] == "waiting_for_user"
+    page.goto(f"{api_server.url}/landing?job={job_id}")
+    expect(page.get_by_role("heading")).to_have_text("You're signed in")
+    assert wait_for_status(job_id) == "succeeded"
