@@ -14,7 +14,6 @@ import redis
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from passflow.serving import BackgroundServer
-from tests.api.conftest import TOKEN
 from tests.support import new_device, wait_for_status
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -151,9 +150,10 @@ def test_primary_screen_polling_starts_at_the_landing(api: httpx.Client, page: P
                                                       jobs_env: httpx.Client):
     import time
 
+    from sqlalchemy import select
+
     import models.db
     from models import AuthSession
-    from sqlalchemy import select
 
     job_id, code = start_authentication(api, mvpd="Cablevision", screen="primary")
     jobs_env.post("/_sim/login", json={"code": code}).raise_for_status()
