@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     # A step holds its job for this long; a worker killed mid-step delays the job this much.
     lease_s: float = Field(default=60.0, ge=5)
-    sweep_interval_s: float = Field(default=2.0, gt=0)
+    # How often beat sends due steps (polls) and re-sends lost ones; bounds a poll's drift.
+    sweep_interval_s: float = Field(default=0.5, gt=0)
     # A step is re-sent by the sweeper once this overdue (a message was lost).
     sweep_grace_s: float = Field(default=10.0, ge=0.5)
     # "usually up to 5" resources per preauthorization call (cookbook, step 5).

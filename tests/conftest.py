@@ -98,15 +98,32 @@ def pass_env(simulator_server: BackgroundServer) -> str:
 
 @pytest.fixture(scope="module")
 def worker(pass_env: str, redis_client: redis.Redis) -> Iterator[None]:
-    """A real Celery worker (threads pool) consuming every queue, in this process."""
+    """A real Celery worker (threads pool) consuming every queue, in this process, and the
+    periodic sweeper that beat would run (same function, every sweep interval)."""
+    import contextlib
+    import threading
+
     from celery.contrib.testing.worker import start_worker
 
     from worker.app import celery_app
     from worker.queues import ALL_QUEUES
+    from worker.tasks import sweep
+
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(float(os.environ["PASSFLOW_SWEEP_INTERVAL_S"])):
+            # A failure (the database switched between tests) is retried next round.
+            with contextlib.suppress(Exception):
+                sweep()
 
     with start_worker(celery_app, pool="threads", concurrency=8, perform_ping_check=False,
                       queues=ALL_QUEUES, loglevel="WARNING", shutdown_timeout=10):
+        thread = threading.Thread(target=beat, daemon=True, name="test-beat")
+        thread.start()
         yield
+        stop.set()
+        thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import FINAL_STATUSES, Device, Event, Job, JobStatus, JobStep, StepStatus, utcnow
@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 
 # A message may arrive a little before its countdown ends (clock skew between hosts).
 EARLY_TOLERANCE = timedelta(seconds=1)
+# Steps due within this are sent at once with a short countdown; later ones stay in the table
+# until the due-step dispatcher sends them. Delayed Celery messages bypass the prefetch limit
+# and sit in a worker's memory (and, on Redis, come back after visibility_timeout): thousands
+# of polls must not live there.
+DIRECT_DISPATCH_MAX_S = 1.0
 
 
 @dataclass
@@ -150,7 +155,7 @@ def complete(session: Session, job: Job, step_name: str, owner: str, outcome: Ou
         "status": outcome.status,
         "current_step": outcome.next_step,
         "next_run_at": None if final else now + timedelta(seconds=outcome.delay_s),
-        "dispatched_at": None if final else now,
+        "dispatched_at": None if final or outcome.delay_s > DIRECT_DISPATCH_MAX_S else now,
         "lease_owner": None,
         "lease_until": None,
         "result": {**(job.result or {}), **outcome.result},
@@ -191,7 +196,8 @@ def release(session: Session, job_id: str, step_name: str, owner: str, *, retry_
     session.execute(
         update(Job).where(Job.id == job_id, Job.lease_owner == owner).values(
             lease_owner=None, lease_until=None,
-            next_run_at=now + timedelta(seconds=retry_in_s), dispatched_at=now,
+            next_run_at=now + timedelta(seconds=retry_in_s),
+            dispatched_at=now if retry_in_s <= DIRECT_DISPATCH_MAX_S else None,
         ).execution_options(synchronize_session=False)
     )
     session.execute(
@@ -228,30 +234,37 @@ def cancel(session: Session, job_id: str, *, reason: str = "cancelled") -> bool:
 
 # Sweeping ----------------------------------------------------------------------------------------
 
-def overdue_jobs(session: Session, *, grace: timedelta,
-                 limit: int = 500) -> list[tuple[str, str]]:
-    """Claim (job id, step) pairs whose step is overdue and unleased, marking them dispatched.
+def due_jobs(session: Session, *, grace: timedelta, horizon: timedelta,
+             limit: int = 2000) -> list[tuple[str, str, float]]:
+    """Claim (job id, step, seconds until due) for every step to send now, marking it sent:
 
-    On PostgreSQL, FOR UPDATE SKIP LOCKED lets several sweepers share the work.
+    - steps due within `horizon` that were never handed to the broker (polls, delayed retries,
+      events accepted while the broker was down);
+    - steps overdue by more than `grace` whose message was lost (a killed worker, an outage).
+
+    On PostgreSQL, FOR UPDATE SKIP LOCKED lets several dispatchers share the work.
     """
     now = utcnow()
     query = (
-        select(Job.id, Job.current_step)
+        select(Job.id, Job.current_step, Job.next_run_at)
         .where(
             Job.current_step.is_not(None),
-            Job.next_run_at <= now - grace,
-            or_(Job.dispatched_at.is_(None), Job.dispatched_at < now - grace),
             or_(Job.lease_until.is_(None), Job.lease_until < now),
+            or_(
+                and_(Job.dispatched_at.is_(None), Job.next_run_at <= now + horizon),
+                and_(Job.dispatched_at < now - grace, Job.next_run_at <= now - grace),
+            ),
         )
         .order_by(Job.next_run_at)
         .limit(limit)
     )
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    rows = [(job_id, step_name) for job_id, step_name in session.execute(query)]
+    rows = [(job_id, step_name, max(0.0, (due - now).total_seconds()) if due else 0.0)
+            for job_id, step_name, due in session.execute(query)]
     if rows:
         session.execute(
-            update(Job).where(Job.id.in_([job_id for job_id, _ in rows]))
+            update(Job).where(Job.id.in_([job_id for job_id, _, _ in rows]))
             .values(dispatched_at=now).execution_options(synchronize_session=False)
         )
     return rows

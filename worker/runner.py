@@ -24,16 +24,15 @@ from worker.steps.base import StepContext, error_of
 log = logging.getLogger(__name__)
 
 
-# Longer waits are not handed to the broker: with Redis, a delayed message held by a worker
-# comes back after visibility_timeout and piles up; the sweeper sends such steps when due.
-MAX_COUNTDOWN_S = 60.0
-
-
 def dispatch(job_id: str, step_name: str, *, countdown: float = 0.0) -> bool:
-    """Send a step to its queue. A failure is logged, not raised: the sweeper re-sends."""
+    """Send a step to its queue. A failure is logged, not raised: the sweeper re-sends.
+
+    Steps due later than DIRECT_DISPATCH_MAX_S are left in the table for the due-step
+    dispatcher (see worker.jobs.due_jobs).
+    """
     from worker.app import celery_app
 
-    if countdown > MAX_COUNTDOWN_S:
+    if countdown > jobs.DIRECT_DISPATCH_MAX_S:
         return True
     try:
         celery_app.send_task(f"passflow.{step_name}", args=[job_id],

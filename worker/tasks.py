@@ -72,12 +72,15 @@ def initiate_logout(self: Task, job_id: str) -> str:
 
 @celery_app.task(name="passflow.maintenance.sweep", acks_late=False)
 def sweep() -> int:
-    """Re-send every overdue step and webhook (lost messages, killed workers, broker outages)."""
-    grace = timedelta(seconds=get_settings().sweep_grace_s)
+    """Send every step that is due (polls, delayed retries) and re-send every overdue step and
+    webhook (lost messages, killed workers, broker outages)."""
+    settings = get_settings()
+    grace = timedelta(seconds=settings.sweep_grace_s)
+    horizon = timedelta(seconds=settings.sweep_interval_s + 0.1)
     with session_scope() as session:
-        due = jobs.overdue_jobs(session, grace=grace)
-    for job_id, step_name in due:
-        dispatch(job_id, step_name)
+        due = jobs.due_jobs(session, grace=grace, horizon=horizon)
+    for job_id, step_name, in_s in due:
+        dispatch(job_id, step_name, countdown=min(in_s, jobs.DIRECT_DISPATCH_MAX_S))
     with session_scope() as session:
         deliveries = webhooks.overdue(session, grace=grace)
     for delivery_id in deliveries:

@@ -13,7 +13,8 @@ from tests.support import ApiProcess, RedisServer, WorkerProcess, new_device, wa
 
 
 def test_event_accepted_while_the_broker_is_down_runs_when_it_returns(
-        jobs_env: httpx.Client, database_url: str):
+        database_url: str, pass_env: str, sim: httpx.Client):
+    # No in-process worker here: only the processes started below may run the job.
     broker = RedisServer().start()
     api = ApiProcess("outbox-token", {"PASSFLOW_BROKER_URL": broker.url})
     worker = None

@@ -16,7 +16,6 @@ from tests.support import make_event, new_device, wait_for_status
 from tests.worker.jobs.test_flows import authenticate, submit, view
 from worker import jobs
 from worker.runner import dispatch
-from worker.tasks import sweep
 from worker.throttle import DeviceThrottle
 
 SP = "REF30"
@@ -50,10 +49,27 @@ def test_a_step_delivered_twice_runs_once(jobs_env: httpx.Client):
 
 
 def test_the_sweeper_sends_what_was_never_dispatched(jobs_env: httpx.Client):
+    """No message was ever sent for this job: only the periodic sweeper can run it."""
     job_id = _accept_without_dispatch("profiles.requested", new_device())
-    time.sleep(1.2)  # overdue by more than the grace period (1 s in tests)
-    assert sweep() >= 1
-    assert wait_for_status(job_id) == "succeeded"
+    assert wait_for_status(job_id, timeout=10) == "succeeded"
+
+
+def test_a_lost_message_is_sent_again_once_overdue(jobs_env: httpx.Client):
+    from datetime import timedelta
+
+    started = time.monotonic()
+    with models.db.session_scope() as session:
+        job = jobs.accept_event(session, make_event(f"evt-{uuid.uuid4()}", "profiles.requested",
+                                                    new_device()), default_service_provider=SP)
+        job.dispatched_at = job.next_run_at  # "sent", but the message never arrives
+        job_id = job.id
+    grace = timedelta(seconds=1)
+    with models.db.session_scope() as session:
+        assert job_id not in {j for j, _, _ in jobs.due_jobs(session, grace=grace,
+                                                               horizon=grace)}
+    # The periodic sweeper sends it again once it is overdue by the grace period (1 s).
+    assert wait_for_status(job_id, timeout=10) == "succeeded"
+    assert time.monotonic() - started >= 1.0
 
 
 def test_cancelling_a_poll_is_a_row_update(jobs_env: httpx.Client):
