@@ -28,7 +28,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     if "poolclass" not in kwargs:
-        kwargs.update(pool_size=5, max_overflow=10)
+        from passflow.settings import get_settings
+
+        settings = get_settings()
+        kwargs.update(pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 

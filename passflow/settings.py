@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     decision_retries: int = Field(default=2, ge=0, le=3)
     # Step retries after retryable errors (5xx, timeouts) before the job fails.
     step_retries: int = Field(default=3, ge=0, le=10)
+    # Database connections per process (PostgreSQL); size them to the worker's concurrency.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
     # Configuration responses are cached this long (checklist: 3-5 minutes).
     config_cache_s: float = Field(default=180.0, ge=0)
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from simulator.common import sim
 from simulator.config import Faults
-from simulator.state import AuthSession, SimState
+from simulator.state import AuthSession, Profile, SimState
 
 router = APIRouter(prefix="/_sim", tags=["Simulator controls (not Adobe Pass)"])
 
@@ -131,6 +131,27 @@ async def login(body: LoginRequest, request: Request) -> JSONResponse:
         return JSONResponse({"error": "unknown user or wrong password"}, 401)
     state.complete_login(session, user.username, user.attributes)
     return JSONResponse({"mvpd": mvpd, "redirectUrl": session.params["redirectUrl"]})
+
+
+class SeedProfiles(BaseModel):
+    service_provider: str
+    mvpd: str
+    device_ids: list[str]
+    username: str = "user1"
+
+
+@router.post("/profiles", summary="Create logged-in profiles in bulk (benchmarks)")
+async def seed_profiles(body: SeedProfiles, request: Request) -> dict[str, int]:
+    state = sim(request)
+    user = state.config.user(body.mvpd, body.username)
+    attributes = user.attributes if user else {}
+    now = state.now()
+    for device_id in body.device_ids:
+        state.profiles[(body.service_provider, device_id, body.mvpd)] = Profile(
+            service_provider=body.service_provider, device_id=device_id, mvpd=body.mvpd,
+            not_before=now, not_after=now + state.config.ttl.profile_s, issuer=body.mvpd,
+            type="regular", attributes=dict(attributes), username=body.username)
+    return {"profiles": len(body.device_ids)}
 
 
 @router.get("/faults", summary="Current fault knobs")

@@ -271,22 +271,24 @@ def due_jobs(session: Session, *, grace: timedelta, horizon: timedelta,
 
 
 def submit(event: EventIn, *, default_service_provider: str) -> tuple[str, bool]:
-    """Accept an event in its own transaction and dispatch its first step after commit.
+    """Accept an event in one transaction and send its first step after commit.
 
     Returns (job id, created). The same event_id again returns the first job and starts nothing.
+    The job is marked sent in the same transaction; if the broker is down, the sweeper sends it
+    again once it is overdue by the grace period (an outbox).
     """
     from sqlalchemy.exc import IntegrityError
 
     from models.db import session_scope
     from worker.runner import dispatch
 
-    with session_scope() as session:
-        existing = find_job_for_event(session, event.event_id)
-        if existing is not None:
-            return existing.id, False
     try:
         with session_scope() as session:
+            existing = find_job_for_event(session, event.event_id)
+            if existing is not None:
+                return existing.id, False
             job = accept_event(session, event, default_service_provider=default_service_provider)
+            job.dispatched_at = job.next_run_at
             job_id, first = job.id, job.current_step
     except IntegrityError:
         # The same event_id accepted concurrently: answer with that job.
@@ -295,9 +297,6 @@ def submit(event: EventIn, *, default_service_provider: str) -> tuple[str, bool]
             if existing is None:
                 raise
             return existing.id, False
-    if first is not None and dispatch(job_id, first):
-        with session_scope() as session:
-            session.execute(update(Job).where(Job.id == job_id, Job.dispatched_at.is_(None))
-                            .values(dispatched_at=utcnow())
-                            .execution_options(synchronize_session=False))
+    if first is not None:
+        dispatch(job_id, first)
     return job_id, True

@@ -14,7 +14,7 @@ from collections import defaultdict
 import redis
 
 PREFIX = "passflow:metrics:"
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0)
 
 COUNTERS = {
     "passflow_adobe_pass_calls_total": ("Calls made to Adobe Pass", ("endpoint", "status")),
@@ -24,6 +24,7 @@ COUNTERS = {
 HISTOGRAMS = {
     "passflow_adobe_pass_call_seconds": ("Latency of Adobe Pass calls", ("endpoint",)),
     "passflow_step_seconds": ("Duration of job steps", ("step", "outcome")),
+    "passflow_poll_drift_seconds": ("How late a profile poll ran after it was due", ()),
 }
 
 _buffer: dict[tuple[str, str], float] = defaultdict(float)

@@ -30,8 +30,7 @@ def test_event_accepted_while_the_broker_is_down_runs_when_it_returns(
         health = httpx.get(api.url + "/healthz", headers=headers, timeout=30)
         assert health.status_code == 503 and health.json()["broker"].startswith("failing")
         with models.db.session_scope() as session:
-            job = session.get(Job, job_id)
-            assert (job.status, job.dispatched_at) == ("queued", None)
+            assert session.get(Job, job_id).status == "queued"  # stored, not run
 
         broker.start()  # Redis is back; a worker with the sweeper (beat) picks the job up
         worker = WorkerProcess("outbox", beat=True,

@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from models import AuthSession, JobStatus, SessionStatus, utcnow
+from worker import metrics
 from worker.adobe_pass import BadRequestError
 from worker.jobs import Outcome, step
 from worker.queues import Queue
@@ -37,6 +38,9 @@ def poll(ctx: StepContext) -> Outcome:
     if auth.status != SessionStatus.PENDING:
         return Outcome(_STOPPED[SessionStatus(auth.status)])
     now = utcnow()
+    if auth.polling_started_at is not None and ctx.job.next_run_at is not None:
+        metrics.observe("passflow_poll_drift_seconds", (),
+                        max(0.0, (now - ctx.job.next_run_at).total_seconds()))
     if now >= auth.not_after:
         return _expire(auth, "notAfter reached")
     try:

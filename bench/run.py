@@ -1,0 +1,349 @@
+"""`make bench`: passflow measured side by side with a plain asyncio + httpx loop making the same
+upstream calls on the same simulator (no queue, no database): the upper bound on this machine.
+
+Phases: (a) authorization at fixed offered loads, (b) polling K sessions at interval I,
+(c) a whole-cookbook mix, (d) authorization throughput with 1, 2 and 4 worker processes.
+The table is printed, written to bench/results/, and copied into README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import os
+import platform
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import redis
+from sqlalchemy import create_engine, text
+
+from bench.stack import PG_URL, REDIS_URL, TOKEN, Stack
+from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
+from worker.adobe_pass.headers import Device, device_headers
+
+SP, MVPD = "REF30", "Cablevision"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+_BENCH_NET = int(ipaddress.ip_address("198.18.0.0"))
+
+
+def device(i: int) -> Device:
+    # 198.18.0.0/15 is the benchmarking range: header values only, never contacted.
+    ip = str(ipaddress.ip_address(_BENCH_NET + 1 + i % 131_000))
+    return Device(id=f"bench-{i}", ip=ip, port=40000 + i % 20000,
+                  info={"primaryHardwareType": "SetTopBox", "model": "TV", "version": "1",
+                        "osName": "tvOS", "osVersion": "17", "connectionType": "LAN"})
+
+
+def seed_profiles(sim_url: str, first: int, count: int) -> None:
+    ids = [device(i).id for i in range(first, first + count)]
+    for start in range(0, len(ids), 5000):
+        httpx.post(sim_url + "/_sim/profiles", json={"service_provider": SP, "mvpd": MVPD,
+                   "device_ids": ids[start:start + 5000]}, timeout=60).raise_for_status()
+
+
+# Baseline -----------------------------------------------------------------------------------------
+
+async def baseline(sim_url: str, first: int, duration: float, concurrency: int) -> dict:
+    async with httpx.AsyncClient(base_url=sim_url, timeout=30,
+                                 limits=httpx.Limits(max_connections=concurrency)) as client:
+        info = {"X-Device-Info": device_headers(device(0))["X-Device-Info"]}
+        creds = (await client.post("/o/client/register", headers=info,
+                                   json={"software_statement": DEMO_SOFTWARE_STATEMENT})).json()
+        token = (await client.post("/o/client/token", headers=info, data={
+            "client_id": creds["client_id"], "client_secret": creds["client_secret"],
+            "grant_type": "client_credentials"})).json()["access_token"]
+        latencies: list[float] = []
+        counter = iter(range(first, first + 10_000_000))
+        deadline = time.monotonic() + duration
+
+        async def one() -> None:
+            while time.monotonic() < deadline:
+                d = device(next(counter))
+                started = time.perf_counter()
+                answer = await client.post(
+                    f"/api/v2/{SP}/decisions/authorize/{MVPD}", json={"resources": ["REF30"]},
+                    headers={**device_headers(d), "Authorization": f"Bearer {token}"})
+                answer.raise_for_status()
+                latencies.append(time.perf_counter() - started)
+
+        started = time.monotonic()
+        await asyncio.gather(*(one() for _ in range(concurrency)))
+        elapsed = time.monotonic() - started
+    return {"rate": len(latencies) / elapsed, "p50": pct(latencies, 50),
+            "p99": pct(latencies, 99), "calls": len(latencies)}
+
+
+# passflow ------------------------------------------------------------------------------------------
+
+async def offer(api_url: str, events: list[dict], rate: float) -> list[str]:
+    """Open loop: send the events at `rate` per second, whatever passflow's pace."""
+    job_ids: list[str] = []
+    async with httpx.AsyncClient(base_url=api_url, timeout=60,
+                                 headers={"Authorization": f"Bearer {TOKEN}"},
+                                 limits=httpx.Limits(max_connections=200)) as client:
+        async def send(body: dict) -> None:
+            answer = await client.post("/v1/events", json=body)
+            answer.raise_for_status()
+            job_ids.append(answer.json()["job_id"])
+
+        tasks = []
+        started = time.monotonic()
+        for n, body in enumerate(events):
+            delay = started + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(body)))
+        await asyncio.gather(*tasks)
+    return job_ids
+
+
+def wait_final(engine, job_ids: list[str], timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    pending = len(job_ids)
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            pending = conn.execute(text(
+                "SELECT count(*) FROM jobs WHERE id = ANY(:ids) AND status NOT IN "
+                "('succeeded','failed','expired','cancelled')"), {"ids": job_ids}).scalar()
+        if pending == 0:
+            return 0
+        time.sleep(0.5)
+    return pending
+
+
+def authorization(stack: Stack, engine, first: int, rate: float, duration: float,
+                  upstream_s: float) -> dict:
+    n = int(rate * duration)
+    events = [{"event_id": f"bench-{uuid.uuid4()}", "type": "authorization.requested",
+               "device": {"id": device(i).id, "ip": device(i).ip, "port": device(i).port,
+                          "info": dict(device(i).info)},
+               "mvpd": MVPD, "resource": "REF30"} for i in range(first, first + n)]
+    job_ids = asyncio.run(offer(stack.api_url, events, rate))
+    left = wait_final(engine, job_ids, timeout=120)
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT j.created_at, d.created_at FROM jobs j JOIN decisions d ON d.job_id = j.id "
+            "WHERE j.id = ANY(:ids)"), {"ids": job_ids}).all()
+    added = [(done - accepted).total_seconds() - upstream_s for accepted, done in rows]
+    span = (max(d for _, d in rows) - min(a for a, _ in rows)).total_seconds() if rows else 1
+    return {"offered": rate, "done": len(rows), "lost": left, "rate": len(rows) / span,
+            "p50": pct(added, 50), "p95": pct(added, 95), "p99": pct(added, 99)}
+
+
+def drift_percentiles(client: redis.Redis) -> tuple[dict[str, float], float]:
+    raw = client.hgetall("passflow:metrics:h:passflow_poll_drift_seconds")
+    points = {json.loads(k)[-1]: float(v) for k, v in raw.items()}
+    total = points.get("+Inf", 0.0)
+    bounds = sorted((float(b), c) for b, c in points.items() if b not in ("+Inf", "sum"))
+    out = {}
+    for q in (50, 95, 99):
+        need = total * q / 100
+        out[f"p{q}"] = next((b for b, c in bounds if c >= need), float("inf"))
+    return out, total
+
+
+def polling(stack: Stack, engine, first: int, sessions: int, interval: float,
+            duration: float) -> dict:
+    events = [{"event_id": f"bench-{uuid.uuid4()}", "type": "authentication.requested",
+               "device": {"id": device(i).id, "ip": device(i).ip,
+                          "info": dict(device(i).info)}, "mvpd": "Spectrum"}
+              for i in range(first, first + sessions)]
+    setup_started = time.monotonic()
+    job_ids = asyncio.run(offer(stack.api_url, events, rate=400))
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            waiting = conn.execute(text(
+                "SELECT count(*) FROM jobs WHERE id = ANY(:ids) AND status = 'waiting_for_user'"),
+                {"ids": job_ids}).scalar()
+        if waiting == sessions:
+            break
+        time.sleep(1)
+    setup = time.monotonic() - setup_started
+    client = redis.Redis.from_url(REDIS_URL)
+    time.sleep(interval)  # one full round, then measure a steady state
+    client.delete("passflow:metrics:h:passflow_poll_drift_seconds")
+    cpu0, rss0 = stack.worker_stats()
+    started = time.monotonic()
+    time.sleep(duration)
+    cpu1, rss1 = stack.worker_stats()
+    elapsed = time.monotonic() - started
+    time.sleep(1)  # the last flushes
+    drift, polls = drift_percentiles(client)
+    with engine.begin() as conn:  # stop them: cancelling is a row update
+        conn.execute(text("UPDATE jobs SET status='cancelled', current_step=NULL "
+                          "WHERE id = ANY(:ids)"), {"ids": job_ids})
+        conn.execute(text("UPDATE auth_sessions SET status='cancelled' "
+                          "WHERE job_id = ANY(:ids)"), {"ids": job_ids})
+    return {"sessions": sessions, "waiting": waiting, "setup_s": setup, "interval": interval,
+            "polls": polls, "polls_per_s": polls / elapsed, **drift,
+            "cpu": (cpu1 - cpu0) / elapsed, "rss_start": rss0, "rss_end": rss1}
+
+
+def cookbook_mix(stack: Stack, engine, first: int, devices: int) -> dict:
+    async def one(api: httpx.AsyncClient, sim: httpx.AsyncClient, i: int) -> None:
+        d = device(i)
+        dev = {"id": d.id, "ip": d.ip, "info": dict(d.info)}
+
+        async def run(type_: str, until: set[str], **fields) -> dict:
+            answer = await api.post("/v1/events", json={"event_id": f"bench-{uuid.uuid4()}",
+                                                        "type": type_, "device": dev, **fields})
+            job_id = answer.json()["job_id"]
+            while True:
+                job = (await api.get(f"/v1/jobs/{job_id}")).json()
+                if job["status"] in until:
+                    return job
+                await asyncio.sleep(0.2)
+
+        final = {"succeeded", "failed", "expired", "cancelled"}
+        waiting = await run("authentication.requested", {"waiting_for_user"} | final,
+                            mvpd=MVPD)
+        await sim.post("/_sim/login", json={"code": waiting["result"]["code"]})
+        while (await api.get(f"/v1/jobs/{waiting['job_id']}")).json()["status"] != "succeeded":
+            await asyncio.sleep(0.2)
+        await run("preauthorization.requested", final, mvpd=MVPD,
+                  resources=["REF30", "CNN", "HBO", "r4", "r5"])
+        await run("authorization.requested", final, mvpd=MVPD, resource="REF30")
+        await run("logout.requested", final, mvpd=MVPD)
+
+    async def main() -> float:
+        async with httpx.AsyncClient(base_url=stack.api_url, timeout=60,
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as api, \
+                httpx.AsyncClient(base_url=stack.sim_url, timeout=60) as sim:
+            started = time.monotonic()
+            await asyncio.gather(*(one(api, sim, i) for i in range(first, first + devices)))
+            return time.monotonic() - started
+
+    elapsed = asyncio.run(main())
+    return {"devices": devices, "jobs": devices * 4, "seconds": elapsed,
+            "jobs_per_s": devices * 4 / elapsed}
+
+
+# Report --------------------------------------------------------------------------------------------
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+                 platform.processor())
+    mem = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal"))) / 1024 / 1024
+    return (f"{os.cpu_count()} cores ({model}), {mem:.0f} GiB, Python "
+            f"{platform.python_version()}, PostgreSQL and Redis on the same machine")
+
+
+def report(args, base: dict, auth: list[dict], poll: dict, mix: dict, scale: list[dict]) -> str:
+    lines = [f"Run {datetime.now():%Y-%m-%d %H:%M}, {machine()}; simulator upstream latency "
+             f"{args.latency_ms:.0f} ms.", "",
+             "| measurement | passflow | plain httpx loop | ratio |", "| --- | --- | --- | --- |"]
+    best = max(auth + scale, key=lambda r: r["rate"])
+    lines.append(f"| authorization, decisions/s (best) | {best['rate']:.0f} | {base['rate']:.0f} "
+                 f"| {best['rate'] / base['rate']:.2f} |")
+    lines.append(f"| upstream call latency p50 / p99 | | {base['p50'] * 1000:.0f} / "
+                 f"{base['p99'] * 1000:.0f} ms | |")
+    lines += ["", "Authorization at fixed offered loads (added latency = event accepted to "
+              "decision stored, minus the upstream p50):", "",
+              "| offered/s | decisions/s | added p50 | added p95 | added p99 | unfinished |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for r in auth:
+        lines.append(f"| {r['offered']:.0f} | {r['rate']:.0f} | {r['p50'] * 1000:.0f} ms | "
+                     f"{r['p95'] * 1000:.0f} ms | {r['p99'] * 1000:.0f} ms | {r['lost']} |")
+    lines += ["", "Worker processes (threads pool, 32 each), authorization at "
+              f"{args.scale_load}/s offered:", "",
+              "| workers | decisions/s | added p99 |", "| --- | --- | --- |"]
+    for r in scale:
+        lines.append(f"| {r['workers']} | {r['rate']:.0f} | {r['p99'] * 1000:.0f} ms |")
+    lines += ["", f"Polling: {poll['sessions']} sessions ({poll['waiting']} reached "
+              f"waiting_for_user in {poll['setup_s']:.0f} s), interval {poll['interval']:.0f} s, "
+              f"measured over {args.poll_duration:.0f} s:", "",
+              "| polls/s | drift p50 | drift p95 | drift p99 | worker CPU | worker RSS start "
+              "-> end |", "| --- | --- | --- | --- | --- | --- |",
+              f"| {poll['polls_per_s']:.0f} | <= {poll['p50']} s | <= {poll['p95']} s | "
+              f"<= {poll['p99']} s | {poll['cpu'] * 100:.0f}% of a core | "
+              f"{poll['rss_start']:.0f} -> {poll['rss_end']:.0f} MiB |",
+              "", f"Whole cookbook: {mix['devices']} devices, each authentication (with "
+              f"login), preauthorization of 5, authorization, logout: {mix['jobs']} jobs in "
+              f"{mix['seconds']:.1f} s ({mix['jobs_per_s']:.1f} jobs/s)."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--latency-ms", type=float, default=50)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--loads", default="50,100,200")
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--scale", default="1,2,4")
+    parser.add_argument("--scale-load", type=float, default=300)
+    parser.add_argument("--polls", type=int, default=5000)
+    parser.add_argument("--poll-interval", type=float, default=15)
+    parser.add_argument("--poll-duration", type=float, default=45)
+    parser.add_argument("--mix-devices", type=int, default=50)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="passflow-bench-"))
+    stack = Stack(latency_ms=args.latency_ms, poll_interval_s=args.poll_interval,
+                  workdir=workdir).start()
+    engine = create_engine(PG_URL)
+    first = 0
+    try:
+        seed_profiles(stack.sim_url, 0, 60_000)
+        print("baseline: plain asyncio + httpx loop ...", flush=True)
+        base = asyncio.run(baseline(stack.sim_url, 50_000, args.duration, concurrency=64))
+        print(f"  {base['rate']:.0f} calls/s, p50 {base['p50'] * 1000:.0f} ms", flush=True)
+        stack.start_workers(args.workers)
+        auth = []
+        for load in (float(x) for x in args.loads.split(",")):
+            print(f"authorization at {load:.0f}/s ...", flush=True)
+            auth.append(authorization(stack, engine, first, load, args.duration, base["p50"]))
+            first += int(load * args.duration)
+            print(f"  {auth[-1]}", flush=True)
+        print("cookbook mix ...", flush=True)
+        mix = cookbook_mix(stack, engine, 100_000, args.mix_devices)
+        print(f"  {mix}", flush=True)
+        scale = []
+        for count in (int(x) for x in args.scale.split(",")):
+            stack.start_workers(count)
+            print(f"authorization with {count} worker processes ...", flush=True)
+            result = authorization(stack, engine, first, args.scale_load, 6, base["p50"])
+            first += int(args.scale_load * 6)
+            scale.append({"workers": count, **result})
+            print(f"  {scale[-1]}", flush=True)
+        stack.start_workers(args.workers)
+        print(f"polling {args.polls} sessions ...", flush=True)
+        poll = polling(stack, engine, 200_000, args.polls, args.poll_interval, args.poll_duration)
+        print(f"  {poll}", flush=True)
+    finally:
+        stack.stop()
+        engine.dispose()
+    table = report(args, base, auth, poll, mix, scale)
+    print("\n" + table)
+    results = ROOT / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"{datetime.now():%Y%m%d-%H%M}.md").write_text(table + "\n")
+    (results / "latest.md").write_text(table + "\n")
+    readme = ROOT / "README.md"
+    body = readme.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start in body and end in body:
+        head, rest = body.split(start, 1)
+        readme.write_text(head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The processes a benchmark runs: simulator, API, workers (one with beat), each its own."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import redis
+
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres"
+PG_URL = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/passflow_bench"
+REDIS_URL = "redis://127.0.0.1:6379/14"
+TOKEN = "bench-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """(CPU seconds used, resident memory MiB) of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss_kb = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text()
+                  .splitlines() if line.startswith("VmRSS:"))
+    return cpu, rss_kb / 1024
+
+
+class Stack:
+    def __init__(self, *, latency_ms: float, poll_interval_s: float, workdir: Path):
+        self.workdir = workdir
+        self.sim_port, self.api_port = free_port(), free_port()
+        self.sim_url = f"http://127.0.0.1:{self.sim_port}"
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.latency_ms = latency_ms
+        self.env = {
+            **os.environ,
+            "PASSFLOW_DATABASE_URL": PG_URL,
+            "PASSFLOW_BROKER_URL": REDIS_URL,
+            "PASSFLOW_PASS_BASE_URL": self.sim_url,
+            "PASSFLOW_SECRET_KEY": "bench-secret",
+            "PASSFLOW_API_TOKEN": TOKEN,
+            "PASSFLOW_PUBLIC_URL": self.api_url,
+            "PASSFLOW_POLL_INTERVAL_S": str(poll_interval_s),
+            "PASSFLOW_DB_POOL_SIZE": "10",
+            "PASSFLOW_DB_MAX_OVERFLOW": "15",
+        }
+        self.workers: list[subprocess.Popen] = []
+        self.procs: list[subprocess.Popen] = []
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115
+        return subprocess.Popen([sys.executable, "-m", "passflow.cli", *args], env=self.env,
+                                stdout=log, stderr=subprocess.STDOUT)
+
+    def start(self) -> Stack:
+        name = PG_URL.rsplit("/", 1)[1]
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        subprocess.run([sys.executable, "-m", "passflow.cli", "db", "upgrade"], env=self.env,
+                       check=True, capture_output=True)
+        sim = self._spawn("simulator", "simulator", "--port", str(self.sim_port),
+                          "--log-level", "warning")
+        _wait_http(self.sim_url + "/openapi.json", sim)
+        faults = httpx.get(self.sim_url + "/_sim/faults").json()
+        httpx.put(self.sim_url + "/_sim/faults",
+                  json={**faults, "latency_ms": self.latency_ms}).raise_for_status()
+        api = self._spawn("api", "api", "--port", str(self.api_port), "--log-level", "warning")
+        _wait_http(self.api_url + "/docs", api)
+        self.procs += [sim, api]
+        return self
+
+    def start_workers(self, count: int, *, concurrency: int = 32) -> None:
+        self.stop_workers()
+        for i in range(count):
+            args = ["worker", "--pool", "threads", "--concurrency", str(concurrency),
+                    "--hostname", f"bench{i}@%h", "--loglevel", "WARNING"]
+            if i == 0:
+                args.append("--beat")
+            self.workers.append(self._spawn(f"worker{i}", *args))
+        time.sleep(3)  # connect, register with the broker
+
+    def stop_workers(self) -> None:
+        for proc in self.workers:
+            proc.terminate()
+        for proc in self.workers:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.workers = []
+
+    def worker_stats(self) -> tuple[float, float]:
+        cpu = rss = 0.0
+        for proc in self.workers:
+            c, r = proc_stats(proc.pid)
+            cpu += c
+            rss += r
+        return cpu, rss
+
+    def stop(self) -> None:
+        self.stop_workers()
+        for proc in self.procs:
+            proc.terminate()
+            proc.wait(timeout=20)
