@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -18,13 +17,14 @@ from api.metrics import JobsCollector, RedisMetricsCollector
 from models import Job
 from models.db import session_scope
 from models.history import BadCursor, HistoryQuery, history
+from passflow import logs
 from passflow.crypto import cipher_from_settings
 from passflow.events import EventIn
 from passflow.settings import Settings, get_settings
 from worker import jobs
 from worker.views import job_view
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 MAX_EVENT_BYTES = 64 * 1024
 
@@ -73,7 +73,9 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         tokens = [settings.api_token.get_secret_value()] if settings.api_token else []
     checker = TokenChecker(tokens)
     cipher = cipher_from_settings()
-    authorized = [Depends(checker)]
+    ingest = [Depends(checker.require("ingest"))]
+    authorized = [Depends(checker.require("read"))]
+    admin = [Depends(checker.require("admin"))]
 
     app = FastAPI(title="passflow", version="1",
                   description="Adobe Pass REST API V2 cookbook steps as jobs (CONTRACT.md).")
@@ -81,9 +83,9 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     registry.register(JobsCollector())
     registry.register(RedisMetricsCollector(settings.broker_url))
 
-    @app.post("/v1/events", status_code=202, dependencies=authorized,
+    @app.post("/v1/events", status_code=202, dependencies=ingest,
               responses={200: {"model": Accepted, "description": "event_id seen before"},
-                         202: {"model": Accepted}, 401: {}, 413: {},
+                         202: {"model": Accepted}, 401: {}, 403: {}, 413: {},
                          422: {"model": list[ValidationProblem]}},
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": {"$ref": "#/components/schemas/EventIn"}}}}})
@@ -107,6 +109,8 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
 
         job_id, created = await run_in_threadpool(
             jobs.submit, event, default_service_provider=settings.service_provider)
+        log.info("event_accepted" if created else "event_repeated", event_id=event.event_id,
+                 job_id=job_id, type=event.type, device_id=event.device.id)
         if created:
             return JSONResponse({"job_id": job_id, "status": "queued"}, status_code=202)
         with session_scope() as session:
@@ -121,7 +125,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                 raise HTTPException(404, "job not found")
             return job_view(session, job, cipher)
 
-    @app.delete("/v1/jobs/{job_id}", dependencies=authorized)
+    @app.delete("/v1/jobs/{job_id}", dependencies=admin)
     def cancel_job(job_id: str) -> dict[str, Any]:
         """Cancel a job that is not final yet (a pending poll stops at once)."""
         with session_scope() as session:
@@ -186,7 +190,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
 
     app.include_router(build_router(settings))
 
-    @app.post("/v1/jobs/{job_id}/landed", dependencies=authorized)
+    @app.post("/v1/jobs/{job_id}/landed", dependencies=ingest)
     def landed(job_id: str) -> dict[str, Any]:
         """The app's own redirect page was reached: start polling now (primary screen)."""
         with session_scope() as session:

@@ -1,27 +1,86 @@
-"""Bearer tokens of the HTTP API, compared in constant time."""
+"""Bearer tokens of the HTTP API: several, stored hashed, scoped, compared in constant time.
+
+Scopes: `ingest` may send events; `read` may read jobs, history, health and metrics; `admin`
+may do both and cancel jobs. PASSFLOW_API_TOKEN, when set, is an admin token.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import secrets
+import threading
+import time
+from collections.abc import Callable
 
 from fastapi import HTTPException, Request, status
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from models import ApiToken, utcnow
+from models.db import session_scope
+
+SCOPES = ("ingest", "read", "admin")
+_CACHE_S = 5.0  # a revoked token stops working within this
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, *, name: str, scope: str) -> str:
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
+    token = "pf_" + secrets.token_urlsafe(32)
+    session.add(ApiToken(name=name, scope=scope, token_hash=token_hash(token)))
+    session.flush()
+    return token
+
+
+def revoke_token(session: Session, *, name: str) -> bool:
+    return bool(session.execute(
+        update(ApiToken).where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())).rowcount)
 
 
 class TokenChecker:
-    def __init__(self, tokens: list[str]):
-        if not tokens:
-            raise ValueError("the API needs at least one token (PASSFLOW_API_TOKEN)")
-        self._tokens = [t.encode() for t in tokens]
+    """`checker.require("read")` is a FastAPI dependency that admits tokens of that scope."""
 
-    def __call__(self, request: Request) -> None:
-        scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        given = value.strip().encode()
-        # Compare with every token, always, so timing tells nothing about which matched.
-        ok = False
-        for token in self._tokens:
-            ok |= hmac.compare_digest(token, given)
-        if scheme.lower() != "bearer" or not given or not ok:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, "a valid bearer token is required",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+    def __init__(self, static_tokens: list[str]):
+        self._static = [(token_hash(t), "admin") for t in static_tokens if t]
+        self._stored: list[tuple[str, str]] = []
+        self._loaded = 0.0
+        self._lock = threading.Lock()
+
+    def _tokens(self) -> list[tuple[str, str]]:
+        now = time.monotonic()
+        if now - self._loaded > _CACHE_S:
+            with self._lock, session_scope() as session:
+                self._stored = [(t.token_hash, t.scope) for t in session.scalars(
+                    select(ApiToken).where(ApiToken.revoked_at.is_(None)))]
+                self._loaded = now
+        return self._static + self._stored
+
+    def scope_of(self, presented: str) -> str | None:
+        given = token_hash(presented).encode()
+        found = None
+        # Every known hash is compared, always: timing says nothing about which matched.
+        for known, scope in self._tokens():
+            if hmac.compare_digest(known.encode(), given):
+                found = scope
+        return found
+
+    def require(self, scope: str) -> Callable[[Request], None]:
+        def check(request: Request) -> None:
+            kind, _, value = request.headers.get("authorization", "").partition(" ")
+            value = value.strip()
+            held = self.scope_of(value) if kind.lower() == "bearer" and value else None
+            if held is None:
+                raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                                    "a valid bearer token is required",
+                                    headers={"WWW-Authenticate": "Bearer"})
+            if held != "admin" and held != scope:
+                raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                    f"this token's scope is {held}; {scope} is needed")
+
+        return check

@@ -89,22 +89,30 @@ async def baseline(sim_url: str, first: int, duration: float, concurrency: int) 
             "p99": pct(latencies, 99), "calls": len(latencies)}
 
 
-# passflow ------------------------------------------------------------------------------------------
+# passflow -----------------------------------------------------------------------------------
 
 async def offer(api_url: str, events: list[dict], rate: float) -> list[str]:
-    """Open loop: send the events at `rate` per second, whatever passflow's pace."""
+    """Open loop: send the events at `rate` per second, whatever passflow's pace. A dropped
+    connection is retried with the same event_id (idempotent: no duplicate job)."""
     job_ids: list[str] = []
-    async with httpx.AsyncClient(base_url=api_url, timeout=60,
-                                 headers={"Authorization": f"Bearer {TOKEN}"},
-                                 limits=httpx.Limits(max_connections=200)) as client:
-        async def send(body: dict) -> None:
-            answer = await client.post("/v1/events", json=body)
-            answer.raise_for_status()
-            job_ids.append(answer.json()["job_id"])
+    bodies = [json.dumps(e).encode() for e in events]  # encoded before the clock starts
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=api_url, timeout=60, headers=headers,
+                                 limits=httpx.Limits(max_connections=100)) as client:
+        async def send(body: bytes) -> None:
+            for attempt in range(5):
+                try:
+                    answer = await client.post("/v1/events", content=body)
+                    answer.raise_for_status()
+                    job_ids.append(answer.json()["job_id"])
+                    return
+                except httpx.TransportError:
+                    await asyncio.sleep(0.2 * (attempt + 1))
+            raise RuntimeError("the API did not take an event after 5 tries")
 
         tasks = []
         started = time.monotonic()
-        for n, body in enumerate(events):
+        for n, body in enumerate(bodies):
             delay = started + n / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -235,7 +243,7 @@ def cookbook_mix(stack: Stack, engine, first: int, devices: int) -> dict:
             "jobs_per_s": devices * 4 / elapsed}
 
 
-# Report --------------------------------------------------------------------------------------------
+# Report -------------------------------------------------------------------------------------
 
 def machine() -> str:
     model = next((line.split(":", 1)[1].strip() for line in
@@ -286,13 +294,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--latency-ms", type=float, default=50)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--loads", default="50,100,200")
+    parser.add_argument("--loads", default="25,50,100")
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--scale", default="1,2,4")
-    parser.add_argument("--scale-load", type=float, default=300)
-    parser.add_argument("--polls", type=int, default=5000)
+    parser.add_argument("--scale-load", type=float, default=100)
+    parser.add_argument("--polls", type=int, default=1000)
     parser.add_argument("--poll-interval", type=float, default=15)
-    parser.add_argument("--poll-duration", type=float, default=45)
+    parser.add_argument("--poll-duration", type=float, default=30)
     parser.add_argument("--mix-devices", type=int, default=50)
     args = parser.parse_args()
 

@@ -4,6 +4,7 @@ from models.base import Base, utcnow
 from models.entitlements import AuthSession, Decision, DecisionKind, Logout, Profile, SessionStatus
 from models.jobs import (
     FINAL_STATUSES,
+    ApiToken,
     Device,
     Event,
     Job,
@@ -15,7 +16,7 @@ from models.jobs import (
 from models.registration import Registration
 
 __all__ = [
-    "FINAL_STATUSES", "AuthSession", "Base", "Decision", "DecisionKind", "Device", "Event", "Job",
-    "JobStatus", "JobStep", "Logout", "Profile", "Registration", "SessionStatus", "StepStatus",
-    "WebhookDelivery", "utcnow",
+    "FINAL_STATUSES", "ApiToken", "AuthSession", "Base", "Decision", "DecisionKind", "Device",
+    "Event", "Job", "JobStatus", "JobStep", "Logout", "Profile", "Registration", "SessionStatus",
+    "StepStatus", "WebhookDelivery", "utcnow",
 ]

@@ -90,6 +90,7 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
 
     event: Mapped[Event] = relationship()
+    device: Mapped[Device] = relationship()
     steps: Mapped[list[JobStep]] = relationship(
         back_populates="job", order_by="JobStep.id", cascade="all, delete-orphan"
     )
@@ -130,3 +131,16 @@ class WebhookDelivery(Base):
     next_attempt_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+
+
+class ApiToken(Base):
+    """A bearer token of the HTTP API. Only its SHA-256 is stored; the token is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    scope: Mapped[str] = mapped_column(String(16))  # ingest | read | admin
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]

@@ -54,13 +54,72 @@ def _api(args: argparse.Namespace) -> int:
     from passflow.settings import get_settings
 
     settings = get_settings()
-    if settings.api_token is None or not settings.api_token.get_secret_value():
-        print("passflow api: set PASSFLOW_API_TOKEN (the API refuses to start without one)",
-              file=sys.stderr)
+    if (settings.api_token is None or not settings.api_token.get_secret_value()) and \
+            not _stored_tokens():
+        print("passflow api: set PASSFLOW_API_TOKEN or create one with `passflow token create` "
+              "(the API refuses to start without a token)", file=sys.stderr)
         return 2
     from api.app import create_app
+    from passflow import logs
 
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    logs.configure()
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
+                log_config=None)
+    return 0
+
+
+def _stored_tokens() -> int:
+    from sqlalchemy import func, select
+
+    from models import ApiToken
+    from models.db import session_scope
+
+    with session_scope() as session:
+        return session.scalar(select(func.count()).select_from(ApiToken).where(
+            ApiToken.revoked_at.is_(None))) or 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from api.auth import create_token, revoke_token
+    from models.db import session_scope
+
+    with session_scope() as session:
+        if args.action == "create":
+            token = create_token(session, name=args.name, scope=args.scope)
+            print(token)
+            print(f"token {args.name!r} ({args.scope}) created; it is shown only now",
+                  file=sys.stderr)
+            return 0
+        if revoke_token(session, name=args.name):
+            print(f"token {args.name!r} revoked", file=sys.stderr)
+            return 0
+    print(f"no active token named {args.name!r}", file=sys.stderr)
+    return 1
+
+
+def _rotate_key(args: argparse.Namespace) -> int:
+    from passflow.maintenance import rotate_key
+
+    counts = rotate_key()
+    print(", ".join(f"{n} {what}" for what, n in counts.items()) + " re-encrypted with the "
+          "first key of PASSFLOW_SECRET_KEY")
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from passflow.maintenance import parse_age, purge
+
+    counts = purge(older_than=parse_age(args.older_than))
+    print("deleted: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+    return 0
+
+
+def _forget(args: argparse.Namespace) -> int:
+    from passflow.maintenance import forget_device
+
+    counts = forget_device(args.device)
+    print(f"device {args.device} forgotten: "
+          + ", ".join(f"{n} {what}" for what, n in counts.items()))
     return 0
 
 
@@ -133,6 +192,25 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--limit", type=int, default=100)
     hist.add_argument("--json", action="store_true", help="print the raw entries")
     hist.set_defaults(func=_history)
+
+    tok = commands.add_parser("token", help="API tokens (stored hashed, scoped)")
+    tok.add_argument("action", choices=["create", "revoke"])
+    tok.add_argument("--name", required=True)
+    tok.add_argument("--scope", choices=["ingest", "read", "admin"], default="read")
+    tok.set_defaults(func=_token)
+
+    rotate = commands.add_parser(
+        "rotate-key", help="re-encrypt stored secrets with the first key of PASSFLOW_SECRET_KEY "
+                           "(set it to NEW,OLD first)")
+    rotate.set_defaults(func=_rotate_key)
+
+    purge = commands.add_parser("purge", help="delete records older than an age (e.g. 90d)")
+    purge.add_argument("--older-than", required=True)
+    purge.set_defaults(func=_purge)
+
+    forget = commands.add_parser("forget", help="delete a device's records everywhere")
+    forget.add_argument("--device", required=True)
+    forget.set_defaults(func=_forget)
 
     demo = commands.add_parser("demo", help="run the main job on embedded defaults")
     demo.set_defaults(func=_demo)

@@ -7,7 +7,7 @@ memory. So the SQL row, not the broker, says what is due, and beat runs a sweepe
 
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue as KombuQueue
 
 from passflow.settings import Settings, get_settings
@@ -57,3 +57,11 @@ def make_celery(settings: Settings | None = None) -> Celery:
 
 
 celery_app = make_celery()
+
+
+@signals.setup_logging.connect
+def _json_logs(**_: object) -> None:
+    """Workers log JSON lines through passflow.logs instead of Celery's text format."""
+    from passflow import logs
+
+    logs.configure()

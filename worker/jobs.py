@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import FINAL_STATUSES, Device, Event, Job, JobStatus, JobStep, StepStatus, utcnow
@@ -110,10 +110,11 @@ def accept_event(session: Session, event: EventIn, *, default_service_provider: 
 # Running a step ----------------------------------------------------------------------------------
 
 def claim(session: Session, job_id: str, step_name: str, owner: str, *,
-          lease: timedelta) -> bool:
-    """Take the job's lease for `step_name`; False when there is nothing to do."""
+          lease: timedelta) -> str | None:
+    """Take the job's lease for `step_name`: the job's device id, or None when there is
+    nothing to do. One UPDATE ... RETURNING (PostgreSQL and SQLite >= 3.35)."""
     now = utcnow()
-    claimed = session.execute(
+    device_id = session.execute(
         update(Job)
         .where(
             Job.id == job_id,
@@ -122,11 +123,14 @@ def claim(session: Session, job_id: str, step_name: str, owner: str, *,
             or_(Job.lease_until.is_(None), Job.lease_until < now),
             or_(Job.next_run_at.is_(None), Job.next_run_at <= now + EARLY_TOLERANCE),
         )
-        .values(lease_owner=owner, lease_until=now + lease)
+        .values(lease_owner=owner, lease_until=now + lease,
+                status=case((Job.status == JobStatus.QUEUED.value, JobStatus.RUNNING.value),
+                            else_=Job.status))
+        .returning(Job.device_id)
         .execution_options(synchronize_session=False)
-    ).rowcount
-    if not claimed:
-        return False
+    ).scalar()
+    if device_id is None:
+        return None
     row = session.scalars(
         select(JobStep).where(JobStep.job_id == job_id, JobStep.step == step_name)
     ).first()
@@ -136,11 +140,7 @@ def claim(session: Session, job_id: str, step_name: str, owner: str, *,
     row.attempts += 1
     row.status = StepStatus.RUNNING
     row.started_at = row.started_at or now
-    session.execute(
-        update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED)
-        .values(status=JobStatus.RUNNING).execution_options(synchronize_session=False)
-    )
-    return True
+    return device_id
 
 
 class LeaseLost(Exception):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 import uuid
@@ -10,10 +9,13 @@ from datetime import timedelta
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import joinedload
 
 from models import Job, JobStatus
 from models.db import session_scope
+from passflow import logs
 from passflow.settings import get_settings
 from worker import jobs, metrics
 from worker.adobe_pass import AdobePassError, RateLimitError, ThrottledError
@@ -21,7 +23,7 @@ from worker.jobs import STEPS, LeaseLost, Outcome
 from worker.runtime import runtime
 from worker.steps.base import StepContext, error_of
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 
 def dispatch(job_id: str, step_name: str, *, countdown: float = 0.0) -> bool:
@@ -40,7 +42,8 @@ def dispatch(job_id: str, step_name: str, *, countdown: float = 0.0) -> bool:
                              countdown=countdown if countdown > 0 else None)
         return True
     except Exception as exc:  # broker down: the job stays due in SQL
-        log.warning("dispatch of %s for job %s failed: %s", step_name, job_id, exc)
+        log.warning("dispatch_failed", job_id=job_id, step=step_name,
+                    error=type(exc).__name__)
         return False
 
 
@@ -54,17 +57,29 @@ def _release(job_id: str, step_name: str, owner: str, retry_in: float, error: st
 
 
 def run_step(task: Task, step_name: str, job_id: str) -> str:
+    logs.clear()
+    logs.bind(job_id=job_id, step=step_name, attempt=task.request.retries)
+    result = _run_step(task, step_name, job_id)
+    log.info("step_run", result=result)
+    return result
+
+
+def _run_step(task: Task, step_name: str, job_id: str) -> str:
     settings = get_settings()
     owner = task.request.id or str(uuid.uuid4())
     with session_scope() as session:
-        if not jobs.claim(session, job_id, step_name, owner,
-                          lease=timedelta(seconds=settings.lease_s)):
-            return "skipped"
+        device_id = jobs.claim(session, job_id, step_name, owner,
+                               lease=timedelta(seconds=settings.lease_s))
+    if device_id is None:
+        return "skipped"
+    logs.bind(device_id=device_id)
     started = time.perf_counter()
     rt = runtime()
     try:
         with session_scope() as session:
-            job = session.get(Job, job_id)
+            # The job with its event and device in one query: each round trip counts here.
+            job = session.scalars(select(Job).where(Job.id == job_id).options(
+                joinedload(Job.event), joinedload(Job.device))).one()
             ctx = StepContext(session, job, settings, rt.adobe, rt.cipher, rt.redis)
             try:
                 outcome = STEPS[step_name].run(ctx)
@@ -88,14 +103,15 @@ def run_step(task: Task, step_name: str, job_id: str) -> str:
                         time.perf_counter() - started)
         raise task.retry(countdown=countdown, max_retries=settings.step_retries) from exc
     except LeaseLost:
-        log.warning("job %s: lease lost during %s, another worker took over", job_id, step_name)
+        log.warning("lease_lost")
         return "lease-lost"
     except DBAPIError as exc:
         # The database is unreachable or restarting: try again; the lease, if it was taken,
         # expires and the sweeper resumes the job.
         raise task.retry(countdown=_backoff(task.request.retries), max_retries=10) from exc
     except Exception as exc:
-        log.exception("job %s: step %s failed unexpectedly", job_id, step_name)
+        # The type only: an exception's text may quote an answer, and answers hold personal data.
+        log.error("step_crashed", error=type(exc).__name__)
         _fail(job_id, step_name, owner, exc)
         metrics.observe("passflow_step_seconds", (step_name, "failed"),
                         time.perf_counter() - started)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import time
 from datetime import timedelta
 
@@ -19,9 +18,10 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from models import Job, WebhookDelivery, utcnow
+from passflow import logs
 from passflow.settings import Settings, get_settings
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 MAX_ATTEMPTS = 8
 SIGNATURE_HEADER = "X-Passflow-Signature"
@@ -101,6 +101,8 @@ def deliver(session: Session, delivery_id: int, body_of, settings: Settings) -> 
     except httpx.HTTPError as exc:
         ok = False
         delivery.last_error = type(exc).__name__
+    log.info("webhook_attempt", delivery_id=delivery.id, job_id=delivery.job_id, ok=ok,
+             status=delivery.last_status_code)
     if ok:
         delivery.status = "delivered"
         delivery.delivered_at = utcnow()
@@ -109,7 +111,8 @@ def deliver(session: Session, delivery_id: int, body_of, settings: Settings) -> 
     if delivery.attempts >= MAX_ATTEMPTS:
         delivery.status = "failed"
         delivery.next_attempt_at = None
-        log.warning("webhook delivery %s failed for good: %s", delivery.id, delivery.last_error)
+        log.warning("webhook_failed", delivery_id=delivery.id, job_id=delivery.job_id,
+                    error=delivery.last_error)
         return None
     wait = min(300.0, 2.0 ** delivery.attempts)
     delivery.next_attempt_at = utcnow() + timedelta(seconds=wait)

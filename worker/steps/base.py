@@ -36,12 +36,9 @@ class StepContext:
     cipher: Cipher
     redis: redis.Redis
 
-    @cached_property
+    @property
     def device_row(self) -> Device:
-        device = self.session.get(Device, self.job.device_id)
-        if device is None:  # the foreign key makes this impossible short of manual deletion
-            raise LookupError(f"device {self.job.device_id} is gone")
-        return device
+        return self.job.device
 
     @cached_property
     def device(self) -> PassDevice:

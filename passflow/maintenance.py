@@ -1,0 +1,114 @@
+"""Operations on stored data: key rotation, retention, and forgetting a device."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from models import (
+    FINAL_STATUSES,
+    AuthSession,
+    Decision,
+    Device,
+    Event,
+    Job,
+    JobStep,
+    Logout,
+    Profile,
+    Registration,
+    WebhookDelivery,
+    utcnow,
+)
+from models.db import session_scope
+from passflow.crypto import cipher_from_settings
+
+# (model, encrypted columns): everything stored encrypted with PASSFLOW_SECRET_KEY.
+ENCRYPTED = [
+    (Registration, ("client_secret_enc", "access_token_enc")),
+    (Profile, ("attributes_enc",)),
+    (Decision, ("media_token_enc",)),
+]
+
+
+def rotate_key(batch: int = 500) -> dict[str, int]:
+    """Re-encrypt every stored secret with the first key of PASSFLOW_SECRET_KEY ("NEW,OLD")."""
+    cipher = cipher_from_settings()
+    counts: dict[str, int] = {}
+    for model, columns in ENCRYPTED:
+        done = 0
+        last_id = 0
+        while True:
+            with session_scope() as session:
+                rows = session.scalars(select(model).where(model.id > last_id)
+                                       .order_by(model.id).limit(batch)).all()
+                for row in rows:
+                    for column in columns:
+                        value = getattr(row, column)
+                        if value:
+                            setattr(row, column, cipher.rotate(value))
+                    last_id = row.id
+                done += len(rows)
+            if len(rows) < batch:
+                break
+        counts[model.__tablename__] = done
+    return counts
+
+
+def parse_age(text: str) -> timedelta:
+    match = re.fullmatch(r"\s*(\d+)\s*([dhm])\s*", text)
+    if not match:
+        raise ValueError("give an age like 90d, 12h or 30m")
+    value, unit = int(match.group(1)), match.group(2)
+    return {"d": timedelta(days=value), "h": timedelta(hours=value),
+            "m": timedelta(minutes=value)}[unit]
+
+
+def _delete_jobs(session: Session, job_ids: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    if not job_ids:
+        return counts
+    for model in (WebhookDelivery, Decision, Profile, Logout, AuthSession, JobStep):
+        counts[model.__tablename__] = session.execute(
+            delete(model).where(model.job_id.in_(job_ids))).rowcount
+    event_ids = list(session.scalars(select(Job.event_pk).where(Job.id.in_(job_ids))))
+    counts["jobs"] = session.execute(delete(Job).where(Job.id.in_(job_ids))).rowcount
+    counts["events"] = session.execute(delete(Event).where(Event.id.in_(event_ids))).rowcount
+    return counts
+
+
+def _add(total: dict[str, int], part: dict[str, int]) -> None:
+    for key, value in part.items():
+        total[key] = total.get(key, 0) + value
+
+
+def purge(*, older_than: timedelta, batch: int = 1000) -> dict[str, int]:
+    """Delete finished jobs (and their records) created before now - older_than, and devices
+    with nothing left that were last seen before then."""
+    cutoff = utcnow() - older_than
+    total: dict[str, int] = {}
+    while True:
+        with session_scope() as session:
+            ids = list(session.scalars(select(Job.id).where(
+                Job.created_at < cutoff, Job.status.in_([s.value for s in FINAL_STATUSES]))
+                .limit(batch)))
+            _add(total, _delete_jobs(session, ids))
+        if len(ids) < batch:
+            break
+    with session_scope() as session:
+        idle = select(Device.id).where(Device.updated_at < cutoff, ~Device.id.in_(
+            select(Job.device_id)))
+        total["devices"] = session.execute(delete(Device).where(Device.id.in_(idle))).rowcount
+    return total
+
+
+def forget_device(device_id: str) -> dict[str, int]:
+    """Delete every record of a device: jobs, events, sessions, profiles, decisions, logouts,
+    webhook deliveries, and the device itself. Running jobs are cancelled by their deletion."""
+    with session_scope() as session:
+        ids = list(session.scalars(select(Job.id).where(Job.device_id == device_id)))
+        total = _delete_jobs(session, ids)
+        total["devices"] = session.execute(delete(Device).where(Device.id == device_id)).rowcount
+    return total

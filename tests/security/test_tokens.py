@@ -1,0 +1,75 @@
+"""API tokens: several, stored hashed, scoped, revocable; `passflow token create/revoke`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+from sqlalchemy import select
+
+import models.db
+from api.auth import create_token, token_hash
+from models import ApiToken
+from tests.support import new_device
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "passflow.cli", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def _event() -> dict:
+    device = new_device()
+    return {"event_id": f"evt-{uuid.uuid4()}", "type": "profiles.requested",
+            "device": {"id": device.id, "ip": device.ip}}
+
+
+def test_tokens_are_stored_hashed_and_scoped(api: httpx.Client, database_url: str):
+    created = _cli("token", "create", "--name", f"ingest-{uuid.uuid4()}", "--scope", "ingest")
+    assert created.returncode == 0, created.stderr
+    ingest = created.stdout.strip()
+    assert ingest.startswith("pf_") and "shown only now" in created.stderr
+    with models.db.session_scope() as session:
+        stored = session.scalars(select(ApiToken.token_hash)).all()
+        read = create_token(session, name=f"read-{uuid.uuid4()}", scope="read")
+    assert token_hash(ingest) in stored and ingest not in stored  # only the hash is kept
+    time.sleep(5.1)  # the API re-reads tokens every 5 s
+    base = str(api.base_url)
+    as_ingest = {"Authorization": f"Bearer {ingest}"}
+    as_read = {"Authorization": f"Bearer {read}"}
+    posted = httpx.post(base + "/v1/events", json=_event(), headers=as_ingest)
+    assert posted.status_code == 202
+    job_id = posted.json()["job_id"]
+    assert httpx.get(f"{base}/v1/jobs/{job_id}", headers=as_ingest).status_code == 403
+    assert httpx.get(f"{base}/v1/jobs/{job_id}", headers=as_read).status_code == 200
+    assert httpx.post(base + "/v1/events", json=_event(), headers=as_read).status_code == 403
+    assert httpx.delete(f"{base}/v1/jobs/{job_id}", headers=as_read).status_code == 403
+
+
+def test_a_revoked_token_stops_working(api: httpx.Client, database_url: str):
+    name = f"temp-{uuid.uuid4()}"
+    token = _cli("token", "create", "--name", name, "--scope", "read").stdout.strip()
+    time.sleep(5.1)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(str(api.base_url) + "/healthz", headers=headers).status_code == 200
+    revoked = _cli("token", "revoke", "--name", name)
+    assert revoked.returncode == 0 and "revoked" in revoked.stderr
+    assert _cli("token", "revoke", "--name", name).returncode == 1
+    time.sleep(5.1)
+    assert httpx.get(str(api.base_url) + "/healthz", headers=headers).status_code == 401
+
+
+def test_the_api_refuses_to_start_without_a_token(database_url: str):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PASSFLOW_API_TOKEN"}
+    with models.db.session_scope() as session:
+        active = session.scalars(select(ApiToken).where(ApiToken.revoked_at.is_(None))).all()
+        for token in active:  # no stored token either
+            token.revoked_at = models.utcnow()
+    done = subprocess.run([sys.executable, "-m", "passflow.cli", "api", "--port", "1"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2 and "PASSFLOW_API_TOKEN" in done.stderr
