@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from api.auth import TokenChecker
 from api.metrics import JobsCollector, RedisMetricsCollector
@@ -79,6 +80,13 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
 
     app = FastAPI(title="passflow", version="1",
                   description="Adobe Pass REST API V2 cookbook steps as jobs (CONTRACT.md).")
+    @app.exception_handler(DBAPIError)
+    async def database_unavailable(_: Request, exc: DBAPIError) -> JSONResponse:
+        # Nothing was stored (the transaction failed whole): the caller may send it again.
+        log.warning("database_unavailable", error=type(exc.orig).__name__)
+        return JSONResponse({"detail": "the database is unavailable; retry shortly"},
+                            status_code=503, headers={"Retry-After": "2"})
+
     registry = CollectorRegistry()
     registry.register(JobsCollector())
     registry.register(RedisMetricsCollector(settings.broker_url))

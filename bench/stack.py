@@ -64,8 +64,9 @@ class Stack:
             "PASSFLOW_API_TOKEN": TOKEN,
             "PASSFLOW_PUBLIC_URL": self.api_url,
             "PASSFLOW_POLL_INTERVAL_S": str(poll_interval_s),
-            "PASSFLOW_DB_POOL_SIZE": "10",
-            "PASSFLOW_DB_MAX_OVERFLOW": "15",
+            # 4 workers + API stay under PostgreSQL's default 100 connections.
+            "PASSFLOW_DB_POOL_SIZE": "5",
+            "PASSFLOW_DB_MAX_OVERFLOW": "10",
         }
         self.workers: list[subprocess.Popen] = []
         self.procs: list[subprocess.Popen] = []

@@ -104,7 +104,8 @@ class JobStep(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     step: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32), default=StepStatus.RUNNING)
-    attempts: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)  # runs, including reruns after waits
+    failures: Mapped[int] = mapped_column(default=0)  # retryable errors, bounded
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)

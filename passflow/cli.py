@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -41,7 +42,12 @@ def _worker(args: argparse.Namespace) -> int:
     if args.pool:
         argv += ["--pool", args.pool]
     if args.beat:
-        argv.append("--beat")
+        import tempfile
+        from pathlib import Path
+
+        # Beat's schedule file lives outside the working tree.
+        schedule = Path(tempfile.gettempdir()) / f"passflow-beat-{os.getpid()}"
+        argv += ["--beat", "--schedule-filename", str(schedule)]
     if args.hostname:
         argv += ["--hostname", args.hostname]
     celery_app.worker_main(argv)

@@ -57,6 +57,9 @@ def create_app(config: SimConfig | None = None) -> FastAPI:
                     sim.stats["throttled"] += 1
                     return HTMLResponse(_THROTTLED_BODY, status_code=429)
             faults = sim.config.faults
+            if faults.throttle_rate and random.random() < faults.throttle_rate:
+                sim.stats["throttled"] += 1
+                return HTMLResponse(_THROTTLED_BODY, status_code=429)
             if faults.latency_ms:
                 await asyncio.sleep(faults.latency_ms / 1000)
             if faults.timeout_rate and random.random() < faults.timeout_rate:

@@ -43,6 +43,7 @@ class Faults(_Model):
     timeout_s: float = Field(default=30.0, ge=0)
     malformed_rate: float = Field(default=0.0, ge=0, le=1)
     retry_deny_rate: float = Field(default=0.0, ge=0, le=1)
+    throttle_rate: float = Field(default=0.0, ge=0, le=1)  # 429 storms
 
 
 class ServiceProvider(_Model):

@@ -13,6 +13,8 @@ TEST_ENV = {
     "PASSFLOW_SWEEP_INTERVAL_S": "0.5",
     "PASSFLOW_SWEEP_GRACE_S": "1",
     "PASSFLOW_PUBLIC_URL": "http://127.0.0.1:8000",
+    "PASSFLOW_STEP_RETRIES": "2",
+    "PASSFLOW_PASS_TIMEOUT_S": "2",
 }
 os.environ.update(TEST_ENV)
 from collections.abc import Callable, Iterator
@@ -173,3 +175,48 @@ def api(api_server: BackgroundServer, jobs_env: httpx.Client) -> Iterator[httpx.
     with httpx.Client(base_url=api_server.url, timeout=10,
                       headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         yield client
+
+
+# The faults table of the README is written from what the fault tests observed --------------------
+
+_FAULTS: list[tuple[str, str, str]] = []
+_README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+@pytest.fixture
+def fault_report(request) -> Callable[[str, str], None]:
+    """`fault_report(case, observed)`: a row of the README's faults table, kept if the test
+    passes."""
+    rows: list[tuple[str, str]] = []
+    request.node._fault_rows = rows
+
+    def report(case: str, observed: str) -> None:
+        rows.append((case, observed))
+
+    return report
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    result = outcome.get_result()
+    if result.when == "call" and result.passed:
+        for case, observed in getattr(item, "_fault_rows", []):
+            _FAULTS.append((case, observed, item.nodeid.split("::", 1)[0]))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not _FAULTS or exitstatus != 0:
+        return
+    rows = sorted({case: (case, observed, where)
+                   for case, observed, where in _FAULTS}.values())  # the last run of a case
+    table = ["| fault or attack | outcome observed by the test suite | test |",
+             "| --- | --- | --- |"]
+    table += [f"| {case} | {observed} | `{where}` |" for case, observed, where in rows]
+    start, end = "<!-- faults:start -->", "<!-- faults:end -->"
+    text = _README.read_text()
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        new = head + start + "\n" + "\n".join(table) + "\n" + end + rest.split(end, 1)[1]
+        if new != text:
+            _README.write_text(new)

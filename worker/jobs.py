@@ -83,23 +83,32 @@ def find_job_for_event(session: Session, event_id: str) -> Job | None:
     ).first()
 
 
+def _upsert_device(session: Session, event: EventIn) -> None:
+    """Insert or update the device in one statement: two first events of a device may arrive
+    at the same moment."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    now = utcnow()
+    values = {"last_info": dict(event.device.info), "last_ip": event.device.ip,
+              "last_port": event.device.port, "updated_at": now}
+    statement = insert(Device).values(id=event.device.id, created_at=now, **values)
+    session.execute(statement.on_conflict_do_update(index_elements=[Device.id], set_=values))
+
+
 def accept_event(session: Session, event: EventIn, *, default_service_provider: str) -> Job:
     """Store the event, its device and its job in the caller's transaction. The job is due now;
     the caller dispatches it after commit (and the sweeper does if that is lost)."""
-    device = session.get(Device, event.device.id)
-    if device is None:
-        device = Device(id=event.device.id)
-        session.add(device)
-    device.last_info = dict(event.device.info)
-    device.last_ip = event.device.ip
-    device.last_port = event.device.port
+    _upsert_device(session, event)
     record = Event(event_id=event.event_id, type=event.type,
                    payload=event.model_dump(mode="json"))
     now = utcnow()
     job = Job(
         event=record, type=event.type, status=JobStatus.QUEUED,
         service_provider=event.service_provider or default_service_provider,
-        device_id=device.id, mvpd=event.mvpd, current_step=FIRST_STEP[event.type],
+        device_id=event.device.id, mvpd=event.mvpd, current_step=FIRST_STEP[event.type],
         next_run_at=now, result={}, state={}, created_at=now,
     )
     session.add_all([record, job])
@@ -109,10 +118,16 @@ def accept_event(session: Session, event: EventIn, *, default_service_provider: 
 
 # Running a step ----------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Claim:
+    device_id: str
+    failures: int  # retryable errors of this step so far
+
+
 def claim(session: Session, job_id: str, step_name: str, owner: str, *,
-          lease: timedelta) -> str | None:
-    """Take the job's lease for `step_name`: the job's device id, or None when there is
-    nothing to do. One UPDATE ... RETURNING (PostgreSQL and SQLite >= 3.35)."""
+          lease: timedelta) -> Claim | None:
+    """Take the job's lease for `step_name`, or None when there is nothing to do.
+    One UPDATE ... RETURNING (PostgreSQL and SQLite >= 3.35)."""
     now = utcnow()
     device_id = session.execute(
         update(Job)
@@ -140,7 +155,7 @@ def claim(session: Session, job_id: str, step_name: str, owner: str, *,
     row.attempts += 1
     row.status = StepStatus.RUNNING
     row.started_at = row.started_at or now
-    return device_id
+    return Claim(device_id=device_id, failures=row.failures or 0)
 
 
 class LeaseLost(Exception):
@@ -190,8 +205,9 @@ def complete(session: Session, job: Job, step_name: str, owner: str, outcome: Ou
 
 
 def release(session: Session, job_id: str, step_name: str, owner: str, *, retry_in_s: float,
-            error: str) -> None:
-    """Give the lease back and set when the step is due again (after a retryable failure)."""
+            error: str, failed: bool = False) -> None:
+    """Give the lease back and set when the step is due again: after a wait for request
+    budget, or after a retryable failure (`failed`, counted against PASSFLOW_STEP_RETRIES)."""
     now = utcnow()
     session.execute(
         update(Job).where(Job.id == job_id, Job.lease_owner == owner).values(
@@ -200,9 +216,12 @@ def release(session: Session, job_id: str, step_name: str, owner: str, *, retry_
             dispatched_at=now if retry_in_s <= DIRECT_DISPATCH_MAX_S else None,
         ).execution_options(synchronize_session=False)
     )
+    values: dict[str, Any] = {"last_error": error[:2000]}
+    if failed:
+        values["failures"] = JobStep.failures + 1
     session.execute(
         update(JobStep).where(JobStep.job_id == job_id, JobStep.step == step_name)
-        .values(last_error=error[:2000]).execution_options(synchronize_session=False)
+        .values(**values).execution_options(synchronize_session=False)
     )
 
 

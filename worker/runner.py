@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import joinedload
 
-from models import Job, JobStatus
+from models import Job, JobStatus, JobStep
 from models.db import session_scope
 from passflow import logs
 from passflow.settings import get_settings
@@ -24,6 +24,9 @@ from worker.runtime import runtime
 from worker.steps.base import StepContext, error_of
 
 log = logs.get_logger(__name__)
+
+# A step rescheduled this many times for want of request budget (ours or Adobe's 429) fails.
+MAX_THROTTLED_RUNS = 30
 
 
 def dispatch(job_id: str, step_name: str, *, countdown: float = 0.0) -> bool:
@@ -51,9 +54,11 @@ def _backoff(retries: int) -> float:
     return min(30.0, 2.0 ** (retries + 1)) * random.uniform(0.8, 1.2)
 
 
-def _release(job_id: str, step_name: str, owner: str, retry_in: float, error: str) -> None:
+def _release(job_id: str, step_name: str, owner: str, retry_in: float, error: str,
+             failed: bool = False) -> None:
     with session_scope() as session:
-        jobs.release(session, job_id, step_name, owner, retry_in_s=retry_in, error=error)
+        jobs.release(session, job_id, step_name, owner, retry_in_s=retry_in, error=error,
+                     failed=failed)
 
 
 def run_step(task: Task, step_name: str, job_id: str) -> str:
@@ -68,11 +73,11 @@ def _run_step(task: Task, step_name: str, job_id: str) -> str:
     settings = get_settings()
     owner = task.request.id or str(uuid.uuid4())
     with session_scope() as session:
-        device_id = jobs.claim(session, job_id, step_name, owner,
-                               lease=timedelta(seconds=settings.lease_s))
-    if device_id is None:
+        claimed = jobs.claim(session, job_id, step_name, owner,
+                             lease=timedelta(seconds=settings.lease_s))
+    if claimed is None:
         return "skipped"
-    logs.bind(device_id=device_id)
+    logs.bind(device_id=claimed.device_id)
     started = time.perf_counter()
     rt = runtime()
     try:
@@ -86,22 +91,34 @@ def _run_step(task: Task, step_name: str, job_id: str) -> str:
             except (ThrottledError, RateLimitError):
                 raise
             except AdobePassError as exc:
-                if exc.retryable and task.request.retries < settings.step_retries:
+                # Counted in the step's row, not in the message: a step re-sent by the sweeper
+                # keeps its count.
+                if exc.retryable and claimed.failures < settings.step_retries:
                     raise
                 outcome = Outcome(JobStatus.FAILED, error=error_of(exc))
             jobs.complete(session, job, step_name, owner, outcome)
     except (ThrottledError, RateLimitError) as exc:
         if isinstance(exc, ThrottledError):
             metrics.inc("passflow_throttled_total", ("local",))
+        if step_name != "profiles.poll" and _runs(job_id, step_name) >= MAX_THROTTLED_RUNS:
+            # A 429 storm that does not end: fail clearly rather than wait for ever.
+            _fail(job_id, step_name, owner, exc, code="rate_limited")
+            _notify_if_needed(job_id)
+            return "failed"
         _release(job_id, step_name, owner, exc.retry_after, str(exc))
         dispatch(job_id, step_name, countdown=exc.retry_after)
         return "throttled"
     except (AdobePassError, SoftTimeLimitExceeded) as exc:
-        countdown = _backoff(task.request.retries)
-        _release(job_id, step_name, owner, countdown, str(exc))
+        if claimed.failures >= settings.step_retries:  # a step that keeps timing out
+            _fail(job_id, step_name, owner, exc, code=type(exc).__name__)
+            _notify_if_needed(job_id)
+            return "failed"
+        countdown = _backoff(claimed.failures)
+        _release(job_id, step_name, owner, countdown, str(exc), failed=True)
         metrics.observe("passflow_step_seconds", (step_name, "retry"),
                         time.perf_counter() - started)
-        raise task.retry(countdown=countdown, max_retries=settings.step_retries) from exc
+        dispatch(job_id, step_name, countdown=countdown)
+        return "retrying"
     except LeaseLost:
         log.warning("lease_lost")
         return "lease-lost"
@@ -128,10 +145,23 @@ def _run_step(task: Task, step_name: str, job_id: str) -> str:
     return str(outcome.status)
 
 
-def _fail(job_id: str, step_name: str, owner: str, exc: Exception) -> None:
-    """A bug or an unexpected answer ends the job with a clear error, never a crash loop."""
+def _runs(job_id: str, step_name: str) -> int:
+    with session_scope() as session:
+        return session.scalar(select(JobStep.attempts).where(
+            JobStep.job_id == job_id, JobStep.step == step_name)) or 0
+
+
+def _notify_if_needed(job_id: str) -> None:
+    if get_settings().webhook_url:
+        _notify(job_id)
+
+
+def _fail(job_id: str, step_name: str, owner: str, exc: Exception,
+          code: str = "internal_error") -> None:
+    """A bug, an unexpected answer or an endless 429 storm ends the job with a clear error,
+    never a crash loop."""
     outcome = Outcome(JobStatus.FAILED, error={
-        "status": None, "code": "internal_error", "action": None,
+        "status": getattr(exc, "status_code", None), "code": code, "action": None,
         "message": f"{type(exc).__name__} in step {step_name}"})
     try:
         with session_scope() as session:

@@ -13,7 +13,7 @@ from tests.support import ApiProcess, RedisServer, WorkerProcess, new_device, wa
 
 
 def test_event_accepted_while_the_broker_is_down_runs_when_it_returns(
-        database_url: str, pass_env: str, sim: httpx.Client):
+        database_url: str, pass_env: str, sim: httpx.Client, fault_report):
     # No in-process worker here: only the processes started below may run the job.
     broker = RedisServer().start()
     api = ApiProcess("outbox-token", {"PASSFLOW_BROKER_URL": broker.url})
@@ -40,6 +40,9 @@ def test_event_accepted_while_the_broker_is_down_runs_when_it_returns(
             attempts = session.scalars(select(JobStep.attempts).where(
                 JobStep.job_id == job_id)).all()
         assert attempts == [1]
+        fault_report("Redis down when an event is accepted",
+                     "202, event and job stored; /healthz 503; the job ran once when Redis came "
+                     "back")
     finally:
         if worker is not None:
             worker.stop()

@@ -27,7 +27,8 @@ def _event() -> dict:
             "device": {"id": device.id, "ip": device.ip}}
 
 
-def test_tokens_are_stored_hashed_and_scoped(api: httpx.Client, database_url: str):
+def test_tokens_are_stored_hashed_and_scoped(api: httpx.Client, database_url: str,
+                                             fault_report):
     created = _cli("token", "create", "--name", f"ingest-{uuid.uuid4()}", "--scope", "ingest")
     assert created.returncode == 0, created.stderr
     ingest = created.stdout.strip()
@@ -47,9 +48,11 @@ def test_tokens_are_stored_hashed_and_scoped(api: httpx.Client, database_url: st
     assert httpx.get(f"{base}/v1/jobs/{job_id}", headers=as_read).status_code == 200
     assert httpx.post(base + "/v1/events", json=_event(), headers=as_read).status_code == 403
     assert httpx.delete(f"{base}/v1/jobs/{job_id}", headers=as_read).status_code == 403
+    fault_report("an ingest token reads jobs; a read token sends events or cancels",
+                 "403 each time; tokens stored as SHA-256 only")
 
 
-def test_a_revoked_token_stops_working(api: httpx.Client, database_url: str):
+def test_a_revoked_token_stops_working(api: httpx.Client, database_url: str, fault_report):
     name = f"temp-{uuid.uuid4()}"
     token = _cli("token", "create", "--name", name, "--scope", "read").stdout.strip()
     time.sleep(5.1)
@@ -60,6 +63,7 @@ def test_a_revoked_token_stops_working(api: httpx.Client, database_url: str):
     assert _cli("token", "revoke", "--name", name).returncode == 1
     time.sleep(5.1)
     assert httpx.get(str(api.base_url) + "/healthz", headers=headers).status_code == 401
+    fault_report("a revoked API token", "401 within 5 s of `passflow token revoke`")
 
 
 def test_the_api_refuses_to_start_without_a_token(database_url: str):

@@ -7,7 +7,7 @@ from urllib.parse import urljoin
 
 from sqlalchemy import select, update
 
-from models import FINAL_STATUSES, AuthSession, Job, JobStatus, SessionStatus, utcnow
+from models import FINAL_STATUSES, AuthSession, Device, Job, JobStatus, SessionStatus, utcnow
 from worker import webhooks
 from worker.jobs import Outcome, step
 from worker.queues import Queue
@@ -70,9 +70,13 @@ def create_session(ctx: StepContext) -> Outcome:
     redirect_url = (ctx.event.get("redirect_url")
                     or f"{settings.public_url.rstrip('/')}/landing?job={ctx.job.id}")
     domain_name = ctx.event.get("domain_name") or _first_domain(ctx)
-    _supersede_older_sessions(ctx)
     answer = ctx.adobe.sessions.create(ctx.sp, device=ctx.device, mvpd=ctx.job.mvpd,
                                        domain_name=domain_name, redirect_url=redirect_url)
+    # Serialize on the device row (a row lock on PostgreSQL, the write lock on SQLite), so of
+    # two sessions created at once for one device, the later commit supersedes the earlier.
+    ctx.session.execute(update(Device).where(Device.id == ctx.job.device_id)
+                        .values(updated_at=utcnow()))
+    _supersede_older_sessions(ctx)
     if answer.action_name == "authorize":
         # Already authenticated, or TempPass / degraded access: no login needed.
         mvpd = answer.mvpd or ctx.job.mvpd

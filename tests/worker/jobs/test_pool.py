@@ -63,7 +63,8 @@ def test_sigkilled_worker_poll_resumes_without_duplicates(worker_processes, sim:
     assert sorted(steps) == sorted(set(steps))
 
 
-def test_three_workers_burst_for_one_device_never_see_429(worker_processes, sim: httpx.Client):
+def test_three_workers_burst_for_one_device_never_see_429(worker_processes, sim: httpx.Client,
+                                                         fault_report):
     for name in ("w1", "w2", "w3"):
         worker_processes(name, beat=name == "w1")
     device = new_device()
@@ -86,6 +87,8 @@ def test_three_workers_burst_for_one_device_never_see_429(worker_processes, sim:
     assert elapsed >= 7
     for job_id in job_ids:
         assert _count(Decision, job_id) == 1
+    fault_report("18 authorizations for one device on 3 workers at once",
+                 f"no 429 from Adobe Pass: the shared throttle spread them over {elapsed:.0f} s")
 
 
 def test_twenty_jobs_on_three_workers_register_once(worker_processes, sim: httpx.Client):

@@ -1,8 +1,8 @@
 """records
 
-Revision ID: 98df2ae3b50d
+Revision ID: 03dad7a457e8
 Revises: 
-Create Date: 2026-11-27 13:52:27.735033
+Create Date: 2026-11-27 14:13:30.981681
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 
 import models.base
 
-revision: str = '98df2ae3b50d'
+revision: str = '03dad7a457e8'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -153,6 +153,7 @@ def upgrade() -> None:
     sa.Column('step', sa.String(length=64), nullable=False),
     sa.Column('status', sa.String(length=32), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('failures', sa.Integer(), nullable=False),
     sa.Column('started_at', models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('finished_at', models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),

@@ -1,0 +1,201 @@
+"""A worker SIGKILLed in the middle of each kind of step; Redis and PostgreSQL restarted during a
+run. Each time: no accepted event lost, no duplicate rows, every job final, retries bounded."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import delete, func, select
+
+import models.db
+from models import AuthSession, Decision, Job, JobStep, Logout, Profile, Registration
+from tests.support import (
+    ApiProcess,
+    RedisServer,
+    WorkerProcess,
+    make_event,
+    new_device,
+    wait_for,
+    wait_for_status,
+)
+from worker import jobs
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+SP = "REF30"
+
+
+def _faults(sim: httpx.Client, **knobs) -> None:
+    faults = sim.get("/_sim/faults").json()
+    sim.put("/_sim/faults", json={**faults, **knobs}).raise_for_status()
+
+
+def _submit(type_: str, device, **fields) -> str:
+    return jobs.submit(make_event(f"evt-{uuid.uuid4()}", type_, device, **fields),
+                       default_service_provider=SP)[0]
+
+
+def _rows(model, job_id: str) -> int:
+    with models.db.session_scope() as session:
+        return session.scalar(select(func.count()).select_from(model).where(
+            model.job_id == job_id))
+
+
+def _running(job_id: str, step: str) -> bool:
+    with models.db.session_scope() as session:
+        job = session.get(Job, job_id)
+        return job.current_step == step and job.lease_owner is not None
+
+
+def _login_device(sim: httpx.Client, device, mvpd: str = "Cablevision") -> None:
+    from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
+    from worker.adobe_pass import AdobePass
+
+    with AdobePass(str(sim.base_url), software_statement=DEMO_SOFTWARE_STATEMENT) as ap:
+        session = ap.sessions.create(SP, device=device, mvpd=mvpd, domain_name="example.com",
+                                     redirect_url="https://example.com/done")
+    sim.post("/_sim/login", json={"code": session.code}).raise_for_status()
+
+
+CASES = {
+    # step killed: (event type, fields, needs a logged-in device, records that must be single)
+    "dcr.register": ("profiles.requested", {}, False, []),
+    "sessions.create": ("authentication.requested", {"mvpd": "Cablevision"}, False,
+                        [AuthSession]),
+    "decisions.preauthorize": ("preauthorization.requested",
+                               {"mvpd": "Cablevision", "resources": ["REF30", "CNN", "HBO"]},
+                               True, []),
+    "decisions.authorize": ("authorization.requested",
+                            {"mvpd": "Cablevision", "resource": "REF30"}, True, [Decision]),
+    "logout.initiate": ("logout.requested", {"mvpd": "Cablevision"}, True, [Logout]),
+}
+
+
+@pytest.mark.parametrize("killed_in", list(CASES))
+def test_sigkill_in_the_middle_of_a_step(killed_in: str, worker_processes, sim: httpx.Client,
+                                         fault_report):
+    type_, fields, logged_in, single = CASES[killed_in]
+    device = new_device()
+    if logged_in:
+        _login_device(sim, device)
+    if killed_in == "dcr.register":
+        with models.db.session_scope() as session:
+            session.execute(delete(Registration))
+    step = {"dcr.register": "profiles.retrieve"}.get(killed_in, killed_in)
+    doomed = worker_processes("doomed")
+    _faults(sim, latency_ms=1500)  # slow enough to be killed mid-call, under the 2 s timeout
+    job_id = _submit(type_, device, **fields)
+    if killed_in == "sessions.create":
+        wait_for(lambda: _running(job_id, "sessions.create"), timeout=60)
+    else:
+        wait_for(lambda: _running(job_id, step), timeout=30)
+    time.sleep(0.7)  # inside the Adobe Pass call now
+    doomed.kill()
+    _faults(sim, latency_ms=0)
+    worker_processes("rescuer", beat=True)
+    if type_ == "authentication.requested":
+        final = wait_for_status(job_id, "waiting_for_user", timeout=60)
+    else:
+        final = wait_for_status(job_id, timeout=60)
+        assert final == "succeeded", final
+    for model in single:
+        assert _rows(model, job_id) == 1
+    if type_ == "preauthorization.requested":
+        with models.db.session_scope() as session:
+            resources = session.scalars(select(Decision.resource).where(
+                Decision.job_id == job_id)).all()
+        assert sorted(resources) == ["CNN", "HBO", "REF30"]
+    with models.db.session_scope() as session:
+        attempts = session.scalar(select(JobStep.attempts).where(
+            JobStep.job_id == job_id, JobStep.step == step))
+        registrations = session.scalar(select(func.sum(Registration.registrations)))
+    # The killed run, the rescue, and a few reruns while the device's budget refills.
+    assert attempts <= 6
+    if killed_in == "dcr.register":
+        assert registrations == 1
+    fault_report(f"worker SIGKILLed during {killed_in}",
+                 f"the job resumed on another worker and ended {final}; step ran "
+                 f"{attempts} times; no duplicate rows")
+
+
+def test_sigkill_during_a_poll(worker_processes, sim: httpx.Client, fault_report):
+    doomed = worker_processes("doomed", queues="authentication,polling,registration")
+    worker_processes("beat", beat=True, queues="maintenance", concurrency=1)
+    device = new_device()
+    job_id = _submit("authentication.requested", device, mvpd="Cablevision")
+    wait_for_status(job_id, "waiting_for_user", timeout=30)
+    _faults(sim, latency_ms=1500)
+    wait_for(lambda: _running(job_id, "profiles.poll"), timeout=30)
+    time.sleep(0.7)
+    doomed.kill()
+    _faults(sim, latency_ms=0)
+    with models.db.session_scope() as session:
+        code = session.scalar(select(AuthSession.code).where(AuthSession.job_id == job_id))
+    sim.post("/_sim/login", json={"code": code}).raise_for_status()
+    worker_processes("rescuer", queues="authentication,polling,registration")
+    assert wait_for_status(job_id, timeout=60) == "succeeded"
+    assert _rows(AuthSession, job_id) == 1 and _rows(Profile, job_id) == 1
+    fault_report("worker SIGKILLed during a profile poll",
+                 "polling resumed on another worker after the lease expired; job succeeded; "
+                 "one session and one profile row")
+
+
+def test_redis_restarted_during_a_run(database_url: str, pass_env: str, sim: httpx.Client,
+                                      fault_report):
+    broker = RedisServer().start()
+    api = ApiProcess("restart-token", {"PASSFLOW_BROKER_URL": broker.url})
+    workers = [WorkerProcess("r1", beat=True, env={"PASSFLOW_BROKER_URL": broker.url})]
+    try:
+        headers = {"Authorization": "Bearer restart-token"}
+        _faults(sim, latency_ms=300)
+        ids = []
+        for _ in range(20):
+            d = new_device()
+            body = {"event_id": f"evt-{uuid.uuid4()}", "type": "profiles.requested",
+                    "device": {"id": d.id, "ip": d.ip}}
+            ids.append(httpx.post(api.url + "/v1/events", json=body, headers=headers,
+                                  timeout=30).json()["job_id"])
+        time.sleep(0.5)
+        port = broker.port
+        broker.stop()  # queued messages are gone with it (no persistence)
+        time.sleep(2)
+        broker = RedisServer(port).start()
+        _faults(sim, latency_ms=0)
+        finals = [wait_for_status(job_id, timeout=90) for job_id in ids]
+        assert finals == ["succeeded"] * 20
+        with models.db.session_scope() as session:
+            runs = session.scalars(select(JobStep.attempts).where(JobStep.job_id.in_(ids))).all()
+        assert len(runs) == 20 and max(runs) <= 3
+        fault_report("Redis restarted (queued messages lost) with 20 jobs in flight",
+                     "all 20 jobs succeeded: the sweeper re-sent the lost steps; each step "
+                     f"ran at most {max(runs)} times")
+    finally:
+        for w in workers:
+            w.stop()
+        api.stop()
+        broker.stop()
+
+
+def test_postgresql_restarted_during_a_run(worker_processes, sim: httpx.Client, fault_report):
+    worker_processes("pg1", beat=True)
+    _faults(sim, latency_ms=300)
+    ids = [_submit("profiles.requested", new_device()) for _ in range(10)]
+    version = subprocess.run(["ls", "/etc/postgresql"], capture_output=True,
+                             text=True).stdout.split()[-1]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+                   check=True, capture_output=True, timeout=60)
+    _faults(sim, latency_ms=0)
+    models.db.configure(database_url_of_test())
+    finals = [wait_for_status(job_id, timeout=90) for job_id in ids]
+    assert finals == ["succeeded"] * 10
+    fault_report("PostgreSQL restarted with 10 jobs in flight",
+                 "all 10 jobs succeeded; workers reconnected (pre-ping) and retried")
+
+
+def database_url_of_test() -> str:
+    import os
+
+    return os.environ["PASSFLOW_DATABASE_URL"]

@@ -1,0 +1,165 @@
+"""Upstream faults: 5xx bursts, timeouts, slow answers, 429 storms, malformed bodies. Each ends in
+a final job with a clear error or a success, with bounded retries and no duplicate rows."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+import models.db
+from models import Decision, Job, JobStep
+from tests.support import new_device, wait_for_status
+from tests.worker.jobs.test_flows import authenticate, submit, view
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+def _faults(sim: httpx.Client, **knobs) -> None:
+    faults = sim.get("/_sim/faults").json()
+    sim.put("/_sim/faults", json={**faults, **knobs}).raise_for_status()
+
+
+def _attempts(job_id: str) -> int:
+    with models.db.session_scope() as session:
+        return session.scalar(select(func.max(JobStep.attempts)).where(JobStep.job_id == job_id))
+
+
+def _decisions(job_id: str) -> int:
+    with models.db.session_scope() as session:
+        return session.scalar(select(func.count()).select_from(Decision).where(
+            Decision.job_id == job_id))
+
+
+def _authorize(jobs_env: httpx.Client) -> tuple[str, object]:
+    device = new_device()
+    authenticate(jobs_env, device)
+    return submit("authorization.requested", device, mvpd="Cablevision", resource="REF30"), device
+
+
+def test_a_5xx_burst_is_ridden_out(jobs_env: httpx.Client, fault_report):
+    device = new_device()
+    authenticate(jobs_env, device)
+    _faults(jobs_env, error_rate=1.0, error_status=503)
+    job_id = submit("authorization.requested", device, mvpd="Cablevision", resource="REF30")
+    time.sleep(1.0)
+    _faults(jobs_env, error_rate=0.0)
+    assert wait_for_status(job_id, timeout=30) == "succeeded"
+    assert _decisions(job_id) == 1 and _attempts(job_id) <= 3
+    fault_report("Adobe Pass answers 503 for a second",
+                 f"job succeeded after {_attempts(job_id)} attempts; one decision row")
+
+
+def test_endless_5xx_fail_the_job_with_a_clear_error(jobs_env: httpx.Client, fault_report):
+    job_id, _ = _authorize(jobs_env)
+    _faults(jobs_env, error_rate=1.0, error_status=502)
+    assert wait_for_status(job_id, timeout=40) == "failed"
+    error = view(job_id)["error"]
+    assert error["status"] == 502 and error["code"] is None or error["status"] == 502
+    assert _attempts(job_id) == 3  # 1 + PASSFLOW_STEP_RETRIES (2)
+    assert _decisions(job_id) == 0
+    fault_report("Adobe Pass answers 502 to every call",
+                 f"job failed with HTTP {error['status']} after {_attempts(job_id)} attempts "
+                 "(1 + 2 retries); no decision stored")
+
+
+def test_timeouts_fail_after_bounded_retries(jobs_env: httpx.Client, fault_report):
+    job_id, _ = _authorize(jobs_env)
+    _faults(jobs_env, timeout_rate=1.0, timeout_s=3.0)  # the client gives up after 2 s
+    assert wait_for_status(job_id, timeout=60) == "failed"
+    error = view(job_id)["error"]
+    assert error["code"] == "APITimeoutError" and _attempts(job_id) == 3
+    fault_report("Adobe Pass never answers (timeouts)",
+                 f"job failed with {error['code']} after {_attempts(job_id)} attempts")
+
+
+def test_slow_answers_still_succeed(jobs_env: httpx.Client, fault_report):
+    job_id, _ = _authorize(jobs_env)
+    _faults(jobs_env, latency_ms=1500)  # under the 2 s client timeout
+    started = time.monotonic()
+    assert wait_for_status(job_id, timeout=30) == "succeeded"
+    took = time.monotonic() - started
+    assert took >= 1.5 and _decisions(job_id) == 1 and _attempts(job_id) == 1
+    fault_report("Adobe Pass answers in 1.5 s",
+                 f"job succeeded in {took:.1f} s, first attempt, one decision row")
+
+
+def test_a_429_storm_waits_then_succeeds_or_fails_bounded(jobs_env: httpx.Client, fault_report):
+    job_id, _ = _authorize(jobs_env)
+    _faults(jobs_env, throttle_rate=1.0)
+    time.sleep(3)
+    assert view(job_id)["status"] not in ("succeeded", "failed")  # waiting, not failing
+    _faults(jobs_env, throttle_rate=0.0)
+    assert wait_for_status(job_id, timeout=30) == "succeeded"
+    runs = _attempts(job_id)
+    assert 2 <= runs <= 6  # each 429 waits at least 1 s before the next try
+    fault_report("429 storm for 3 s", f"job waited (>= 1 s per 429), then succeeded; {runs} "
+                 "runs of the step, one decision row")
+
+
+def test_an_endless_429_storm_fails_clearly(jobs_env: httpx.Client, fault_report,
+                                            monkeypatch):
+    from worker import runner
+
+    monkeypatch.setattr(runner, "MAX_THROTTLED_RUNS", 4)
+    job_id, _ = _authorize(jobs_env)
+    _faults(jobs_env, throttle_rate=1.0)
+    assert wait_for_status(job_id, timeout=30) == "failed"
+    error = view(job_id)["error"]
+    assert error["code"] == "rate_limited" and error["status"] == 429
+    fault_report("429 storm that never ends", f"job failed with {error['code']} after "
+                 f"{_attempts(job_id)} runs (the cap), no crash loop")
+
+
+@pytest.mark.parametrize("rate", [1.0])
+def test_malformed_bodies_fail_the_step_without_retries(jobs_env: httpx.Client, fault_report,
+                                                        rate):
+    job_id, _ = _authorize(jobs_env)
+    _faults(jobs_env, malformed_rate=rate)
+    assert wait_for_status(job_id, timeout=30) == "failed"
+    error = view(job_id)["error"]
+    assert error["code"] == "MalformedResponseError" and _attempts(job_id) == 1
+    assert "decisions.authorize" in error["message"]
+    fault_report("Adobe Pass answers 200 with a body that is not JSON",
+                 "job failed at once with MalformedResponseError naming the endpoint")
+
+
+def test_two_events_for_one_device_at_once(jobs_env: httpx.Client, fault_report):
+    import threading
+
+    from tests.support import make_event
+    from worker import jobs
+
+    device = new_device()
+    ids: list[str] = []
+
+    def send() -> None:
+        event = make_event(f"evt-{uuid.uuid4()}", "authentication.requested", device,
+                           mvpd="Cablevision")
+        ids.append(jobs.submit(event, default_service_provider="REF30")[0])
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for job_id in ids:
+        wait_for_status(job_id, "waiting_for_user", "cancelled")
+    statuses = {}
+    for job_id in ids:
+        job = view(job_id)
+        statuses[job_id] = job["status"]
+        if job["status"] == "waiting_for_user":
+            jobs_env.post("/_sim/login", json={"code": job["result"]["code"]})
+    final = sorted(wait_for_status(job_id, timeout=30) for job_id in ids)
+    assert final == ["cancelled", "succeeded"], statuses
+    with models.db.session_scope() as session:
+        profiles = session.scalar(select(func.count()).select_from(Job).where(
+            Job.device_id == device.id, Job.status == "succeeded"))
+    assert profiles == 1
+    fault_report("two authentication events for one device at once",
+                 "the newer session superseded the older: one job cancelled (superseded), "
+                 "one succeeded")
