@@ -110,15 +110,18 @@ async def offer(api_url: str, events: list[dict], rate: float) -> list[str]:
     async with httpx.AsyncClient(base_url=api_url, timeout=60, headers=headers,
                                  limits=httpx.Limits(max_connections=100)) as client:
         async def send(body: bytes) -> None:
-            for attempt in range(5):
+            for attempt in range(8):
                 try:
                     answer = await client.post("/v1/events", content=body)
+                    if answer.status_code == 503:  # retry later, as the answer says
+                        await asyncio.sleep(float(answer.headers.get("retry-after", "1")))
+                        continue
                     answer.raise_for_status()
                     job_ids.append(answer.json()["job_id"])
                     return
                 except httpx.TransportError:
                     await asyncio.sleep(0.2 * (attempt + 1))
-            raise RuntimeError("the API did not take an event after 5 tries")
+            raise RuntimeError("the API did not take an event after 8 tries")
 
         tasks = []
         started = time.monotonic()
@@ -187,10 +190,11 @@ def polling(stack: Stack, engine, first: int, sessions: int, interval: float,
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         with engine.connect() as conn:
-            waiting = conn.execute(text(
-                "SELECT count(*) FROM jobs WHERE id = ANY(:ids) AND status = 'waiting_for_user'"),
-                {"ids": job_ids}).scalar()
-        if waiting == sessions:
+            waiting, settled = conn.execute(text(
+                "SELECT count(*) FILTER (WHERE status = 'waiting_for_user'), count(*) FILTER "
+                "(WHERE status NOT IN ('queued', 'running')) FROM jobs WHERE id = ANY(:ids)"),
+                {"ids": job_ids}).one()
+        if settled == sessions:
             break
         time.sleep(1)
     setup = time.monotonic() - setup_started
@@ -204,7 +208,8 @@ def polling(stack: Stack, engine, first: int, sessions: int, interval: float,
     elapsed = time.monotonic() - started
     time.sleep(1)  # the last flushes
     drift, polls = drift_percentiles(client)
-    with engine.begin() as conn:  # stop them: cancelling is a row update
+    stack.stop_workers()  # then stop the sessions: cancelling is a row update
+    with engine.begin() as conn:
         conn.execute(text("UPDATE jobs SET status='cancelled', current_step=NULL "
                           "WHERE id = ANY(:ids)"), {"ids": job_ids})
         conn.execute(text("UPDATE auth_sessions SET status='cancelled' "
@@ -283,7 +288,7 @@ def report(args, base: dict, auth: list[dict], poll: dict, mix: dict, scale: lis
     for r in auth:
         lines.append(f"| {r['offered']:.0f} | {r['rate']:.0f} | {r['p50'] * 1000:.0f} ms | "
                      f"{r['p95'] * 1000:.0f} ms | {r['p99'] * 1000:.0f} ms | {r['lost']} |")
-    lines += ["", "Worker processes (threads pool, 32 each), authorization at "
+    lines += ["", "Worker processes (threads pool, 12 each), authorization at "
               f"{args.scale_load}/s offered:", "",
               "| workers | decisions/s | added p99 |", "| --- | --- | --- |"]
     for r in scale:
@@ -347,6 +352,7 @@ def main() -> None:
             print(f"  {scale[-1]}", flush=True)
         stack.start_workers(args.workers)
         print(f"polling {args.polls} sessions ...", flush=True)
+        # (the sessions are stopped at the end of the phase, after the workers)
         poll = polling(stack, engine, 200_000, args.polls, args.poll_interval, args.poll_duration)
         print(f"  {poll}", flush=True)
     finally:

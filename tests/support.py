@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from sqlalchemy import delete
 import models.db
 from models import FINAL_STATUSES, Job, Registration
 from passflow.events import EventIn
+from passflow.serving import free_port, wait_until
 from worker.adobe_pass import Device
 from worker.runtime import reset_runtime
 
@@ -52,14 +52,10 @@ def fresh_postgres(name: str | None = None) -> str:
 
 def wait_for(predicate: Callable[[], object], *, timeout: float = 20.0,
              interval: float = 0.1) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s")
-        time.sleep(interval)
+    try:
+        return wait_until(predicate, timeout=timeout, interval=interval)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 def job_status(job_id: str) -> str:
@@ -124,14 +120,6 @@ class WorkerProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self._log.close()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RedisServer:

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
 
 import httpx
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from passflow.serving import free_port
 
 
 def test_passflow_simulator_serves_its_openapi_page():
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "passflow.cli", "simulator", "--port", str(port),
          "--log-level", "warning"],
@@ -60,6 +55,6 @@ def test_passflow_demo_walks_every_cookbook_step():
 
 
 def test_passflow_demo_starts_its_own_broker_when_none_answers():
-    done = _demo({"PASSFLOW_BROKER_URL": f"redis://127.0.0.1:{_free_port()}/0"})
+    done = _demo({"PASSFLOW_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "started a private redis-server" in done.stdout

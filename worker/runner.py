@@ -7,6 +7,8 @@ import time
 import uuid
 from datetime import timedelta
 
+import redis
+import sqlalchemy.exc
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
@@ -108,7 +110,10 @@ def _run_step(task: Task, step_name: str, job_id: str) -> str:
         _release(job_id, step_name, owner, exc.retry_after, str(exc))
         dispatch(job_id, step_name, countdown=exc.retry_after)
         return "throttled"
-    except (AdobePassError, SoftTimeLimitExceeded) as exc:
+    except (AdobePassError, SoftTimeLimitExceeded, redis.RedisError,
+            sqlalchemy.exc.TimeoutError) as exc:
+        # Retryable Adobe errors, a step over its time limit, Redis slow or restarting, no
+        # database connection free in time.
         if claimed.failures >= settings.step_retries:  # a step that keeps timing out
             _fail(job_id, step_name, owner, exc, code=type(exc).__name__)
             _notify_if_needed(job_id)

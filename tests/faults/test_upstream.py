@@ -114,17 +114,22 @@ def test_an_endless_429_storm_fails_clearly(jobs_env: httpx.Client, fault_report
                  f"{_attempts(job_id)} runs (the cap), no crash loop")
 
 
-@pytest.mark.parametrize("rate", [1.0])
+@pytest.mark.parametrize("body,case", [
+    ("<html>not json", "Adobe Pass answers 200 with a body that is not JSON"),
+    ('{"decisions": [{"resource": "REF30"}]}',
+     "Adobe Pass answers 200 with JSON lacking documented fields"),
+])
 def test_malformed_bodies_fail_the_step_without_retries(jobs_env: httpx.Client, fault_report,
-                                                        rate):
+                                                        body, case):
     job_id, _ = _authorize(jobs_env)
-    _faults(jobs_env, malformed_rate=rate)
+    _faults(jobs_env, malformed_rate=1.0, malformed_body=body)
     assert wait_for_status(job_id, timeout=30) == "failed"
     error = view(job_id)["error"]
     assert error["code"] == "MalformedResponseError" and _attempts(job_id) == 1
     assert "decisions.authorize" in error["message"]
-    fault_report("Adobe Pass answers 200 with a body that is not JSON",
-                 "job failed at once with MalformedResponseError naming the endpoint")
+    assert _decisions(job_id) == 0
+    fault_report(case, "job failed at once with MalformedResponseError naming the endpoint; "
+                 "nothing stored")
 
 
 def test_two_events_for_one_device_at_once(jobs_env: httpx.Client, fault_report):
