@@ -98,7 +98,9 @@ def test_picker_path_without_mvpd(page: Page, api: httpx.Client, api_server: Bac
     expect(page.get_by_role("button", name="DISH")).to_be_visible()
     logo = page.locator("#providers img").first
     assert logo.get_attribute("src").startswith("/activate/logos/")  # same origin only
-    assert page.evaluate("img => img.naturalWidth > 0", logo.element_handle())
+    # The logo loads from passflow itself (served from the MVPD's logoUrl, cached).
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0",
+                           arg=logo.element_handle())
     shot(page, "2-picker")
     page.get_by_label("Search providers").fill("spec")
     expect(providers).to_have_count(1)
