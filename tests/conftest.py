@@ -206,7 +206,12 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if not _FAULTS or exitstatus != 0:
+    # Only a whole, green run writes the table (a partial run would drop rows).
+    option = session.config.option
+    whole = not option.keyword and not option.markexpr and not option.lf and (
+        session.config.args in ([], ["tests"]) or
+        [str(Path(a).resolve()) for a in session.config.args] == [str(_README.parent / "tests")])
+    if not _FAULTS or exitstatus != 0 or not whole:
         return
     rows = sorted({case: (case, observed, where)
                    for case, observed, where in _FAULTS}.values())  # the last run of a case
