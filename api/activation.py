@@ -137,7 +137,7 @@ def build_router(settings: Settings) -> APIRouter:
 
     def _picker(request: Request, sp: str, code: str) -> Response:
         try:
-            config = runtime().adobe.configuration.retrieve(sp, device=_browser(request))
+            config = runtime().configuration(sp, device=_browser(request))
         except AdobePassError as exc:
             return _unavailable(request, exc)
         mvpds = [{"id": m.id, "name": m.display_name or m.id,
@@ -202,7 +202,7 @@ def build_router(settings: Settings) -> APIRouter:
         cached = runtime().redis.hgetall(key)
         if not cached:
             try:
-                config = runtime().adobe.configuration.retrieve(sp, device=Device(id="logos"))
+                config = runtime().configuration(sp, device=Device(id="logos"))
                 entry = config.mvpd(mvpd)
                 if entry is None or not entry.logo_url:
                     return Response(status_code=404)

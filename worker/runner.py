@@ -105,7 +105,7 @@ def _run_step(task: Task, step_name: str, job_id: str) -> str:
         if step_name != "profiles.poll" and _runs(job_id, step_name) >= MAX_THROTTLED_RUNS:
             # A 429 storm that does not end: fail clearly rather than wait for ever.
             _fail(job_id, step_name, owner, exc, code="rate_limited")
-            _notify_if_needed(job_id)
+            _notify(job_id)
             return "failed"
         _release(job_id, step_name, owner, exc.retry_after, str(exc))
         dispatch(job_id, step_name, countdown=exc.retry_after)
@@ -116,7 +116,7 @@ def _run_step(task: Task, step_name: str, job_id: str) -> str:
         # database connection free in time.
         if claimed.failures >= settings.step_retries:  # a step that keeps timing out
             _fail(job_id, step_name, owner, exc, code=type(exc).__name__)
-            _notify_if_needed(job_id)
+            _notify(job_id)
             return "failed"
         countdown = _backoff(claimed.failures)
         _release(job_id, step_name, owner, countdown, str(exc), failed=True)
@@ -137,16 +137,14 @@ def _run_step(task: Task, step_name: str, job_id: str) -> str:
         _fail(job_id, step_name, owner, exc)
         metrics.observe("passflow_step_seconds", (step_name, "failed"),
                         time.perf_counter() - started)
-        if settings.webhook_url:
-            _notify(job_id)
+        _notify(job_id)
         return "failed"
     metrics.observe("passflow_step_seconds", (step_name, str(outcome.status)),
                     time.perf_counter() - started)
     metrics.flush(rt.redis)
     if outcome.next_step is not None:
         dispatch(job_id, outcome.next_step, countdown=outcome.delay_s)
-    if get_settings().webhook_url:
-        _notify(job_id)
+    _notify(job_id)
     return str(outcome.status)
 
 
@@ -154,11 +152,6 @@ def _runs(job_id: str, step_name: str) -> int:
     with session_scope() as session:
         return session.scalar(select(JobStep.attempts).where(
             JobStep.job_id == job_id, JobStep.step == step_name)) or 0
-
-
-def _notify_if_needed(job_id: str) -> None:
-    if get_settings().webhook_url:
-        _notify(job_id)
 
 
 def _fail(job_id: str, step_name: str, owner: str, exc: Exception,
@@ -177,9 +170,12 @@ def _fail(job_id: str, step_name: str, owner: str, exc: Exception,
 
 
 def _notify(job_id: str) -> None:
+    """Send the webhook deliveries the step's transaction recorded (none without a URL)."""
+    if not get_settings().webhook_url:
+        return
     from worker import notify
 
     notify.send_deliveries(job_id)
 
 
-__all__ = ["dispatch", "run_step", "error_of"]
+__all__ = ["dispatch", "run_step"]

@@ -14,7 +14,8 @@ import redis
 
 from passflow.crypto import Cipher, cipher_from_settings
 from passflow.settings import Settings, get_settings
-from worker.adobe_pass import AdobePass
+from worker.adobe_pass import AdobePass, Device
+from worker.adobe_pass.types import Configuration
 from worker.registration import SqlCredentialStore, redis_refresh_lock
 from worker.throttle import DeviceThrottle
 
@@ -52,6 +53,20 @@ class Runtime:
             rate_limiter=self.throttle,
             on_response=observe_adobe_call,
         )
+
+    def configuration(self, service_provider: str, *, device: Device) -> Configuration:
+        """The service provider's configuration, cached in Redis for the whole pool and the
+        API (checklist: a few minutes)."""
+        key = f"passflow:configuration:{self.settings.pass_base_url}:{service_provider}"
+        ttl = self.settings.config_cache_s
+        if ttl:
+            cached = self.redis.get(key)
+            if cached:
+                return Configuration.model_validate_json(cached)
+        config = self.adobe.configuration.retrieve(service_provider, device=device)
+        if ttl:
+            self.redis.set(key, config.model_dump_json(by_alias=True), ex=int(ttl))
+        return config
 
     def close(self) -> None:
         if "adobe" in self.__dict__:

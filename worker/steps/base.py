@@ -59,17 +59,9 @@ class StepContext:
         return interval + random.uniform(0, interval * 0.1)
 
     def configuration(self) -> Configuration:
-        """The service provider's configuration, cached for the pool (checklist: minutes)."""
-        key = f"passflow:configuration:{self.settings.pass_base_url}:{self.sp}"
-        ttl = self.settings.config_cache_s
-        if ttl:
-            cached = self.redis.get(key)
-            if cached:
-                return Configuration.model_validate_json(cached)
-        config = self.adobe.configuration.retrieve(self.sp, device=self.device)
-        if ttl:
-            self.redis.set(key, config.model_dump_json(by_alias=True), ex=int(ttl))
-        return config
+        from worker.runtime import runtime
+
+        return runtime().configuration(self.sp, device=self.device)
 
 
 def error_of(exc: Exception) -> dict[str, Any]:
