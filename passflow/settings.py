@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(default=0.5, gt=0)
     # A step is re-sent by the sweeper once this overdue (a message was lost).
     sweep_grace_s: float = Field(default=10.0, ge=0.5)
+    # Due polls the sweeper hands to one task, whose upstream calls run side by side.
+    batch_size: int = Field(default=50, ge=1, le=500)
     # "usually up to 5" resources per preauthorization call (cookbook, step 5).
     preauthorize_batch: int = Field(default=5, ge=1, le=100)
     # Bounded retries of decisions denied with action "retry" (checklist: 2-3).

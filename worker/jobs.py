@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import and_, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import FINAL_STATUSES, Device, Event, Job, JobStatus, JobStep, StepStatus, utcnow
@@ -46,10 +46,20 @@ class Outcome:
     error: dict[str, Any] | None = None
 
 
+# A step split around its one upstream call: `plan(ctx)` reads and writes the database only and
+# returns an Outcome when no call is needed, else (call, apply): `call()` makes the HTTP request
+# and touches nothing else (it may run on another thread, beside other jobs' calls); `apply`
+# takes its answer, or the exception it raised, and returns the Outcome (or raises).
+Call = Callable[[], Any]
+Apply = Callable[[Any], Outcome]
+Plan = Callable[..., "Outcome | tuple[Call, Apply]"]
+
+
 @dataclass(frozen=True)
 class StepSpec:
     queue: Queue
     run: Callable[..., Outcome]
+    plan: Plan | None = None  # set for steps a batch can run (worker.runner.run_batch)
 
 
 STEPS: dict[str, StepSpec] = {}
@@ -61,6 +71,27 @@ def step(name: str, queue: Queue) -> Callable[[Callable[..., Outcome]], Callable
     def register(fn: Callable[..., Outcome]) -> Callable[..., Outcome]:
         STEPS[name] = StepSpec(queue, fn)
         return fn
+
+    return register
+
+
+def planned_step(name: str, queue: Queue) -> Callable[[Plan], Plan]:
+    """Register a split step (see `Plan`): run alone, or many at once by a batch."""
+
+    def register(plan: Plan) -> Plan:
+        def run(ctx: Any) -> Outcome:
+            planned = plan(ctx)
+            if isinstance(planned, Outcome):
+                return planned
+            call, apply = planned
+            try:
+                answer = call()
+            except Exception as exc:  # handed to the step, which knows which ones it expects
+                return apply(exc)
+            return apply(answer)
+
+        STEPS[name] = StepSpec(queue, run, plan)
+        return plan
 
     return register
 
@@ -122,17 +153,24 @@ def accept_event(session: Session, event: EventIn, *, default_service_provider: 
 class Claim:
     device_id: str
     failures: int  # retryable errors of this step so far
+    attempts: int  # runs of this step, this one included
 
 
 def claim(session: Session, job_id: str, step_name: str, owner: str, *,
           lease: timedelta) -> Claim | None:
-    """Take the job's lease for `step_name`, or None when there is nothing to do.
-    One UPDATE ... RETURNING (PostgreSQL and SQLite >= 3.35)."""
+    """Take the job's lease for `step_name`, or None when there is nothing to do."""
+    return claim_many(session, [job_id], step_name, owner, lease=lease).get(job_id)
+
+
+def claim_many(session: Session, job_ids: list[str], step_name: str, owner: str, *,
+               lease: timedelta) -> dict[str, Claim]:
+    """Take the lease of every job of `job_ids` that is due for `step_name` and free: one
+    UPDATE ... RETURNING (PostgreSQL and SQLite >= 3.35), then the step rows' counters."""
     now = utcnow()
-    device_id = session.execute(
+    claimed = dict(session.execute(
         update(Job)
         .where(
-            Job.id == job_id,
+            Job.id.in_(job_ids),
             Job.current_step == step_name,
             Job.status.not_in([s.value for s in FINAL_STATUSES]),
             or_(Job.lease_until.is_(None), Job.lease_until < now),
@@ -141,21 +179,27 @@ def claim(session: Session, job_id: str, step_name: str, owner: str, *,
         .values(lease_owner=owner, lease_until=now + lease,
                 status=case((Job.status == JobStatus.QUEUED.value, JobStatus.RUNNING.value),
                             else_=Job.status))
-        .returning(Job.device_id)
+        .returning(Job.id, Job.device_id)
         .execution_options(synchronize_session=False)
-    ).scalar()
-    if device_id is None:
-        return None
-    row = session.scalars(
-        select(JobStep).where(JobStep.job_id == job_id, JobStep.step == step_name)
-    ).first()
-    if row is None:
-        row = JobStep(job_id=job_id, step=step_name, attempts=0, started_at=now)
-        session.add(row)
-    row.attempts += 1
-    row.status = StepStatus.RUNNING
-    row.started_at = row.started_at or now
-    return Claim(device_id=device_id, failures=row.failures or 0)
+    ).all())
+    if not claimed:
+        return {}
+    counters = {job_id: (attempts, failures) for job_id, attempts, failures in session.execute(
+        select(JobStep.job_id, JobStep.attempts, JobStep.failures)
+        .where(JobStep.job_id.in_(claimed), JobStep.step == step_name))}
+    if counters:
+        session.execute(
+            update(JobStep).where(JobStep.job_id.in_(counters), JobStep.step == step_name)
+            .values(attempts=JobStep.attempts + 1, status=StepStatus.RUNNING)
+            .execution_options(synchronize_session=False))
+    new = [{"job_id": job_id, "step": step_name, "attempts": 1, "failures": 0,
+            "status": StepStatus.RUNNING, "started_at": now}
+           for job_id in claimed if job_id not in counters]
+    if new:
+        session.execute(insert(JobStep), new)
+    return {job_id: Claim(device_id=device_id, failures=counters.get(job_id, (0, 0))[1] or 0,
+                          attempts=(counters.get(job_id, (0, 0))[0] or 0) + 1)
+            for job_id, device_id in claimed.items()}
 
 
 class LeaseLost(Exception):

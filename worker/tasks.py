@@ -13,7 +13,7 @@ from passflow.settings import get_settings
 from worker import jobs, webhooks
 from worker.app import celery_app
 from worker.queues import Queue
-from worker.runner import dispatch, run_step
+from worker.runner import dispatch, dispatch_batch, run_batch, run_step
 from worker.runtime import runtime
 from worker.views import job_view
 
@@ -70,6 +70,12 @@ def initiate_logout(self: Task, job_id: str) -> str:
     return run_step(self, "logout.initiate", job_id)
 
 
+@celery_app.task(name="passflow.batch", **_step)
+def run_steps(self: Task, step_name: str, job_ids: list[str]) -> str:
+    """One split step (polls) for many jobs: their upstream calls side by side."""
+    return run_batch(self, step_name, job_ids)
+
+
 @celery_app.task(name="passflow.maintenance.sweep", acks_late=False)
 def sweep() -> int:
     """Send every step that is due (polls, delayed retries) and re-send every overdue step and
@@ -79,8 +85,17 @@ def sweep() -> int:
     horizon = timedelta(seconds=settings.sweep_interval_s + 0.1)
     with session_scope() as session:
         due = jobs.due_jobs(session, grace=grace, horizon=horizon)
+    batches: dict[str, list[tuple[str, float]]] = {}
     for job_id, step_name, in_s in due:
-        dispatch(job_id, step_name, countdown=min(in_s, jobs.DIRECT_DISPATCH_MAX_S))
+        if settings.batch_size > 1 and jobs.STEPS[step_name].plan is not None:
+            batches.setdefault(step_name, []).append((job_id, in_s))
+        else:
+            dispatch(job_id, step_name, countdown=min(in_s, jobs.DIRECT_DISPATCH_MAX_S))
+    for step_name, rows in batches.items():  # in due order (due_jobs sorts them)
+        for start in range(0, len(rows), settings.batch_size):
+            chunk = rows[start:start + settings.batch_size]
+            dispatch_batch(step_name, [job_id for job_id, _ in chunk],
+                           countdown=min(chunk[0][1], jobs.DIRECT_DISPATCH_MAX_S))
     with session_scope() as session:
         deliveries = webhooks.overdue(session, grace=grace)
     for delivery_id in deliveries:

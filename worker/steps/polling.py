@@ -10,7 +10,8 @@ from sqlalchemy import select
 from models import AuthSession, JobStatus, SessionStatus, utcnow
 from worker import metrics
 from worker.adobe_pass import BadRequestError
-from worker.jobs import Outcome, step
+from worker.adobe_pass.types import Profiles
+from worker.jobs import Apply, Call, Outcome, planned_step
 from worker.queues import Queue
 from worker.steps.base import StepContext, save_profile
 
@@ -32,8 +33,8 @@ def _expire(auth: AuthSession, reason: str) -> Outcome:
         "message": f"the user did not log in before the code expired ({reason})"})
 
 
-@step("profiles.poll", Queue.POLLING)
-def poll(ctx: StepContext) -> Outcome:
+@planned_step("profiles.poll", Queue.POLLING)
+def poll(ctx: StepContext) -> Outcome | tuple[Call, Apply]:
     auth = ctx.session.scalars(select(AuthSession).where(AuthSession.job_id == ctx.job.id)).one()
     if auth.status != SessionStatus.PENDING:
         return Outcome(_STOPPED[SessionStatus(auth.status)])
@@ -43,22 +44,31 @@ def poll(ctx: StepContext) -> Outcome:
                         max(0.0, (now - ctx.job.next_run_at).total_seconds()))
     if now >= auth.not_after:
         return _expire(auth, "notAfter reached")
-    try:
-        profiles = ctx.adobe.profiles.for_code(ctx.sp, auth.code, device=ctx.device)
-    except BadRequestError as exc:
-        if exc.code in ("invalid_authentication_session", "invalid_parameter_code"):
-            return _expire(auth, exc.code)
-        raise
-    auth.polls += 1
-    found = profiles.get(auth.mvpd) if auth.mvpd else next(iter(profiles), None)
-    if found is not None:
-        save_profile(ctx, found)
-        auth.status = SessionStatus.AUTHENTICATED
-        auth.mvpd = found.mvpd
-        auth.stop_reason = "profile found"
-        auth.next_poll_at = None
-        return Outcome(JobStatus.SUCCEEDED)
-    # The last poll lands on notAfter, so an expiry is noticed on time.
-    delay = min(ctx.poll_delay(), max(0.0, (auth.not_after - now).total_seconds()))
-    auth.next_poll_at = now + timedelta(seconds=delay)
-    return Outcome(JobStatus.WAITING_FOR_USER, next_step="profiles.poll", delay_s=delay)
+    # Plain values only in the call: it may run on another thread than the session's.
+    adobe, sp, code, device = ctx.adobe, ctx.sp, auth.code, ctx.device
+
+    def call() -> Profiles:
+        return adobe.profiles.for_code(sp, code, device=device)
+
+    def apply(answer: Profiles | Exception) -> Outcome:
+        if isinstance(answer, BadRequestError) and answer.code in (
+                "invalid_authentication_session", "invalid_parameter_code"):
+            return _expire(auth, answer.code)
+        if isinstance(answer, Exception):
+            raise answer
+        auth.polls += 1
+        found = answer.get(auth.mvpd) if auth.mvpd else next(iter(answer), None)
+        if found is not None:
+            save_profile(ctx, found)
+            auth.status = SessionStatus.AUTHENTICATED
+            auth.mvpd = found.mvpd
+            auth.stop_reason = "profile found"
+            auth.next_poll_at = None
+            return Outcome(JobStatus.SUCCEEDED)
+        # The last poll lands on notAfter, so an expiry is noticed on time.
+        later = utcnow()
+        delay = min(ctx.poll_delay(), max(0.0, (auth.not_after - later).total_seconds()))
+        auth.next_poll_at = later + timedelta(seconds=delay)
+        return Outcome(JobStatus.WAITING_FOR_USER, next_step="profiles.poll", delay_s=delay)
+
+    return call, apply

@@ -1,0 +1,108 @@
+"""Due polls sent by the sweeper in batches: one task claims many jobs and makes their calls
+side by side. A real worker, the simulator over sockets, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+import models.db
+import worker.tasks
+from models import AuthSession, JobStep, Profile
+from tests.support import new_device, wait_for, wait_for_status
+from tests.worker.jobs.test_flows import count, submit, view
+from worker import jobs
+
+
+@pytest.fixture
+def batches(jobs_env: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Every delayed step goes through the table and the sweeper (as 15 s polls do in
+    production); records the job ids of each batch the worker runs."""
+    monkeypatch.setattr(jobs, "DIRECT_DISPATCH_MAX_S", 0.0)
+    seen: list[list[str]] = []
+    original = worker.tasks.run_batch
+
+    def recording(task, step_name: str, job_ids: list[str]) -> str:
+        seen.append(list(job_ids))
+        return original(task, step_name, job_ids)
+
+    monkeypatch.setattr(worker.tasks, "run_batch", recording)
+    return seen
+
+
+def _waiting(n: int) -> list[str]:
+    job_ids = [submit("authentication.requested", new_device(), mvpd="Cablevision")
+               for _ in range(n)]
+    for job_id in job_ids:
+        wait_for_status(job_id, "waiting_for_user")
+    return job_ids
+
+
+def _polls(job_id: str) -> int:
+    with models.db.session_scope() as session:
+        return session.scalars(select(AuthSession.polls).where(
+            AuthSession.job_id == job_id)).one()
+
+
+def test_due_polls_run_in_batches_until_login(jobs_env: httpx.Client, batches):
+    job_ids = _waiting(6)
+    wait_for(lambda: all(_polls(j) >= 2 for j in job_ids))
+    assert any(len(batch) > 1 for batch in batches), batches
+    assert {j for batch in batches for j in batch} >= set(job_ids)
+
+    logged_in = job_ids[:3]
+    for job_id in logged_in:
+        jobs_env.post("/_sim/login", json={"code": view(job_id)["result"]["code"]})
+    for job_id in logged_in:
+        assert wait_for_status(job_id) == "succeeded"
+        assert view(job_id)["result"]["profile"]["attributes"]["userID"]["value"] == "cv-0001"
+        assert count(Profile, job_id=job_id) == 1
+    # The others keep polling, still waiting for their users.
+    before = {j: _polls(j) for j in job_ids[3:]}
+    wait_for(lambda: all(_polls(j) > before[j] for j in job_ids[3:]))
+    assert all(view(j)["status"] == "waiting_for_user" for j in job_ids[3:])
+
+
+def test_upstream_errors_in_a_batch_are_retried_then_fail_the_job(jobs_env: httpx.Client,
+                                                                   batches):
+    job_ids = _waiting(4)
+    wait_for(lambda: len(batches) >= 1)
+    faults = jobs_env.get("/_sim/faults").json()
+    jobs_env.put("/_sim/faults", json={**faults, "error_rate": 1.0, "error_status": 503})
+    for job_id in job_ids:
+        assert wait_for_status(job_id, timeout=60) == "failed"
+        done = view(job_id)
+        assert done["error"]["status"] == 503
+        with models.db.session_scope() as session:
+            step = session.scalars(select(JobStep).where(
+                JobStep.job_id == job_id, JobStep.step == "profiles.poll")).one()
+            assert step.failures == 2  # PASSFLOW_STEP_RETRIES in the tests
+
+
+def test_a_step_the_batch_cannot_settle_is_handed_to_the_one_job_path(
+        jobs_env: httpx.Client, batches, monkeypatch: pytest.MonkeyPatch):
+    job_ids = _waiting(4)
+    odd = job_ids[0]
+    spec = jobs.STEPS["profiles.poll"]
+    crashed: list[str] = []
+
+    def plan(ctx):
+        planned = spec.plan(ctx)
+        if ctx.job.id != odd or isinstance(planned, jobs.Outcome) or crashed:
+            return planned
+        call, _ = planned
+
+        def apply(answer):
+            crashed.append(ctx.job.id)
+            raise RuntimeError("unexpected")
+
+        return call, apply
+
+    monkeypatch.setitem(jobs.STEPS, "profiles.poll", jobs.StepSpec(spec.queue, spec.run, plan))
+    wait_for(lambda: crashed)
+    polls = {j: _polls(j) for j in job_ids}
+    # The batch was rolled back and each job ran alone: every session keeps polling.
+    wait_for(lambda: all(_polls(j) > polls[j] for j in job_ids))
+    jobs_env.post("/_sim/login", json={"code": view(odd)["result"]["code"]})
+    assert wait_for_status(odd) == "succeeded"
