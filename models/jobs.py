@@ -5,12 +5,15 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow
+
+if TYPE_CHECKING:
+    from models.entitlements import AuthSession
 
 
 def new_id() -> str:
@@ -94,6 +97,8 @@ class Job(Base):
     steps: Mapped[list[JobStep]] = relationship(
         back_populates="job", order_by="JobStep.id", cascade="all, delete-orphan"
     )
+    # An authentication job's session (polling loads it with the job).
+    auth_session: Mapped[AuthSession | None] = relationship(uselist=False, viewonly=True)
 
 
 class JobStep(Base):

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     sweep_grace_s: float = Field(default=10.0, ge=0.5)
     # Due polls the sweeper hands to one task, whose upstream calls run side by side.
     batch_size: int = Field(default=50, ge=1, le=500)
+    # Threads per worker process making those calls. More is slower (GIL contention): with
+    # 5000 sessions polled every 15 s, 24 kept p99 drift under 0.5 s, 50 and 200 did not.
+    call_threads: int = Field(default=24, ge=1, le=500)
     # "usually up to 5" resources per preauthorization call (cookbook, step 5).
     preauthorize_batch: int = Field(default=5, ge=1, le=100)
     # Bounded retries of decisions denied with action "retry" (checklist: 2-3).

@@ -154,6 +154,27 @@ async def seed_profiles(body: SeedProfiles, request: Request) -> dict[str, int]:
     return {"profiles": len(body.device_ids)}
 
 
+class SeedSessions(BaseModel):
+    service_provider: str
+    mvpd: str
+    device_ids: list[str]
+
+
+@router.post("/sessions", summary="Create pending authentication sessions in bulk (benchmarks)")
+async def seed_sessions(body: SeedSessions, request: Request) -> dict[str, Any]:
+    """Sessions as `POST /api/v2/{serviceProvider}/sessions` would create them with an mvpd,
+    domainName and redirectUrl: a user has yet to log in to each."""
+    state = sim(request)
+    created = {}
+    for device_id in body.device_ids:
+        session = state.new_session(
+            service_provider=body.service_provider, device_id=device_id, device_info={},
+            params={"mvpd": body.mvpd, "domainName": "bench.example",
+                    "redirectUrl": "https://bench.example/done"})
+        created[device_id] = {"code": session.code, "notAfter": int(session.not_after * 1000)}
+    return {"sessions": created}
+
+
 @router.get("/faults", summary="Current fault knobs")
 async def get_faults(request: Request) -> Faults:
     return sim(request).config.faults

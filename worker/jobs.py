@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import FINAL_STATUSES, Device, Event, Job, JobStatus, JobStep, StepStatus, utcnow
@@ -60,6 +60,7 @@ class StepSpec:
     queue: Queue
     run: Callable[..., Outcome]
     plan: Plan | None = None  # set for steps a batch can run (worker.runner.run_batch)
+    preload: tuple[Any, ...] = ()  # relationships of Job a batch loads with the jobs
 
 
 STEPS: dict[str, StepSpec] = {}
@@ -75,7 +76,8 @@ def step(name: str, queue: Queue) -> Callable[[Callable[..., Outcome]], Callable
     return register
 
 
-def planned_step(name: str, queue: Queue) -> Callable[[Plan], Plan]:
+def planned_step(name: str, queue: Queue, *,
+                 preload: tuple[Any, ...] = ()) -> Callable[[Plan], Plan]:
     """Register a split step (see `Plan`): run alone, or many at once by a batch."""
 
     def register(plan: Plan) -> Plan:
@@ -90,7 +92,7 @@ def planned_step(name: str, queue: Queue) -> Callable[[Plan], Plan]:
                 return apply(exc)
             return apply(answer)
 
-        STEPS[name] = StepSpec(queue, run, plan)
+        STEPS[name] = StepSpec(queue, run, plan, preload)
         return plan
 
     return register
@@ -208,43 +210,62 @@ class LeaseLost(Exception):
 
 def complete(session: Session, job: Job, step_name: str, owner: str, outcome: Outcome) -> None:
     """Record the outcome in the caller's transaction, conditional on still holding the lease."""
-    now = utcnow()
-    final = outcome.next_step is None
-    values: dict[str, Any] = {
-        "status": outcome.status,
-        "current_step": outcome.next_step,
-        "next_run_at": None if final else now + timedelta(seconds=outcome.delay_s),
-        "dispatched_at": None if final or outcome.delay_s > DIRECT_DISPATCH_MAX_S else now,
-        "lease_owner": None,
-        "lease_until": None,
-        "result": {**(job.result or {}), **outcome.result},
-        "state": {**(job.state or {}), **outcome.state},
-        "updated_at": now,
-    }
-    if outcome.error is not None:
-        values["error"] = outcome.error
-    if final:
-        values["finished_at"] = now
-    done = session.execute(
-        update(Job).where(Job.id == job.id, Job.lease_owner == owner).values(**values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    complete_many(session, step_name, owner, [(job, outcome)])
+
+
+def complete_many(session: Session, step_name: str, owner: str,
+                  done: list[tuple[Job, Outcome]]) -> None:
+    """Record the outcomes of many jobs of one step: two statements, each run for every job
+    (executemany). Raises LeaseLost, and the caller rolls back, if any lease was taken over."""
     if not done:
-        raise LeaseLost(job.id)
+        return
     from worker import webhooks
 
-    if final:
-        webhooks.record(session, job.id, "job.finished")
-    elif outcome.status == JobStatus.WAITING_FOR_USER and job.status != JobStatus.WAITING_FOR_USER:
-        webhooks.record(session, job.id, "job.waiting_for_user")
-    repeat = outcome.next_step == step_name
-    session.execute(
-        update(JobStep).where(JobStep.job_id == job.id, JobStep.step == step_name).values(
-            status=StepStatus.RUNNING if repeat else (
-                StepStatus.FAILED if outcome.status == JobStatus.FAILED else StepStatus.SUCCEEDED),
-            finished_at=None if repeat else now,
-            last_error=None if outcome.error is None else str(outcome.error)[:2000],
-        ).execution_options(synchronize_session=False)
+    session.flush()  # the records the steps added, before the jobs say they are done
+    now = utcnow()
+    jobs_table, steps_table = Job.__table__, JobStep.__table__
+    job_rows, step_rows = [], []
+    for job, outcome in done:
+        final = outcome.next_step is None
+        job_rows.append({
+            "_id": job.id,
+            "status": outcome.status,
+            "current_step": outcome.next_step,
+            "next_run_at": None if final else now + timedelta(seconds=outcome.delay_s),
+            "dispatched_at": None if final or outcome.delay_s > DIRECT_DISPATCH_MAX_S else now,
+            "result": {**(job.result or {}), **outcome.result},
+            "state": {**(job.state or {}), **outcome.state},
+            "error": outcome.error if outcome.error is not None else job.error,
+            "finished_at": now if final else job.finished_at,
+        })
+        repeat = outcome.next_step == step_name
+        step_rows.append({
+            "_id": job.id,
+            "status": StepStatus.RUNNING if repeat else (
+                StepStatus.FAILED if outcome.status == JobStatus.FAILED
+                else StepStatus.SUCCEEDED),
+            "finished_at": None if repeat else now,
+            "last_error": None if outcome.error is None else str(outcome.error)[:2000],
+        })
+        if final:
+            webhooks.record(session, job.id, "job.finished")
+        elif (outcome.status == JobStatus.WAITING_FOR_USER
+              and job.status != JobStatus.WAITING_FOR_USER):
+            webhooks.record(session, job.id, "job.waiting_for_user")
+    changed = session.connection().execute(
+        jobs_table.update()
+        .where(jobs_table.c.id == bindparam("_id"), jobs_table.c.lease_owner == owner)
+        .values({**{name: bindparam(name) for name in job_rows[0] if name != "_id"},
+                 "lease_owner": None, "lease_until": None, "updated_at": now}),
+        job_rows,
+    ).rowcount
+    if changed != len(job_rows):
+        raise LeaseLost(", ".join(job.id for job, _ in done))
+    session.connection().execute(
+        steps_table.update()
+        .where(steps_table.c.job_id == bindparam("_id"), steps_table.c.step == step_name)
+        .values({name: bindparam(name) for name in step_rows[0] if name != "_id"}),
+        step_rows,
     )
 
 

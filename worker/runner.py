@@ -13,7 +13,7 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 
 from models import Job, JobStatus
 from models.db import session_scope
@@ -196,21 +196,32 @@ def run_batch(task: Task, step_name: str, job_ids: list[str]) -> str:
     try:
         with session_scope() as session:
             loaded = session.scalars(select(Job).where(Job.id.in_(list(claims))).options(
-                joinedload(Job.event), joinedload(Job.device))).all()
+                joinedload(Job.event), joinedload(Job.device),
+                *(selectinload(rel) for rel in spec.preload))).all()
             contexts = {job.id: StepContext(session, job, settings, rt.adobe, rt.cipher,
                                             rt.redis) for job in loaded}
-            plans = {job_id: spec.plan(ctx) for job_id, ctx in contexts.items()}
-            calls = {job_id: plan[0] for job_id, plan in plans.items()
-                     if not isinstance(plan, Outcome)}
-            answers = rt.call_all(calls)
-            for job_id, ctx in contexts.items():
-                plan = plans[job_id]
-                results[job_id] = _settle_in_batch(
-                    session, ctx, step_name, owner, claims[job_id], plan, answers.get(job_id),
-                    later)
-    except _Unexpected:
+            done: list[tuple[Job, Outcome]] = []
+            # One flush for all the jobs' records (executemany), not one per job.
+            with session.no_autoflush:
+                plans = {job_id: spec.plan(ctx) for job_id, ctx in contexts.items()}
+                calls = {job_id: plan[0] for job_id, plan in plans.items()
+                         if not isinstance(plan, Outcome)}
+                answers = rt.call_all(calls)
+                for job_id, ctx in contexts.items():
+                    outcome = _settle_in_batch(session, ctx, step_name, owner, claims[job_id],
+                                               plans[job_id], answers.get(job_id), later)
+                    if isinstance(outcome, Outcome):
+                        done.append((ctx.job, outcome))
+                        results[job_id] = str(outcome.status)
+                        if outcome.next_step is not None:
+                            later.append((job_id, outcome.next_step, outcome.delay_s))
+                    else:
+                        results[job_id] = outcome
+            jobs.complete_many(session, step_name, owner, done)
+    except (_Unexpected, LeaseLost):
         # Nothing of the batch was committed; each job runs alone, where a failure is
         # recorded with its job.
+        later.clear()
         with session_scope() as session:
             for job_id in claims:
                 jobs.release(session, job_id, step_name, owner, retry_in_s=0,
@@ -236,12 +247,13 @@ def run_batch(task: Task, step_name: str, job_ids: list[str]) -> str:
 
 
 def _settle_in_batch(session, ctx: StepContext, step_name: str, owner: str, claimed: jobs.Claim,
-                     plan, answer, later: list[tuple[str, str, float]]) -> str:
-    """One job's outcome in the batch's transaction, as the one-job path would record it."""
+                     plan, answer, later: list[tuple[str, str, float]]) -> Outcome | str:
+    """One job's outcome in the batch, as the one-job path would record it: an Outcome to
+    complete the job with, or what was done instead (the job released to run again)."""
     settings = ctx.settings
     job_id = ctx.job.id
     try:
-        outcome = plan if isinstance(plan, Outcome) else plan[1](answer)
+        return plan if isinstance(plan, Outcome) else plan[1](answer)
     except (ThrottledError, RateLimitError) as exc:
         if isinstance(exc, ThrottledError):
             metrics.inc("passflow_throttled_total", ("local",))
@@ -258,13 +270,9 @@ def _settle_in_batch(session, ctx: StepContext, step_name: str, owner: str, clai
                          error=str(exc), failed=True)
             later.append((job_id, step_name, countdown))
             return "retrying"
-        outcome = Outcome(JobStatus.FAILED, error=error_of(exc))
+        return Outcome(JobStatus.FAILED, error=error_of(exc))
     except Exception as exc:
         raise _Unexpected from exc
-    jobs.complete(session, ctx.job, step_name, owner, outcome)
-    if outcome.next_step is not None:
-        later.append((job_id, outcome.next_step, outcome.delay_s))
-    return str(outcome.status)
 
 
 def _fail(job_id: str, step_name: str, owner: str, exc: Exception,

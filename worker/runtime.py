@@ -60,7 +60,7 @@ class Runtime:
     @cached_property
     def call_pool(self) -> ThreadPoolExecutor:
         """Threads for the upstream calls of a batch, side by side (they wait on the network)."""
-        return ThreadPoolExecutor(max_workers=self.settings.batch_size,
+        return ThreadPoolExecutor(max_workers=self.settings.call_threads,
                                   thread_name_prefix="passflow-call")
 
     def call_all(self, calls: Mapping[str, Callable[[], Any]]) -> dict[str, Any]:

@@ -104,14 +104,19 @@ class AdobePass:
         self._on_response = on_response
         self._rate_limiter = rate_limiter
         self._sleep = sleep
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
-            transport=transport,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-            headers={"User-Agent": user_agent, "Accept": "application/json"},
-            follow_redirects=False,
-        )
+        # One small connection pool per thread: httpcore checks every pooled connection on each
+        # request, so one pool shared by dozens of threads spends its time scanning itself.
+        self._http_options: dict[str, Any] = {
+            "base_url": self.base_url,
+            "timeout": timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
+            "transport": transport,
+            "limits": httpx.Limits(max_connections=4, max_keepalive_connections=4),
+            "headers": {"User-Agent": user_agent, "Accept": "application/json"},
+            "follow_redirects": False,
+        }
+        self._per_thread = threading.local()
+        self._clients: list[httpx.Client] = []
+        self._clients_lock = threading.Lock()
         self.dcr = DcrResource(self)
         self.configuration = ConfigurationResource(self)
         self.sessions = SessionsResource(self)
@@ -120,8 +125,19 @@ class AdobePass:
         self.logout = LogoutResource(self)
 
     # lifecycle -----------------------------------------------------------------------------
+    def _http(self) -> httpx.Client:
+        client = getattr(self._per_thread, "client", None)
+        if client is None:
+            client = self._per_thread.client = httpx.Client(**self._http_options)
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
+
     def close(self) -> None:
-        self._http.close()
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
 
     def __enter__(self) -> AdobePass:
         return self
@@ -231,7 +247,7 @@ class AdobePass:
                 raise ThrottledError(wait, endpoint=endpoint)
         started = time.perf_counter()
         try:
-            response = self._http.request(
+            response = self._http().request(
                 method, path, headers=headers, params=params, content=content, json=json
             )
         except httpx.TimeoutException as exc:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
-
-from models import AuthSession, JobStatus, SessionStatus, utcnow
+from models import AuthSession, Job, JobStatus, SessionStatus, utcnow
 from worker import metrics
 from worker.adobe_pass import BadRequestError
 from worker.adobe_pass.types import Profiles
@@ -33,9 +31,10 @@ def _expire(auth: AuthSession, reason: str) -> Outcome:
         "message": f"the user did not log in before the code expired ({reason})"})
 
 
-@planned_step("profiles.poll", Queue.POLLING)
+@planned_step("profiles.poll", Queue.POLLING, preload=(Job.auth_session,))
 def poll(ctx: StepContext) -> Outcome | tuple[Call, Apply]:
-    auth = ctx.session.scalars(select(AuthSession).where(AuthSession.job_id == ctx.job.id)).one()
+    auth = ctx.job.auth_session
+    assert auth is not None, "an authentication job polls its own session"
     if auth.status != SessionStatus.PENDING:
         return Outcome(_STOPPED[SessionStatus(auth.status)])
     now = utcnow()
