@@ -29,6 +29,7 @@ lint: $(BIN)/passflow
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
 
-# Benchmarks (not tests): needs PostgreSQL and Redis on 127.0.0.1; about 8 minutes.
+# Benchmarks (not tests): needs PostgreSQL and Redis on 127.0.0.1; about 5 minutes.
 bench: $(BIN)/passflow
+	@$(BIN)/python -c 'import gevent' 2>/dev/null || $(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

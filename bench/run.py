@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import random
+import resource
 import tempfile
 import time
 import uuid
@@ -26,7 +27,7 @@ import redis
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.orm import Session
 
-from bench.stack import PG_URL, REDIS_URL, TOKEN, Stack
+from bench.stack import PG_URL, REDIS_URL, TOKEN, Stack, proc_stats
 from models import AuthSession, Event, Job
 from models import Device as DeviceRow
 from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
@@ -188,16 +189,39 @@ def authorization(stack: Stack, engine, first: int, rate: float, duration: float
                "device": {"id": device(i).id, "ip": device(i).ip, "port": device(i).port,
                           "info": dict(device(i).info)},
                "mvpd": MVPD, "resource": "REF30"} for i in range(first, first + n)]
+    before = cpu_snapshot(stack)
     job_ids = asyncio.run(offer(stack.api_url, events, rate))
     left = wait_final(engine, job_ids, timeout=120)
+    after = cpu_snapshot(stack)
     with engine.connect() as conn:
         rows = conn.execute(text(
             "SELECT j.created_at, d.created_at FROM jobs j JOIN decisions d ON d.job_id = j.id "
             "WHERE j.id = ANY(:ids)"), {"ids": job_ids}).all()
     added = [(done - accepted).total_seconds() - upstream_s for accepted, done in rows]
     span = (max(d for _, d in rows) - min(a for a, _ in rows)).total_seconds() if rows else 1
+    cpu_ms = {name: (after[name] - before[name]) * 1000 / max(1, len(rows)) for name in after}
     return {"offered": rate, "done": len(rows), "lost": left, "rate": len(rows) / span,
-            "p50": pct(added, 50), "p95": pct(added, 95), "p99": pct(added, 99)}
+            "p50": pct(added, 50), "p95": pct(added, 95), "p99": pct(added, 99),
+            "cpu_ms": cpu_ms}
+
+
+def cpu_snapshot(stack: Stack) -> dict[str, float]:
+    """CPU seconds used so far by each part of the run (the machine runs nothing else)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    parts = {"API": proc_stats(stack.api_pid)[0], "workers": stack.worker_stats()[0],
+             "simulator": proc_stats(stack.sim_pid)[0],
+             "load generator": usage.ru_utime + usage.ru_stime}
+    # PostgreSQL backends come and go with pooled connections, so they are counted as the rest
+    # of the machine's busy time: PostgreSQL, Redis, the kernel's own work.
+    parts["PostgreSQL, Redis, rest"] = machine_busy_s() - sum(parts.values())
+    return parts
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the machine has spent busy (all cores), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def drift_percentiles(client: redis.Redis) -> tuple[dict[str, float], float]:
@@ -340,7 +364,11 @@ def machine() -> str:
             f"{platform.python_version()}, PostgreSQL and Redis on the same machine")
 
 
-def report(args, base: dict, auth: list[dict], poll: dict, mix: dict, scale: list[dict]) -> str:
+POOLS = (("threads", 12), ("prefork", 4), ("gevent", 32))
+
+
+def report(args, base: dict, auth: list[dict], poll: dict, mix: dict, scale: list[dict],
+           pools: list[dict]) -> str:
     lines = [f"Run {datetime.now():%Y-%m-%d %H:%M}, {machine()}; simulator upstream latency "
              f"{args.latency_ms:.0f} ms.", "",
              "| measurement | passflow | plain httpx loop | ratio |", "| --- | --- | --- | --- |"]
@@ -358,6 +386,20 @@ def report(args, base: dict, auth: list[dict], poll: dict, mix: dict, scale: lis
     for r in auth:
         lines.append(f"| {r['offered']:.0f} | {r['rate']:.0f} | {r['p50'] * 1000:.0f} ms | "
                      f"{r['p95'] * 1000:.0f} ms | {r['p99'] * 1000:.0f} ms | {r['lost']} |")
+    parts = list(auth[0]["cpu_ms"])
+    lines += ["", "CPU per decision, in ms, by part (2 cores = 2000 ms of CPU per second):", "",
+              "| offered/s | " + " | ".join(parts) + " | all |",
+              "| --- |" + " --- |" * (len(parts) + 1)]
+    for r in auth:
+        cells = [f"{r['cpu_ms'][name]:.1f}" for name in parts]
+        lines.append(f"| {r['offered']:.0f} | " + " | ".join(cells)
+                     + f" | {sum(r['cpu_ms'].values()):.1f} |")
+    lines += ["", f"Worker pools, one worker process, authorization at {args.scale_load:.0f}/s "
+              "offered:", "", "| pool | decisions/s | added p99 | worker CPU per decision | "
+              "unfinished |", "| --- | --- | --- | --- | --- |"]
+    for r in pools:
+        lines.append(f"| {r['pool']} | {r['rate']:.0f} | {r['p99'] * 1000:.0f} ms | "
+                     f"{r['cpu_ms']['workers']:.1f} ms | {r['lost']} |")
     lines += ["", "Worker processes (threads pool, 12 each), authorization at "
               f"{args.scale_load}/s offered:", "",
               "| workers | decisions/s | added p99 |", "| --- | --- | --- |"]
@@ -381,8 +423,8 @@ def report(args, base: dict, auth: list[dict], poll: dict, mix: dict, scale: lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--latency-ms", type=float, default=50)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--loads", default="25,50,100")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--loads", default="50,100,200")
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--scale", default="1,2,4")
     parser.add_argument("--scale-load", type=float, default=100)
@@ -421,6 +463,17 @@ def main() -> None:
             first += int(args.scale_load * 6)
             scale.append({"workers": count, **result})
             print(f"  {scale[-1]}", flush=True)
+        pools = []
+        for pool, concurrency in POOLS:
+            # Every thread or greenlet may hold a database connection.
+            stack.env["PASSFLOW_DB_MAX_OVERFLOW"] = str(concurrency + 2)
+            stack.start_workers(1, pool=pool, concurrency=concurrency)
+            print(f"authorization with the {pool} pool ...", flush=True)
+            result = authorization(stack, engine, first, args.scale_load, 6, base["idle_p50"])
+            first += int(args.scale_load * 6)
+            pools.append({"pool": pool, **result})
+            print(f"  {pools[-1]}", flush=True)
+        stack.env["PASSFLOW_DB_MAX_OVERFLOW"] = "8"
         stack.start_workers(args.workers)
         print(f"polling {args.polls} sessions ...", flush=True)
         # (the sessions are stopped at the end of the phase, after the workers)
@@ -429,7 +482,7 @@ def main() -> None:
     finally:
         stack.stop()
         engine.dispose()
-    table = report(args, base, auth, poll, mix, scale)
+    table = report(args, base, auth, poll, mix, scale, pools)
     print("\n" + table)
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)

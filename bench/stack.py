@@ -13,6 +13,7 @@ import psycopg
 import redis
 
 from passflow.serving import free_port
+from worker.queues import ALL_QUEUES
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres"
 PG_URL = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/passflow_bench"
@@ -41,6 +42,11 @@ def proc_stats(pid: int) -> tuple[float, float]:
     rss_kb = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text()
                   .splitlines() if line.startswith("VmRSS:"))
     return cpu, rss_kb / 1024
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
 class Stack:
@@ -88,17 +94,31 @@ class Stack:
         api = self._spawn("api", "api", "--port", str(self.api_port), "--log-level", "warning")
         _wait_http(self.api_url + "/docs", api)
         self.procs += [sim, api]
+        self.sim_pid, self.api_pid = sim.pid, api.pid
         return self
 
-    def start_workers(self, count: int, *, concurrency: int = 12) -> None:
+    def start_workers(self, count: int, *, pool: str = "threads", concurrency: int = 12) -> None:
         self.stop_workers()
         for i in range(count):
-            args = ["worker", "--pool", "threads", "--concurrency", str(concurrency),
+            args = ["worker", "--pool", pool, "--concurrency", str(concurrency),
                     "--hostname", f"bench{i}@%h", "--loglevel", "WARNING"]
-            if i == 0:
-                args.append("--beat")
-            self.workers.append(self._spawn(f"worker{i}", *args))
-        time.sleep(3)  # connect, register with the broker
+            if pool == "gevent":
+                # gevent must patch the standard library before anything else is imported,
+                # which Celery's own command line does; beat runs on its own beside it.
+                celery = [sys.executable, "-m", "celery", "-A", "worker.app:celery_app"]
+                commands = [[*celery, *args, "--queues", ",".join(ALL_QUEUES)]]
+                if i == 0:
+                    commands.append([*celery, "beat", "--loglevel", "WARNING",
+                                     "--schedule", str(self.workdir / "beat-schedule")])
+                for n, command in enumerate(commands):
+                    log = open(self.workdir / f"worker{i}-{n}.log", "wb")  # noqa: SIM115
+                    self.workers.append(subprocess.Popen(command, env=self.env, stdout=log,
+                                                         stderr=subprocess.STDOUT))
+            else:
+                if i == 0:
+                    args.append("--beat")
+                self.workers.append(self._spawn(f"worker{i}", *args))
+        time.sleep(4)  # connect, register with the broker
 
     def stop_workers(self) -> None:
         for proc in self.workers:
@@ -111,11 +131,13 @@ class Stack:
         self.workers = []
 
     def worker_stats(self) -> tuple[float, float]:
+        """CPU seconds and resident MiB of the workers, their pool's child processes included."""
         cpu = rss = 0.0
         for proc in self.workers:
-            c, r = proc_stats(proc.pid)
-            cpu += c
-            rss += r
+            for pid in [proc.pid, *children(proc.pid)]:
+                c, r = proc_stats(pid)
+                cpu += c
+                rss += r
         return cpu, rss
 
     def stop(self) -> None:
