@@ -37,18 +37,26 @@ def dispatch(job_id: str, step_name: str, *, countdown: float = 0.0) -> bool:
     Steps due later than DIRECT_DISPATCH_MAX_S are left in the table for the due-step
     dispatcher (see worker.jobs.due_jobs).
     """
-    from worker.app import celery_app
-
     if countdown > jobs.DIRECT_DISPATCH_MAX_S:
         return True
+    return _send(f"passflow.{step_name}", [job_id], step_name, countdown, job_id=job_id)
+
+
+def dispatch_batch(step_name: str, job_ids: list[str], *, countdown: float = 0.0) -> bool:
+    """Send one message for many jobs of a split step (see worker.jobs.Plan)."""
+    return _send("passflow.batch", [step_name, job_ids], step_name, countdown,
+                 jobs=len(job_ids))
+
+
+def _send(task: str, args: list, step_name: str, countdown: float, **context: object) -> bool:
+    from worker.app import celery_app
+
     try:
-        celery_app.send_task(f"passflow.{step_name}", args=[job_id],
-                             queue=STEPS[step_name].queue.value,
+        celery_app.send_task(task, args=args, queue=STEPS[step_name].queue.value,
                              countdown=countdown if countdown > 0 else None)
         return True
-    except Exception as exc:  # broker down: the job stays due in SQL
-        log.warning("dispatch_failed", job_id=job_id, step=step_name,
-                    error=type(exc).__name__)
+    except Exception as exc:  # broker down: the jobs stay due in SQL
+        log.warning("dispatch_failed", step=step_name, error=type(exc).__name__, **context)
         return False
 
 
@@ -149,21 +157,6 @@ def _run_step(task: Task, step_name: str, job_id: str) -> str:
 
 
 # Batches -----------------------------------------------------------------------------------------
-
-def dispatch_batch(step_name: str, job_ids: list[str], *, countdown: float = 0.0) -> bool:
-    """Send one message for many jobs of a split step (see worker.jobs.Plan)."""
-    from worker.app import celery_app
-
-    try:
-        celery_app.send_task("passflow.batch", args=[step_name, job_ids],
-                             queue=STEPS[step_name].queue.value,
-                             countdown=countdown if countdown > 0 else None)
-        return True
-    except Exception as exc:  # broker down: the jobs stay due in SQL
-        log.warning("dispatch_failed", step=step_name, jobs=len(job_ids),
-                    error=type(exc).__name__)
-        return False
-
 
 class _Unexpected(Exception):
     """A step of the batch failed in a way only the one-job path knows how to report."""

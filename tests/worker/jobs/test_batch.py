@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 import models.db
 import worker.tasks
-from models import AuthSession, JobStep, Profile
+from models import JobStep, Profile
 from tests.support import new_device, wait_for, wait_for_status
-from tests.worker.jobs.test_flows import count, submit, view
+from tests.worker.jobs.test_flows import _polls, count, submit, view
 from worker import jobs
 
 
@@ -37,12 +37,6 @@ def _waiting(n: int) -> list[str]:
     for job_id in job_ids:
         wait_for_status(job_id, "waiting_for_user")
     return job_ids
-
-
-def _polls(job_id: str) -> int:
-    with models.db.session_scope() as session:
-        return session.scalars(select(AuthSession.polls).where(
-            AuthSession.job_id == job_id)).one()
 
 
 def test_due_polls_run_in_batches_until_login(jobs_env: httpx.Client, batches):
