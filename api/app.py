@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from api.auth import TokenChecker
+from api.intake import Intake
 from api.metrics import JobsCollector, RedisMetricsCollector
 from models import Job
 from models.db import session_scope
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     if tokens is None:
         tokens = [settings.api_token.get_secret_value()] if settings.api_token else []
     checker = TokenChecker(tokens)
+    intake = Intake(default_service_provider=settings.service_provider)
     cipher = cipher_from_settings()
     ingest = [Depends(checker.require("ingest"))]
     authorized = [Depends(checker.require("read"))]
@@ -113,17 +115,12 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
             event = EventIn.model_validate(data)
         except ValidationError as exc:
             return _unprocessable(_problems(exc))
-        from starlette.concurrency import run_in_threadpool
-
-        job_id, created = await run_in_threadpool(
-            jobs.submit, event, default_service_provider=settings.service_provider)
-        log.info("event_accepted" if created else "event_repeated", event_id=event.event_id,
-                 job_id=job_id, type=event.type, device_id=event.device.id)
-        if created:
-            return JSONResponse({"job_id": job_id, "status": "queued"}, status_code=202)
-        with session_scope() as session:
-            status = session.get(Job, job_id).status
-        return JSONResponse({"job_id": job_id, "status": status}, status_code=200)
+        accepted = await intake.submit(event)
+        log.info("event_accepted" if accepted.created else "event_repeated",
+                 event_id=event.event_id, job_id=accepted.job_id, type=event.type,
+                 device_id=event.device.id)
+        return JSONResponse({"job_id": accepted.job_id, "status": accepted.status},
+                            status_code=202 if accepted.created else 200)
 
     @app.get("/v1/jobs/{job_id}", dependencies=authorized)
     def get_job(job_id: str) -> dict[str, Any]:

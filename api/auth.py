@@ -11,11 +11,12 @@ import hmac
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import HTTPException, Request, status
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from models import ApiToken, utcnow
 from models.db import session_scope
@@ -52,13 +53,21 @@ class TokenChecker:
         self._loaded = 0.0
         self._lock = threading.Lock()
 
-    def _tokens(self) -> list[tuple[str, str]]:
-        now = time.monotonic()
-        if now - self._loaded > _CACHE_S:
-            with self._lock, session_scope() as session:
+    def _stale(self) -> bool:
+        return time.monotonic() - self._loaded > _CACHE_S
+
+    def _refresh(self) -> None:
+        with self._lock:
+            if not self._stale():
+                return
+            with session_scope() as session:
                 self._stored = [(t.token_hash, t.scope) for t in session.scalars(
                     select(ApiToken).where(ApiToken.revoked_at.is_(None)))]
-                self._loaded = now
+            self._loaded = time.monotonic()
+
+    def _tokens(self) -> list[tuple[str, str]]:
+        if self._stale():
+            self._refresh()
         return self._static + self._stored
 
     def scope_of(self, presented: str) -> str | None:
@@ -70,8 +79,12 @@ class TokenChecker:
                 found = scope
         return found
 
-    def require(self, scope: str) -> Callable[[Request], None]:
-        def check(request: Request) -> None:
+    def require(self, scope: str) -> Callable[[Request], Awaitable[None]]:
+        async def check(request: Request) -> None:
+            # On the event loop (no thread hop per request); the stored tokens are read from
+            # the database on a thread, every _CACHE_S at most.
+            if self._stale():
+                await run_in_threadpool(self._refresh)
             kind, _, value = request.headers.get("authorization", "").partition(" ")
             value = value.strip()
             held = self.scope_of(value) if kind.lower() == "bearer" and value else None

@@ -182,13 +182,22 @@ def wait_final(engine, job_ids: list[str], timeout: float) -> int:
     return pending
 
 
+def authorization_events(first: int, count: int) -> list[dict]:
+    return [{"event_id": f"bench-{uuid.uuid4()}", "type": "authorization.requested",
+             "device": {"id": device(i).id, "ip": device(i).ip, "port": device(i).port,
+                        "info": dict(device(i).info)},
+             "mvpd": MVPD, "resource": "REF30"} for i in range(first, first + count)]
+
+
 def authorization(stack: Stack, engine, first: int, rate: float, duration: float,
-                  upstream_s: float) -> dict:
+                  upstream_s: float, warmup_s: float = 2.0) -> dict:
+    """Offer `rate` events/s for `duration` s, after `warmup_s` s at the same rate that are not
+    measured (workers just started open their connections and fetch a token then)."""
+    warm = int(rate * warmup_s)
+    wait_final(engine, asyncio.run(offer(stack.api_url, authorization_events(first, warm), rate)),
+               timeout=60)
     n = int(rate * duration)
-    events = [{"event_id": f"bench-{uuid.uuid4()}", "type": "authorization.requested",
-               "device": {"id": device(i).id, "ip": device(i).ip, "port": device(i).port,
-                          "info": dict(device(i).info)},
-               "mvpd": MVPD, "resource": "REF30"} for i in range(first, first + n)]
+    events = authorization_events(first + warm, n)
     before = cpu_snapshot(stack)
     job_ids = asyncio.run(offer(stack.api_url, events, rate))
     left = wait_final(engine, job_ids, timeout=120)
@@ -200,7 +209,8 @@ def authorization(stack: Stack, engine, first: int, rate: float, duration: float
     added = [(done - accepted).total_seconds() - upstream_s for accepted, done in rows]
     span = (max(d for _, d in rows) - min(a for a, _ in rows)).total_seconds() if rows else 1
     cpu_ms = {name: (after[name] - before[name]) * 1000 / max(1, len(rows)) for name in after}
-    return {"offered": rate, "done": len(rows), "lost": left, "rate": len(rows) / span,
+    return {"offered": rate, "devices": warm + n, "done": len(rows), "lost": left,
+            "rate": len(rows) / span,
             "p50": pct(added, 50), "p95": pct(added, 95), "p99": pct(added, 99),
             "cpu_ms": cpu_ms}
 
@@ -450,7 +460,7 @@ def main() -> None:
             print(f"authorization at {load:.0f}/s ...", flush=True)
             auth.append(authorization(stack, engine, first, load, args.duration,
                                       base["idle_p50"]))
-            first += int(load * args.duration)
+            first += auth[-1]["devices"]
             print(f"  {auth[-1]}", flush=True)
         print("cookbook mix ...", flush=True)
         mix = cookbook_mix(stack, engine, 100_000, args.mix_devices)
@@ -460,7 +470,7 @@ def main() -> None:
             stack.start_workers(count)
             print(f"authorization with {count} worker processes ...", flush=True)
             result = authorization(stack, engine, first, args.scale_load, 6, base["idle_p50"])
-            first += int(args.scale_load * 6)
+            first += result["devices"]
             scale.append({"workers": count, **result})
             print(f"  {scale[-1]}", flush=True)
         pools = []
@@ -470,7 +480,7 @@ def main() -> None:
             stack.start_workers(1, pool=pool, concurrency=concurrency)
             print(f"authorization with the {pool} pool ...", flush=True)
             result = authorization(stack, engine, first, args.scale_load, 6, base["idle_p50"])
-            first += int(args.scale_load * 6)
+            first += result["devices"]
             pools.append({"pool": pool, **result})
             print(f"  {pools[-1]}", flush=True)
         stack.env["PASSFLOW_DB_MAX_OVERFLOW"] = "8"

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from models.base import Base, utcnow
 
 if TYPE_CHECKING:
-    from models.entitlements import AuthSession
+    from models.entitlements import AuthSession, Decision
 
 
 def new_id() -> str:
@@ -99,6 +99,8 @@ class Job(Base):
     )
     # An authentication job's session (polling loads it with the job).
     auth_session: Mapped[AuthSession | None] = relationship(uselist=False, viewonly=True)
+    # The decisions a decision job has stored so far (a batch loads them with the jobs).
+    decisions: Mapped[list[Decision]] = relationship(viewonly=True)
 
 
 class JobStep(Base):

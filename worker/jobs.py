@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import FINAL_STATUSES, Device, Event, Job, JobStatus, JobStep, StepStatus, utcnow
+from models.jobs import new_id
 from passflow.events import EventIn, EventType
 from worker.queues import Queue
 
@@ -110,31 +111,10 @@ FIRST_STEP: dict[EventType, str] = {
 
 # Accepting events --------------------------------------------------------------------------------
 
-def find_job_for_event(session: Session, event_id: str) -> Job | None:
-    return session.scalars(
-        select(Job).join(Event, Job.event_pk == Event.id).where(Event.event_id == event_id)
-    ).first()
-
-
-def _upsert_device(session: Session, event: EventIn) -> None:
-    """Insert or update the device in one statement: two first events of a device may arrive
-    at the same moment."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    now = utcnow()
-    values = {"last_info": dict(event.device.info), "last_ip": event.device.ip,
-              "last_port": event.device.port, "updated_at": now}
-    statement = insert(Device).values(id=event.device.id, created_at=now, **values)
-    session.execute(statement.on_conflict_do_update(index_elements=[Device.id], set_=values))
-
-
 def accept_event(session: Session, event: EventIn, *, default_service_provider: str) -> Job:
     """Store the event, its device and its job in the caller's transaction. The job is due now;
     the caller dispatches it after commit (and the sweeper does if that is lost)."""
-    _upsert_device(session, event)
+    _upsert_devices(session, [event], utcnow())
     record = Event(event_id=event.event_id, type=event.type,
                    payload=event.model_dump(mode="json"))
     now = utcnow()
@@ -164,10 +144,11 @@ def claim(session: Session, job_id: str, step_name: str, owner: str, *,
     return claim_many(session, [job_id], step_name, owner, lease=lease).get(job_id)
 
 
-def claim_many(session: Session, job_ids: list[str], step_name: str, owner: str, *,
-               lease: timedelta) -> dict[str, Claim]:
-    """Take the lease of every job of `job_ids` that is due for `step_name` and free: one
-    UPDATE ... RETURNING (PostgreSQL and SQLite >= 3.35), then the step rows' counters."""
+def claim_many(session: Session, job_ids: list[str] | Select[tuple[str]], step_name: str,
+               owner: str, *, lease: timedelta) -> dict[str, Claim]:
+    """Take the lease of every job of `job_ids` (a list, or a query such as `due_for`) that is
+    due for `step_name` and free: one UPDATE ... RETURNING (PostgreSQL and SQLite >= 3.35),
+    then the step rows' counters."""
     now = utcnow()
     claimed = dict(session.execute(
         update(Job)
@@ -186,22 +167,37 @@ def claim_many(session: Session, job_ids: list[str], step_name: str, owner: str,
     ).all())
     if not claimed:
         return {}
-    counters = {job_id: (attempts, failures) for job_id, attempts, failures in session.execute(
-        select(JobStep.job_id, JobStep.attempts, JobStep.failures)
-        .where(JobStep.job_id.in_(claimed), JobStep.step == step_name))}
-    if counters:
-        session.execute(
-            update(JobStep).where(JobStep.job_id.in_(counters), JobStep.step == step_name)
-            .values(attempts=JobStep.attempts + 1, status=StepStatus.RUNNING)
-            .execution_options(synchronize_session=False))
-    new = [{"job_id": job_id, "step": step_name, "attempts": 1, "failures": 0,
-            "status": StepStatus.RUNNING, "started_at": now}
-           for job_id in claimed if job_id not in counters]
-    if new:
-        session.execute(insert(JobStep), new)
-    return {job_id: Claim(device_id=device_id, failures=counters.get(job_id, (0, 0))[1] or 0,
-                          attempts=(counters.get(job_id, (0, 0))[0] or 0) + 1)
+    # The step rows' counters in one statement: a first run inserts, a rerun counts one more.
+    # (Core executemany: a cached statement, sent as one multi-row INSERT.)
+    steps = JobStep.__table__
+    statement = _dialect_insert(session)(steps)
+    counters = {job_id: (attempts, failures) for job_id, attempts, failures in
+                session.connection().execute(
+        statement.on_conflict_do_update(
+            index_elements=[steps.c.job_id, steps.c.step],
+            set_={"attempts": steps.c.attempts + 1, "status": StepStatus.RUNNING.value})
+        .returning(steps.c.job_id, steps.c.attempts, steps.c.failures),
+        [{"job_id": job_id, "step": step_name, "attempts": 1, "failures": 0,
+          "status": StepStatus.RUNNING.value, "started_at": now} for job_id in claimed])}
+    return {job_id: Claim(device_id=device_id, failures=counters[job_id][1],
+                          attempts=counters[job_id][0])
             for job_id, device_id in claimed.items()}
+
+
+def due_for(session: Session, step_name: str, *, limit: int) -> Select[tuple[str]]:
+    """The ids of up to `limit` jobs due now for `step_name` and free, oldest first, for
+    `claim_many`: a batch takes them along with its own (their messages, still queued, then
+    find nothing to do). On PostgreSQL, rows another worker is claiming are skipped."""
+    now = utcnow()
+    query = (select(Job.id)
+             .where(Job.current_step == step_name,
+                    Job.status.not_in([s.value for s in FINAL_STATUSES]),
+                    or_(Job.lease_until.is_(None), Job.lease_until < now),
+                    Job.next_run_at <= now)
+             .order_by(Job.next_run_at).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return query
 
 
 class LeaseLost(Exception):
@@ -354,33 +350,135 @@ def due_jobs(session: Session, *, grace: timedelta, horizon: timedelta,
     return rows
 
 
+@dataclass(frozen=True)
+class Accepted:
+    job_id: str
+    created: bool  # False: the event_id was seen before and this is its first job
+    status: str
+
+
 def submit(event: EventIn, *, default_service_provider: str) -> tuple[str, bool]:
-    """Accept an event in one transaction and send its first step after commit.
+    """Accept one event (see `submit_many`). Returns (job id, created)."""
+    accepted = submit_many([event], default_service_provider=default_service_provider)[0]
+    return accepted.job_id, accepted.created
 
-    Returns (job id, created). The same event_id again returns the first job and starts nothing.
-    The job is marked sent in the same transaction; if the broker is down, the sweeper sends it
-    again once it is overdue by the grace period (an outbox).
+
+def submit_many(events: list[EventIn], *, default_service_provider: str) -> list[Accepted]:
+    """Accept events in one transaction, then send their first steps: one answer per event.
+
+    An event_id seen before (in the table, earlier in `events`, or committed at the same moment
+    by another API process) answers with its first job and starts nothing. Jobs are marked sent
+    in the same transaction; if the broker is down, the sweeper sends them once overdue (an
+    outbox). Split steps (see `Plan`) of many new jobs go out as one batch message.
     """
-    from sqlalchemy.exc import IntegrityError
-
     from models.db import session_scope
-    from worker.runner import dispatch
 
-    try:
-        with session_scope() as session:
-            existing = find_job_for_event(session, event.event_id)
-            if existing is not None:
-                return existing.id, False
-            job = accept_event(session, event, default_service_provider=default_service_provider)
-            job.dispatched_at = job.next_run_at
-            job_id, first = job.id, job.current_step
-    except IntegrityError:
-        # The same event_id accepted concurrently: answer with that job.
-        with session_scope() as session:
-            existing = find_job_for_event(session, event.event_id)
-            if existing is None:
-                raise
-            return existing.id, False
-    if first is not None:
-        dispatch(job_id, first)
-    return job_id, True
+    with session_scope() as session:
+        answers, new = _accept_many(session, events, default_service_provider)
+    by_step: dict[str, list[str]] = {}
+    for job_id, step_name in new:
+        by_step.setdefault(step_name, []).append(job_id)
+    _send_first_steps(by_step)
+    return answers
+
+
+def _accept_many(session: Session, events: list[EventIn], default_service_provider: str,
+                 ) -> tuple[list[Accepted], list[tuple[str, str]]]:
+    """Store the events that are new, with their devices and jobs: a statement per table."""
+    now = utcnow()
+    first_of: dict[str, EventIn] = {}
+    for event in events:
+        first_of.setdefault(event.event_id, event)
+    fresh = list(first_of.values())
+    # The events first: an event_id stored before (or by another process at the same moment)
+    # is skipped here, and nothing else of it is written.
+    event_pks = _insert_events(session, fresh, now)
+    fresh = [event for event in fresh if event.event_id in event_pks]
+    created: dict[str, tuple[str, str]] = {}  # event_id -> (job id, first step)
+    if fresh:
+        _upsert_devices(session, fresh, now)
+        job_rows = []
+        for event in fresh:
+            job_id, first = new_id(), FIRST_STEP[event.type]
+            created[event.event_id] = (job_id, first)
+            job_rows.append({
+                "id": job_id, "event_pk": event_pks[event.event_id], "type": event.type,
+                "status": JobStatus.QUEUED, "device_id": event.device.id, "mvpd": event.mvpd,
+                "service_provider": event.service_provider or default_service_provider,
+                "current_step": first, "next_run_at": now, "dispatched_at": now,
+                "result": {}, "state": {}, "created_at": now, "updated_at": now,
+            })
+        session.execute(insert(Job), job_rows)
+    known = _jobs_of_events(session, [event_id for event_id in first_of
+                                      if event_id not in created])
+    answers, seen = [], set()
+    for event in events:
+        if event.event_id in created:
+            # The same event twice in one batch: the second hears "seen before".
+            answers.append(Accepted(created[event.event_id][0], event.event_id not in seen,
+                                    JobStatus.QUEUED))
+        else:
+            job_id, status = known[event.event_id]
+            answers.append(Accepted(job_id, False, status))
+        seen.add(event.event_id)
+    return answers, list(created.values())
+
+
+def _jobs_of_events(session: Session, event_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """event_id -> (job id, status) of the events already stored."""
+    if not event_ids:
+        return {}
+    rows = session.execute(
+        select(Event.event_id, Job.id, Job.status).join(Job, Job.event_pk == Event.id)
+        .where(Event.event_id.in_(event_ids)))
+    return {event_id: (job_id, status) for event_id, job_id, status in rows}
+
+
+def _dialect_insert(session: Session):
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert
+
+
+def _upsert_devices(session: Session, events: list[EventIn], now) -> None:
+    """Insert or update the devices in one statement: two first events of a device may arrive
+    at the same moment. A device named twice keeps its latest info; rows go in id order, so
+    two batches lock shared devices in the same order."""
+    latest = {event.device.id: event.device for event in events}
+    devices = Device.__table__
+    statement = _dialect_insert(session)(devices)
+    session.connection().execute(
+        statement.on_conflict_do_update(index_elements=[devices.c.id], set_={
+            name: statement.excluded[name]
+            for name in ("last_info", "last_ip", "last_port", "updated_at")}),
+        [{"id": device_id, "last_info": dict(device.info), "last_ip": device.ip,
+          "last_port": device.port, "created_at": now, "updated_at": now}
+         for device_id, device in sorted(latest.items())])
+
+
+def _insert_events(session: Session, events: list[EventIn], now) -> dict[str, str]:
+    """event_id -> primary key of the events inserted here; an event_id another transaction
+    stored first is skipped (PostgreSQL waits for that transaction to end)."""
+    table = Event.__table__
+    statement = (_dialect_insert(session)(table)
+                 .on_conflict_do_nothing(index_elements=[table.c.event_id])
+                 .returning(table.c.event_id, table.c.id))
+    rows = [{"id": new_id(), "event_id": event.event_id, "type": event.type,
+             "payload": event.model_dump(mode="json"), "received_at": now} for event in events]
+    return dict(session.connection().execute(statement, rows).all())
+
+
+def _send_first_steps(by_step: dict[str, list[str]]) -> None:
+    from passflow.settings import get_settings
+    from worker.runner import batched, dispatch, dispatch_batch
+
+    batch_size = get_settings().batch_size
+    for step_name, job_ids in by_step.items():
+        if len(job_ids) > 1 and batched(step_name):
+            for start in range(0, len(job_ids), batch_size):
+                dispatch_batch(step_name, job_ids[start:start + batch_size])
+        else:
+            for job_id in job_ids:
+                dispatch(job_id, step_name)

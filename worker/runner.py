@@ -48,6 +48,11 @@ def dispatch_batch(step_name: str, job_ids: list[str], *, countdown: float = 0.0
                  jobs=len(job_ids))
 
 
+def dispatch_alone(job_id: str, step_name: str) -> bool:
+    """Send a job of a split step to run by itself, never in a batch (see `run_batch`)."""
+    return _send("passflow.alone", [step_name, job_id], step_name, 0.0, job_id=job_id)
+
+
 def _send(task: str, args: list, step_name: str, countdown: float, **context: object) -> bool:
     from worker.app import celery_app
 
@@ -71,7 +76,20 @@ def _release(job_id: str, step_name: str, owner: str, retry_in: float, error: st
                      failed=failed)
 
 
+def batched(step_name: str) -> bool:
+    """Whether the step's jobs run in batches (a split step, PASSFLOW_BATCH_SIZE over 1)."""
+    return get_settings().batch_size > 1 and STEPS[step_name].plan is not None
+
+
 def run_step(task: Task, step_name: str, job_id: str) -> str:
+    """Run the step for the job: alone, or, for a split step, in a batch with every other job
+    due for the same step (see `run_batch`)."""
+    if batched(step_name):
+        return run_batch(task, step_name, [job_id])
+    return run_alone(task, step_name, job_id)
+
+
+def run_alone(task: Task, step_name: str, job_id: str) -> str:
     logs.clear()
     logs.bind(job_id=job_id, step=step_name, attempt=task.request.retries)
     result = _run_step(task, step_name, job_id)
@@ -166,22 +184,31 @@ def run_batch(task: Task, step_name: str, job_ids: list[str]) -> str:
     """Run a split step for many jobs at once: one claim, one load, the upstream calls side by
     side on the process' call pool, one transaction for every outcome, then the next steps.
 
-    Compared with a message per job, this saves a broker round trip and two transactions per
-    job (profile polling at volume: thousands of sessions every few seconds). Anything the
-    batch cannot settle by itself (a bug, an unexpected answer) rolls the batch back and hands
-    each job to the one-job path, which reports it.
+    The batch takes its own jobs and, up to PASSFLOW_BATCH_SIZE, every other job due now for
+    the same step, whose messages are still queued behind (they then find nothing to do). So
+    batches grow with the backlog: under load each job costs a fraction of a transaction and of
+    a broker round trip, and a lone job waits for nobody. Anything the batch cannot settle by
+    itself (a bug, an unexpected answer) rolls the batch back and hands each job to the
+    one-job path, which reports it.
     """
     logs.clear()
-    logs.bind(step=step_name, batch_size=len(job_ids))
+    logs.bind(step=step_name)
     settings = get_settings()
     spec = STEPS[step_name]
     assert spec.plan is not None, f"{step_name} cannot run in a batch"
     owner = task.request.id or str(uuid.uuid4())
+    lease = timedelta(seconds=settings.lease_s)
     with session_scope() as session:
-        claims = jobs.claim_many(session, job_ids, step_name, owner,
-                                 lease=timedelta(seconds=settings.lease_s))
+        claims = jobs.claim_many(session, job_ids, step_name, owner, lease=lease)
+        room = settings.batch_size - len(claims)
+        # A message whose jobs another batch took finds nothing and takes nothing more.
+        if claims and room > 0:
+            claims.update(jobs.claim_many(
+                session, jobs.due_for(session, step_name, limit=room), step_name, owner,
+                lease=lease))
     if not claims:
         return "skipped"
+    logs.bind(batch_size=len(claims))
     started = time.perf_counter()
     rt = runtime()
     later: list[tuple[str, str, float]] = []  # (job, step, countdown) sent after the commit
@@ -220,7 +247,7 @@ def run_batch(task: Task, step_name: str, job_ids: list[str]) -> str:
                 jobs.release(session, job_id, step_name, owner, retry_in_s=0,
                              error="batch handed over")
         for job_id in claims:
-            dispatch(job_id, step_name)
+            dispatch_alone(job_id, step_name)
         log.warning("batch_handed_over", jobs=len(claims))
         return "handed-over"
     except DBAPIError as exc:
@@ -230,7 +257,7 @@ def run_batch(task: Task, step_name: str, job_ids: list[str]) -> str:
     elapsed = time.perf_counter() - started
     for job_id, result in results.items():
         metrics.observe("passflow_step_seconds", (step_name, result), elapsed)
-        log.info("step_run", job_id=job_id, result=result)
+        log.info("step_run", job_id=job_id, device_id=claims[job_id].device_id, result=result)
     metrics.flush(rt.redis)
     for job_id, next_step, countdown in later:
         dispatch(job_id, next_step, countdown=countdown)
@@ -251,7 +278,7 @@ def _settle_in_batch(session, ctx: StepContext, step_name: str, owner: str, clai
         if isinstance(exc, ThrottledError):
             metrics.inc("passflow_throttled_total", ("local",))
         if step_name != "profiles.poll" and claimed.attempts >= MAX_THROTTLED_RUNS:
-            raise _Unexpected from exc
+            return _failure(exc, step_name, code="rate_limited")
         jobs.release(session, job_id, step_name, owner, retry_in_s=exc.retry_after,
                      error=str(exc))
         later.append((job_id, step_name, exc.retry_after))
@@ -268,17 +295,20 @@ def _settle_in_batch(session, ctx: StepContext, step_name: str, owner: str, clai
         raise _Unexpected from exc
 
 
-def _fail(job_id: str, step_name: str, owner: str, exc: Exception,
-          code: str = "internal_error") -> None:
+def _failure(exc: Exception, step_name: str, code: str = "internal_error") -> Outcome:
     """A bug, an unexpected answer or an endless 429 storm ends the job with a clear error,
     never a crash loop."""
-    outcome = Outcome(JobStatus.FAILED, error={
+    return Outcome(JobStatus.FAILED, error={
         "status": getattr(exc, "status_code", None), "code": code, "action": None,
         "message": f"{type(exc).__name__} in step {step_name}"})
+
+
+def _fail(job_id: str, step_name: str, owner: str, exc: Exception,
+          code: str = "internal_error") -> None:
     try:
         with session_scope() as session:
             job = session.get(Job, job_id)
-            jobs.complete(session, job, step_name, owner, outcome)
+            jobs.complete(session, job, step_name, owner, _failure(exc, step_name, code))
     except LeaseLost:
         pass
 
@@ -292,4 +322,5 @@ def _notify(job_id: str) -> None:
     notify.send_deliveries(job_id)
 
 
-__all__ = ["dispatch", "dispatch_batch", "run_batch", "run_step"]
+__all__ = ["batched", "dispatch", "dispatch_alone", "dispatch_batch", "run_alone", "run_batch",
+           "run_step"]

@@ -13,7 +13,7 @@ from passflow.settings import get_settings
 from worker import jobs, webhooks
 from worker.app import celery_app
 from worker.queues import Queue
-from worker.runner import dispatch, dispatch_batch, run_batch, run_step
+from worker.runner import batched, dispatch, dispatch_batch, run_alone, run_batch, run_step
 from worker.runtime import runtime
 from worker.views import job_view
 
@@ -76,6 +76,12 @@ def run_steps(self: Task, step_name: str, job_ids: list[str]) -> str:
     return run_batch(self, step_name, job_ids)
 
 
+@celery_app.task(name="passflow.alone", **_step)
+def run_step_alone(self: Task, step_name: str, job_id: str) -> str:
+    """One job of a split step, never in a batch (a batch that failed hands its jobs here)."""
+    return run_alone(self, step_name, job_id)
+
+
 @celery_app.task(name="passflow.maintenance.sweep", acks_late=False)
 def sweep() -> int:
     """Send every step that is due (polls, delayed retries) and re-send every overdue step and
@@ -87,7 +93,7 @@ def sweep() -> int:
         due = jobs.due_jobs(session, grace=grace, horizon=horizon)
     batches: dict[str, list[tuple[str, float]]] = {}
     for job_id, step_name, in_s in due:
-        if settings.batch_size > 1 and jobs.STEPS[step_name].plan is not None:
+        if batched(step_name):
             batches.setdefault(step_name, []).append((job_id, in_s))
         else:
             dispatch(job_id, step_name, countdown=min(in_s, jobs.DIRECT_DISPATCH_MAX_S))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -65,6 +66,29 @@ def test_a_repeated_event_id_answers_with_the_first_job(api: httpx.Client):
     with models.db.session_scope() as session:
         assert session.scalar(select(func.count()).select_from(Event).where(
             Event.event_id == body["event_id"])) == 1
+
+
+def test_events_sent_at_once_are_each_answered_and_a_twin_gets_the_first_job(
+        api: httpx.Client):
+    """Concurrent requests are stored together (group commit); each still hears about its own
+    event, and the same event_id twice at the same moment makes one job."""
+    bodies = [event() for _ in range(16)]
+    twin = bodies[0]
+    with ThreadPoolExecutor(len(bodies) + 1) as pool:
+        answers = list(pool.map(lambda body: api.post("/v1/events", json=body),
+                                [*bodies, twin]))
+    assert sorted(a.status_code for a in answers) == [200] + [202] * 16
+    twins = [answers[0], answers[-1]]
+    assert twins[0].json()["job_id"] == twins[1].json()["job_id"]
+    assert len({a.json()["job_id"] for a in answers}) == 16
+    for body, answer in zip(bodies, answers, strict=False):
+        job = api.get(f"/v1/jobs/{answer.json()['job_id']}").json()
+        assert job["event_id"] == body["event_id"]
+        assert job["device_id"] == body["device"]["id"]
+    with models.db.session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Event).where(
+            Event.event_id == twin["event_id"])) == 1
+    assert all(wait_for_status(a.json()["job_id"]) == "succeeded" for a in answers)
 
 
 def test_service_provider_defaults_to_the_configured_one(api: httpx.Client):

@@ -7,10 +7,11 @@ A decision denied with action "retry" is asked again, alone, a bounded number of
 
 from __future__ import annotations
 
-from models import DecisionKind, JobStatus
+from models import DecisionKind, Job, JobStatus
 from worker.adobe_pass import RateLimitError, ThrottledError
 from worker.adobe_pass.types import Decision as PassDecision
-from worker.jobs import Outcome, step
+from worker.adobe_pass.types import Decisions
+from worker.jobs import Apply, Call, Outcome, planned_step, step
 from worker.queues import Queue
 from worker.steps.base import StepContext, decided_resources, save_decision
 
@@ -57,34 +58,44 @@ def preauthorize(ctx: StepContext) -> Outcome:
     return Outcome(JobStatus.SUCCEEDED)
 
 
-def _authorize(ctx: StepContext, step_name: str) -> Outcome:
+def _authorize(ctx: StepContext, step_name: str) -> Outcome | tuple[Call, Apply]:
     """Never a cached decision: every play asks Adobe Pass (checklist)."""
     mvpd, resource = ctx.job.mvpd, ctx.event["resource"]
     if resource in decided_resources(ctx, DecisionKind.AUTHORIZE):
         return Outcome(JobStatus.SUCCEEDED)  # a redelivered run after the commit
-    answer = ctx.adobe.decisions.authorize(
-        ctx.sp, mvpd, resources=[resource], device=ctx.device,
-        temppass_identity=ctx.event.get("temppass_identity"))
-    decision = next((d for d in answer.decisions if d.resource == resource), None)
-    if decision is None:
-        return Outcome(JobStatus.FAILED, error={
-            "status": None, "code": "decision_missing", "action": "none",
-            "message": f"Adobe Pass answered without a decision for {resource}"})
-    if _wants_retry(ctx, decision):
-        rounds = ctx.job.state.get("retry_rounds", 0)
-        return Outcome(JobStatus.RUNNING, next_step=step_name, delay_s=_retry_delay(rounds),
-                       state={"retry_rounds": rounds + 1})
-    save_decision(ctx, DecisionKind.AUTHORIZE, mvpd, decision)
-    return Outcome(JobStatus.SUCCEEDED)
+    # Plain values only in the call: it may run on another thread than the session's.
+    adobe, sp, device = ctx.adobe, ctx.sp, ctx.device
+    identity = ctx.event.get("temppass_identity")
+
+    def call() -> Decisions:
+        return adobe.decisions.authorize(sp, mvpd, resources=[resource], device=device,
+                                         temppass_identity=identity)
+
+    def apply(answer: Decisions | Exception) -> Outcome:
+        if isinstance(answer, Exception):
+            raise answer
+        decision = next((d for d in answer.decisions if d.resource == resource), None)
+        if decision is None:
+            return Outcome(JobStatus.FAILED, error={
+                "status": None, "code": "decision_missing", "action": "none",
+                "message": f"Adobe Pass answered without a decision for {resource}"})
+        if _wants_retry(ctx, decision):
+            rounds = ctx.job.state.get("retry_rounds", 0)
+            return Outcome(JobStatus.RUNNING, next_step=step_name,
+                           delay_s=_retry_delay(rounds), state={"retry_rounds": rounds + 1})
+        save_decision(ctx, DecisionKind.AUTHORIZE, mvpd, decision)
+        return Outcome(JobStatus.SUCCEEDED)
+
+    return call, apply
 
 
-@step("decisions.authorize", Queue.DECISIONS)
-def authorize(ctx: StepContext) -> Outcome:
+@planned_step("decisions.authorize", Queue.DECISIONS, preload=(Job.decisions,))
+def authorize(ctx: StepContext) -> Outcome | tuple[Call, Apply]:
     return _authorize(ctx, "decisions.authorize")
 
 
-@step("temppass.authorize", Queue.DECISIONS)
-def temppass_authorize(ctx: StepContext) -> Outcome:
+@planned_step("temppass.authorize", Queue.DECISIONS, preload=(Job.decisions,))
+def temppass_authorize(ctx: StepContext) -> Outcome | tuple[Call, Apply]:
     """Temporary access: an authorization against the TempPass MVPD, no login (basic), or with
     the user's identity in AP-TempPass-Identity (promotional)."""
     return _authorize(ctx, "temppass.authorize")

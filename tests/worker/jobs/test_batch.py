@@ -1,7 +1,10 @@
-"""Due polls sent by the sweeper in batches: one task claims many jobs and makes their calls
+"""Split steps (polls, plays) run in batches: one task claims many jobs and makes their calls
 side by side. A real worker, the simulator over sockets, SQLite and PostgreSQL."""
 
 from __future__ import annotations
+
+import uuid
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -9,10 +12,11 @@ from sqlalchemy import select
 
 import models.db
 import worker.tasks
-from models import JobStep, Profile
-from tests.support import new_device, wait_for, wait_for_status
-from tests.worker.jobs.test_flows import _polls, count, submit, view
+from models import Decision, JobStep, Profile, utcnow
+from tests.support import make_event, new_device, wait_for, wait_for_status
+from tests.worker.jobs.test_flows import SP, _polls, count, submit, view
 from worker import jobs
+from worker.runner import dispatch
 
 
 @pytest.fixture
@@ -100,3 +104,35 @@ def test_a_step_the_batch_cannot_settle_is_handed_to_the_one_job_path(
     wait_for(lambda: all(_polls(j) > polls[j] for j in job_ids))
     jobs_env.post("/_sim/login", json={"code": view(odd)["result"]["code"]})
     assert wait_for_status(odd) == "succeeded"
+
+
+def test_a_message_takes_every_play_due_beside_it(jobs_env: httpx.Client,
+                                                  monkeypatch: pytest.MonkeyPatch):
+    """A backlog of plays is decided by the first message that runs: it takes the other due
+    jobs of its step along (their own messages, later, find nothing to claim)."""
+    devices = [new_device() for _ in range(5)]
+    jobs_env.post("/_sim/profiles", json={"service_provider": SP, "mvpd": "Cablevision",
+                                          "device_ids": [d.id for d in devices]})
+    completed: list[set[str]] = []
+    original = jobs.complete_many
+
+    def recording(session, step_name, owner, done):
+        completed.append({job.id for job, _ in done})
+        return original(session, step_name, owner, done)
+
+    monkeypatch.setattr(jobs, "complete_many", recording)
+    with models.db.session_scope() as session:
+        backlog = [jobs.accept_event(session, make_event(
+            f"evt-{uuid.uuid4()}", "authorization.requested", d, mvpd="Cablevision",
+            resource="REF30"), default_service_provider=SP) for d in devices]
+        for job in backlog:
+            # As if each job's message were queued behind, for longer than the test lasts
+            # (the sweeper would re-send it otherwise).
+            job.dispatched_at = utcnow() + timedelta(minutes=5)
+        job_ids = [job.id for job in backlog]
+    dispatch(job_ids[0], "decisions.authorize")
+    for job_id in job_ids:
+        assert wait_for_status(job_id) == "succeeded"
+        assert count(Decision, job_id=job_id) == 1
+        assert view(job_id)["result"]["decisions"][0]["decision"] == "Permit"
+    assert set(job_ids) in completed

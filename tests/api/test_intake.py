@@ -1,0 +1,74 @@
+"""Group commit of events (api.intake): requests waiting together are stored in one transaction,
+and an event that cannot be stored fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+import models.db
+from api.intake import Intake
+from models import Event, Job
+from tests.support import make_event, new_device, wait_for_status
+from worker import jobs
+
+
+def _events(n: int) -> list:
+    return [make_event(f"evt-{uuid.uuid4()}", "profiles.requested", new_device())
+            for _ in range(n)]
+
+
+def _submit_all(intake: Intake, events: list) -> list:
+    async def main() -> list:
+        return await asyncio.gather(*(intake.submit(e) for e in events),
+                                    return_exceptions=True)
+
+    return asyncio.run(main())
+
+
+def test_waiting_events_are_stored_in_one_transaction(jobs_env: httpx.Client,
+                                                      monkeypatch: pytest.MonkeyPatch):
+    batches: list[int] = []
+    original = jobs.submit_many
+
+    def recording(events, **kwargs):
+        batches.append(len(events))
+        return original(events, **kwargs)
+
+    monkeypatch.setattr(jobs, "submit_many", recording)
+    events = _events(10)
+    answers = _submit_all(Intake(default_service_provider="REF30"), events)
+    # All ten were waiting when the first transaction began.
+    assert batches == [10]
+    assert all(a.created and a.status == "queued" for a in answers)
+    for event, answer in zip(events, answers, strict=True):
+        with models.db.session_scope() as session:
+            job = session.get(Job, answer.job_id)
+            assert job.event.event_id == event.event_id and job.device_id == event.device.id
+        assert wait_for_status(answer.job_id) == "succeeded"
+
+
+def test_an_event_that_cannot_be_stored_fails_alone(jobs_env: httpx.Client,
+                                                   monkeypatch: pytest.MonkeyPatch):
+    events = _events(5)
+    poison = events[2].event_id
+    original = jobs.submit_many
+
+    def failing(batch, **kwargs):
+        if any(e.event_id == poison for e in batch):
+            raise ValueError("this event cannot be stored")
+        return original(batch, **kwargs)
+
+    monkeypatch.setattr(jobs, "submit_many", failing)
+    answers = _submit_all(Intake(default_service_provider="REF30"), events)
+    assert isinstance(answers[2], ValueError)
+    others = [a for i, a in enumerate(answers) if i != 2]
+    assert all(isinstance(a, jobs.Accepted) and a.created for a in others)
+    with models.db.session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Event).where(
+            Event.event_id == poison)) == 0
+    assert all(wait_for_status(a.job_id) == "succeeded" for a in others)
