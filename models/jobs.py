@@ -99,7 +99,7 @@ class Job(Base):
     )
     # An authentication job's session (polling loads it with the job).
     auth_session: Mapped[AuthSession | None] = relationship(uselist=False, viewonly=True)
-    # The decisions a decision job has stored so far (a batch loads them with the jobs).
+    # The decisions a decision job has stored so far.
     decisions: Mapped[list[Decision]] = relationship(viewonly=True)
 
 

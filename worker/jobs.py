@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, case, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import FINAL_STATUSES, Device, Event, Job, JobStatus, JobStep, StepStatus, utcnow
@@ -136,6 +136,7 @@ class Claim:
     device_id: str
     failures: int  # retryable errors of this step so far
     attempts: int  # runs of this step, this one included
+    late_s: float = 0.0  # how long after its due time the job was claimed
 
 
 def claim(session: Session, job_id: str, step_name: str, owner: str, *,
@@ -144,13 +145,12 @@ def claim(session: Session, job_id: str, step_name: str, owner: str, *,
     return claim_many(session, [job_id], step_name, owner, lease=lease).get(job_id)
 
 
-def claim_many(session: Session, job_ids: list[str] | Select[tuple[str]], step_name: str,
-               owner: str, *, lease: timedelta) -> dict[str, Claim]:
-    """Take the lease of every job of `job_ids` (a list, or a query such as `due_for`) that is
-    due for `step_name` and free: one UPDATE ... RETURNING (PostgreSQL and SQLite >= 3.35),
-    then the step rows' counters."""
+def claim_many(session: Session, job_ids: list[str], step_name: str, owner: str, *,
+               lease: timedelta) -> dict[str, Claim]:
+    """Take the lease of every job of `job_ids` that is due for `step_name` and free: one
+    UPDATE ... RETURNING (PostgreSQL and SQLite >= 3.35), then the step rows' counters."""
     now = utcnow()
-    claimed = dict(session.execute(
+    rows = session.execute(
         update(Job)
         .where(
             Job.id.in_(job_ids),
@@ -162,9 +162,12 @@ def claim_many(session: Session, job_ids: list[str] | Select[tuple[str]], step_n
         .values(lease_owner=owner, lease_until=now + lease,
                 status=case((Job.status == JobStatus.QUEUED.value, JobStatus.RUNNING.value),
                             else_=Job.status))
-        .returning(Job.id, Job.device_id)
+        .returning(Job.id, Job.device_id, Job.next_run_at)
         .execution_options(synchronize_session=False)
-    ).all())
+    ).all()
+    claimed = {job_id: device_id for job_id, device_id, _ in rows}
+    late = {job_id: 0.0 if due is None else max(0.0, (now - due).total_seconds())
+            for job_id, _, due in rows}
     if not claimed:
         return {}
     # The step rows' counters in one statement: a first run inserts, a rerun counts one more.
@@ -180,14 +183,16 @@ def claim_many(session: Session, job_ids: list[str] | Select[tuple[str]], step_n
         [{"job_id": job_id, "step": step_name, "attempts": 1, "failures": 0,
           "status": StepStatus.RUNNING.value, "started_at": now} for job_id in claimed])}
     return {job_id: Claim(device_id=device_id, failures=counters[job_id][1],
-                          attempts=counters[job_id][0])
+                          attempts=counters[job_id][0], late_s=late[job_id])
             for job_id, device_id in claimed.items()}
 
 
-def due_for(session: Session, step_name: str, *, limit: int) -> Select[tuple[str]]:
-    """The ids of up to `limit` jobs due now for `step_name` and free, oldest first, for
-    `claim_many`: a batch takes them along with its own (their messages, still queued, then
-    find nothing to do). On PostgreSQL, rows another worker is claiming are skipped."""
+def due_for(session: Session, step_name: str, *, limit: int) -> list[str]:
+    """The ids of up to `limit` jobs due now for `step_name` and free, oldest first, to claim
+    along with a batch's own (their messages, still queued, then find nothing to do). On
+    PostgreSQL the rows are locked until the claim, and rows another worker is claiming are
+    skipped. (A separate statement: in `UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE
+    SKIP LOCKED)` PostgreSQL may run the subquery again and update more than n rows.)"""
     now = utcnow()
     query = (select(Job.id)
              .where(Job.current_step == step_name,
@@ -197,7 +202,7 @@ def due_for(session: Session, step_name: str, *, limit: int) -> Select[tuple[str
              .order_by(Job.next_run_at).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return query
+    return list(session.scalars(query))
 
 
 class LeaseLost(Exception):

@@ -29,6 +29,8 @@ log = logs.get_logger(__name__)
 
 # A step rescheduled this many times for want of request budget (ours or Adobe's 429) fails.
 MAX_THROTTLED_RUNS = 30
+# A batch whose jobs were claimed this late is behind: it takes the other due jobs along.
+GATHER_WHEN_LATE_S = 0.025
 
 
 def dispatch(job_id: str, step_name: str, *, countdown: float = 0.0) -> bool:
@@ -184,12 +186,12 @@ def run_batch(task: Task, step_name: str, job_ids: list[str]) -> str:
     """Run a split step for many jobs at once: one claim, one load, the upstream calls side by
     side on the process' call pool, one transaction for every outcome, then the next steps.
 
-    The batch takes its own jobs and, up to PASSFLOW_BATCH_SIZE, every other job due now for
-    the same step, whose messages are still queued behind (they then find nothing to do). So
-    batches grow with the backlog: under load each job costs a fraction of a transaction and of
-    a broker round trip, and a lone job waits for nobody. Anything the batch cannot settle by
-    itself (a bug, an unexpected answer) rolls the batch back and hands each job to the
-    one-job path, which reports it.
+    The batch takes its own jobs and, when they were claimed late (the workers are behind),
+    up to PASSFLOW_BATCH_SIZE other jobs due for the same step, whose messages are still queued
+    (they then find nothing to do). So batches grow with the backlog: under load each job costs
+    a fraction of a transaction, and a lone job waits for nobody. Anything the batch cannot
+    settle by itself (a bug, an unexpected answer) rolls the batch back and hands each job to
+    the one-job path, which reports it.
     """
     logs.clear()
     logs.bind(step=step_name)
@@ -202,10 +204,10 @@ def run_batch(task: Task, step_name: str, job_ids: list[str]) -> str:
         claims = jobs.claim_many(session, job_ids, step_name, owner, lease=lease)
         room = settings.batch_size - len(claims)
         # A message whose jobs another batch took finds nothing and takes nothing more.
-        if claims and room > 0:
-            claims.update(jobs.claim_many(
-                session, jobs.due_for(session, step_name, limit=room), step_name, owner,
-                lease=lease))
+        behind = any(c.late_s > GATHER_WHEN_LATE_S for c in claims.values())
+        more = jobs.due_for(session, step_name, limit=room) if behind and room > 0 else []
+        if more:
+            claims.update(jobs.claim_many(session, more, step_name, owner, lease=lease))
     if not claims:
         return "skipped"
     logs.bind(batch_size=len(claims))

@@ -7,7 +7,7 @@ A decision denied with action "retry" is asked again, alone, a bounded number of
 
 from __future__ import annotations
 
-from models import DecisionKind, Job, JobStatus
+from models import DecisionKind, JobStatus
 from worker.adobe_pass import RateLimitError, ThrottledError
 from worker.adobe_pass.types import Decision as PassDecision
 from worker.adobe_pass.types import Decisions
@@ -59,10 +59,10 @@ def preauthorize(ctx: StepContext) -> Outcome:
 
 
 def _authorize(ctx: StepContext, step_name: str) -> Outcome | tuple[Call, Apply]:
-    """Never a cached decision: every play asks Adobe Pass (checklist)."""
+    """Never a cached decision: every play asks Adobe Pass (checklist). A decision is stored
+    in the transaction that ends the job, so a job that runs here has none yet (a message
+    delivered again finds the job finished and claims nothing)."""
     mvpd, resource = ctx.job.mvpd, ctx.event["resource"]
-    if resource in decided_resources(ctx, DecisionKind.AUTHORIZE):
-        return Outcome(JobStatus.SUCCEEDED)  # a redelivered run after the commit
     # Plain values only in the call: it may run on another thread than the session's.
     adobe, sp, device = ctx.adobe, ctx.sp, ctx.device
     identity = ctx.event.get("temppass_identity")
@@ -89,12 +89,12 @@ def _authorize(ctx: StepContext, step_name: str) -> Outcome | tuple[Call, Apply]
     return call, apply
 
 
-@planned_step("decisions.authorize", Queue.DECISIONS, preload=(Job.decisions,))
+@planned_step("decisions.authorize", Queue.DECISIONS)
 def authorize(ctx: StepContext) -> Outcome | tuple[Call, Apply]:
     return _authorize(ctx, "decisions.authorize")
 
 
-@planned_step("temppass.authorize", Queue.DECISIONS, preload=(Job.decisions,))
+@planned_step("temppass.authorize", Queue.DECISIONS)
 def temppass_authorize(ctx: StepContext) -> Outcome | tuple[Call, Apply]:
     """Temporary access: an authorization against the TempPass MVPD, no login (basic), or with
     the user's identity in AP-TempPass-Identity (promotional)."""

@@ -13,6 +13,7 @@ from sqlalchemy import select
 import models.db
 import worker.tasks
 from models import Decision, JobStep, Profile, utcnow
+from passflow.settings import get_settings
 from tests.support import make_event, new_device, wait_for, wait_for_status
 from tests.worker.jobs.test_flows import SP, _polls, count, submit, view
 from worker import jobs
@@ -106,33 +107,66 @@ def test_a_step_the_batch_cannot_settle_is_handed_to_the_one_job_path(
     assert wait_for_status(odd) == "succeeded"
 
 
-def test_a_message_takes_every_play_due_beside_it(jobs_env: httpx.Client,
-                                                  monkeypatch: pytest.MonkeyPatch):
-    """A backlog of plays is decided by the first message that runs: it takes the other due
-    jobs of its step along (their own messages, later, find nothing to claim)."""
-    devices = [new_device() for _ in range(5)]
-    jobs_env.post("/_sim/profiles", json={"service_provider": SP, "mvpd": "Cablevision",
-                                          "device_ids": [d.id for d in devices]})
-    completed: list[set[str]] = []
+@pytest.fixture
+def completed(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
+    """The job ids of every transaction that completes jobs."""
+    seen: list[set[str]] = []
     original = jobs.complete_many
 
     def recording(session, step_name, owner, done):
-        completed.append({job.id for job, _ in done})
+        seen.append({job.id for job, _ in done})
         return original(session, step_name, owner, done)
 
     monkeypatch.setattr(jobs, "complete_many", recording)
+    return seen
+
+
+def _backlog_of_plays(sim: httpx.Client, n: int) -> list[str]:
+    """`n` authorization jobs due a second ago, each one's message queued behind (for longer
+    than a test lasts: the sweeper would re-send it otherwise)."""
+    devices = [new_device() for _ in range(n)]
+    sim.post("/_sim/profiles", json={"service_provider": SP, "mvpd": "Cablevision",
+                                     "device_ids": [d.id for d in devices]})
     with models.db.session_scope() as session:
         backlog = [jobs.accept_event(session, make_event(
             f"evt-{uuid.uuid4()}", "authorization.requested", d, mvpd="Cablevision",
             resource="REF30"), default_service_provider=SP) for d in devices]
         for job in backlog:
-            # As if each job's message were queued behind, for longer than the test lasts
-            # (the sweeper would re-send it otherwise).
+            job.next_run_at = utcnow() - timedelta(seconds=1)
             job.dispatched_at = utcnow() + timedelta(minutes=5)
-        job_ids = [job.id for job in backlog]
-    dispatch(job_ids[0], "decisions.authorize")
+        return [job.id for job in backlog]
+
+
+def _decided(job_ids: list[str]) -> None:
     for job_id in job_ids:
         assert wait_for_status(job_id) == "succeeded"
         assert count(Decision, job_id=job_id) == 1
         assert view(job_id)["result"]["decisions"][0]["decision"] == "Permit"
+
+
+def test_a_message_takes_every_play_due_beside_it(jobs_env: httpx.Client, completed):
+    """A backlog of plays is decided by the first message that runs late: it takes the other
+    due jobs of its step along (their own messages, later, find nothing to claim)."""
+    job_ids = _backlog_of_plays(jobs_env, 5)
+    dispatch(job_ids[0], "decisions.authorize")
+    _decided(job_ids)
     assert set(job_ids) in completed
+
+
+@pytest.fixture
+def batch_of_three(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PASSFLOW_BATCH_SIZE", "3")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_a_batch_takes_no_more_than_the_batch_size(jobs_env: httpx.Client, completed,
+                                                   batch_of_three):
+    job_ids = _backlog_of_plays(jobs_env, 8)
+    for job_id in job_ids:
+        dispatch(job_id, "decisions.authorize")
+    _decided(job_ids)
+    assert completed and max(len(batch) for batch in completed) == 3, completed
+    assert set().union(*completed) == set(job_ids)
