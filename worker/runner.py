@@ -84,8 +84,8 @@ def batched(step_name: str) -> bool:
 
 
 def run_step(task: Task, step_name: str, job_id: str) -> str:
-    """Run the step for the job: alone, or, for a split step, in a batch with every other job
-    due for the same step (see `run_batch`)."""
+    """Run the step for the job: alone, or, for a split step, as a batch (of one, or with the
+    other due jobs of the step when the workers are behind: see `run_batch`)."""
     if batched(step_name):
         return run_batch(task, step_name, [job_id])
     return run_alone(task, step_name, job_id)
