@@ -24,9 +24,11 @@ class Intake:
 
     async def submit(self, event: EventIn) -> jobs.Accepted:
         """Store the event (with whatever else is waiting) and send its first step."""
-        future: asyncio.Future[jobs.Accepted] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[jobs.Accepted] = loop.create_future()
         self._pending.append((event, future))
-        if self._draining is None or self._draining.done():
+        draining = self._draining
+        if draining is None or draining.done() or draining.get_loop() is not loop:
             self._draining = asyncio.create_task(self._drain())
         return await future
 

@@ -413,7 +413,7 @@ def _accept_many(session: Session, events: list[EventIn], default_service_provid
                 "current_step": first, "next_run_at": now, "dispatched_at": now,
                 "result": {}, "state": {}, "created_at": now, "updated_at": now,
             })
-        session.execute(insert(Job), job_rows)
+        session.connection().execute(insert(Job.__table__), job_rows)
     known = _jobs_of_events(session, [event_id for event_id in first_of
                                       if event_id not in created])
     answers, seen = [], set()
@@ -470,8 +470,11 @@ def _insert_events(session: Session, events: list[EventIn], now) -> dict[str, st
     statement = (_dialect_insert(session)(table)
                  .on_conflict_do_nothing(index_elements=[table.c.event_id])
                  .returning(table.c.event_id, table.c.id))
+    # In event_id order: two transactions storing the same events wait for each other in the
+    # same order, never crosswise.
     rows = [{"id": new_id(), "event_id": event.event_id, "type": event.type,
-             "payload": event.model_dump(mode="json"), "received_at": now} for event in events]
+             "payload": event.model_dump(mode="json"), "received_at": now}
+            for event in sorted(events, key=lambda e: e.event_id)]
     return dict(session.connection().execute(statement, rows).all())
 
 
