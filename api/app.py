@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from api.auth import TokenChecker
 from api.intake import Intake
@@ -82,12 +83,17 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
 
     app = FastAPI(title="passflow", version="1",
                   description="Adobe Pass REST API V2 cookbook steps as jobs (CONTRACT.md).")
-    @app.exception_handler(DBAPIError)
-    async def database_unavailable(_: Request, exc: DBAPIError) -> JSONResponse:
+
+    async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
         # Nothing was stored (the transaction failed whole): the caller may send it again.
-        log.warning("database_unavailable", error=type(exc.orig).__name__)
+        cause = exc.orig if isinstance(exc, DBAPIError) else exc
+        log.warning("database_unavailable", error=type(cause).__name__)
         return JSONResponse({"detail": "the database is unavailable; retry shortly"},
                             status_code=503, headers={"Retry-After": "2"})
+
+    # A failed statement or connection, or no pooled connection free in time.
+    app.add_exception_handler(DBAPIError, database_unavailable)
+    app.add_exception_handler(SQLAlchemyTimeoutError, database_unavailable)
 
     registry = CollectorRegistry()
     registry.register(JobsCollector())

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.concurrency import run_in_threadpool
 
 from passflow.events import EventIn
@@ -49,6 +51,9 @@ class Intake:
         try:
             return list(jobs.submit_many(
                 events, default_service_provider=self.default_service_provider))
+        except (OperationalError, InterfaceError, SQLAlchemyTimeoutError) as exc:
+            # The database is unreachable or overloaded: every event hears so at once (503).
+            return [exc] * len(events)
         except Exception as exc:
             if len(events) == 1:
                 return [exc]

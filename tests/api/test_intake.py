@@ -9,11 +9,13 @@ import uuid
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 import models.db
 from api.intake import Intake
 from models import Event, Job
-from tests.support import make_event, new_device, wait_for_status
+from passflow.serving import free_port
+from tests.support import ApiProcess, make_event, new_device, wait_for_status
 from worker import jobs
 
 
@@ -72,3 +74,39 @@ def test_an_event_that_cannot_be_stored_fails_alone(jobs_env: httpx.Client,
         assert session.scalar(select(func.count()).select_from(Event).where(
             Event.event_id == poison)) == 0
     assert all(wait_for_status(a.job_id) == "succeeded" for a in others)
+
+
+def test_an_unreachable_database_fails_the_waiting_events_at_once(
+        database_url: str, monkeypatch: pytest.MonkeyPatch):
+    """No retry one by one when the database itself is down: each caller hears at once."""
+    calls: list[int] = []
+    original = jobs.submit_many
+
+    def counting(events, **kwargs):
+        calls.append(len(events))
+        return original(events, **kwargs)
+
+    monkeypatch.setattr(jobs, "submit_many", counting)
+    models.db.configure(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere")
+    try:
+        answers = _submit_all(Intake(default_service_provider="REF30"), _events(5))
+    finally:
+        models.db.configure(database_url)
+    assert calls == [5]
+    assert all(isinstance(a, OperationalError) for a in answers)
+
+
+def test_the_api_answers_503_while_the_database_is_down(pass_env: str):
+    api = ApiProcess("dbdown-token", {
+        "PASSFLOW_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x"})
+    try:
+        device = new_device()
+        answer = httpx.post(api.url + "/v1/events", timeout=30,
+                            headers={"Authorization": "Bearer dbdown-token"},
+                            json={"event_id": f"evt-{uuid.uuid4()}", "type": "profiles.requested",
+                                  "device": {"id": device.id, "ip": device.ip}})
+    finally:
+        api.stop()
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "2"
+    assert "database" in answer.json()["detail"]
