@@ -37,7 +37,8 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(default=0.5, gt=0)
     # A step is re-sent by the sweeper once this overdue (a message was lost).
     sweep_grace_s: float = Field(default=10.0, ge=0.5)
-    # Due polls the sweeper hands to one task, whose upstream calls run side by side.
+    # The most jobs of a split step (polls, plays) one task runs, their upstream calls side by
+    # side; 1 runs every job alone.
     batch_size: int = Field(default=50, ge=1, le=500)
     # Threads per worker process making those calls. More is slower (GIL contention): with
     # 5000 sessions polled every 15 s, 24 kept p99 drift under 0.5 s, 50 and 200 did not.
