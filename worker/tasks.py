@@ -18,6 +18,8 @@ from worker.runtime import runtime
 from worker.views import job_view
 
 _step = {"bind": True, "acks_late": True}
+# The due times one batch message of the sweeper spans.
+BATCH_WINDOW_S = 0.1
 
 
 @celery_app.task(name="passflow.profiles.retrieve", **_step)
@@ -98,8 +100,7 @@ def sweep() -> int:
         else:
             dispatch(job_id, step_name, countdown=min(in_s, jobs.DIRECT_DISPATCH_MAX_S))
     for step_name, rows in batches.items():  # in due order (due_jobs sorts them)
-        for start in range(0, len(rows), settings.batch_size):
-            chunk = rows[start:start + settings.batch_size]
+        for chunk in _chunks(rows, settings.batch_size):
             dispatch_batch(step_name, [job_id for job_id, _ in chunk],
                            countdown=min(chunk[0][1], jobs.DIRECT_DISPATCH_MAX_S))
     with session_scope() as session:
@@ -107,6 +108,18 @@ def sweep() -> int:
     for delivery_id in deliveries:
         deliver_webhook.apply_async(args=[delivery_id], queue=Queue.MAINTENANCE.value)
     return len(due) + len(deliveries)
+
+
+def _chunks(rows: list[tuple[str, float]], size: int) -> list[list[tuple[str, float]]]:
+    """Batches of due jobs, in due order: at most `size`, and each job due within
+    BATCH_WINDOW_S of its batch's first, whose due time the batch's message is sent for (so no
+    job runs much before its time: a throttled play would only be throttled again)."""
+    chunks: list[list[tuple[str, float]]] = []
+    for row in rows:
+        if not chunks or len(chunks[-1]) >= size or row[1] - chunks[-1][0][1] > BATCH_WINDOW_S:
+            chunks.append([])
+        chunks[-1].append(row)
+    return chunks
 
 
 @celery_app.task(name="passflow.webhooks.deliver", acks_late=True)

@@ -176,3 +176,13 @@ def test_a_batch_takes_no_more_than_the_batch_size(jobs_env: httpx.Client, compl
     plays = [batch & set(job_ids) for batch in completed if batch & set(job_ids)]
     assert max(len(batch) for batch in plays) == size, plays
     assert set().union(*plays) == set(job_ids)
+
+
+def test_the_sweeper_batches_jobs_due_close_together():
+    """A batch message goes out for its first job's due time: later jobs join it only when
+    they are due within the window, so none runs much before its time."""
+    rows = [("a", 0.0), ("b", 0.05), ("c", 0.2), ("d", 0.21), ("e", 0.22), ("f", 0.5)]
+    assert [[j for j, _ in c] for c in worker.tasks._chunks(rows, 50)] == [
+        ["a", "b"], ["c", "d", "e"], ["f"]]
+    assert [[j for j, _ in c] for c in worker.tasks._chunks(rows, 2)] == [
+        ["a", "b"], ["c", "d"], ["e"], ["f"]]
