@@ -32,20 +32,25 @@ def _submit_all(intake: Intake, events: list) -> list:
     return asyncio.run(main())
 
 
-def test_waiting_events_are_stored_in_one_transaction(jobs_env: httpx.Client,
-                                                      monkeypatch: pytest.MonkeyPatch):
-    batches: list[int] = []
+@pytest.fixture
+def transactions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many events each call of `submit_many` (one transaction) was given."""
+    sizes: list[int] = []
     original = jobs.submit_many
 
     def recording(events, **kwargs):
-        batches.append(len(events))
+        sizes.append(len(events))
         return original(events, **kwargs)
 
     monkeypatch.setattr(jobs, "submit_many", recording)
+    return sizes
+
+
+def test_waiting_events_are_stored_in_one_transaction(jobs_env: httpx.Client, transactions):
     events = _events(10)
     answers = _submit_all(Intake(default_service_provider="REF30"), events)
     # All ten were waiting when the first transaction began.
-    assert batches == [10]
+    assert transactions == [10]
     assert all(a.created and a.status == "queued" for a in answers)
     for event, answer in zip(events, answers, strict=True):
         with models.db.session_scope() as session:
@@ -77,22 +82,14 @@ def test_an_event_that_cannot_be_stored_fails_alone(jobs_env: httpx.Client,
 
 
 def test_an_unreachable_database_fails_the_waiting_events_at_once(
-        database_url: str, monkeypatch: pytest.MonkeyPatch):
+        database_url: str, transactions):
     """No retry one by one when the database itself is down: each caller hears at once."""
-    calls: list[int] = []
-    original = jobs.submit_many
-
-    def counting(events, **kwargs):
-        calls.append(len(events))
-        return original(events, **kwargs)
-
-    monkeypatch.setattr(jobs, "submit_many", counting)
     models.db.configure(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere")
     try:
         answers = _submit_all(Intake(default_service_provider="REF30"), _events(5))
     finally:
         models.db.configure(database_url)
-    assert calls == [5]
+    assert transactions == [5]
     assert all(isinstance(a, OperationalError) for a in answers)
 
 
