@@ -112,21 +112,150 @@ FIRST_STEP: dict[EventType, str] = {
 # Accepting events --------------------------------------------------------------------------------
 
 def accept_event(session: Session, event: EventIn, *, default_service_provider: str) -> Job:
-    """Store the event, its device and its job in the caller's transaction. The job is due now;
-    the caller dispatches it after commit (and the sweeper does if that is lost)."""
-    _upsert_devices(session, [event], utcnow())
-    record = Event(event_id=event.event_id, type=event.type,
-                   payload=event.model_dump(mode="json"))
+    """Store the event, its device and its job in the caller's transaction, not marked sent:
+    the job is due now, and the sweeper sends it unless the caller does after commit. An
+    event_id stored before gives its first job."""
+    [accepted], _ = _accept_many(session, [event], default_service_provider, mark_sent=False)
+    return session.get_one(Job, accepted.job_id)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    job_id: str
+    created: bool  # False: the event_id was seen before and this is its first job
+    status: str
+
+
+def submit(event: EventIn, *, default_service_provider: str) -> tuple[str, bool]:
+    """Accept one event (see `submit_many`). Returns (job id, created)."""
+    accepted = submit_many([event], default_service_provider=default_service_provider)[0]
+    return accepted.job_id, accepted.created
+
+
+def submit_many(events: list[EventIn], *, default_service_provider: str) -> list[Accepted]:
+    """Accept events in one transaction, then send their first steps: one answer per event.
+
+    An event_id seen before (in the table, earlier in `events`, or committed at the same moment
+    by another API process) answers with its first job and starts nothing. Jobs are marked sent
+    in the same transaction; if the broker is down, the sweeper sends them once overdue (an
+    outbox). Split steps (see `Plan`) of many new jobs go out as one batch message.
+    """
+    from models.db import session_scope
+
+    with session_scope() as session:
+        answers, new = _accept_many(session, events, default_service_provider)
+    by_step: dict[str, list[str]] = {}
+    for job_id, step_name in new:
+        by_step.setdefault(step_name, []).append(job_id)
+    _send_first_steps(by_step)
+    return answers
+
+
+def _accept_many(session: Session, events: list[EventIn], default_service_provider: str, *,
+                 mark_sent: bool = True) -> tuple[list[Accepted], list[tuple[str, str]]]:
+    """Store the events that are new, with their devices and jobs: a statement per table. The
+    jobs are marked sent (`mark_sent`) when the caller sends them after commit."""
     now = utcnow()
-    job = Job(
-        event=record, type=event.type, status=JobStatus.QUEUED,
-        service_provider=event.service_provider or default_service_provider,
-        device_id=event.device.id, mvpd=event.mvpd, current_step=FIRST_STEP[event.type],
-        next_run_at=now, result={}, state={}, created_at=now,
-    )
-    session.add_all([record, job])
-    session.flush()
-    return job
+    first_of: dict[str, EventIn] = {}
+    for event in events:
+        first_of.setdefault(event.event_id, event)
+    fresh = list(first_of.values())
+    # The events first: an event_id stored before (or by another process at the same moment)
+    # is skipped here, and nothing else of it is written.
+    event_pks = _insert_events(session, fresh, now)
+    fresh = [event for event in fresh if event.event_id in event_pks]
+    created: dict[str, tuple[str, str]] = {}  # event_id -> (job id, first step)
+    if fresh:
+        _upsert_devices(session, fresh, now)
+        job_rows = []
+        for event in fresh:
+            job_id, first = new_id(), FIRST_STEP[event.type]
+            created[event.event_id] = (job_id, first)
+            job_rows.append({
+                "id": job_id, "event_pk": event_pks[event.event_id], "type": event.type,
+                "status": JobStatus.QUEUED, "device_id": event.device.id, "mvpd": event.mvpd,
+                "service_provider": event.service_provider or default_service_provider,
+                "current_step": first, "next_run_at": now,
+                "dispatched_at": now if mark_sent else None,
+                "result": {}, "state": {}, "created_at": now, "updated_at": now,
+            })
+        session.connection().execute(insert(Job.__table__), job_rows)
+    known = _jobs_of_events(session, [event_id for event_id in first_of
+                                      if event_id not in created])
+    answers, seen = [], set()
+    for event in events:
+        if event.event_id in created:
+            # The same event twice in one batch: the second hears "seen before".
+            answers.append(Accepted(created[event.event_id][0], event.event_id not in seen,
+                                    JobStatus.QUEUED))
+        else:
+            job_id, status = known[event.event_id]
+            answers.append(Accepted(job_id, False, status))
+        seen.add(event.event_id)
+    return answers, list(created.values())
+
+
+def _jobs_of_events(session: Session, event_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """event_id -> (job id, status) of the events already stored."""
+    if not event_ids:
+        return {}
+    rows = session.execute(
+        select(Event.event_id, Job.id, Job.status).join(Job, Job.event_pk == Event.id)
+        .where(Event.event_id.in_(event_ids)))
+    return {event_id: (job_id, status) for event_id, job_id, status in rows}
+
+
+def _dialect_insert(session: Session):
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert
+
+
+def _upsert_devices(session: Session, events: list[EventIn], now) -> None:
+    """Insert or update the devices in one statement: two first events of a device may arrive
+    at the same moment. A device named twice keeps its latest info; rows go in id order, so
+    two batches lock shared devices in the same order."""
+    latest = {event.device.id: event.device for event in events}
+    devices = Device.__table__
+    statement = _dialect_insert(session)(devices)
+    session.connection().execute(
+        statement.on_conflict_do_update(index_elements=[devices.c.id], set_={
+            name: statement.excluded[name]
+            for name in ("last_info", "last_ip", "last_port", "updated_at")}),
+        [{"id": device_id, "last_info": dict(device.info), "last_ip": device.ip,
+          "last_port": device.port, "created_at": now, "updated_at": now}
+         for device_id, device in sorted(latest.items())])
+
+
+def _insert_events(session: Session, events: list[EventIn], now) -> dict[str, str]:
+    """event_id -> primary key of the events inserted here; an event_id another transaction
+    stored first is skipped (PostgreSQL waits for that transaction to end)."""
+    table = Event.__table__
+    statement = (_dialect_insert(session)(table)
+                 .on_conflict_do_nothing(index_elements=[table.c.event_id])
+                 .returning(table.c.event_id, table.c.id))
+    # In event_id order: two transactions storing the same events wait for each other in the
+    # same order, never crosswise.
+    rows = [{"id": new_id(), "event_id": event.event_id, "type": event.type,
+             "payload": event.model_dump(mode="json"), "received_at": now}
+            for event in sorted(events, key=lambda e: e.event_id)]
+    return dict(session.connection().execute(statement, rows).all())
+
+
+def _send_first_steps(by_step: dict[str, list[str]]) -> None:
+    from passflow.settings import get_settings
+    from worker.runner import batched, dispatch, dispatch_batch
+
+    batch_size = get_settings().batch_size
+    for step_name, job_ids in by_step.items():
+        if len(job_ids) > 1 and batched(step_name):
+            for start in range(0, len(job_ids), batch_size):
+                dispatch_batch(step_name, job_ids[start:start + batch_size])
+        else:
+            for job_id in job_ids:
+                dispatch(job_id, step_name)
 
 
 # Running a step ----------------------------------------------------------------------------------
@@ -353,140 +482,3 @@ def due_jobs(session: Session, *, grace: timedelta, horizon: timedelta,
             .values(dispatched_at=now).execution_options(synchronize_session=False)
         )
     return rows
-
-
-@dataclass(frozen=True)
-class Accepted:
-    job_id: str
-    created: bool  # False: the event_id was seen before and this is its first job
-    status: str
-
-
-def submit(event: EventIn, *, default_service_provider: str) -> tuple[str, bool]:
-    """Accept one event (see `submit_many`). Returns (job id, created)."""
-    accepted = submit_many([event], default_service_provider=default_service_provider)[0]
-    return accepted.job_id, accepted.created
-
-
-def submit_many(events: list[EventIn], *, default_service_provider: str) -> list[Accepted]:
-    """Accept events in one transaction, then send their first steps: one answer per event.
-
-    An event_id seen before (in the table, earlier in `events`, or committed at the same moment
-    by another API process) answers with its first job and starts nothing. Jobs are marked sent
-    in the same transaction; if the broker is down, the sweeper sends them once overdue (an
-    outbox). Split steps (see `Plan`) of many new jobs go out as one batch message.
-    """
-    from models.db import session_scope
-
-    with session_scope() as session:
-        answers, new = _accept_many(session, events, default_service_provider)
-    by_step: dict[str, list[str]] = {}
-    for job_id, step_name in new:
-        by_step.setdefault(step_name, []).append(job_id)
-    _send_first_steps(by_step)
-    return answers
-
-
-def _accept_many(session: Session, events: list[EventIn], default_service_provider: str,
-                 ) -> tuple[list[Accepted], list[tuple[str, str]]]:
-    """Store the events that are new, with their devices and jobs: a statement per table."""
-    now = utcnow()
-    first_of: dict[str, EventIn] = {}
-    for event in events:
-        first_of.setdefault(event.event_id, event)
-    fresh = list(first_of.values())
-    # The events first: an event_id stored before (or by another process at the same moment)
-    # is skipped here, and nothing else of it is written.
-    event_pks = _insert_events(session, fresh, now)
-    fresh = [event for event in fresh if event.event_id in event_pks]
-    created: dict[str, tuple[str, str]] = {}  # event_id -> (job id, first step)
-    if fresh:
-        _upsert_devices(session, fresh, now)
-        job_rows = []
-        for event in fresh:
-            job_id, first = new_id(), FIRST_STEP[event.type]
-            created[event.event_id] = (job_id, first)
-            job_rows.append({
-                "id": job_id, "event_pk": event_pks[event.event_id], "type": event.type,
-                "status": JobStatus.QUEUED, "device_id": event.device.id, "mvpd": event.mvpd,
-                "service_provider": event.service_provider or default_service_provider,
-                "current_step": first, "next_run_at": now, "dispatched_at": now,
-                "result": {}, "state": {}, "created_at": now, "updated_at": now,
-            })
-        session.connection().execute(insert(Job.__table__), job_rows)
-    known = _jobs_of_events(session, [event_id for event_id in first_of
-                                      if event_id not in created])
-    answers, seen = [], set()
-    for event in events:
-        if event.event_id in created:
-            # The same event twice in one batch: the second hears "seen before".
-            answers.append(Accepted(created[event.event_id][0], event.event_id not in seen,
-                                    JobStatus.QUEUED))
-        else:
-            job_id, status = known[event.event_id]
-            answers.append(Accepted(job_id, False, status))
-        seen.add(event.event_id)
-    return answers, list(created.values())
-
-
-def _jobs_of_events(session: Session, event_ids: list[str]) -> dict[str, tuple[str, str]]:
-    """event_id -> (job id, status) of the events already stored."""
-    if not event_ids:
-        return {}
-    rows = session.execute(
-        select(Event.event_id, Job.id, Job.status).join(Job, Job.event_pk == Event.id)
-        .where(Event.event_id.in_(event_ids)))
-    return {event_id: (job_id, status) for event_id, job_id, status in rows}
-
-
-def _dialect_insert(session: Session):
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert
-
-
-def _upsert_devices(session: Session, events: list[EventIn], now) -> None:
-    """Insert or update the devices in one statement: two first events of a device may arrive
-    at the same moment. A device named twice keeps its latest info; rows go in id order, so
-    two batches lock shared devices in the same order."""
-    latest = {event.device.id: event.device for event in events}
-    devices = Device.__table__
-    statement = _dialect_insert(session)(devices)
-    session.connection().execute(
-        statement.on_conflict_do_update(index_elements=[devices.c.id], set_={
-            name: statement.excluded[name]
-            for name in ("last_info", "last_ip", "last_port", "updated_at")}),
-        [{"id": device_id, "last_info": dict(device.info), "last_ip": device.ip,
-          "last_port": device.port, "created_at": now, "updated_at": now}
-         for device_id, device in sorted(latest.items())])
-
-
-def _insert_events(session: Session, events: list[EventIn], now) -> dict[str, str]:
-    """event_id -> primary key of the events inserted here; an event_id another transaction
-    stored first is skipped (PostgreSQL waits for that transaction to end)."""
-    table = Event.__table__
-    statement = (_dialect_insert(session)(table)
-                 .on_conflict_do_nothing(index_elements=[table.c.event_id])
-                 .returning(table.c.event_id, table.c.id))
-    # In event_id order: two transactions storing the same events wait for each other in the
-    # same order, never crosswise.
-    rows = [{"id": new_id(), "event_id": event.event_id, "type": event.type,
-             "payload": event.model_dump(mode="json"), "received_at": now}
-            for event in sorted(events, key=lambda e: e.event_id)]
-    return dict(session.connection().execute(statement, rows).all())
-
-
-def _send_first_steps(by_step: dict[str, list[str]]) -> None:
-    from passflow.settings import get_settings
-    from worker.runner import batched, dispatch, dispatch_batch
-
-    batch_size = get_settings().batch_size
-    for step_name, job_ids in by_step.items():
-        if len(job_ids) > 1 and batched(step_name):
-            for start in range(0, len(job_ids), batch_size):
-                dispatch_batch(step_name, job_ids[start:start + batch_size])
-        else:
-            for job_id in job_ids:
-                dispatch(job_id, step_name)
