@@ -13,7 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from models.base import Base, utcnow
 
 if TYPE_CHECKING:
-    from models.entitlements import AuthSession, Decision
+    from models.entitlements import AuthSession
 
 
 def new_id() -> str:
@@ -99,8 +99,6 @@ class Job(Base):
     )
     # An authentication job's session (polling loads it with the job).
     auth_session: Mapped[AuthSession | None] = relationship(uselist=False, viewonly=True)
-    # The decisions a decision job has stored so far.
-    decisions: Mapped[list[Decision]] = relationship(viewonly=True)
 
 
 class JobStep(Base):

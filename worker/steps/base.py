@@ -93,8 +93,8 @@ def save_profile(ctx: StepContext, profile: PassProfile) -> None:
 
 
 def decided_resources(ctx: StepContext, kind: str) -> set[str]:
-    """The resources this job has a stored decision of `kind` for (a rerun after a commit)."""
-    return {decision.resource for decision in ctx.job.decisions if decision.kind == kind}
+    return set(ctx.session.scalars(select(Decision.resource).where(
+        Decision.job_id == ctx.job.id, Decision.kind == kind)))
 
 
 def save_decision(ctx: StepContext, kind: str, mvpd: str, decision: PassDecision) -> None:
