@@ -19,9 +19,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
-from models import AuthSession, Job, SessionStatus, utcnow
+from models import AuthSession
 from models.db import session_scope
 from passflow.settings import Settings
+from worker import dispatch, jobs
 from worker.adobe_pass import AdobePassError, APIStatusError, Device, ThrottledError
 from worker.runtime import runtime
 
@@ -180,10 +181,7 @@ def build_router(settings: Settings) -> APIRouter:
         except AdobePassError as exc:
             return _unavailable(request, exc)
         with session_scope() as session:
-            auth = session.scalar(select(AuthSession).where(AuthSession.code == code,
-                                                            AuthSession.service_provider == sp))
-            if auth is not None and auth.mvpd is None:
-                auth.mvpd = mvpd
+            jobs.provider_picked(session, service_provider=sp, code=code, mvpd=mvpd)
         return RedirectResponse(authenticate_url(sp, code), status_code=303)
 
     def _unavailable(request: Request, error: Exception | None = None) -> HTMLResponse:
@@ -239,20 +237,9 @@ def _domain_of(settings: Settings) -> str:
 
 def start_polling(job_id: str) -> bool:
     """The user reached the final page: poll now (checklist, primary-screen flows)."""
-    from worker.runner import dispatch
-
     with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is None or job.current_step != "profiles.poll":
-            return False
-        auth = session.scalar(select(AuthSession).where(AuthSession.job_id == job_id))
-        if auth is None or auth.status != SessionStatus.PENDING:
-            return False
-        now = utcnow()
-        auth.polling_started_at = auth.polling_started_at or now
-        auth.next_poll_at = now
-        if job.next_run_at is None or job.next_run_at > now:
-            job.next_run_at = now
-        job.dispatched_at = now
-    dispatch(job_id, "profiles.poll")
+        step = jobs.start_polling(session, job_id)
+    if step is None:
+        return False
+    dispatch.send_step(step, [job_id])
     return True

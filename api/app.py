@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
+import redis
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -25,6 +26,7 @@ from passflow.crypto import cipher_from_settings
 from passflow.events import EventIn
 from passflow.settings import Settings, get_settings
 from worker import jobs
+from worker.sweeper import last_sweep
 from worker.views import job_view
 
 log = logs.get_logger(__name__)
@@ -143,7 +145,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
             job = session.get(Job, job_id)
             if job is None:
                 raise HTTPException(404, "job not found")
-            if not jobs.cancel(session, job_id):
+            if not jobs.cancel(session, [job_id]):
                 raise HTTPException(409, f"job is already {job.status}")
         with session_scope() as session:
             return job_view(session, session.get(Job, job_id), cipher)
@@ -174,22 +176,26 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
 
     @app.get("/healthz", dependencies=authorized)
     def healthz() -> JSONResponse:
-        checks = {"database": "ok", "broker": "ok"}
+        """The database, the broker, and the age of the fleet's last sweep (stale: no worker
+        is sweeping, so polls and retries are not sent)."""
+        checks: dict[str, Any] = {"database": "ok", "broker": "ok",
+                                  "sweeper": {"status": "unknown"}}
         try:
             with session_scope() as session:
                 session.execute(text("SELECT 1"))
         except Exception as exc:
             checks["database"] = f"failing: {type(exc).__name__}"
+        client = redis.Redis.from_url(settings.broker_url, socket_timeout=2,
+                                      socket_connect_timeout=2)
         try:
-            import redis
-
-            client = redis.Redis.from_url(settings.broker_url, socket_timeout=2,
-                                          socket_connect_timeout=2)
             client.ping()
-            client.close()
-        except Exception as exc:
+            checks["sweeper"] = last_sweep(client)
+        except redis.RedisError as exc:
             checks["broker"] = f"failing: {type(exc).__name__}"
-        healthy = all(v == "ok" for v in checks.values())
+        finally:
+            client.close()
+        healthy = (checks["database"] == "ok" and checks["broker"] == "ok"
+                   and checks["sweeper"]["status"] == "ok")
         return JSONResponse({"status": "ok" if healthy else "failing", **checks},
                             status_code=200 if healthy else 503)
 

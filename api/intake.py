@@ -14,7 +14,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.concurrency import run_in_threadpool
 
 from passflow.events import EventIn
-from worker import jobs
+from worker import dispatch, jobs
 
 
 class Intake:
@@ -49,7 +49,7 @@ class Intake:
 
     def _store(self, events: list[EventIn]) -> list[jobs.Accepted | Exception]:
         try:
-            return list(jobs.submit_many(
+            return list(dispatch.submit_many(
                 events, default_service_provider=self.default_service_provider))
         except (OperationalError, InterfaceError, SQLAlchemyTimeoutError) as exc:
             # The database is unreachable or overloaded: every event hears so at once (503).

@@ -7,8 +7,6 @@ from functools import lru_cache
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
-
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -19,7 +17,9 @@ class Settings(BaseSettings):
     broker_url: str = "redis://localhost:6379/0"
     pass_base_url: str = "http://127.0.0.1:8090"
     service_provider: str = "REF30"
-    software_statement: SecretStr = SecretStr(DEMO_SOFTWARE_STATEMENT)
+    # Issued by Adobe's TVE Dashboard; required wherever passflow calls Adobe Pass (the demo and
+    # the tests pass the simulator's own).
+    software_statement: SecretStr | None = None
     api_token: SecretStr | None = None
     poll_interval_s: float = Field(default=5.0, gt=0)
     webhook_url: str | None = None
@@ -32,8 +32,10 @@ class Settings(BaseSettings):
     # Where the API is reachable from users' browsers (landing page, activation page).
     public_url: str = "http://127.0.0.1:8000"
     # A step holds its job for this long; a worker killed mid-step delays the job this much.
+    # The step's upstream calls must end well within it (see worker.policy.CALL_SHARE_OF_LEASE).
     lease_s: float = Field(default=60.0, ge=5)
-    # How often beat sends due steps (polls) and re-sends lost ones; bounds a poll's drift.
+    # How often the sweeping worker sends due steps (polls) and re-sends lost ones; bounds a
+    # poll's drift.
     sweep_interval_s: float = Field(default=0.5, gt=0)
     # A step is re-sent by the sweeper once this overdue (a message was lost).
     sweep_grace_s: float = Field(default=10.0, ge=0.5)

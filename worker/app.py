@@ -1,8 +1,10 @@
-"""The Celery app, configured from settings.
+"""The Celery app, configured from settings. Its tasks are registered by worker.tasks.register.
 
 Pitfalls designed around (see worker.jobs): with Redis a delayed message held by a killed worker
-only returns after `visibility_timeout`; `max_retries` defaults to 3; revocations live in worker
-memory. So the SQL row, not the broker, says what is due, and beat runs a sweeper.
+only returns after `visibility_timeout`; revocations live in worker memory; time limits hold
+only on the prefork and gevent pools. So the SQL row, not the broker, says what is due, the
+sweeper (worker.sweeper) re-sends what was lost, and per-call timeouts and the job's lease bound
+a step on any pool.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from worker.queues import ALL_QUEUES, Queue
 
 def make_celery(settings: Settings | None = None) -> Celery:
     s = settings or get_settings()
-    app = Celery("passflow", broker=s.broker_url, include=["worker.tasks"])
+    app = Celery("passflow", broker=s.broker_url)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -27,9 +29,6 @@ def make_celery(settings: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         task_queues=[KombuQueue(name) for name in ALL_QUEUES],
         task_default_queue=Queue.MAINTENANCE.value,
-        # Soft below hard, both below the job lease, so a stuck step never outlives its lease.
-        task_soft_time_limit=s.lease_s * 0.6,
-        task_time_limit=s.lease_s * 0.8,
         # Countdowns stay far below this; a message of a dead worker comes back after it.
         broker_transport_options={"visibility_timeout": 300, "socket_connect_timeout": 3},
         # Publishing (the API accepting an event) must not hang when Redis is down: the event
@@ -37,21 +36,10 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_publish_retry_policy={"max_retries": 1, "interval_start": 0,
                                    "interval_step": 0.2, "interval_max": 0.5},
         broker_connection_retry_on_startup=True,
+        # A worker waits for its broker for as long as it is away, never exits for it.
+        broker_connection_max_retries=None,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
-        beat_schedule={
-            "sweep-overdue-steps": {
-                "task": "passflow.maintenance.sweep",
-                "schedule": s.sweep_interval_s,
-                "options": {"queue": Queue.MAINTENANCE.value,
-                            "expires": max(1.0, s.sweep_interval_s * 2)},
-            },
-            "keep-access-token-fresh": {
-                "task": "passflow.registration.refresh_token",
-                "schedule": 60.0,
-                "options": {"queue": Queue.REGISTRATION.value, "expires": 60},
-            },
-        },
     )
     return app
 

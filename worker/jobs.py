@@ -1,17 +1,17 @@
-"""Jobs: accepting an event, running one step under a lease, dispatching the next, sweeping.
+"""Job state: the one module that writes a job's columns.
 
 The SQL row is the source of truth, not the broker. A job names the step to run next
 (`current_step`), when (`next_run_at`) and who runs it now (`lease_owner` until `lease_until`).
-A task first claims the job with a conditional update; a redelivered or duplicate message finds
-nothing to claim and stops. The outcome and the records a step made are committed together,
-then the next step is sent to the broker. A periodic sweeper re-sends any step that is overdue,
-so a lost message (a killed worker, Redis down at the wrong moment) only delays a job.
+Every transition is a function here, run in the caller's transaction: accepting an event,
+claiming a step (a conditional update: a redelivered or duplicate message finds nothing to
+claim), releasing it to run again later, completing it with the step's outcome (conditional on
+still holding the lease), cancelling, superseding a device's older sessions, and resuming
+polling. Sending messages after commit is worker.dispatch's; running steps is worker.engine's.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -19,20 +19,24 @@ from typing import Any
 from sqlalchemy import and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from models import FINAL_STATUSES, Device, Event, Job, JobStatus, JobStep, StepStatus, utcnow
+from models import (
+    FINAL_STATUSES,
+    AuthSession,
+    Device,
+    Event,
+    Job,
+    JobStatus,
+    JobStep,
+    SessionStatus,
+    StepStatus,
+    utcnow,
+)
 from models.jobs import new_id
-from passflow.events import EventIn, EventType
-from worker.queues import Queue
+from passflow.events import EventIn
+from worker import webhooks
+from worker.policy import DIRECT_DISPATCH_MAX_S, EARLY_TOLERANCE_S
 
-log = logging.getLogger(__name__)
-
-# A message may arrive a little before its countdown ends (clock skew between hosts).
-EARLY_TOLERANCE = timedelta(seconds=1)
-# Steps due within this are sent at once with a short countdown; later ones stay in the table
-# until the due-step dispatcher sends them. Delayed Celery messages bypass the prefetch limit
-# and sit in a worker's memory (and, on Redis, come back after visibility_timeout): thousands
-# of polls must not live there.
-DIRECT_DISPATCH_MAX_S = 1.0
+_NOT_FINAL = [s.value for s in FINAL_STATUSES]
 
 
 @dataclass
@@ -47,77 +51,17 @@ class Outcome:
     error: dict[str, Any] | None = None
 
 
-# A step split around its one upstream call: `plan(ctx)` reads and writes the database only and
-# returns an Outcome when no call is needed, else (call, apply): `call()` makes the HTTP request
-# and touches nothing else (it may run on another thread, beside other jobs' calls); `apply`
-# takes its answer, or the exception it raised, and returns the Outcome (or raises).
-Call = Callable[[], Any]
-Apply = Callable[[Any], Outcome]
-Plan = Callable[..., "Outcome | tuple[Call, Apply]"]
-
-
 @dataclass(frozen=True)
-class StepSpec:
-    queue: Queue
-    run: Callable[..., Outcome]
-    plan: Plan | None = None  # set for steps a batch can run (worker.runner.run_batch)
-    preload: tuple[Any, ...] = ()  # relationships of Job a batch loads with the jobs
+class Release:
+    """The step runs again in `retry_in_s`: after a wait for request budget, or after a
+    retryable failure (`failed`, counted against PASSFLOW_STEP_RETRIES)."""
 
-
-STEPS: dict[str, StepSpec] = {}
-
-
-def step(name: str, queue: Queue) -> Callable[[Callable[..., Outcome]], Callable[..., Outcome]]:
-    """Register a service function as the step `name`, run on `queue`."""
-
-    def register(fn: Callable[..., Outcome]) -> Callable[..., Outcome]:
-        STEPS[name] = StepSpec(queue, fn)
-        return fn
-
-    return register
-
-
-def planned_step(name: str, queue: Queue, *,
-                 preload: tuple[Any, ...] = ()) -> Callable[[Plan], Plan]:
-    """Register a split step (see `Plan`): run alone, or many at once by a batch."""
-
-    def register(plan: Plan) -> Plan:
-        def run(ctx: Any) -> Outcome:
-            planned = plan(ctx)
-            if isinstance(planned, Outcome):
-                return planned
-            call, apply = planned
-            try:
-                answer = call()
-            except Exception as exc:  # handed to the step, which knows which ones it expects
-                return apply(exc)
-            return apply(answer)
-
-        STEPS[name] = StepSpec(queue, run, plan, preload)
-        return plan
-
-    return register
-
-
-FIRST_STEP: dict[EventType, str] = {
-    EventType.PROFILES: "profiles.retrieve",
-    EventType.AUTHENTICATION: "authentication.check_profiles",
-    EventType.PREAUTHORIZATION: "decisions.preauthorize",
-    EventType.AUTHORIZATION: "decisions.authorize",
-    EventType.LOGOUT: "logout.initiate",
-    EventType.TEMPPASS: "temppass.authorize",
-}
+    retry_in_s: float
+    error: str
+    failed: bool = False
 
 
 # Accepting events --------------------------------------------------------------------------------
-
-def accept_event(session: Session, event: EventIn, *, default_service_provider: str) -> Job:
-    """Store the event, its device and its job in the caller's transaction, not marked sent:
-    the job is due now, and the sweeper sends it unless the caller does after commit. An
-    event_id stored before gives its first job."""
-    [accepted], _ = _accept_many(session, [event], default_service_provider, mark_sent=False)
-    return session.get_one(Job, accepted.job_id)
-
 
 @dataclass(frozen=True)
 class Accepted:
@@ -126,35 +70,17 @@ class Accepted:
     status: str
 
 
-def submit(event: EventIn, *, default_service_provider: str) -> tuple[str, bool]:
-    """Accept one event (see `submit_many`). Returns (job id, created)."""
-    accepted = submit_many([event], default_service_provider=default_service_provider)[0]
-    return accepted.job_id, accepted.created
+def accept(session: Session, events: list[EventIn], *, first_steps: Mapping[str, str],
+           default_service_provider: str,
+           mark_sent: bool = True) -> tuple[list[Accepted], list[tuple[str, str]]]:
+    """Store the events that are new, with their devices and jobs, in the caller's transaction:
+    a statement per table. Returns one answer per event and the (job id, first step) of the
+    jobs created. An event_id seen before (in the table, earlier in `events`, or committed at
+    the same moment by another API process) answers with its first job and starts nothing.
 
-
-def submit_many(events: list[EventIn], *, default_service_provider: str) -> list[Accepted]:
-    """Accept events in one transaction, then send their first steps: one answer per event.
-
-    An event_id seen before (in the table, earlier in `events`, or committed at the same moment
-    by another API process) answers with its first job and starts nothing. Jobs are marked sent
-    in the same transaction; if the broker is down, the sweeper sends them once overdue (an
-    outbox). Split steps (see `Plan`) of many new jobs go out as one batch message.
-    """
-    from models.db import session_scope
-
-    with session_scope() as session:
-        answers, new = _accept_many(session, events, default_service_provider)
-    by_step: dict[str, list[str]] = {}
-    for job_id, step_name in new:
-        by_step.setdefault(step_name, []).append(job_id)
-    _send_first_steps(by_step)
-    return answers
-
-
-def _accept_many(session: Session, events: list[EventIn], default_service_provider: str, *,
-                 mark_sent: bool = True) -> tuple[list[Accepted], list[tuple[str, str]]]:
-    """Store the events that are new, with their devices and jobs: a statement per table. The
-    jobs are marked sent (`mark_sent`) when the caller sends them after commit."""
+    The jobs are marked sent (`mark_sent`) when the caller sends them after commit; if that
+    send fails, the sweeper sends them once overdue (an outbox). Unmarked, the sweeper sends
+    them at once."""
     now = utcnow()
     first_of: dict[str, EventIn] = {}
     for event in events:
@@ -169,7 +95,7 @@ def _accept_many(session: Session, events: list[EventIn], default_service_provid
         _upsert_devices(session, fresh, now)
         job_rows = []
         for event in fresh:
-            job_id, first = new_id(), FIRST_STEP[event.type]
+            job_id, first = new_id(), first_steps[event.type]
             created[event.event_id] = (job_id, first)
             job_rows.append({
                 "id": job_id, "event_pk": event_pks[event.event_id], "type": event.type,
@@ -244,20 +170,6 @@ def _insert_events(session: Session, events: list[EventIn], now) -> dict[str, st
     return dict(session.connection().execute(statement, rows).all())
 
 
-def _send_first_steps(by_step: dict[str, list[str]]) -> None:
-    from passflow.settings import get_settings
-    from worker.runner import batched, dispatch, dispatch_batch
-
-    batch_size = get_settings().batch_size
-    for step_name, job_ids in by_step.items():
-        if len(job_ids) > 1 and batched(step_name):
-            for start in range(0, len(job_ids), batch_size):
-                dispatch_batch(step_name, job_ids[start:start + batch_size])
-        else:
-            for job_id in job_ids:
-                dispatch(job_id, step_name)
-
-
 # Running a step ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -268,25 +180,20 @@ class Claim:
     late_s: float = 0.0  # how long after its due time the job was claimed
 
 
-def claim(session: Session, job_id: str, step_name: str, owner: str, *,
-          lease: timedelta) -> Claim | None:
-    """Take the job's lease for `step_name`, or None when there is nothing to do."""
-    return claim_many(session, [job_id], step_name, owner, lease=lease).get(job_id)
-
-
 def claim_many(session: Session, job_ids: list[str], step_name: str, owner: str, *,
                lease: timedelta) -> dict[str, Claim]:
     """Take the lease of every job of `job_ids` that is due for `step_name` and free: one
     UPDATE ... RETURNING (PostgreSQL and SQLite >= 3.35), then the step rows' counters."""
     now = utcnow()
+    early = timedelta(seconds=EARLY_TOLERANCE_S)
     rows = session.execute(
         update(Job)
         .where(
             Job.id.in_(job_ids),
             Job.current_step == step_name,
-            Job.status.not_in([s.value for s in FINAL_STATUSES]),
+            Job.status.not_in(_NOT_FINAL),
             or_(Job.lease_until.is_(None), Job.lease_until < now),
-            or_(Job.next_run_at.is_(None), Job.next_run_at <= now + EARLY_TOLERANCE),
+            or_(Job.next_run_at.is_(None), Job.next_run_at <= now + early),
         )
         .values(lease_owner=owner, lease_until=now + lease,
                 status=case((Job.status == JobStatus.QUEUED.value, JobStatus.RUNNING.value),
@@ -325,7 +232,7 @@ def due_for(session: Session, step_name: str, *, limit: int) -> list[str]:
     now = utcnow()
     query = (select(Job.id)
              .where(Job.current_step == step_name,
-                    Job.status.not_in([s.value for s in FINAL_STATUSES]),
+                    Job.status.not_in(_NOT_FINAL),
                     or_(Job.lease_until.is_(None), Job.lease_until < now),
                     Job.next_run_at <= now)
              .order_by(Job.next_run_at).limit(limit))
@@ -338,19 +245,25 @@ class LeaseLost(Exception):
     """Another worker took the job over (this one was too slow): its work is rolled back."""
 
 
-def complete(session: Session, job: Job, step_name: str, owner: str, outcome: Outcome) -> None:
-    """Record the outcome in the caller's transaction, conditional on still holding the lease."""
-    complete_many(session, step_name, owner, [(job, outcome)])
+def settle(session: Session, step_name: str, owner: str,
+           transitions: list[tuple[Job, Outcome | Release]]) -> None:
+    """Record what a run of `step_name` decided for each of its jobs, in the caller's
+    transaction (the one holding the records the step made): complete it with its Outcome, or
+    release it to run again. Raises LeaseLost, and the caller rolls back, if any job's lease was
+    taken over (the run was too slow)."""
+    _complete_many(session, step_name, owner,
+                   [(job, t) for job, t in transitions if isinstance(t, Outcome)])
+    for job, t in transitions:
+        if isinstance(t, Release):
+            release(session, job.id, step_name, owner, retry_in_s=t.retry_in_s, error=t.error,
+                    failed=t.failed)
 
 
-def complete_many(session: Session, step_name: str, owner: str,
-                  done: list[tuple[Job, Outcome]]) -> None:
-    """Record the outcomes of many jobs of one step: two statements, each run for every job
-    (executemany). Raises LeaseLost, and the caller rolls back, if any lease was taken over."""
+def _complete_many(session: Session, step_name: str, owner: str,
+                   done: list[tuple[Job, Outcome]]) -> None:
+    """Two statements, each run for every job (executemany)."""
     if not done:
         return
-    from worker import webhooks
-
     session.flush()  # the records the steps added, before the jobs say they are done
     now = utcnow()
     jobs_table, steps_table = Job.__table__, JobStep.__table__
@@ -401,8 +314,7 @@ def complete_many(session: Session, step_name: str, owner: str,
 
 def release(session: Session, job_id: str, step_name: str, owner: str, *, retry_in_s: float,
             error: str, failed: bool = False) -> None:
-    """Give the lease back and set when the step is due again: after a wait for request
-    budget, or after a retryable failure (`failed`, counted against PASSFLOW_STEP_RETRIES)."""
+    """Give the lease back and set when the step is due again (see Release)."""
     now = utcnow()
     session.execute(
         update(Job).where(Job.id == job_id, Job.lease_owner == owner).values(
@@ -420,36 +332,82 @@ def release(session: Session, job_id: str, step_name: str, owner: str, *, retry_
     )
 
 
-def cancel(session: Session, job_id: str, *, reason: str = "cancelled") -> bool:
-    """Cancel a job by a row update: a pending poll finds it final and stops."""
-    from models import AuthSession, SessionStatus
+# Transitions from outside a step -----------------------------------------------------------------
 
+def cancel(session: Session, job_ids: list[str], *, code: str = "cancelled",
+           message: str | None = None) -> list[str]:
+    """Cancel jobs that are not final by a row update (a pending poll finds its job final and
+    stops); their pending sessions stop too. Returns the ids cancelled here."""
+    if not job_ids:
+        return []
     now = utcnow()
-    changed = session.execute(
-        update(Job).where(Job.id == job_id,
-                          Job.status.not_in([s.value for s in FINAL_STATUSES]))
+    cancelled = list(session.scalars(
+        update(Job).where(Job.id.in_(job_ids), Job.status.not_in(_NOT_FINAL))
         .values(status=JobStatus.CANCELLED, current_step=None, next_run_at=None,
-                lease_owner=None, lease_until=None, finished_at=now,
-                error={"code": reason, "action": "none"})
-        .execution_options(synchronize_session=False)
-    ).rowcount
+                lease_owner=None, lease_until=None, finished_at=now, updated_at=now,
+                error={"status": None, "code": code, "action": "none",
+                       "message": message or code})
+        .returning(Job.id).execution_options(synchronize_session=False)))
+    stop = SessionStatus.SUPERSEDED if code == "superseded" else SessionStatus.CANCELLED
     session.execute(
-        update(AuthSession).where(AuthSession.job_id == job_id,
+        update(AuthSession).where(AuthSession.job_id.in_(job_ids),
                                   AuthSession.status == SessionStatus.PENDING)
-        .values(status=SessionStatus.CANCELLED, stop_reason=reason, next_poll_at=None)
+        .values(status=stop, stop_reason=message or code, next_poll_at=None)
         .execution_options(synchronize_session=False)
     )
-    if changed:
-        from worker import webhooks
-
+    for job_id in cancelled:
         webhooks.record(session, job_id, "job.finished")
-    return bool(changed)
+    return cancelled
+
+
+def supersede_sessions(session: Session, *, device_id: str, service_provider: str,
+                       by_job_id: str) -> list[str]:
+    """A new code stops polling of the device's previous ones (checklist): their sessions end
+    `superseded` and their jobs `cancelled`. Serialized on the device row (a row lock on
+    PostgreSQL, the write lock on SQLite), so of two sessions created at once for one device,
+    the later commit supersedes the earlier."""
+    session.execute(update(Device).where(Device.id == device_id).values(updated_at=utcnow()))
+    older = list(session.scalars(select(AuthSession.job_id).where(
+        AuthSession.device_id == device_id, AuthSession.service_provider == service_provider,
+        AuthSession.status == SessionStatus.PENDING, AuthSession.job_id != by_job_id)))
+    return cancel(session, older, code="superseded", message=f"superseded by job {by_job_id}")
+
+
+def start_polling(session: Session, job_id: str) -> str | None:
+    """The user reached the final page (primary-screen flow): the job's poll is due now.
+    Returns the step to send, or None when the job is not waiting for a poll."""
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None or job.status in FINAL_STATUSES or job.current_step is None:
+        return None
+    auth = session.scalar(select(AuthSession).where(AuthSession.job_id == job_id))
+    if auth is None or auth.status != SessionStatus.PENDING:
+        return None
+    now = utcnow()
+    auth.polling_started_at = auth.polling_started_at or now
+    auth.next_poll_at = now
+    if job.next_run_at is None or job.next_run_at > now:
+        job.next_run_at = now
+    job.dispatched_at = now
+    return job.current_step
+
+
+def provider_picked(session: Session, *, service_provider: str, code: str, mvpd: str) -> None:
+    """The user picked an MVPD for the code on the activation page: the session and its job
+    keep it."""
+    auth = session.scalar(select(AuthSession).where(AuthSession.code == code,
+                                                    AuthSession.service_provider ==
+                                                    service_provider))
+    if auth is None or auth.mvpd is not None:
+        return
+    auth.mvpd = mvpd
+    session.execute(update(Job).where(Job.id == auth.job_id, Job.mvpd.is_(None))
+                    .values(mvpd=mvpd).execution_options(synchronize_session=False))
 
 
 # Sweeping ----------------------------------------------------------------------------------------
 
 def due_jobs(session: Session, *, grace: timedelta, horizon: timedelta,
-             limit: int = 2000) -> list[tuple[str, str, float]]:
+             limit: int) -> list[tuple[str, str, float]]:
     """Claim (job id, step, seconds until due) for every step to send now, marking it sent:
 
     - steps due within `horizon` that were never handed to the broker (polls, delayed retries,

@@ -46,6 +46,9 @@ class Runtime:
         from worker.metrics import observe_adobe_call
 
         s = self.settings
+        if s.software_statement is None:
+            raise RuntimeError("PASSFLOW_SOFTWARE_STATEMENT is not set: passflow registers with "
+                               "Adobe Pass using the statement from the TVE Dashboard")
         return AdobePass(
             s.pass_base_url,
             software_statement=s.software_statement.get_secret_value(),
@@ -63,15 +66,20 @@ class Runtime:
         return ThreadPoolExecutor(max_workers=self.settings.call_threads,
                                   thread_name_prefix="passflow-call")
 
-    def call_all(self, calls: Mapping[str, Callable[[], Any]]) -> dict[str, Any]:
-        """Run the calls at once; each one's answer, or the exception it raised."""
+    def call_all(self, calls: Mapping[str, Callable[[], Any]], *,
+                 deadline: float | None = None) -> dict[str, Any]:
+        """Run the calls at once; each one's answer, or the exception it raised. Adobe Pass
+        calls end by `deadline` (time.monotonic()): see AdobePass.deadline."""
 
         def capture(call: Callable[[], Any]) -> Any:
             try:
-                return call()
+                with self.adobe.deadline(deadline):
+                    return call()
             except Exception as exc:
                 return exc
 
+        if not calls:
+            return {}
         if len(calls) == 1:
             return {key: capture(call) for key, call in calls.items()}
         futures = {key: self.call_pool.submit(capture, call) for key, call in calls.items()}

@@ -59,9 +59,9 @@ def record(session: Session, job_id: str, kind: str, settings: Settings | None =
                                     next_attempt_at=utcnow()))
 
 
-def pending_for_job(session: Session, job_id: str) -> list[int]:
+def pending_for_jobs(session: Session, job_ids: list[str]) -> list[int]:
     return list(session.scalars(select(WebhookDelivery.id).where(
-        WebhookDelivery.job_id == job_id, WebhookDelivery.status == "pending")))
+        WebhookDelivery.job_id.in_(job_ids), WebhookDelivery.status == "pending")))
 
 
 def overdue(session: Session, *, grace: timedelta, limit: int = 200) -> list[int]:

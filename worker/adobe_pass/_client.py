@@ -12,8 +12,8 @@ import platform
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -145,6 +145,22 @@ class AdobePass:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextmanager
+    def deadline(self, at: float | None) -> Iterator[None]:
+        """Calls made by this thread inside end by `at` (time.monotonic()): each request's
+        timeouts are cut to the time left, no retry starts after it, and a request that would
+        start after it fails as a timeout (retryable, by the step's policy)."""
+        previous = getattr(self._per_thread, "deadline", None)
+        self._per_thread.deadline = at
+        try:
+            yield
+        finally:
+            self._per_thread.deadline = previous
+
+    def _time_left(self) -> float | None:
+        at = getattr(self._per_thread, "deadline", None)
+        return None if at is None else at - time.monotonic()
+
     # registration and tokens ---------------------------------------------------------------
     @property
     def registration_key(self) -> str:
@@ -233,10 +249,12 @@ class AdobePass:
                 error = (make_registration_error if registration else make_status_error)(
                     response, endpoint=endpoint
                 )
+            delay = self._backoff(attempt, error)
+            left = self._time_left()
             if (not error.retryable or attempt >= self.max_retries
-                    or isinstance(error, ThrottledError)):
+                    or isinstance(error, ThrottledError) or (left is not None and left < delay)):
                 raise error
-            self._sleep(self._backoff(attempt, error))
+            self._sleep(delay)
             attempt += 1
 
     def _send(self, method, path, endpoint, headers, params, content, json) -> httpx.Response:
@@ -245,10 +263,20 @@ class AdobePass:
             if wait > 0:
                 # Not slept here: the caller reschedules (a Celery countdown), freeing its slot.
                 raise ThrottledError(wait, endpoint=endpoint)
+        left = self._time_left()
+        extra: dict[str, Any] = {}
+        if left is not None:
+            if left <= 0:
+                raise APITimeoutError(f"{endpoint}: the step's deadline passed")
+            configured: httpx.Timeout = self._http_options["timeout"]
+            extra["timeout"] = httpx.Timeout(**{
+                name: min(value, left) if value is not None else left
+                for name, value in configured.as_dict().items()})
         started = time.perf_counter()
         try:
             response = self._http().request(
-                method, path, headers=headers, params=params, content=content, json=json
+                method, path, headers=headers, params=params, content=content, json=json,
+                **extra,
             )
         except httpx.TimeoutException as exc:
             self._observe(endpoint, 0, started)

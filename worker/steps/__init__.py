@@ -1,9 +1,34 @@
-"""Cookbook steps as service functions, registered in worker.jobs.STEPS by name.
+"""The cookbook steps, one module each as Adobe's API groups are (worker.adobe_pass.resources),
+and their registry: the engine, the tasks and the job state read step specs from here only."""
 
-Each can be called directly with a StepContext; the Celery tasks in worker.tasks only claim the
-job, build the context, call the step and dispatch what comes next.
-"""
+from __future__ import annotations
 
-from worker.steps import authentication, decisions, logout, polling, profiles
+from passflow.events import EventType
+from worker.steps import configuration, decisions, logout, profiles, sessions, temppass
+from worker.steps.base import Step, StepName
 
-__all__ = ["authentication", "decisions", "logout", "polling", "profiles"]
+STEPS: dict[str, Step] = {step.name: step for step in (
+    profiles.RETRIEVE,
+    profiles.CHECK,
+    configuration.RETRIEVE,
+    sessions.CREATE,
+    profiles.POLL,
+    profiles.FETCH,
+    decisions.PREAUTHORIZE,
+    decisions.AUTHORIZE,
+    temppass.AUTHORIZE,
+    logout.INITIATE,
+)}
+assert set(STEPS) == set(StepName), "every step name has its spec"
+
+# Where each event's job starts (CONTRACT.md, the events table).
+FIRST_STEP: dict[str, str] = {
+    EventType.PROFILES: StepName.PROFILES_RETRIEVE,
+    EventType.AUTHENTICATION: StepName.PROFILES_CHECK,
+    EventType.PREAUTHORIZATION: StepName.DECISIONS_PREAUTHORIZE,
+    EventType.AUTHORIZATION: StepName.DECISIONS_AUTHORIZE,
+    EventType.LOGOUT: StepName.LOGOUT_INITIATE,
+    EventType.TEMPPASS: StepName.TEMPPASS_AUTHORIZE,
+}
+
+__all__ = ["FIRST_STEP", "STEPS", "Step", "StepName"]

@@ -1,26 +1,72 @@
-"""What every step service gets, and the helpers that persist what Adobe Pass answered."""
+"""What a step is (Step), what it gets (StepContext), and the helpers that persist what Adobe Pass
+answered.
+
+Every step is plan -> call -> apply, run by worker.engine for one job or many at once:
+- `plan(ctx)` reads the database (never writes) and returns the upstream call to make, a
+  zero-argument callable closed over plain values, or None when no call is needed;
+- the call runs with no database session open, beside other jobs' calls;
+- `apply(ctx, answer)` gets the call's answer, the exception it raised, or None (no call), in
+  a fresh transaction, writes the records and returns the job's Outcome, or raises an Adobe
+  Pass error for the engine's retry and throttle policy (worker.engine).
+"""
 
 from __future__ import annotations
 
+import enum
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import Decision, Device, Job, Profile
+from models import Decision, Device, Job, JobStatus, Profile
 from passflow.crypto import Cipher
 from passflow.settings import Settings
 from worker.adobe_pass import AdobePass, APIStatusError
 from worker.adobe_pass import Device as PassDevice
-from worker.adobe_pass.types import Configuration
 from worker.adobe_pass.types import Decision as PassDecision
 from worker.adobe_pass.types import Profile as PassProfile
+from worker.jobs import Outcome
+from worker.policy import MAX_THROTTLED_RUNS
+from worker.queues import Queue
+from worker.runtime import Runtime
+
+Call = Callable[[], Any]
+
+
+class StepName(enum.StrEnum):
+    """Every step's name, written once: job rows, task names and logs use these."""
+
+    PROFILES_RETRIEVE = "profiles.retrieve"
+    PROFILES_CHECK = "profiles.check"
+    CONFIGURATION_RETRIEVE = "configuration.retrieve"
+    SESSIONS_CREATE = "sessions.create"
+    PROFILES_POLL = "profiles.poll"
+    PROFILES_FETCH = "profiles.fetch"
+    DECISIONS_PREAUTHORIZE = "decisions.preauthorize"
+    DECISIONS_AUTHORIZE = "decisions.authorize"
+    TEMPPASS_AUTHORIZE = "temppass.authorize"
+    LOGOUT_INITIATE = "logout.initiate"
+
+
+@dataclass(frozen=True)
+class Step:
+    """A cookbook step as the engine runs it. The policy a step needs different is a field."""
+
+    name: StepName
+    queue: Queue
+    plan: Callable[[StepContext], Call | None]
+    apply: Callable[[StepContext, Any], Outcome]
+    # Relationships of Job loaded with the jobs (one query for a whole run).
+    preload: tuple[Any, ...] = ()
+    # Runs for want of request budget before the job fails `rate_limited`; None: never (polls
+    # stop at their session's notAfter instead).
+    throttle_cap: int | None = MAX_THROTTLED_RUNS
 
 
 def from_millis(value: int | None) -> datetime | None:
@@ -32,9 +78,15 @@ class StepContext:
     session: Session
     job: Job
     settings: Settings
-    adobe: AdobePass
-    cipher: Cipher
-    redis: redis.Redis
+    runtime: Runtime
+
+    @property
+    def adobe(self) -> AdobePass:
+        return self.runtime.adobe
+
+    @property
+    def cipher(self) -> Cipher:
+        return self.runtime.cipher
 
     @property
     def device_row(self) -> Device:
@@ -58,10 +110,19 @@ class StepContext:
         interval = self.settings.poll_interval_s
         return interval + random.uniform(0, interval * 0.1)
 
-    def configuration(self) -> Configuration:
-        from worker.runtime import runtime
 
-        return runtime().configuration(self.sp, device=self.device)
+
+def answer_or_raise(answer: Any) -> Any:
+    """The call's answer; an exception it raised goes to the engine's policy."""
+    if isinstance(answer, BaseException):
+        raise answer
+    return answer
+
+
+def failed(code: str, message: str, *, action: str = "none") -> Outcome:
+    """The job ends failed with passflow's own error code (no Adobe answer to quote)."""
+    return Outcome(JobStatus.FAILED, error={"status": None, "code": code, "action": action,
+                                           "message": message})
 
 
 def error_of(exc: Exception) -> dict[str, Any]:

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 from models import JobStatus, Logout
-from worker.jobs import Outcome, step
+from worker.jobs import Outcome
 from worker.queues import Queue
-from worker.steps.base import StepContext
+from worker.steps.base import Call, Step, StepContext, StepName, answer_or_raise
 
 
-@step("logout.initiate", Queue.LOGOUT)
-def initiate_logout(ctx: StepContext) -> Outcome:
+def plan(ctx: StepContext) -> Call:
+    adobe, sp, mvpd, device = ctx.adobe, ctx.sp, ctx.job.mvpd, ctx.device
     redirect_url = (ctx.event.get("redirect_url")
                     or f"{ctx.settings.public_url.rstrip('/')}/landing")
-    answer = ctx.adobe.logout.initiate(ctx.sp, ctx.job.mvpd, redirect_url=redirect_url,
-                                       device=ctx.device)
+    return lambda: adobe.logout.initiate(sp, mvpd, redirect_url=redirect_url, device=device)
+
+
+def apply(ctx: StepContext, answer: Any) -> Outcome:
+    logouts = answer_or_raise(answer).logouts
     recorded = set(ctx.session.scalars(select(Logout.mvpd).where(Logout.job_id == ctx.job.id)))
-    for mvpd, action in answer.logouts.items():
+    for mvpd, action in logouts.items():
         if mvpd in recorded:
             continue
         ctx.session.add(Logout(
@@ -26,3 +31,6 @@ def initiate_logout(ctx: StepContext) -> Outcome:
     if ctx.device_row.last_mvpd == ctx.job.mvpd:
         ctx.device_row.last_mvpd = None
     return Outcome(JobStatus.SUCCEEDED)
+
+
+INITIATE = Step(StepName.LOGOUT_INITIATE, Queue.LOGOUT, plan, apply)

@@ -31,14 +31,19 @@ def _db(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from passflow.crypto import cipher_from_settings
+    from passflow.settings import get_settings
     from worker.app import celery_app
     from worker.queues import ALL_QUEUES
+    from worker.tasks import register
+
+    if get_settings().software_statement is None:
+        print("passflow worker: set PASSFLOW_SOFTWARE_STATEMENT (the software statement of your "
+              "application, from Adobe's TVE Dashboard)", file=sys.stderr)
+        return 2
 
     if args.concurrency:
         # A step may hold two connections at once (its own and the credential store's): the
         # pool must exceed the worker's threads, or they can starve each other.
-        from passflow.settings import get_settings
-
         settings = get_settings()
         needed = args.concurrency + 2 - settings.db_pool_size
         if settings.db_max_overflow < needed:
@@ -51,15 +56,9 @@ def _worker(args: argparse.Namespace) -> int:
         argv += ["--concurrency", str(args.concurrency)]
     if args.pool:
         argv += ["--pool", args.pool]
-    if args.beat:
-        import tempfile
-        from pathlib import Path
-
-        # Beat's schedule file lives outside the working tree.
-        schedule = Path(tempfile.gettempdir()) / f"passflow-beat-{os.getpid()}"
-        argv += ["--beat", "--schedule-filename", str(schedule)]
     if args.hostname:
         argv += ["--hostname", args.hostname]
+    register(celery_app)  # the step tasks and the sweeper every worker runs
     celery_app.worker_main(argv)
     return 0
 
@@ -114,7 +113,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _rotate_key(args: argparse.Namespace) -> int:
-    from passflow.maintenance import rotate_key
+    from models.maintenance import rotate_key
 
     counts = rotate_key()
     print(", ".join(f"{n} {what}" for what, n in counts.items()) + " re-encrypted with the "
@@ -123,7 +122,7 @@ def _rotate_key(args: argparse.Namespace) -> int:
 
 
 def _purge(args: argparse.Namespace) -> int:
-    from passflow.maintenance import parse_age, purge
+    from models.maintenance import parse_age, purge
 
     counts = purge(older_than=parse_age(args.older_than))
     print("deleted: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
@@ -131,7 +130,7 @@ def _purge(args: argparse.Namespace) -> int:
 
 
 def _forget(args: argparse.Namespace) -> int:
-    from passflow.maintenance import forget_device
+    from models.maintenance import forget_device
 
     counts = forget_device(args.device)
     print(f"device {args.device} forgotten: "
@@ -164,7 +163,7 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from passflow.demo import run_demo
+    from cli.demo import run_demo
 
     return run_demo()
 
@@ -186,11 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--url", help="database URL (default: PASSFLOW_DATABASE_URL)")
     db.set_defaults(func=_db)
 
-    work = commands.add_parser("worker", help="a Celery worker of the app")
+    work = commands.add_parser(
+        "worker", help="a Celery worker of the app; workers take turns at the sweeper duty")
     work.add_argument("--queues", help="comma-separated queues (default: all)")
     work.add_argument("--concurrency", type=int)
     work.add_argument("--pool", choices=["prefork", "threads", "solo", "gevent"])
-    work.add_argument("--beat", action="store_true", help="also run the periodic sweeper")
     work.add_argument("--hostname", help="worker node name (default: celery@HOST)")
     work.add_argument("--loglevel", default="INFO")
     work.set_defaults(func=_worker)

@@ -234,6 +234,7 @@ def run_demo() -> int:
     from passflow.serving import BackgroundServer
     from passflow.settings import get_settings
     from simulator import SimConfig, create_app
+    from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
 
     workdir = Path(tempfile.mkdtemp(prefix="passflow-demo-"))
     configured_broker = get_settings().broker_url
@@ -254,6 +255,7 @@ def run_demo() -> int:
                 "PASSFLOW_POLL_INTERVAL_S": "1",
                 "PASSFLOW_SWEEP_INTERVAL_S": "1",
                 "PASSFLOW_SWEEP_GRACE_S": "3",
+                "PASSFLOW_SOFTWARE_STATEMENT": DEMO_SOFTWARE_STATEMENT,
             }
             os.environ.update(env)
             get_settings.cache_clear()
@@ -263,7 +265,7 @@ def run_demo() -> int:
 
             upgrade()
             worker = subprocess.Popen(
-                [sys.executable, "-m", "passflow.cli", "worker", "--beat", "--pool", "threads",
+                [sys.executable, "-m", "cli", "worker", "--pool", "threads",
                  "--concurrency", "8", "--loglevel", "WARNING"],
                 env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                 stderr=open(workdir / "worker.log", "wb"))  # noqa: SIM115
@@ -272,7 +274,7 @@ def run_demo() -> int:
             with BackgroundServer(create_api(get_settings()), port=api_port) as api_server, \
                     httpx.Client(base_url=api_server.url, timeout=30,
                                  headers={"Authorization": f"Bearer {token}"}) as api:
-                print(f"API: {api_server.url} (a worker with the sweeper runs beside it)\n")
+                print(f"API: {api_server.url} (a worker runs beside it and sweeps)\n")
                 demo = Demo(api=api, pass_url=simulator.url)
                 living_room_tv(demo)
                 kitchen_stick(demo)

@@ -1,0 +1,103 @@
+"""Sending work to the broker, always after the transition that made it due has committed.
+
+A send that fails (the broker is down) is logged, not raised: the job rows say what is due, and
+the sweeper sends it later. So the broker only ever carries copies of what SQL holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from itertools import groupby
+
+from models.db import session_scope
+from passflow import logs
+from passflow.events import EventIn
+from passflow.settings import get_settings
+from worker import jobs, webhooks
+from worker.app import celery_app
+from worker.policy import BATCH_WINDOW_S, DIRECT_DISPATCH_MAX_S
+from worker.queues import Queue
+from worker.steps import FIRST_STEP, STEPS
+
+log = logs.get_logger(__name__)
+
+WEBHOOK_TASK = "passflow.webhooks.deliver"
+TOKEN_TASK = "passflow.registration.refresh_token"
+
+
+def task_name(step_name: str) -> str:
+    return f"passflow.{step_name}"
+
+
+def send_step(step_name: str, job_ids: list[str], *, countdown: float = 0.0) -> bool:
+    """One message for the jobs' run of `step_name` (worker.engine runs them together). Steps due
+    later than DIRECT_DISPATCH_MAX_S stay in the table for the sweeper."""
+    if not job_ids or countdown > DIRECT_DISPATCH_MAX_S:
+        return True
+    try:
+        celery_app.send_task(task_name(step_name), args=[job_ids],
+                             queue=STEPS[step_name].queue.value,
+                             countdown=countdown if countdown > 0 else None)
+        return True
+    except Exception as exc:  # broker down: the jobs stay due in SQL
+        log.warning("dispatch_failed", step=step_name, jobs=len(job_ids),
+                    error=type(exc).__name__)
+        return False
+
+
+def send_steps(due: list[tuple[str, str, float]]) -> None:
+    """Send (job id, step, seconds until due) rows, in due order, as messages of up to
+    PASSFLOW_BATCH_SIZE jobs of one step whose due times span at most BATCH_WINDOW_S; each is
+    sent for its first job's due time (so none runs much before its time)."""
+    size = get_settings().batch_size
+    for step_name, rows in groupby(sorted(due, key=lambda r: (r[1], r[2])), key=lambda r: r[1]):
+        chunk: list[tuple[str, str, float]] = []
+        for row in rows:
+            if chunk and (len(chunk) >= size or row[2] - chunk[0][2] > BATCH_WINDOW_S):
+                send_step(step_name, [r[0] for r in chunk],
+                          countdown=min(chunk[0][2], DIRECT_DISPATCH_MAX_S))
+                chunk = []
+            chunk.append(row)
+        if chunk:
+            send_step(step_name, [r[0] for r in chunk],
+                      countdown=min(chunk[0][2], DIRECT_DISPATCH_MAX_S))
+
+
+def submit(event: EventIn, *, default_service_provider: str) -> tuple[str, bool]:
+    """Accept one event (see `submit_many`). Returns (job id, created)."""
+    accepted = submit_many([event], default_service_provider=default_service_provider)[0]
+    return accepted.job_id, accepted.created
+
+
+def submit_many(events: list[EventIn], *,
+                default_service_provider: str) -> list[jobs.Accepted]:
+    """Accept events in one transaction, then send the new jobs' first steps (one message per
+    step and batch). Jobs are marked sent in the transaction; if the broker is down the sweeper
+    sends them once overdue (an outbox)."""
+    with session_scope() as session:
+        answers, created = jobs.accept(session, events, first_steps=FIRST_STEP,
+                                       default_service_provider=default_service_provider)
+    send_steps([(job_id, step_name, 0.0) for job_id, step_name in created])
+    return answers
+
+
+def notify(job_ids: list[str]) -> None:
+    """Send the webhook deliveries the jobs' transitions recorded (none without a URL)."""
+    if not job_ids or not get_settings().webhook_url:
+        return
+    with session_scope() as session:
+        pending = webhooks.pending_for_jobs(session, job_ids)
+    for delivery_id in pending:
+        send_delivery(delivery_id)
+
+
+def send_delivery(delivery_id: int, *, countdown: float | None = None) -> None:
+    # A broker failure is fine: the sweeper re-sends pending deliveries.
+    with contextlib.suppress(Exception):
+        celery_app.send_task(WEBHOOK_TASK, args=[delivery_id], queue=Queue.MAINTENANCE.value,
+                             countdown=countdown)
+
+
+def send_token_upkeep() -> None:
+    with contextlib.suppress(Exception):
+        celery_app.send_task(TOKEN_TASK, queue=Queue.REGISTRATION.value, expires=60)

@@ -1,0 +1,244 @@
+"""The one driver of steps: claim, plan, call, apply and settle, then send what comes next.
+
+A run takes one step for one job or many (a job run alone is a batch of one):
+
+1. claim: the jobs' leases, in one conditional UPDATE; a run claimed late (the workers are
+   behind) takes other due jobs of its step along, up to PASSFLOW_BATCH_SIZE. In the same
+   transaction, each job's plan reads what its call needs. Committed before any call.
+2. call: the upstream calls, side by side on the process' call pool, with no database session
+   open, within a deadline below the lease.
+3. apply: in one fresh transaction, each job's answer becomes records and an Outcome, or, by
+   the policy below, a Release to run again later; the jobs' transitions commit with the
+   records. If that transaction cannot commit for all (a bug in one job, a lease taken over),
+   it is rolled back and each job is applied alone with its answer, so one job's fault is
+   recorded with that job and costs the others nothing.
+4. after commit: the next steps are sent, webhooks notified, metrics flushed.
+
+The policy, applied here only (`_decide`): a throttled call (passflow's bucket or Adobe's 429)
+runs again when budget is due, up to the step's `throttle_cap`; a retryable failure (5xx,
+timeout, Redis) retries with backoff up to PASSFLOW_STEP_RETRIES, counted in the step's row so a
+re-sent message keeps the count; anything else fails the job with the enhanced error's code and
+action. A database that is down rolls the run back; its leases expire and the sweeper resumes
+the jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm import Session, joinedload, selectinload
+
+from models import Job, JobStatus
+from models.db import session_scope
+from passflow import logs
+from passflow.settings import Settings, get_settings
+from worker import dispatch, jobs, metrics
+from worker.adobe_pass import AdobePassError, RateLimitError, ThrottledError
+from worker.jobs import Claim, LeaseLost, Outcome, Release
+from worker.policy import (
+    CALL_SHARE_OF_LEASE,
+    DIRECT_DISPATCH_MAX_S,
+    GATHER_WHEN_LATE_S,
+    retry_backoff,
+)
+from worker.runtime import Runtime, runtime
+from worker.steps import STEPS, Step
+from worker.steps.base import StepContext, error_of
+
+log = logs.get_logger(__name__)
+
+# Errors of the database itself (unreachable, restarting, no pooled connection in time).
+_DATABASE_DOWN = (DBAPIError, PoolTimeoutError)
+
+
+class _Bug(Exception):
+    """A step raised what the policy does not know: the job fails `internal_error`."""
+
+
+@dataclass(frozen=True)
+class _Settled:
+    transition: Outcome | Release | None  # None: nothing recorded (lease lost, database down)
+    note: str  # what happened, for logs and metrics
+
+    @property
+    def result(self) -> str:
+        t = self.transition
+        return self.note if not isinstance(t, Outcome) else str(t.status)
+
+
+def run(step_name: str, job_ids: list[str], *, owner: str) -> dict[str, str]:
+    """Run `step_name` for the jobs (and others due, when behind). Returns each job's result."""
+    step = STEPS[step_name]
+    settings, rt = get_settings(), runtime()
+    logs.clear()
+    logs.bind(step=step.name)
+    try:
+        claims, answers = _claim_and_plan(step, job_ids, owner, settings, rt)
+    except _DATABASE_DOWN as exc:
+        log.warning("step_database_error", phase="claim", error=type(exc).__name__)
+        return {}
+    if not claims:
+        return {}
+    started = time.perf_counter()
+    calls = {job_id: call for job_id, call in answers.items() if callable(call)}
+    deadline = time.monotonic() + settings.lease_s * CALL_SHARE_OF_LEASE
+    answers.update(rt.call_all(calls, deadline=deadline))
+    settled = _apply(step, owner, claims, answers, settings, rt, list(claims))
+    _after_commit(step, claims, settled, time.perf_counter() - started, rt)
+    return {job_id: s.result for job_id, s in settled.items()}
+
+
+def _claim_and_plan(step: Step, job_ids: list[str], owner: str, settings: Settings,
+                    rt: Runtime) -> tuple[dict[str, Claim], dict[str, Any]]:
+    """Claim the jobs and plan their calls. Each job's entry in the second dict is its call,
+    None (no call needed), or the exception its plan raised (handed to apply as the answer)."""
+    lease = timedelta(seconds=settings.lease_s)
+    plans: dict[str, Any] = {}
+    with session_scope() as session:
+        claims = jobs.claim_many(session, job_ids, step.name, owner, lease=lease)
+        room = settings.batch_size - len(claims)
+        # A message whose jobs another run took finds nothing and takes nothing more.
+        behind = any(c.late_s > GATHER_WHEN_LATE_S for c in claims.values())
+        more = jobs.due_for(session, step.name, limit=room) if behind and room > 0 else []
+        if more:
+            claims.update(jobs.claim_many(session, more, step.name, owner, lease=lease))
+        for ctx in _contexts(session, step, claims, settings, rt):
+            try:
+                plans[ctx.job.id] = step.plan(ctx)
+            except Exception as exc:  # handed to apply, then to the policy
+                plans[ctx.job.id] = exc
+    return claims, plans
+
+
+def _contexts(session: Session, step: Step, job_ids: Iterable[str], settings: Settings,
+              rt: Runtime) -> list[StepContext]:
+    """The jobs with their events, devices and the step's relationships: one query a run."""
+    loaded = session.scalars(select(Job).where(Job.id.in_(list(job_ids))).options(
+        joinedload(Job.event), joinedload(Job.device),
+        *(selectinload(rel) for rel in step.preload))).unique().all()
+    return [StepContext(session, job, settings, rt) for job in loaded]
+
+
+def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, Any],
+           settings: Settings, rt: Runtime, job_ids: list[str]) -> dict[str, _Settled]:
+    """Apply the answers of `job_ids` and settle the jobs in one transaction; split it job by
+    job when it cannot commit for all."""
+    try:
+        with session_scope() as session:
+            transitions: list[tuple[Job, Outcome | Release]] = []
+            # One flush for all the jobs' records (executemany), not one per job.
+            with session.no_autoflush:
+                for ctx in _contexts(session, step, job_ids, settings, rt):
+                    job_id = ctx.job.id
+                    transitions.append((ctx.job, _decide(step, ctx, claims[job_id],
+                                                         answers.get(job_id))))
+            jobs.settle(session, step.name, owner, transitions)
+        return {job.id: _Settled(t, _note(t)) for job, t in transitions}
+    except _DATABASE_DOWN as exc:
+        log.warning("step_database_error", phase="apply", jobs=len(job_ids),
+                    error=type(exc).__name__)
+        _release_quietly(step, owner, job_ids)
+        return {job_id: _Settled(None, "database-error") for job_id in job_ids}
+    except (_Bug, LeaseLost) as exc:
+        if len(job_ids) > 1:
+            settled: dict[str, _Settled] = {}
+            for job_id in job_ids:
+                settled.update(_apply(step, owner, claims, answers, settings, rt, [job_id]))
+            return settled
+        [job_id] = job_ids
+        if isinstance(exc, LeaseLost):
+            log.warning("lease_lost", job_id=job_id)
+            return {job_id: _Settled(None, "lease-lost")}
+        return {job_id: _fail_alone(step, owner, job_id, exc.__cause__ or exc)}
+
+
+def _decide(step: Step, ctx: StepContext, claim: Claim, answer: Any) -> Outcome | Release:
+    """The retry and throttle policy: what the job's answer means for the job."""
+    try:
+        return step.apply(ctx, answer)
+    except (ThrottledError, RateLimitError) as exc:
+        if isinstance(exc, ThrottledError):  # Adobe's 429s are counted as they arrive
+            metrics.inc("passflow_throttled_total", ("local",))
+        if step.throttle_cap is not None and claim.attempts >= step.throttle_cap:
+            # A 429 storm that does not end: fail clearly rather than wait for ever.
+            return _failure(step, exc, code="rate_limited")
+        return Release(exc.retry_after, str(exc))
+    except (AdobePassError, redis.RedisError) as exc:
+        retryable = not isinstance(exc, AdobePassError) or exc.retryable
+        if retryable and claim.failures < ctx.settings.step_retries:
+            return Release(retry_backoff(claim.failures), _reason(exc), failed=True)
+        return Outcome(JobStatus.FAILED, error=error_of(exc))
+    except Exception as exc:
+        raise _Bug(type(exc).__name__) from exc
+
+
+def _reason(exc: Exception) -> str:
+    # The type only for non-Adobe errors: an exception's text may quote an answer.
+    return str(exc) if isinstance(exc, AdobePassError) else type(exc).__name__
+
+
+def _failure(step: Step, exc: BaseException, code: str = "internal_error") -> Outcome:
+    """A bug, an unexpected answer or an endless 429 storm ends the job with a clear error,
+    never a crash loop."""
+    return Outcome(JobStatus.FAILED, error={
+        "status": getattr(exc, "status_code", None), "code": code, "action": None,
+        "message": f"{type(exc).__name__} in step {step.name}"})
+
+
+def _note(transition: Outcome | Release) -> str:
+    if isinstance(transition, Outcome):
+        return str(transition.status)
+    return "retrying" if transition.failed else "throttled"
+
+
+def _fail_alone(step: Step, owner: str, job_id: str, exc: BaseException) -> _Settled:
+    log.error("step_crashed", job_id=job_id, error=type(exc).__name__)
+    outcome = _failure(step, exc)
+    try:
+        with session_scope() as session:
+            job = session.get(Job, job_id)
+            if job is not None:
+                jobs.settle(session, step.name, owner, [(job, outcome)])
+    except LeaseLost:
+        return _Settled(None, "lease-lost")
+    except _DATABASE_DOWN:
+        return _Settled(None, "database-error")
+    return _Settled(outcome, "failed")
+
+
+def _release_quietly(step: Step, owner: str, job_ids: list[str]) -> None:
+    """Give the leases back if the database is back already; else they expire and the sweeper
+    resumes the jobs."""
+    with contextlib.suppress(*_DATABASE_DOWN), session_scope() as session:
+        for job_id in job_ids:
+            jobs.release(session, job_id, step.name, owner, retry_in_s=0,
+                         error="database unavailable")
+
+
+def _after_commit(step: Step, claims: dict[str, Claim], settled: dict[str, _Settled],
+                  elapsed: float, rt: Runtime) -> None:
+    due: list[tuple[str, str, float]] = []
+    notify: list[str] = []
+    for job_id, s in settled.items():
+        t = s.transition
+        metrics.observe("passflow_step_seconds", (step.name, s.result), elapsed)
+        log.info("step_run", job_id=job_id, device_id=claims[job_id].device_id, result=s.result,
+                 jobs=len(settled))
+        if isinstance(t, Release) and t.retry_in_s <= DIRECT_DISPATCH_MAX_S:
+            due.append((job_id, step.name, t.retry_in_s))
+        elif isinstance(t, Outcome):
+            notify.append(job_id)
+            if t.next_step is not None and t.delay_s <= DIRECT_DISPATCH_MAX_S:
+                due.append((job_id, t.next_step, t.delay_s))
+    metrics.flush(rt.redis)
+    dispatch.send_steps(due)
+    dispatch.notify(notify)

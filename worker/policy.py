@@ -1,0 +1,68 @@
+"""The fixed rules of running steps, each with its reason. Operators tune the PASSFLOW_* settings
+(passflow.settings); these are the constants behind them, in one place.
+"""
+
+from __future__ import annotations
+
+import random
+
+# Throttling ---------------------------------------------------------------------------------------
+# A step rescheduled this many times for want of request budget (passflow's per-device bucket or
+# Adobe's 429) fails `rate_limited` rather than wait for ever. Polls are exempt (their spec says
+# so): they stop at the session's notAfter.
+MAX_THROTTLED_RUNS = 30
+
+# Retries ------------------------------------------------------------------------------------------
+# Backoff of a step after a retryable failure (5xx, timeout, Redis or pool timeout): 2, 4, 8 ...
+# seconds, capped, with jitter so a fleet that failed together does not retry together.
+RETRY_BACKOFF_CAP_S = 30.0
+
+
+def retry_backoff(failures: int) -> float:
+    return min(RETRY_BACKOFF_CAP_S, 2.0 ** (failures + 1)) * random.uniform(0.8, 1.2)
+
+
+# Deadlines ----------------------------------------------------------------------------------------
+# The upstream calls of a step must end within this share of its lease: the rest is left for
+# applying the answer. Past it the client stops retrying and cuts its timeouts, and a step that
+# still overruns its lease loses it (completion is conditional on the lease) and is rolled back.
+CALL_SHARE_OF_LEASE = 0.6
+
+# Dispatching --------------------------------------------------------------------------------------
+# Steps due within this are sent at once with a short countdown; later ones stay in the table
+# until the sweeper sends them. Delayed Celery messages bypass the prefetch limit and sit in a
+# worker's memory (on Redis they come back after visibility_timeout): thousands of polls must
+# not live there.
+DIRECT_DISPATCH_MAX_S = 1.0
+# A message may arrive a little before its countdown ends (clock skew between hosts).
+EARLY_TOLERANCE_S = 1.0
+
+# Batches ------------------------------------------------------------------------------------------
+# A run whose jobs were claimed this late is behind: it takes other due jobs of its step along
+# (up to PASSFLOW_BATCH_SIZE), so batches grow with the backlog and a lone job waits for nobody.
+GATHER_WHEN_LATE_S = 0.025
+# The due times one batch message of the sweeper spans: none of its jobs runs more than this
+# early (a throttled play run early would only be throttled again).
+BATCH_WINDOW_S = 0.1
+# The most due jobs one sweep hands out (the next sweep takes the rest).
+SWEEP_LIMIT = 2000
+
+# The sweeper duty ---------------------------------------------------------------------------------
+# Every worker can sweep; a lease in Redis makes one of them the sweeper at a time. A sweeper that
+# dies or pauses loses it within SWEEPER_LEASE_S and another worker, checking every
+# SWEEPER_FOLLOWER_CHECK_S, takes over: a few seconds without sweeps at most.
+SWEEPER_LEASE_S = 5.0
+SWEEPER_FOLLOWER_CHECK_S = 1.0
+# /healthz and /readyz call the sweeper stale when its last sweep is older than this.
+SWEEP_STALE_S = 15.0
+# How often the sweeper asks for the access token to be renewed ahead of its expiry.
+TOKEN_UPKEEP_S = 60.0
+
+# Sessions -----------------------------------------------------------------------------------------
+# An authentication session's lifetime when Adobe leaves notAfter out ("e.g., 30 minutes", FAQ).
+DEFAULT_SESSION_S = 1800
+# Decisions denied with action "retry" are asked again after 1, 2, 4 s (enhanced-error-codes.md).
+
+
+def decision_retry_delay(round_: int) -> float:
+    return float(2**round_)

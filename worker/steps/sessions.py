@@ -1,0 +1,87 @@
+"""Cookbook step 3: create the authentication session (a code and a URL).
+
+A new code supersedes the device's older pending ones (checklist). A session answered
+`authorize` needs no login (already authenticated, TempPass, degraded access): the profile is
+fetched instead of polled.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urljoin
+
+from models import AuthSession, JobStatus, SessionStatus, utcnow
+from worker import jobs
+from worker.adobe_pass.types import Configuration, SessionAction
+from worker.jobs import Outcome
+from worker.policy import DEFAULT_SESSION_S
+from worker.queues import Queue
+from worker.steps.base import (
+    Call,
+    Step,
+    StepContext,
+    StepName,
+    answer_or_raise,
+    failed,
+    from_millis,
+)
+
+
+def _first_domain(config: Configuration) -> str | None:
+    domains = config.requestor.domains
+    if not domains:
+        return None
+    first = domains[0]
+    return first.get("name") if isinstance(first, dict) else str(first)
+
+
+def plan(ctx: StepContext) -> Call:
+    rt, sp, device, mvpd = ctx.runtime, ctx.sp, ctx.device, ctx.job.mvpd
+    redirect_url = (ctx.event.get("redirect_url")
+                    or f"{ctx.settings.public_url.rstrip('/')}/landing?job={ctx.job.id}")
+    domain_name = ctx.event.get("domain_name")
+
+    def call() -> SessionAction:
+        domain = domain_name or _first_domain(rt.configuration(sp, device=device))
+        return rt.adobe.sessions.create(sp, device=device, mvpd=mvpd, domain_name=domain,
+                                        redirect_url=redirect_url)
+
+    return call
+
+
+def apply(ctx: StepContext, answer: Any) -> Outcome:
+    created: SessionAction = answer_or_raise(answer)
+    jobs.supersede_sessions(ctx.session, device_id=ctx.job.device_id, service_provider=ctx.sp,
+                            by_job_id=ctx.job.id)
+    if created.action_name == "authorize":
+        mvpd = created.mvpd or ctx.job.mvpd
+        return Outcome(JobStatus.RUNNING, next_step=StepName.PROFILES_FETCH,
+                       result={"reason": created.reason_type}, state={"mvpd": mvpd})
+    if not created.code:
+        return failed("unexpected_session_answer",
+                      f"session answer {created.action_name} without a code")
+    url = (urljoin(ctx.adobe.base_url + "/", created.url)
+           if created.action_name == "authenticate" and created.url
+           else ctx.adobe.sessions.authenticate_url(ctx.sp, created.code))
+    now = utcnow()
+    not_after = from_millis(created.not_after) or now + timedelta(seconds=DEFAULT_SESSION_S)
+    primary = ctx.event.get("screen") == "primary"
+    # Primary screen: no polling until the user reaches redirectUrl (the landing starts it);
+    # one last look just before notAfter (sent by the sweeper), so an expiry is still noticed.
+    last_look = (not_after - now).total_seconds() - ctx.settings.sweep_grace_s - 2
+    delay = max(0.0, last_look) if primary else ctx.poll_delay()
+    ctx.session.add(AuthSession(
+        job_id=ctx.job.id, device_id=ctx.job.device_id, service_provider=ctx.sp,
+        code=created.code, url=url, mvpd=created.mvpd or ctx.job.mvpd,
+        adobe_session_id=created.session_id, not_before=from_millis(created.not_before),
+        not_after=not_after, status=SessionStatus.PENDING,
+        next_poll_at=now + timedelta(seconds=delay),
+        polling_started_at=None if primary else now,
+    ))
+    return Outcome(JobStatus.WAITING_FOR_USER, next_step=StepName.PROFILES_POLL, delay_s=delay,
+                   result={"code": created.code, "url": url,
+                           "missing_parameters": created.missing_parameters or None})
+
+
+CREATE = Step(StepName.SESSIONS_CREATE, Queue.AUTHENTICATION, plan, apply)
