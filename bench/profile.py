@@ -1,7 +1,7 @@
 """`python -m bench.profile`: where a batch of plays spends its CPU, in one process.
 
 Starts the simulator and the bench database like `make bench`, then, in this process, accepts
-authorization events with `submit_many` and runs their step with `run_batch` (the code the API
+authorization events with `submit_many` and runs their step with `engine.run` (the code the API
 and the workers run, without the broker: no worker listens to the messages sent here). Prints
 the CPU per play of each part of a batch and, for a batch of one (all of it on this thread),
 each library's share under cProfile with a CPU clock. Not a test, and not part of `make bench`.
@@ -18,7 +18,6 @@ import os
 import pstats
 import tempfile
 import time
-import types
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,11 +49,9 @@ def timing(owner: object, name: str, spent: collections.Counter[str]) -> Iterato
 
 class Plays:
     def __init__(self) -> None:
-        import worker.tasks  # noqa: F401  (registers the steps)
-        from worker import jobs, runner
+        from worker import dispatch, engine, jobs
 
-        self.jobs, self.runner = jobs, runner
-        self.task = types.SimpleNamespace(request=types.SimpleNamespace(id=None, retries=0))
+        self.dispatch, self.engine, self.jobs = dispatch, engine, jobs
         self.next_device = 0
 
     def batch(self, size: int) -> Callable[[], str]:
@@ -68,10 +65,10 @@ class Plays:
             "mvpd": MVPD, "resource": "REF30"})
             for i in range(self.next_device, self.next_device + size)]
         self.next_device += size
-        accepted = self.jobs.submit_many(events, default_service_provider=SP)
+        accepted = self.dispatch.submit_many(events, default_service_provider=SP)
         job_ids = [a.job_id for a in accepted]
         # Run at once, as a worker that keeps up does: a batch of exactly `size`.
-        return lambda: self.runner.run_batch(self.task, "decisions.authorize", job_ids)
+        return lambda: self.engine.run("decisions.authorize", job_ids, owner=str(uuid.uuid4()))
 
 
 def profile(plays: Plays, size: int, rounds: int) -> None:
@@ -82,18 +79,18 @@ def profile(plays: Plays, size: int, rounds: int) -> None:
     spent: collections.Counter[str] = collections.Counter()
     total = 0.0
     with timing(plays.jobs, "claim_many", spent), \
-            timing(plays.jobs, "complete_many", spent), \
+            timing(plays.jobs, "settle", spent), \
             timing(runtime(), "call_all", spent):
         for _ in range(rounds):
             run = plays.batch(size)
             started = time.process_time()
             result = run()
             total += time.process_time() - started
-            assert result == f"{size} run", result
+            assert list(result.values()) == ["succeeded"] * size, result
     count = rounds * size
     rows = {"claim": spent["claim_many"], "calls (HTTP, throttle)": spent["call_all"],
-            "completion": spent["complete_many"]}
-    rows["load, plan, logs, metrics"] = total - sum(rows.values())
+            "completion": spent["settle"]}
+    rows["load, plan, apply, logs, metrics"] = total - sum(rows.values())
     print(f"\nbatches of {size}: {total * 1000 / count:.2f} ms of CPU per play "
           "(the process' CPU, call threads included)")
     for name, seconds in rows.items():

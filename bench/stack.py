@@ -1,4 +1,5 @@
-"""The processes a benchmark runs: simulator, API, workers (one with beat), each its own."""
+"""The processes a benchmark runs: simulator, API, workers (they take turns sweeping), each its
+own."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import psycopg
 import redis
 
 from passflow.serving import free_port
-from worker.queues import ALL_QUEUES
+from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres"
 PG_URL = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/passflow_bench"
@@ -62,6 +63,7 @@ class Stack:
             "PASSFLOW_BROKER_URL": REDIS_URL,
             "PASSFLOW_PASS_BASE_URL": self.sim_url,
             "PASSFLOW_SECRET_KEY": "bench-secret",
+            "PASSFLOW_SOFTWARE_STATEMENT": DEMO_SOFTWARE_STATEMENT,
             "PASSFLOW_API_TOKEN": TOKEN,
             "PASSFLOW_PUBLIC_URL": self.api_url,
             "PASSFLOW_POLL_INTERVAL_S": str(poll_interval_s),
@@ -74,7 +76,7 @@ class Stack:
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115
-        return subprocess.Popen([sys.executable, "-m", "passflow.cli", *args], env=self.env,
+        return subprocess.Popen([sys.executable, "-m", "cli", *args], env=self.env,
                                 stdout=log, stderr=subprocess.STDOUT)
 
     def start(self) -> Stack:
@@ -83,7 +85,7 @@ class Stack:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
         redis.Redis.from_url(REDIS_URL).flushdb()
-        subprocess.run([sys.executable, "-m", "passflow.cli", "db", "upgrade"], env=self.env,
+        subprocess.run([sys.executable, "-m", "cli", "db", "upgrade"], env=self.env,
                        check=True, capture_output=True)
         sim = self._spawn("simulator", "simulator", "--port", str(self.sim_port),
                           "--log-level", "warning")
@@ -103,20 +105,14 @@ class Stack:
             args = ["worker", "--pool", pool, "--concurrency", str(concurrency),
                     "--hostname", f"bench{i}@%h", "--loglevel", "WARNING"]
             if pool == "gevent":
-                # gevent must patch the standard library before anything else is imported,
-                # which Celery's own command line does; beat runs on its own beside it.
-                celery = [sys.executable, "-m", "celery", "-A", "worker.app:celery_app"]
-                commands = [[*celery, *args, "--queues", ",".join(ALL_QUEUES)]]
-                if i == 0:
-                    commands.append([*celery, "beat", "--loglevel", "WARNING",
-                                     "--schedule", str(self.workdir / "beat-schedule")])
-                for n, command in enumerate(commands):
-                    log = open(self.workdir / f"worker{i}-{n}.log", "wb")  # noqa: SIM115
-                    self.workers.append(subprocess.Popen(command, env=self.env, stdout=log,
-                                                         stderr=subprocess.STDOUT))
+                # gevent must patch the standard library before anything else is imported.
+                command = [sys.executable, "-c", "from gevent import monkey; monkey.patch_all(); "
+                           "import sys; from cli.main import main; sys.exit(main(sys.argv[1:]))",
+                           *args]
+                log = open(self.workdir / f"worker{i}.log", "wb")  # noqa: SIM115
+                self.workers.append(subprocess.Popen(command, env=self.env, stdout=log,
+                                                     stderr=subprocess.STDOUT))
             else:
-                if i == 0:
-                    args.append("--beat")
                 self.workers.append(self._spawn(f"worker{i}", *args))
         time.sleep(4)  # connect, register with the broker
 

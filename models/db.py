@@ -53,13 +53,18 @@ def engine() -> Engine:
     return _engine if _engine is not None else configure()
 
 
-@contextmanager
-def session_scope() -> Iterator[Session]:
-    """A session for one task or request: commit on success, roll back on error."""
+def new_session() -> Session:
+    """A session of the process' database; its caller owns it (most code uses session_scope)."""
     if _factory is None:
         configure()
     assert _factory is not None
-    session = _factory()
+    return _factory()
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A session for one task or request: commit on success, roll back on error."""
+    session = new_session()
     try:
         yield session
         session.commit()

@@ -61,7 +61,13 @@ def create_app(config: SimConfig | None = None) -> FastAPI:
                 sim.stats["throttled"] += 1
                 return HTMLResponse(_THROTTLED_BODY, status_code=429)
             if faults.latency_ms:
-                await asyncio.sleep(faults.latency_ms / 1000)
+                # "in_flight": requests held by the latency knob now (a test kills a worker
+                # while its call is here).
+                sim.stats["in_flight"] += 1
+                try:
+                    await asyncio.sleep(faults.latency_ms / 1000)
+                finally:
+                    sim.stats["in_flight"] -= 1
             if faults.timeout_rate and random.random() < faults.timeout_rate:
                 sim.stats["faults_timeout"] += 1
                 await asyncio.sleep(faults.timeout_s)

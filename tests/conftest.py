@@ -1,4 +1,6 @@
-"""Session-scoped real services shared by every test package."""
+"""Real services shared by every test package: the simulator, Redis, SQLite and PostgreSQL, an
+in-process worker, workers in subprocesses; the factories' binding; the recorded faults run.
+Each layer's own fixtures are in its conftest.py."""
 
 from __future__ import annotations
 
@@ -17,6 +19,10 @@ TEST_ENV = {
     "PASSFLOW_PASS_TIMEOUT_S": "2",
 }
 os.environ.update(TEST_ENV)
+from simulator.fixtures import DEMO_SOFTWARE_STATEMENT  # noqa: E402  (imports no settings)
+
+# The simulator's statement: production has no default.
+os.environ["PASSFLOW_SOFTWARE_STATEMENT"] = DEMO_SOFTWARE_STATEMENT
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,8 +35,8 @@ from passflow.database import upgrade
 from passflow.serving import BackgroundServer
 from passflow.settings import get_settings
 from simulator import SimConfig, create_app
-from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
-from tests.support import WorkerProcess, free_port, fresh_postgres, new_device
+from tests import factories
+from tests.support import TOKEN, WorkerProcess, free_port, fresh_postgres, new_device
 from worker.adobe_pass import AdobePass, Device
 from worker.runtime import reset_runtime
 
@@ -100,36 +106,30 @@ def pass_env(simulator_server: BackgroundServer) -> str:
 
 @pytest.fixture(scope="module")
 def worker(pass_env: str, redis_client: redis.Redis) -> Iterator[None]:
-    """A real Celery worker (threads pool) consuming every queue, in this process, and the
-    periodic sweeper that beat would run (same function, every sweep interval)."""
-    import contextlib
-    import threading
-
+    """A real Celery worker (threads pool) consuming every queue, in this process, with the
+    sweeper thread every worker runs."""
     from celery.contrib.testing.worker import start_worker
 
     from worker.app import celery_app
     from worker.queues import ALL_QUEUES
-    from worker.tasks import sweep
+    from worker.tasks import register
 
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(float(os.environ["PASSFLOW_SWEEP_INTERVAL_S"])):
-            # A failure (the database switched between tests) is retried next round.
-            with contextlib.suppress(Exception):
-                sweep()
-
+    register(celery_app)
     with start_worker(celery_app, pool="threads", concurrency=8, perform_ping_check=False,
                       queues=ALL_QUEUES, loglevel="WARNING", shutdown_timeout=10):
-        thread = threading.Thread(target=beat, daemon=True, name="test-beat")
-        thread.start()
         yield
-        stop.set()
-        thread.join(timeout=5)
 
 
 @pytest.fixture
-def jobs_env(database_url: str, worker: None,
+def factories_bound(database_url: str) -> Iterator[None]:
+    """The factories write to the test's database; their session ends with the test."""
+    factories.session.remove()
+    yield
+    factories.session.remove()
+
+
+@pytest.fixture
+def jobs_env(database_url: str, worker: None, factories_bound: None,
              simulator_server: BackgroundServer) -> Iterator[httpx.Client]:
     """Everything a job needs: a migrated database, Redis, a worker, and a simulator reset to
     its fixtures except for passflow's registration (as with the real Adobe Pass, which is not
@@ -155,9 +155,6 @@ def worker_processes(database_url: str, pass_env: str, redis_client: redis.Redis
         proc.stop()
 
 
-TOKEN = "test-api-token"
-
-
 @pytest.fixture(scope="module")
 def api_server(pass_env: str) -> Iterator[BackgroundServer]:
     """The API on its own port; PASSFLOW_PUBLIC_URL points at it (landing page links)."""
@@ -177,16 +174,17 @@ def api(api_server: BackgroundServer, jobs_env: httpx.Client) -> Iterator[httpx.
         yield client
 
 
-# The faults table of the README is written from what the fault tests observed --------------------
+# The faults run: what the fault and attack tests observed, recorded for `make faults-table` ----
 
-_FAULTS: list[tuple[str, str, str]] = []
-_README = Path(__file__).resolve().parent.parent / "README.md"
+_FAULTS: list[dict[str, str]] = []
+FAULTS_RECORD = Path(os.environ.get("PASSFLOW_FAULTS_RECORD",
+                                    Path(__file__).resolve().parent.parent / "build" /
+                                    "faults-run.json"))
 
 
 @pytest.fixture
 def fault_report(request) -> Callable[[str, str], None]:
-    """`fault_report(case, observed)`: a row of the README's faults table, kept if the test
-    passes."""
+    """`fault_report(case, observed)`: a row of the faults table, kept if the test passes."""
     rows: list[tuple[str, str]] = []
     request.node._fault_rows = rows
 
@@ -202,26 +200,23 @@ def pytest_runtest_makereport(item, call):
     result = outcome.get_result()
     if result.when == "call" and result.passed:
         for case, observed in getattr(item, "_fault_rows", []):
-            _FAULTS.append((case, observed, item.nodeid.split("::", 1)[0]))
+            _FAULTS.append({"case": case, "observed": observed,
+                            "test": item.nodeid.split("::", 1)[0]})
 
 
 def pytest_sessionfinish(session, exitstatus):
-    # Only a whole, green run writes the table (a partial run would drop rows).
-    option = session.config.option
-    whole = not option.keyword and not option.markexpr and not option.lf and (
-        session.config.args in ([], ["tests"]) or
-        [str(Path(a).resolve()) for a in session.config.args] == [str(_README.parent / "tests")])
-    if not _FAULTS or exitstatus != 0 or not whole:
+    """Record the run (rows, exit status, what was selected); tests.faults_table turns a whole,
+    green run into docs/faults.md."""
+    if not _FAULTS:
         return
-    rows = sorted({case: (case, observed, where)
-                   for case, observed, where in _FAULTS}.values())  # the last run of a case
-    table = ["| fault or attack | outcome observed by the test suite | test |",
-             "| --- | --- | --- |"]
-    table += [f"| {case} | {observed} | `{where}` |" for case, observed, where in rows]
-    start, end = "<!-- faults:start -->", "<!-- faults:end -->"
-    text = _README.read_text()
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        new = head + start + "\n" + "\n".join(table) + "\n" + end + rest.split(end, 1)[1]
-        if new != text:
-            _README.write_text(new)
+    import json
+    import time
+
+    option = session.config.option
+    whole = not option.keyword and not option.markexpr and session.config.args in (
+        [], ["tests"], [str(Path(__file__).resolve().parent)])
+    FAULTS_RECORD.parent.mkdir(parents=True, exist_ok=True)
+    FAULTS_RECORD.write_text(json.dumps({
+        "finished_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "exit_status": int(exitstatus), "whole": whole,
+        "tests_collected": session.testscollected, "rows": _FAULTS}, indent=1))

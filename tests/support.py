@@ -27,6 +27,8 @@ PG_URL = os.environ.get(
     "PASSFLOW_TEST_PG_URL",
     "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/passflow_test")
 
+TOKEN = "test-api-token"  # the API token of the tests' API server
+
 _ips = itertools.count(1)
 
 
@@ -92,13 +94,11 @@ def make_event(event_id: str, type_: str, device, **fields) -> EventIn:
 class WorkerProcess:
     """`passflow worker` in a subprocess, as operations run it."""
 
-    def __init__(self, name: str, *, beat: bool = False, concurrency: int = 4,
-                 queues: str | None = None, env: dict[str, str] | None = None):
-        argv = [sys.executable, "-m", "passflow.cli", "worker", "--pool", "threads",
+    def __init__(self, name: str, *, concurrency: int = 4, queues: str | None = None,
+                 env: dict[str, str] | None = None, loglevel: str = "WARNING"):
+        argv = [sys.executable, "-m", "cli", "worker", "--pool", "threads",
                 "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
-                "--loglevel", "WARNING"]
-        if beat:
-            argv.append("--beat")
+                "--loglevel", loglevel]
         if queues:
             argv += ["--queues", queues]
         self.name = name
@@ -110,6 +110,17 @@ class WorkerProcess:
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
+
+    def pause(self) -> None:
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
+    def said(self, word: str) -> bool:
+        """Whether the worker's log mentions `word` (case-insensitive)."""
+        self._log.flush()
+        return word.lower() in self.log.read_text(errors="replace").lower()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -147,6 +158,13 @@ class RedisServer:
             self.proc.wait(timeout=10)
         self.proc = None
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, nothing saved (it runs with no persistence)."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
 
 def _pings(client) -> bool:
     import redis
@@ -164,7 +182,7 @@ class ApiProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "passflow.cli", "api", "--port", str(self.port),
+            [sys.executable, "-m", "cli", "api", "--port", str(self.port),
              "--log-level", "warning"],
             env={**os.environ, **env, "PASSFLOW_API_TOKEN": token},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

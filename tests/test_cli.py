@@ -14,7 +14,7 @@ from passflow.serving import free_port
 def test_passflow_simulator_serves_its_openapi_page():
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "passflow.cli", "simulator", "--port", str(port),
+        [sys.executable, "-m", "cli", "simulator", "--port", str(port),
          "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
@@ -38,7 +38,7 @@ def test_passflow_simulator_serves_its_openapi_page():
 def _demo(env: dict[str, str]) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([sys.executable, "-m", "passflow.cli", "demo"], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cli", "demo"], capture_output=True,
                           text=True, timeout=120, env={**os.environ, **env})
 
 

@@ -37,9 +37,13 @@ def test_compose_accepts_the_file_only_with_the_required_secrets():
 def test_compose_has_every_service_the_deployment_needs():
     spec = yaml.safe_load(COMPOSE.read_text())
     services = spec["services"]
-    assert {"redis", "postgres", "migrate", "api", "simulator", "beat", "flower",
+    assert {"redis", "postgres", "migrate", "api", "simulator", "flower",
             "worker-authentication", "worker-polling", "worker-decisions",
             "worker-housekeeping"} <= set(services)
+    # No singleton: workers take turns at the sweeper duty.
+    assert "beat" not in services
+    assert not any("beat" in " ".join(map(str, service.get("command", [])))
+                   for service in services.values())
     # Every queue is consumed by some pool.
     from worker.queues import ALL_QUEUES
 

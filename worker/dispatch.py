@@ -13,9 +13,8 @@ from models.db import session_scope
 from passflow import logs
 from passflow.events import EventIn
 from passflow.settings import get_settings
-from worker import jobs, webhooks
+from worker import jobs, policy, webhooks
 from worker.app import celery_app
-from worker.policy import BATCH_WINDOW_S, DIRECT_DISPATCH_MAX_S
 from worker.queues import Queue
 from worker.steps import FIRST_STEP, STEPS
 
@@ -32,7 +31,7 @@ def task_name(step_name: str) -> str:
 def send_step(step_name: str, job_ids: list[str], *, countdown: float = 0.0) -> bool:
     """One message for the jobs' run of `step_name` (worker.engine runs them together). Steps due
     later than DIRECT_DISPATCH_MAX_S stay in the table for the sweeper."""
-    if not job_ids or countdown > DIRECT_DISPATCH_MAX_S:
+    if not job_ids or countdown > policy.DIRECT_DISPATCH_MAX_S:
         return True
     try:
         celery_app.send_task(task_name(step_name), args=[job_ids],
@@ -45,22 +44,31 @@ def send_step(step_name: str, job_ids: list[str], *, countdown: float = 0.0) -> 
         return False
 
 
-def send_steps(due: list[tuple[str, str, float]]) -> None:
-    """Send (job id, step, seconds until due) rows, in due order, as messages of up to
-    PASSFLOW_BATCH_SIZE jobs of one step whose due times span at most BATCH_WINDOW_S; each is
-    sent for its first job's due time (so none runs much before its time)."""
-    size = get_settings().batch_size
-    for step_name, rows in groupby(sorted(due, key=lambda r: (r[1], r[2])), key=lambda r: r[1]):
-        chunk: list[tuple[str, str, float]] = []
+Due = tuple[str, str, float]  # (job id, step, seconds until due)
+
+
+def chunks(due: list[Due], size: int) -> list[list[Due]]:
+    """Messages for due rows: per step, in due order, up to `size` jobs whose due times span at
+    most BATCH_WINDOW_S (each message is sent for its first job's due time, so none of its jobs
+    runs much before its time)."""
+    out: list[list[Due]] = []
+    for _, rows in groupby(sorted(due, key=lambda r: (r[1], r[2])), key=lambda r: r[1]):
+        chunk: list[Due] = []
         for row in rows:
-            if chunk and (len(chunk) >= size or row[2] - chunk[0][2] > BATCH_WINDOW_S):
-                send_step(step_name, [r[0] for r in chunk],
-                          countdown=min(chunk[0][2], DIRECT_DISPATCH_MAX_S))
+            if chunk and (len(chunk) >= size or row[2] - chunk[0][2] > policy.BATCH_WINDOW_S):
+                out.append(chunk)
                 chunk = []
             chunk.append(row)
-        if chunk:
-            send_step(step_name, [r[0] for r in chunk],
-                      countdown=min(chunk[0][2], DIRECT_DISPATCH_MAX_S))
+        out.append(chunk)
+    return out
+
+
+def send_steps(due: list[Due]) -> None:
+    """Send due rows as messages (see `chunks`); rows due later than DIRECT_DISPATCH_MAX_S
+    stay in the table for the sweeper."""
+    soon = [row for row in due if row[2] <= policy.DIRECT_DISPATCH_MAX_S]
+    for chunk in chunks(soon, get_settings().batch_size):
+        send_step(chunk[0][1], [job_id for job_id, _, _ in chunk], countdown=chunk[0][2])
 
 
 def submit(event: EventIn, *, default_service_provider: str) -> tuple[str, bool]:

@@ -46,7 +46,6 @@ from worker.adobe_pass import AdobePassError, RateLimitError, ThrottledError
 from worker.jobs import Claim, LeaseLost, Outcome, Release
 from worker.policy import (
     CALL_SHARE_OF_LEASE,
-    DIRECT_DISPATCH_MAX_S,
     GATHER_WHEN_LATE_S,
     retry_backoff,
 )
@@ -233,12 +232,12 @@ def _after_commit(step: Step, claims: dict[str, Claim], settled: dict[str, _Sett
         metrics.observe("passflow_step_seconds", (step.name, s.result), elapsed)
         log.info("step_run", job_id=job_id, device_id=claims[job_id].device_id, result=s.result,
                  jobs=len(settled))
-        if isinstance(t, Release) and t.retry_in_s <= DIRECT_DISPATCH_MAX_S:
+        if isinstance(t, Release):
             due.append((job_id, step.name, t.retry_in_s))
         elif isinstance(t, Outcome):
             notify.append(job_id)
-            if t.next_step is not None and t.delay_s <= DIRECT_DISPATCH_MAX_S:
+            if t.next_step is not None:
                 due.append((job_id, t.next_step, t.delay_s))
     metrics.flush(rt.redis)
-    dispatch.send_steps(due)
+    dispatch.send_steps(due)  # those due later stay in the table for the sweeper
     dispatch.notify(notify)

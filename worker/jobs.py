@@ -33,8 +33,8 @@ from models import (
 )
 from models.jobs import new_id
 from passflow.events import EventIn
-from worker import webhooks
-from worker.policy import DIRECT_DISPATCH_MAX_S, EARLY_TOLERANCE_S
+from worker import policy, webhooks
+from worker.policy import EARLY_TOLERANCE_S
 
 _NOT_FINAL = [s.value for s in FINAL_STATUSES]
 
@@ -275,7 +275,8 @@ def _complete_many(session: Session, step_name: str, owner: str,
             "status": outcome.status,
             "current_step": outcome.next_step,
             "next_run_at": None if final else now + timedelta(seconds=outcome.delay_s),
-            "dispatched_at": None if final or outcome.delay_s > DIRECT_DISPATCH_MAX_S else now,
+            "dispatched_at": (None if final or outcome.delay_s > policy.DIRECT_DISPATCH_MAX_S
+                              else now),
             "result": {**(job.result or {}), **outcome.result},
             "state": {**(job.state or {}), **outcome.state},
             "error": outcome.error if outcome.error is not None else job.error,
@@ -320,7 +321,7 @@ def release(session: Session, job_id: str, step_name: str, owner: str, *, retry_
         update(Job).where(Job.id == job_id, Job.lease_owner == owner).values(
             lease_owner=None, lease_until=None,
             next_run_at=now + timedelta(seconds=retry_in_s),
-            dispatched_at=now if retry_in_s <= DIRECT_DISPATCH_MAX_S else None,
+            dispatched_at=now if retry_in_s <= policy.DIRECT_DISPATCH_MAX_S else None,
         ).execution_options(synchronize_session=False)
     )
     values: dict[str, Any] = {"last_error": error[:2000]}

@@ -87,12 +87,12 @@ def test_history_rejects_bad_parameters(api: httpx.Client):
 def test_history_command_prints_a_table_and_json(api: httpx.Client, jobs_env: httpx.Client,
                                                  database_url: str):
     device = _walk_a_device(api, jobs_env)
-    table = subprocess.run([sys.executable, "-m", "passflow.cli", "history", "--device",
+    table = subprocess.run([sys.executable, "-m", "cli", "history", "--device",
                             device.id], capture_output=True, text=True, timeout=60, check=True)
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["AT", "KIND", "MVPD", "RESOURCE", "OUTCOME", "JOB_ID"]
     assert len(lines) == 6 and "Deny" in table.stdout and "HBO" in table.stdout
-    raw = subprocess.run([sys.executable, "-m", "passflow.cli", "history", "--device",
+    raw = subprocess.run([sys.executable, "-m", "cli", "history", "--device",
                           device.id, "--json"], capture_output=True, text=True, timeout=60,
                          check=True)
     import json

@@ -16,7 +16,7 @@ from api.intake import Intake
 from models import Event, Job
 from passflow.serving import free_port
 from tests.support import ApiProcess, make_event, new_device, wait_for_status
-from worker import jobs
+from worker import dispatch, jobs
 
 
 def _events(n: int) -> list:
@@ -36,13 +36,13 @@ def _submit_all(intake: Intake, events: list) -> list:
 def transactions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many events each call of `submit_many` (one transaction) was given."""
     sizes: list[int] = []
-    original = jobs.submit_many
+    original = dispatch.submit_many
 
     def recording(events, **kwargs):
         sizes.append(len(events))
         return original(events, **kwargs)
 
-    monkeypatch.setattr(jobs, "submit_many", recording)
+    monkeypatch.setattr(dispatch, "submit_many", recording)
     return sizes
 
 
@@ -63,14 +63,14 @@ def test_an_event_that_cannot_be_stored_fails_alone(jobs_env: httpx.Client,
                                                    monkeypatch: pytest.MonkeyPatch):
     events = _events(5)
     poison = events[2].event_id
-    original = jobs.submit_many
+    original = dispatch.submit_many
 
     def failing(batch, **kwargs):
         if any(e.event_id == poison for e in batch):
             raise ValueError("this event cannot be stored")
         return original(batch, **kwargs)
 
-    monkeypatch.setattr(jobs, "submit_many", failing)
+    monkeypatch.setattr(dispatch, "submit_many", failing)
     answers = _submit_all(Intake(default_service_provider="REF30"), events)
     assert isinstance(answers[2], ValueError)
     others = [a for i, a in enumerate(answers) if i != 2]

@@ -32,8 +32,8 @@ def test_event_accepted_while_the_broker_is_down_runs_when_it_returns(
         with models.db.session_scope() as session:
             assert session.get(Job, job_id).status == "queued"  # stored, not run
 
-        broker.start()  # Redis is back; a worker with the sweeper (beat) picks the job up
-        worker = WorkerProcess("outbox", beat=True,
+        broker.start()  # Redis is back; a worker (it sweeps) picks the job up
+        worker = WorkerProcess("outbox",
                                env={"PASSFLOW_BROKER_URL": broker.url})
         assert wait_for_status(job_id, timeout=60) == "succeeded"
         with models.db.session_scope() as session:

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, settings
 from api.app import create_app
 from passflow.serving import BackgroundServer
 from passflow.settings import get_settings
-from tests.conftest import TOKEN
+from tests.support import TOKEN
 
 schema = schemathesis.openapi.from_dict(create_app(get_settings(), tokens=[TOKEN]).openapi())
 

@@ -22,10 +22,15 @@ from tests.support import (
     wait_for,
     wait_for_status,
 )
-from worker import jobs
+from worker import dispatch
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 SP = "REF30"
+
+
+def _in_flight(sim: httpx.Client) -> bool:
+    """A request is held inside the simulator right now (by the latency knob)."""
+    return sim.get("/_sim/stats").json().get("in_flight", 0) >= 1
 
 
 def _faults(sim: httpx.Client, **knobs) -> None:
@@ -34,7 +39,7 @@ def _faults(sim: httpx.Client, **knobs) -> None:
 
 
 def _submit(type_: str, device, **fields) -> str:
-    return jobs.submit(make_event(f"evt-{uuid.uuid4()}", type_, device, **fields),
+    return dispatch.submit(make_event(f"evt-{uuid.uuid4()}", type_, device, **fields),
                        default_service_provider=SP)[0]
 
 
@@ -88,14 +93,12 @@ def test_sigkill_in_the_middle_of_a_step(killed_in: str, worker_processes, sim: 
     doomed = worker_processes("doomed")
     _faults(sim, latency_ms=1500)  # slow enough to be killed mid-call, under the 2 s timeout
     job_id = _submit(type_, device, **fields)
-    if killed_in == "sessions.create":
-        wait_for(lambda: _running(job_id, "sessions.create"), timeout=60)
-    else:
-        wait_for(lambda: _running(job_id, step), timeout=30)
-    time.sleep(0.7)  # inside the Adobe Pass call now
+    wait_for(lambda: _running(job_id, step), timeout=60)
+    wait_for(lambda: _in_flight(sim), timeout=30)  # the step's call is inside Adobe Pass now
     doomed.kill()
+    assert _running(job_id, step)  # killed while holding the step
     _faults(sim, latency_ms=0)
-    worker_processes("rescuer", beat=True)
+    worker_processes("rescuer")
     if type_ == "authentication.requested":
         final = wait_for_status(job_id, "waiting_for_user", timeout=60)
     else:
@@ -123,14 +126,15 @@ def test_sigkill_in_the_middle_of_a_step(killed_in: str, worker_processes, sim: 
 
 def test_sigkill_during_a_poll(worker_processes, sim: httpx.Client, fault_report):
     doomed = worker_processes("doomed", queues="authentication,polling,registration")
-    worker_processes("beat", beat=True, queues="maintenance", concurrency=1)
+    worker_processes("sweeper", queues="maintenance", concurrency=1)
     device = new_device()
     job_id = _submit("authentication.requested", device, mvpd="Cablevision")
     wait_for_status(job_id, "waiting_for_user", timeout=30)
     _faults(sim, latency_ms=1500)
     wait_for(lambda: _running(job_id, "profiles.poll"), timeout=30)
-    time.sleep(0.7)
+    wait_for(lambda: _in_flight(sim), timeout=30)
     doomed.kill()
+    assert _running(job_id, "profiles.poll")
     _faults(sim, latency_ms=0)
     with models.db.session_scope() as session:
         code = session.scalar(select(AuthSession.code).where(AuthSession.job_id == job_id))
@@ -143,35 +147,44 @@ def test_sigkill_during_a_poll(worker_processes, sim: httpx.Client, fault_report
                  "one session and one profile row")
 
 
-def test_redis_restarted_during_a_run(database_url: str, pass_env: str, sim: httpx.Client,
-                                      fault_report):
+def test_redis_sigkilled_and_restarted_empty_during_a_run(database_url: str, pass_env: str,
+                                                           sim: httpx.Client, fault_report):
+    """The broker dies (SIGKILL, not a clean shutdown) with 30 jobs in flight and comes back
+    empty 3 s later: both workers stay up, reconnect, and every job finishes once."""
     broker = RedisServer().start()
-    api = ApiProcess("restart-token", {"PASSFLOW_BROKER_URL": broker.url})
-    workers = [WorkerProcess("r1", beat=True, env={"PASSFLOW_BROKER_URL": broker.url})]
+    env = {"PASSFLOW_BROKER_URL": broker.url}
+    api = ApiProcess("restart-token", env)
+    workers = [WorkerProcess(name, env=env, loglevel="INFO") for name in ("r1", "r2")]
     try:
         headers = {"Authorization": "Bearer restart-token"}
         _faults(sim, latency_ms=300)
         ids = []
-        for _ in range(20):
+        for _ in range(30):
             d = new_device()
             body = {"event_id": f"evt-{uuid.uuid4()}", "type": "profiles.requested",
                     "device": {"id": d.id, "ip": d.ip}}
             ids.append(httpx.post(api.url + "/v1/events", json=body, headers=headers,
                                   timeout=30).json()["job_id"])
-        time.sleep(0.5)
+        wait_for(lambda: _in_flight(sim), timeout=30)  # steps are running
         port = broker.port
-        broker.stop()  # queued messages are gone with it (no persistence)
-        time.sleep(2)
+        broker.kill()  # queued and unacknowledged messages are gone with it
+        # Down until both workers have noticed, and at least 3 s.
+        down = time.monotonic()
+        wait_for(lambda: all(w.said("connection to broker lost") for w in workers), timeout=30)
+        wait_for(lambda: time.monotonic() - down >= 3, timeout=10)
         broker = RedisServer(port).start()
         _faults(sim, latency_ms=0)
         finals = [wait_for_status(job_id, timeout=90) for job_id in ids]
-        assert finals == ["succeeded"] * 20
+        assert finals == ["succeeded"] * 30
+        assert all(w.proc.poll() is None for w in workers), "a worker exited"
         with models.db.session_scope() as session:
             runs = session.scalars(select(JobStep.attempts).where(JobStep.job_id.in_(ids))).all()
-        assert len(runs) == 20 and max(runs) <= 3
-        fault_report("Redis restarted (queued messages lost) with 20 jobs in flight",
-                     "all 20 jobs succeeded: the sweeper re-sent the lost steps; each step "
-                     f"ran at most {max(runs)} times")
+            profiles_rows = session.scalar(select(func.count()).select_from(Job).where(
+                Job.id.in_(ids), Job.status == "succeeded"))
+        assert len(runs) == 30 and profiles_rows == 30 and max(runs) <= 3
+        fault_report("Redis SIGKILLed with 30 jobs in flight, restarted empty 3 s later",
+                     "both workers stayed up and reconnected; all 30 jobs succeeded (the "
+                     f"sweeper re-sent the lost steps); each step ran at most {max(runs)} times")
     finally:
         for w in workers:
             w.stop()
@@ -180,7 +193,7 @@ def test_redis_restarted_during_a_run(database_url: str, pass_env: str, sim: htt
 
 
 def test_postgresql_restarted_during_a_run(worker_processes, sim: httpx.Client, fault_report):
-    worker_processes("pg1", beat=True)
+    worker_processes("pg1")
     _faults(sim, latency_ms=300)
     ids = [_submit("profiles.requested", new_device()) for _ in range(10)]
     version = subprocess.run(["ls", "/etc/postgresql"], capture_output=True,
@@ -199,3 +212,71 @@ def database_url_of_test() -> str:
     import os
 
     return os.environ["PASSFLOW_DATABASE_URL"]
+
+
+def _sweeping(redis_client) -> str | None:
+    """The worker (its name) whose sweep is the fleet's latest, while sweeps are fresh."""
+    from worker.sweeper import last_sweep
+
+    last = last_sweep(redis_client)
+    return last["by"].split("@")[0] if last["status"] == "ok" and last["by"] else None
+
+
+def _waiting_sessions(n: int) -> list[str]:
+    ids = [_submit("authentication.requested", new_device(), mvpd="Cablevision")
+           for _ in range(n)]
+    for job_id in ids:
+        wait_for_status(job_id, "waiting_for_user", timeout=30)
+    return ids
+
+
+def _log_in(sim: httpx.Client, job_ids: list[str]) -> None:
+    with models.db.session_scope() as session:
+        codes = session.scalars(select(AuthSession.code).where(
+            AuthSession.job_id.in_(job_ids))).all()
+    for code in codes:
+        sim.post("/_sim/login", json={"code": code}).raise_for_status()
+
+
+def test_sigkill_the_sweeping_worker_while_sessions_wait(worker_processes, sim: httpx.Client,
+                                                         redis_client, fault_report):
+    """No singleton: the worker that sweeps dies; another takes the duty over within seconds,
+    and every user who logs in afterwards is found by a poll."""
+    workers = {name: worker_processes(name) for name in ("s1", "s2")}
+    ids = _waiting_sessions(5)
+    leader = wait_for(lambda: _sweeping(redis_client), timeout=15)
+    survivor = next(name for name in workers if name != leader)
+    workers[leader].kill()
+    killed = time.monotonic()
+    wait_for(lambda: _sweeping(redis_client) == survivor, timeout=20)
+    took = time.monotonic() - killed
+    _log_in(sim, ids)
+    assert [wait_for_status(job_id, timeout=60) for job_id in ids] == ["succeeded"] * 5
+    for job_id in ids:
+        assert _rows(Profile, job_id) == 1
+    fault_report("the sweeping worker SIGKILLed while 5 sessions wait for their users",
+                 f"the other worker took the sweeper duty over {took:.1f} s later; all 5 "
+                 "logins found, one profile row each")
+
+
+def test_a_paused_sweeper_is_replaced_and_harmless_when_it_wakes(worker_processes,
+                                                                 sim: httpx.Client,
+                                                                 redis_client, fault_report):
+    workers = {name: worker_processes(name) for name in ("p1", "p2")}
+    ids = _waiting_sessions(3)
+    leader = wait_for(lambda: _sweeping(redis_client), timeout=15)
+    survivor = next(name for name in workers if name != leader)
+    workers[leader].pause()
+    try:
+        wait_for(lambda: _sweeping(redis_client) == survivor, timeout=20)
+    finally:
+        workers[leader].resume()
+    _log_in(sim, ids)
+    assert [wait_for_status(job_id, timeout=60) for job_id in ids] == ["succeeded"] * 3
+    # The woken worker found its lease gone and stopped sweeping: one sweeper at a time.
+    wait_for(lambda: workers[leader].said("sweeper_lease_lost"), timeout=20)
+    for job_id in ids:
+        assert _rows(Profile, job_id) == 1 and _rows(AuthSession, job_id) == 1
+    fault_report("the sweeping worker paused (SIGSTOP), then woken",
+                 "the other worker took the duty over; the woken one saw its lease gone and "
+                 "stood down; every login found once")

@@ -16,8 +16,7 @@ import models.db
 from models import Registration
 from passflow import logs
 from passflow.crypto import cipher_from_settings
-from tests.conftest import TOKEN
-from tests.support import new_device, wait_for_status
+from tests.support import TOKEN, new_device, wait_for_status
 
 
 def test_a_full_run_logs_no_secret(api: httpx.Client, jobs_env: httpx.Client, fault_report):

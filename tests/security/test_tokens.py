@@ -17,7 +17,7 @@ from tests.support import new_device
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "passflow.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True,
                           text=True, timeout=60)
 
 
@@ -74,6 +74,6 @@ def test_the_api_refuses_to_start_without_a_token(database_url: str):
         active = session.scalars(select(ApiToken).where(ApiToken.revoked_at.is_(None))).all()
         for token in active:  # no stored token either
             token.revoked_at = models.utcnow()
-    done = subprocess.run([sys.executable, "-m", "passflow.cli", "api", "--port", "1"],
+    done = subprocess.run([sys.executable, "-m", "cli", "api", "--port", "1"],
                           capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 2 and "PASSFLOW_API_TOKEN" in done.stderr

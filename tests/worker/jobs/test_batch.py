@@ -1,9 +1,9 @@
-"""Split steps (polls, plays) run in batches: one task claims many jobs and makes their calls
-side by side. A real worker, the simulator over sockets, SQLite and PostgreSQL."""
+"""Runs of many jobs: one task claims many jobs of a step and makes their calls side by side. A
+real worker, the simulator over sockets, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 import httpx
@@ -11,28 +11,30 @@ import pytest
 from sqlalchemy import select
 
 import models.db
-import worker.tasks
 from models import Decision, JobStep, Profile, utcnow
 from passflow.settings import get_settings
-from tests.support import make_event, new_device, wait_for, wait_for_status
+from tests.factories import DeviceFactory, JobFactory
+from tests.support import new_device, wait_for, wait_for_status
 from tests.worker.jobs.test_flows import SP, _polls, count, submit, view
-from worker import jobs
-from worker.runner import dispatch
+from worker import dispatch, engine, jobs, policy
+from worker.steps import STEPS
 
 
 @pytest.fixture
 def batches(jobs_env: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """Every delayed step goes through the table and the sweeper (as 15 s polls do in
     production); records the job ids of each batch the worker runs."""
-    monkeypatch.setattr(jobs, "DIRECT_DISPATCH_MAX_S", 0.0)
+    monkeypatch.setattr(policy, "DIRECT_DISPATCH_MAX_S", 0.0)
     seen: list[list[str]] = []
-    original = worker.tasks.run_batch
+    original = engine.run
 
-    def recording(task, step_name: str, job_ids: list[str]) -> str:
-        seen.append(list(job_ids))
-        return original(task, step_name, job_ids)
+    def recording(step_name: str, job_ids: list[str], *, owner: str) -> dict[str, str]:
+        results = original(step_name, job_ids, owner=owner)
+        if step_name == "profiles.poll" and results:
+            seen.append(list(results))
+        return results
 
-    monkeypatch.setattr(worker.tasks, "run_batch", recording)
+    monkeypatch.setattr(engine, "run", recording)
     return seen
 
 
@@ -79,62 +81,71 @@ def test_upstream_errors_in_a_batch_are_retried_then_fail_the_job(jobs_env: http
             assert step.failures == 2  # PASSFLOW_STEP_RETRIES in the tests
 
 
-def test_a_step_the_batch_cannot_settle_is_handed_to_the_one_job_path(
-        jobs_env: httpx.Client, batches, monkeypatch: pytest.MonkeyPatch):
-    job_ids = _waiting(4)
-    odd = job_ids[0]
-    spec = jobs.STEPS["profiles.poll"]
+def _crashing_poll(monkeypatch: pytest.MonkeyPatch, odd: str, times: int) -> list[str]:
+    """profiles.poll whose apply raises an unexpected error for the job `odd`, `times` times."""
+    step = STEPS["profiles.poll"]
     crashed: list[str] = []
 
-    def plan(ctx):
-        planned = spec.plan(ctx)
-        if ctx.job.id != odd or isinstance(planned, jobs.Outcome) or crashed:
-            return planned
-        call, _ = planned
-
-        def apply(answer):
+    def apply(ctx, answer):
+        if ctx.job.id == odd and len(crashed) < times:
             crashed.append(ctx.job.id)
             raise RuntimeError("unexpected")
+        return step.apply(ctx, answer)
 
-        return call, apply
+    monkeypatch.setitem(STEPS, "profiles.poll", replace(step, apply=apply))
+    return crashed
 
-    monkeypatch.setitem(jobs.STEPS, "profiles.poll", jobs.StepSpec(spec.queue, spec.run, plan))
+
+def test_a_job_a_run_cannot_settle_is_applied_alone(jobs_env: httpx.Client, batches,
+                                                    monkeypatch: pytest.MonkeyPatch):
+    """A run whose transaction fails for one job is rolled back and each job applied alone,
+    with the answer it had: the job that crashed once, and the others, keep polling."""
+    job_ids = _waiting(4)
+    odd = job_ids[0]
+    crashed = _crashing_poll(monkeypatch, odd, times=1)
     wait_for(lambda: crashed)
     polls = {j: _polls(j) for j in job_ids}
-    # The batch was rolled back and each job ran alone: every session keeps polling.
     wait_for(lambda: all(_polls(j) > polls[j] for j in job_ids))
     jobs_env.post("/_sim/login", json={"code": view(odd)["result"]["code"]})
     assert wait_for_status(odd) == "succeeded"
+
+
+def test_a_job_that_always_crashes_fails_alone(jobs_env: httpx.Client, batches,
+                                               monkeypatch: pytest.MonkeyPatch):
+    job_ids = _waiting(3)
+    odd = job_ids[0]
+    _crashing_poll(monkeypatch, odd, times=1000)
+    assert wait_for_status(odd) == "failed"
+    assert view(odd)["error"]["code"] == "internal_error"
+    assert "RuntimeError in step profiles.poll" in view(odd)["error"]["message"]
+    polls = {j: _polls(j) for j in job_ids[1:]}
+    wait_for(lambda: all(_polls(j) > polls[j] for j in job_ids[1:]))
+    assert all(view(j)["status"] == "waiting_for_user" for j in job_ids[1:])
 
 
 @pytest.fixture
 def completed(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
     """The job ids of every transaction that completes jobs."""
     seen: list[set[str]] = []
-    original = jobs.complete_many
+    original = jobs._complete_many
 
     def recording(session, step_name, owner, done):
         seen.append({job.id for job, _ in done})
         return original(session, step_name, owner, done)
 
-    monkeypatch.setattr(jobs, "complete_many", recording)
+    monkeypatch.setattr(jobs, "_complete_many", recording)
     return seen
 
 
 def _backlog_of_plays(sim: httpx.Client, n: int) -> list[str]:
     """`n` authorization jobs due a second ago, each one's message queued behind (for longer
     than a test lasts: the sweeper would re-send it otherwise)."""
-    devices = [new_device() for _ in range(n)]
+    devices = DeviceFactory.create_batch(n)
     sim.post("/_sim/profiles", json={"service_provider": SP, "mvpd": "Cablevision",
                                      "device_ids": [d.id for d in devices]})
-    with models.db.session_scope() as session:
-        backlog = [jobs.accept_event(session, make_event(
-            f"evt-{uuid.uuid4()}", "authorization.requested", d, mvpd="Cablevision",
-            resource="REF30"), default_service_provider=SP) for d in devices]
-        for job in backlog:
-            job.next_run_at = utcnow() - timedelta(seconds=1)
-            job.dispatched_at = utcnow() + timedelta(minutes=5)
-        return [job.id for job in backlog]
+    backlog = [JobFactory(device=d, next_run_at=utcnow() - timedelta(seconds=1),
+                          dispatched_at=utcnow() + timedelta(minutes=5)) for d in devices]
+    return [job.id for job in backlog]
 
 
 def _decided(job_ids: list[str]) -> None:
@@ -148,7 +159,7 @@ def test_a_message_takes_every_play_due_beside_it(jobs_env: httpx.Client, comple
     """A backlog of plays is decided by the first message that runs late: it takes the other
     due jobs of its step along (their own messages, later, find nothing to claim)."""
     job_ids = _backlog_of_plays(jobs_env, 5)
-    dispatch(job_ids[0], "decisions.authorize")
+    dispatch.send_step("decisions.authorize", job_ids[:1])
     _decided(job_ids)
     assert set(job_ids) in completed
 
@@ -170,7 +181,7 @@ def test_a_batch_takes_no_more_than_the_batch_size(jobs_env: httpx.Client, compl
     batch_size(size)
     job_ids = _backlog_of_plays(jobs_env, 8)
     for job_id in job_ids:
-        dispatch(job_id, "decisions.authorize")
+        dispatch.send_step("decisions.authorize", [job_id])
     _decided(job_ids)
     # (Polls of earlier tests may still be completing beside these.)
     plays = [batch & set(job_ids) for batch in completed if batch & set(job_ids)]
@@ -179,10 +190,14 @@ def test_a_batch_takes_no_more_than_the_batch_size(jobs_env: httpx.Client, compl
 
 
 def test_the_sweeper_batches_jobs_due_close_together():
-    """A batch message goes out for its first job's due time: later jobs join it only when
-    they are due within the window, so none runs much before its time."""
-    rows = [("a", 0.0), ("b", 0.05), ("c", 0.2), ("d", 0.21), ("e", 0.22), ("f", 0.5)]
-    assert [[j for j, _ in c] for c in worker.tasks._chunks(rows, 50)] == [
-        ["a", "b"], ["c", "d", "e"], ["f"]]
-    assert [[j for j, _ in c] for c in worker.tasks._chunks(rows, 2)] == [
-        ["a", "b"], ["c", "d"], ["e"], ["f"]]
+    """A message goes out for its first job's due time: later jobs join it only when they are
+    due within the window, so none runs much before its time; steps never share a message."""
+    rows = [(j, "profiles.poll", due) for j, due in
+            [("a", 0.0), ("b", 0.05), ("c", 0.2), ("d", 0.21), ("e", 0.22), ("f", 0.5)]]
+    rows.append(("g", "decisions.authorize", 0.0))
+
+    def ids(chunks):
+        return [[job_id for job_id, _, _ in chunk] for chunk in chunks]
+
+    assert ids(dispatch.chunks(rows, 50)) == [["g"], ["a", "b"], ["c", "d", "e"], ["f"]]
+    assert ids(dispatch.chunks(rows, 2)) == [["g"], ["a", "b"], ["c", "d"], ["e"], ["f"]]

@@ -4,41 +4,59 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import timedelta
 
 import httpx
+import pytest
 import redis
 from sqlalchemy import func, select
 
 import models.db
-from models import AuthSession, Decision, Job, JobStep, Registration
+from models import FINAL_STATUSES, AuthSession, Decision, Job, JobStep, Registration, utcnow
 from passflow.crypto import cipher_from_settings
-from tests.support import make_event, new_device, wait_for_status
+from tests.factories import DeviceFactory, JobFactory
+from tests.support import new_device, wait_for, wait_for_status
 from tests.worker.jobs.test_flows import authenticate, submit, view
-from worker import jobs
-from worker.runner import dispatch
+from worker import dispatch, engine, jobs
 from worker.throttle import DeviceThrottle
 
 SP = "REF30"
 
 
-def _accept_without_dispatch(type_: str, device, **fields) -> str:
+def _accepted_not_sent(type_: str, device, **fields) -> str:
     """An accepted event whose message never reached the broker."""
-    with models.db.session_scope() as session:
-        job = jobs.accept_event(session, make_event(f"evt-{uuid.uuid4()}", type_, device,
-                                                    **fields), default_service_provider=SP)
-        return job.id
+    row = DeviceFactory(id=device.id, last_ip=device.ip, last_port=device.port,
+                        last_info=dict(device.info))
+    return JobFactory(type=type_, device=row, fields=fields).id
 
 
-def test_a_step_delivered_twice_runs_once(jobs_env: httpx.Client):
+@pytest.fixture
+def runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], dict[str, str]]]:
+    """Every run of the engine: the job ids its message named, and what it did."""
+    seen: list[tuple[list[str], dict[str, str]]] = []
+    original = engine.run
+
+    def recording(step_name: str, job_ids: list[str], *, owner: str) -> dict[str, str]:
+        results = original(step_name, job_ids, owner=owner)
+        seen.append((list(job_ids), results))
+        return results
+
+    monkeypatch.setattr(engine, "run", recording)
+    return seen
+
+
+def test_a_step_delivered_twice_runs_once(jobs_env: httpx.Client, runs):
     device = new_device()
     authenticate(jobs_env, device)
     before = jobs_env.get("/_sim/stats").json().get("decisions.authorize 200", 0)
-    job_id = _accept_without_dispatch("authorization.requested", device, mvpd="Cablevision",
-                                      resource="REF30")
-    dispatch(job_id, "decisions.authorize")
-    dispatch(job_id, "decisions.authorize")
+    job_id = _accepted_not_sent("authorization.requested", device, mvpd="Cablevision",
+                                resource="REF30")
+    dispatch.send_step("decisions.authorize", [job_id])
+    dispatch.send_step("decisions.authorize", [job_id])
     assert wait_for_status(job_id) == "succeeded"
-    time.sleep(0.5)  # give the duplicate time to arrive and find nothing to do
+    # Both messages arrived (the sweeper may have sent a third); only one claimed the job.
+    wait_for(lambda: sum(job_id in named for named, _ in runs) >= 2)
+    assert sum(job_id in results for _, results in runs) == 1
     with models.db.session_scope() as session:
         attempts = session.scalar(select(JobStep.attempts).where(JobStep.job_id == job_id))
         decisions = session.scalar(select(func.count()).select_from(Decision).where(
@@ -50,19 +68,15 @@ def test_a_step_delivered_twice_runs_once(jobs_env: httpx.Client):
 
 def test_the_sweeper_sends_what_was_never_dispatched(jobs_env: httpx.Client):
     """No message was ever sent for this job: only the periodic sweeper can run it."""
-    job_id = _accept_without_dispatch("profiles.requested", new_device())
+    job_id = _accepted_not_sent("profiles.requested", new_device())
     assert wait_for_status(job_id, timeout=10) == "succeeded"
 
 
 def test_a_lost_message_is_sent_again_once_overdue(jobs_env: httpx.Client):
-    from datetime import timedelta
-
     started = time.monotonic()
-    with models.db.session_scope() as session:
-        job = jobs.accept_event(session, make_event(f"evt-{uuid.uuid4()}", "profiles.requested",
-                                                    new_device()), default_service_provider=SP)
-        job.dispatched_at = job.next_run_at  # "sent", but the message never arrives
-        job_id = job.id
+    now = utcnow()
+    # "Sent", but the message never arrives.
+    job_id = JobFactory(type="profiles.requested", next_run_at=now, dispatched_at=now).id
     grace = timedelta(seconds=1)
     with models.db.session_scope() as session:
         assert job_id not in {j for j, _, _ in jobs.due_jobs(session, grace=grace,
@@ -73,19 +87,22 @@ def test_a_lost_message_is_sent_again_once_overdue(jobs_env: httpx.Client):
 
 
 def test_cancelling_a_poll_is_a_row_update(jobs_env: httpx.Client):
-    device = new_device()
-    job_id = submit("authentication.requested", device, mvpd="Cablevision")
+    job_id = submit("authentication.requested", new_device(), mvpd="Cablevision")
+    other = submit("authentication.requested", new_device(), mvpd="Cablevision")
     wait_for_status(job_id, "waiting_for_user")
     with models.db.session_scope() as session:
-        assert jobs.cancel(session, job_id)
+        assert jobs.cancel(session, [job_id]) == [job_id]
     polls = _polls(job_id)
-    time.sleep(1.0)  # several poll intervals
+    # The other session is polled three more times meanwhile: this one not once.
+    wait_for_status(other, "waiting_for_user")
+    others = _polls(other)
+    wait_for(lambda: _polls(other) >= others + 3)
     assert _polls(job_id) == polls
     assert view(job_id)["status"] == "cancelled"
     with models.db.session_scope() as session:
         assert session.scalar(select(AuthSession.status).where(
             AuthSession.job_id == job_id)) == "cancelled"
-        assert not jobs.cancel(session, job_id)  # already final
+        assert jobs.cancel(session, [job_id]) == []  # already final
 
 
 def _polls(job_id: str) -> int:
@@ -112,14 +129,31 @@ def test_device_throttle_allows_a_burst_then_one_per_second(redis_client: redis.
     assert waits[:10] == [0.0] * 10
     assert 0.9 < waits[10] <= 1.0
     assert throttle.wait_for("203.0.113.10") == 0.0  # another device, its own bucket
-    time.sleep(1.05)
-    assert throttle.wait_for("203.0.113.9") == 0.0
+    started = time.monotonic()
+    wait_for(lambda: throttle.wait_for("203.0.113.9") == 0.0, timeout=3, interval=0.05)
+    assert time.monotonic() - started >= 0.85  # a token a second
 
 
 def test_job_rows_are_final_or_due(jobs_env: httpx.Client):
-    """Every job is either final or names a step that is due: nothing is stuck unnamed."""
+    """Every job of every kind is either final or names a step that is due: nothing is stuck
+    unnamed, and nothing final still names a step."""
+    device = new_device()
+    authenticate(jobs_env, device)
+    job_ids = [
+        submit("profiles.requested", device),
+        submit("authentication.requested", new_device(), mvpd="Cablevision"),
+        submit("preauthorization.requested", device, mvpd="Cablevision",
+               resources=["REF30", "CNN"]),
+        submit("authorization.requested", device, mvpd="Cablevision", resource="REF30"),
+        submit("temppass.requested", new_device(), mvpd="TempPass_TEST40", resource="REF30"),
+    ]
+    for job_id in job_ids:
+        wait_for_status(job_id, "succeeded", "failed", "waiting_for_user")
+    final = [s.value for s in FINAL_STATUSES]
     with models.db.session_scope() as session:
-        stuck = session.scalar(select(func.count()).select_from(Job).where(
-            Job.current_step.is_(None),
-            Job.status.not_in(["succeeded", "failed", "expired", "cancelled"])))
-    assert stuck == 0
+        rows = session.execute(select(Job.status, Job.current_step, Job.next_run_at).where(
+            Job.id.in_(job_ids))).all()
+    assert len(rows) == len(job_ids)
+    for status, step, due in rows:
+        assert (status in final) == (step is None), (status, step)
+        assert status in final or due is not None

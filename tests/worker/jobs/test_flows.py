@@ -13,7 +13,7 @@ import models.db
 from models import AuthSession, Decision, Job, Logout, Profile
 from passflow.crypto import cipher_from_settings
 from tests.support import make_event, new_device, wait_for, wait_for_status
-from worker import jobs
+from worker import dispatch
 from worker.views import job_view
 
 SP = "REF30"
@@ -21,7 +21,7 @@ SP = "REF30"
 
 def submit(type_: str, device, **fields) -> str:
     event = make_event(f"evt-{uuid.uuid4()}", type_, device, **fields)
-    job_id, created = jobs.submit(event, default_service_provider=SP)
+    job_id, created = dispatch.submit(event, default_service_provider=SP)
     assert created
     return job_id
 
@@ -64,7 +64,7 @@ def test_authentication_with_mvpd_succeeds_after_login(jobs_env: httpx.Client):
     assert done["result"]["profile"]["mvpd"] == "Cablevision"
     assert done["result"]["profile"]["attributes"]["userID"]["value"] == "cv-0001"
     assert [s["step"] for s in done["steps"]] == [
-        "authentication.check_profiles", "configuration.retrieve", "sessions.create",
+        "profiles.check", "configuration.retrieve", "sessions.create",
         "profiles.poll"]
     assert all(s["status"] == "succeeded" for s in done["steps"])
     assert count(Profile, job_id=job_id) == 1
@@ -130,7 +130,7 @@ def test_already_authenticated_device_needs_no_new_session(jobs_env: httpx.Clien
     assert wait_for_status(again) == "succeeded"
     result = view(again)
     assert result["result"]["profile"]["mvpd"] == "Cablevision"
-    assert [s["step"] for s in result["steps"]] == ["authentication.check_profiles"]
+    assert [s["step"] for s in result["steps"]] == ["profiles.check"]
 
 
 def test_profiles_requested_lists_profiles(jobs_env: httpx.Client):
@@ -225,7 +225,7 @@ def test_temppass_basic_and_promotional(jobs_env: httpx.Client, mvpd, identity):
 def test_same_event_id_answers_with_the_first_job(jobs_env: httpx.Client):
     device = new_device()
     event = make_event(f"evt-{uuid.uuid4()}", "profiles.requested", device)
-    first, created = jobs.submit(event, default_service_provider=SP)
-    again, created_again = jobs.submit(event, default_service_provider=SP)
+    first, created = dispatch.submit(event, default_service_provider=SP)
+    again, created_again = dispatch.submit(event, default_service_provider=SP)
     assert (again, created, created_again) == (first, True, False)
     assert wait_for_status(first) == "succeeded"
