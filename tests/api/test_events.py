@@ -8,11 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import func, select
 
 import models.db
 from models import Event, Job
-from tests.support import new_device, wait_for_status
+from tests.support import new_device, wait_for, wait_for_status
 
 SP = "REF30"
 
@@ -158,25 +159,44 @@ def test_an_authentication_job_shows_code_and_url_while_waiting(api: httpx.Clien
     assert api.delete(f"/v1/jobs/{job_id}").status_code == 409
 
 
-def test_healthz_checks_database_and_broker(api: httpx.Client):
-    answer = api.get("/healthz")
-    assert answer.status_code == 200
-    assert answer.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+def test_healthz_checks_database_broker_and_the_sweeper(api: httpx.Client):
+    answer = wait_for(lambda: (r := api.get("/healthz")).status_code == 200 and r)
+    health = answer.json()
+    assert (health["status"], health["database"], health["broker"]) == ("ok", "ok", "ok")
+    # The in-process worker sweeps; its last sweep is fresh.
+    assert health["sweeper"]["status"] == "ok" and health["sweeper"]["age_s"] < 5
+    assert health["sweeper"]["by"]
+
+
+def test_healthz_fails_when_no_worker_sweeps(database_url: str, pass_env: str):
+    """An API whose broker no worker uses (another Redis database): nothing sweeps there, so
+    polls and retries would never be sent, and /healthz says so."""
+    from api.app import create_app
+    from passflow.serving import BackgroundServer
+    from passflow.settings import get_settings
+    from tests.support import TOKEN
+
+    settings = get_settings().model_copy(update={"broker_url": "redis://127.0.0.1:6379/14"})
+    redis.Redis.from_url(settings.broker_url).flushdb()
+    with BackgroundServer(create_app(settings, tokens=[TOKEN])) as server:
+        answer = httpx.get(server.url + "/healthz", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 503
+    assert answer.json()["status"] == "failing" and answer.json()["broker"] == "ok"
+    assert answer.json()["sweeper"] == {"status": "stale", "age_s": None, "by": None}
 
 
 def test_metrics_count_jobs_and_adobe_calls(api: httpx.Client):
     job_id = api.post("/v1/events", json=event()).json()["job_id"]
     wait_for_status(job_id)
-    import time
 
-    time.sleep(0.6)  # the worker flushes its counters at most twice a second
-    api.post("/v1/events", json=event())  # one more task makes the worker flush
-    body = ""
-    for _ in range(30):
+    def flushed() -> str | None:
+        # The worker flushes its counters at most twice a second, after a task: send more.
+        api.post("/v1/events", json=event())
         body = api.get("/metrics").text
-        if 'passflow_adobe_pass_calls_total{endpoint="profiles.list"' in body:
-            break
-        time.sleep(0.2)
+        return body if 'passflow_step_seconds_bucket{le="+Inf",outcome="succeeded",' \
+                       'step="profiles.retrieve"}' in body else None
+
+    body = wait_for(flushed, interval=0.3)
     assert 'passflow_jobs{status="succeeded",type="profiles.requested"}' in body
     assert "passflow_polls_in_flight" in body
     assert 'passflow_adobe_pass_calls_total{endpoint="profiles.list",status="200"}' in body
