@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean faults-table
 
 $(BIN)/passflow: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: on Debian, apt-get install python3-venv"; exit 1; }
@@ -23,11 +23,15 @@ test: $(BIN)/passflow
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
+# docs/faults.md from the last whole, green `make test` (its record is build/faults-run.json).
+faults-table: $(BIN)/passflow
+	$(BIN)/python -m tests.faults_table
+
 lint: $(BIN)/passflow
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache build
 
 # Benchmarks (not tests): needs PostgreSQL and Redis on 127.0.0.1; about 5 minutes.
 bench: $(BIN)/passflow

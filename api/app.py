@@ -189,7 +189,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                                       socket_connect_timeout=2)
         try:
             client.ping()
-            checks["sweeper"] = last_sweep(client)
+            checks["sweeper"] = last_sweep(client, settings.database_url)
         except redis.RedisError as exc:
             checks["broker"] = f"failing: {type(exc).__name__}"
         finally:

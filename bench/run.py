@@ -3,7 +3,7 @@ upstream calls on the same simulator (no queue, no database): the upper bound on
 
 Phases: (a) authorization at fixed offered loads, (b) polling K sessions at interval I,
 (c) a whole-cookbook mix, (d) authorization throughput with 1, 2 and 4 worker processes.
-The table is printed, written to bench/results/, and copied into README.md.
+The table is printed, written to bench/results/, and copied into docs/performance.md.
 """
 
 from __future__ import annotations
@@ -517,12 +517,12 @@ def main() -> None:
     results.mkdir(exist_ok=True)
     (results / f"{datetime.now():%Y%m%d-%H%M}.md").write_text(table + "\n")
     (results / "latest.md").write_text(table + "\n")
-    readme = ROOT / "README.md"
-    body = readme.read_text()
+    page = ROOT / "docs" / "performance.md"
+    body = page.read_text()
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
     if start in body and end in body:
         head, rest = body.split(start, 1)
-        readme.write_text(head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1])
+        page.write_text(head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1])
 
 
 if __name__ == "__main__":

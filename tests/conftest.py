@@ -36,7 +36,7 @@ from passflow.serving import BackgroundServer
 from passflow.settings import get_settings
 from simulator import SimConfig, create_app
 from tests import factories
-from tests.support import TOKEN, WorkerProcess, free_port, fresh_postgres, new_device
+from tests.support import WorkerProcess, fresh_postgres, new_device
 from worker.adobe_pass import AdobePass, Device
 from worker.runtime import reset_runtime
 
@@ -153,25 +153,6 @@ def worker_processes(database_url: str, pass_env: str, redis_client: redis.Redis
     yield start
     for proc in started:
         proc.stop()
-
-
-@pytest.fixture(scope="module")
-def api_server(pass_env: str) -> Iterator[BackgroundServer]:
-    """The API on its own port; PASSFLOW_PUBLIC_URL points at it (landing page links)."""
-    from api.app import create_app
-
-    port = free_port()
-    os.environ["PASSFLOW_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
-    get_settings.cache_clear()
-    with BackgroundServer(create_app(get_settings(), tokens=[TOKEN]), port=port) as server:
-        yield server
-
-
-@pytest.fixture
-def api(api_server: BackgroundServer, jobs_env: httpx.Client) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_server.url, timeout=10,
-                      headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-        yield client
 
 
 # The faults run: what the fault and attack tests observed, recorded for `make faults-table` ----

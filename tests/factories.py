@@ -56,6 +56,7 @@ class _Factory(SQLAlchemyModelFactory):
 class DeviceFactory(_Factory):
     class Meta:
         model = Device
+        sqlalchemy_get_or_create = ("id",)  # a device the flow already stored is reused
 
     id = factory.Sequence(lambda n: f"device-{os.getpid()}-f{n:05d}")
     # Documentation range (RFC 5737), one address each: each device its own throttle bucket.
@@ -108,7 +109,19 @@ class JobFactory(_Factory):
     state = factory.LazyFunction(dict)
 
 
-class AuthSessionFactory(_Factory):
+class _OfJobFactory(_Factory):
+    """A record of a job's (its `job` parameter): the job's ids and service provider."""
+
+    class Meta:
+        abstract = True
+
+    job_id = factory.SelfAttribute("job.id")
+    device_id = factory.SelfAttribute("job.device.id")
+    service_provider = factory.SelfAttribute("job.service_provider")
+    mvpd = "Cablevision"
+
+
+class AuthSessionFactory(_OfJobFactory):
     """A pending session with its authentication job waiting for the user."""
 
     class Meta:
@@ -119,9 +132,6 @@ class AuthSessionFactory(_Factory):
                                  current_step="profiles.poll",
                                  status=JobStatus.WAITING_FOR_USER.value)
 
-    job_id = factory.SelfAttribute("job.id")
-    device_id = factory.SelfAttribute("job.device.id")
-    service_provider = factory.SelfAttribute("job.service_provider")
     mvpd = factory.SelfAttribute("job.mvpd")
     code = factory.Sequence(lambda n: f"F{n:06d}")
     url = factory.LazyAttribute(lambda o: f"http://pass.test/api/v2/authenticate/REF30/{o.code}")
@@ -131,7 +141,7 @@ class AuthSessionFactory(_Factory):
     polling_started_at = factory.LazyFunction(utcnow)
 
 
-class ProfileFactory(_Factory):
+class ProfileFactory(_OfJobFactory):
     class Meta:
         model = Profile
 
@@ -140,17 +150,13 @@ class ProfileFactory(_Factory):
                                  status=JobStatus.SUCCEEDED.value, current_step=None)
         attributes = factory.LazyFunction(lambda: {"userID": {"value": "u-1"}})
 
-    job_id = factory.SelfAttribute("job.id")
-    device_id = factory.SelfAttribute("job.device.id")
-    service_provider = "REF30"
-    mvpd = "Cablevision"
     not_before = factory.LazyFunction(utcnow)
     not_after = factory.LazyFunction(lambda: utcnow() + timedelta(days=30))
     type = "regular"
     attributes_enc = factory.LazyAttribute(lambda o: _encrypt(o.attributes))
 
 
-class DecisionFactory(_Factory):
+class DecisionFactory(_OfJobFactory):
     class Meta:
         model = Decision
 
@@ -158,16 +164,12 @@ class DecisionFactory(_Factory):
         job = factory.SubFactory(JobFactory, status=JobStatus.SUCCEEDED.value,
                                  current_step=None)
 
-    job_id = factory.SelfAttribute("job.id")
-    device_id = factory.SelfAttribute("job.device.id")
-    service_provider = "REF30"
-    mvpd = "Cablevision"
     kind = DecisionKind.AUTHORIZE.value
     resource = "REF30"
     decision = "Permit"
 
 
-class LogoutFactory(_Factory):
+class LogoutFactory(_OfJobFactory):
     class Meta:
         model = Logout
 
@@ -175,10 +177,6 @@ class LogoutFactory(_Factory):
         job = factory.SubFactory(JobFactory, type=EventType.LOGOUT.value,
                                  status=JobStatus.SUCCEEDED.value, current_step=None)
 
-    job_id = factory.SelfAttribute("job.id")
-    device_id = factory.SelfAttribute("job.device.id")
-    service_provider = "REF30"
-    mvpd = "Cablevision"
     action_name = "logout"
     action_type = "interactive"
 

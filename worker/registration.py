@@ -96,12 +96,24 @@ class SqlCredentialStore:
                 row.token_expires_at = None
 
 
-def redis_refresh_lock(client: redis.Redis):
-    """A lock factory for AdobePass(refresh_lock=...): one registration/refresh in the pool."""
+def redis_refresh_lock(client: redis.Redis, *, ttl_s: float):
+    """A lock factory for AdobePass(refresh_lock=...): one registration or token refresh in the
+    pool at a time. The lock expires after `ttl_s` (the longest a registration and a token
+    request can take), so a worker killed while holding it blocks the others that long at most;
+    a caller waits at most `wait_s` (its deadline) and hears False when it could not get it."""
 
     @contextlib.contextmanager
-    def lock(key: str) -> Iterator[None]:
-        with client.lock(f"passflow:lock:registration:{key}", timeout=60, blocking_timeout=90):
-            yield
+    def lock(key: str, wait_s: float | None) -> Iterator[bool]:
+        held = client.lock(f"passflow:lock:registration:{key}", timeout=ttl_s,
+                           blocking_timeout=ttl_s if wait_s is None else max(0.01, wait_s),
+                           thread_local=False)
+        if not held.acquire():
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            with contextlib.suppress(redis.exceptions.LockError):
+                held.release()
 
     return lock

@@ -55,7 +55,9 @@ class Runtime:
             credentials=SqlCredentialStore(self.cipher, s.pass_base_url),
             timeout=s.pass_timeout_s,
             max_retries=s.pass_max_retries,
-            refresh_lock=redis_refresh_lock(self.redis),
+            # A registration and a token request, each with its retries, and a margin.
+            refresh_lock=redis_refresh_lock(
+                self.redis, ttl_s=2 * s.pass_timeout_s * (s.pass_max_retries + 1) + 5),
             rate_limiter=self.throttle,
             on_response=observe_adobe_call,
         )

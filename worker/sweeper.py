@@ -11,12 +11,16 @@ renewed before each sweep) one of them at a time sweeps every PASSFLOW_SWEEP_INT
 A sweeper that dies or pauses loses the lease within SWEEPER_LEASE_S, and another worker takes
 it. A stale sweeper that wakes up mid-sweep can only send a message twice, which is harmless:
 every claim is a conditional update, so a second message finds nothing to claim. Each sweep
-stamps `passflow:sweeper:last` for /healthz and /readyz.
+stamps Redis for /healthz.
+
+The lease and the stamp belong to the database whose jobs are swept (keyed by a digest of its
+URL): deployments that share one Redis each keep their own sweeper.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import socket
 import threading
@@ -42,8 +46,13 @@ from worker.policy import (
 
 log = logs.get_logger(__name__)
 
-LEADER_KEY = "passflow:sweeper:leader"
-LAST_KEY = "passflow:sweeper:last"
+
+
+def keys(database_url: str | None = None) -> tuple[str, str]:
+    """(lease key, last-sweep key) of the database's sweeper."""
+    url = database_url or get_settings().database_url
+    scope = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return f"passflow:sweeper:{scope}:leader", f"passflow:sweeper:{scope}:last"
 
 
 def sweep() -> int:
@@ -61,9 +70,10 @@ def sweep() -> int:
     return len(due) + len(deliveries)
 
 
-def last_sweep(client: redis.Redis) -> dict[str, Any]:
-    """When the fleet last swept and who did, and whether that is stale (health checks)."""
-    raw = client.get(LAST_KEY)
+def last_sweep(client: redis.Redis, database_url: str | None = None) -> dict[str, Any]:
+    """When the fleet last swept the database and who did, and whether that is stale (health
+    checks)."""
+    raw = client.get(keys(database_url)[1])
     if not raw:
         return {"status": "stale", "age_s": None, "by": None}
     stamp = json.loads(raw)
@@ -76,10 +86,12 @@ class Sweeper:
     """The loop of one worker: lead and sweep, or wait to take over."""
 
     def __init__(self, client: redis.Redis, *, name: str | None = None,
+                 database_url: str | None = None,
                  interval_s: float | None = None, lease_s: float = SWEEPER_LEASE_S,
                  sweep: Callable[[], int] = sweep,
                  token_upkeep: Callable[[], None] = dispatch.send_token_upkeep):
         self.client = client
+        self.leader_key, self.last_key = keys(database_url)
         self.name = name or socket.gethostname()
         self.interval_s = interval_s or get_settings().sweep_interval_s
         self.lease_s = lease_s
@@ -89,7 +101,7 @@ class Sweeper:
         self.sweeps = 0
 
     def run(self, stop: threading.Event) -> None:
-        lock = self.client.lock(LEADER_KEY, timeout=self.lease_s, thread_local=False)
+        lock = self.client.lock(self.leader_key, timeout=self.lease_s, thread_local=False)
         next_token = 0.0
         while not stop.is_set():
             self._hold(lock)
@@ -102,6 +114,7 @@ class Sweeper:
         if self.leading:  # the next worker need not wait for the lease to expire
             with contextlib.suppress(LockError, redis.RedisError):
                 lock.release()
+            self.leading = False
 
     def _hold(self, lock) -> None:
         """Renew the lease, or try to take it."""
@@ -122,7 +135,8 @@ class Sweeper:
     def _sweep_once(self) -> None:
         try:
             sent = self._sweep()
-            self.client.set(LAST_KEY, json.dumps({"at": time.time(), "by": self.name}))
+            self.client.set(self.last_key, json.dumps({"at": time.time(), "by": self.name}),
+                            ex=3600)
             self.sweeps += 1
             if sent:
                 log.debug("swept", sent=sent)

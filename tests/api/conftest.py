@@ -1,1 +1,33 @@
-"""API tests: fixtures are in tests/conftest.py."""
+"""The API layer's fixtures: the API served by uvicorn on its own port, and a client of it with
+the tests' token (the security tests use them too)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from passflow.serving import BackgroundServer, free_port
+from passflow.settings import get_settings
+from tests.support import TOKEN
+
+
+@pytest.fixture(scope="module")
+def api_server(pass_env: str) -> Iterator[BackgroundServer]:
+    """The API on its own port; PASSFLOW_PUBLIC_URL points at it (landing page links)."""
+    from api.app import create_app
+
+    port = free_port()
+    os.environ["PASSFLOW_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+    get_settings.cache_clear()
+    with BackgroundServer(create_app(get_settings(), tokens=[TOKEN]), port=port) as server:
+        yield server
+
+
+@pytest.fixture
+def api(api_server: BackgroundServer, jobs_env: httpx.Client) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_server.url, timeout=10,
+                      headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        yield client

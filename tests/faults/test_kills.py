@@ -214,12 +214,14 @@ def database_url_of_test() -> str:
     return os.environ["PASSFLOW_DATABASE_URL"]
 
 
-def _sweeping(redis_client) -> str | None:
-    """The worker (its name) whose sweep is the fleet's latest, while sweeps are fresh."""
+def _sweeping(redis_client, workers) -> str | None:
+    """The worker of `workers` (its name) that made the latest sweep, while sweeps are fresh
+    (an earlier test's worker may have made the last one)."""
     from worker.sweeper import last_sweep
 
     last = last_sweep(redis_client)
-    return last["by"].split("@")[0] if last["status"] == "ok" and last["by"] else None
+    name = last["by"].split("@")[0] if last["status"] == "ok" and last["by"] else None
+    return name if name in workers else None
 
 
 def _waiting_sessions(n: int) -> list[str]:
@@ -244,11 +246,11 @@ def test_sigkill_the_sweeping_worker_while_sessions_wait(worker_processes, sim: 
     and every user who logs in afterwards is found by a poll."""
     workers = {name: worker_processes(name) for name in ("s1", "s2")}
     ids = _waiting_sessions(5)
-    leader = wait_for(lambda: _sweeping(redis_client), timeout=15)
+    leader = wait_for(lambda: _sweeping(redis_client, workers), timeout=15)
     survivor = next(name for name in workers if name != leader)
     workers[leader].kill()
     killed = time.monotonic()
-    wait_for(lambda: _sweeping(redis_client) == survivor, timeout=20)
+    wait_for(lambda: _sweeping(redis_client, workers) == survivor, timeout=20)
     took = time.monotonic() - killed
     _log_in(sim, ids)
     assert [wait_for_status(job_id, timeout=60) for job_id in ids] == ["succeeded"] * 5
@@ -264,11 +266,11 @@ def test_a_paused_sweeper_is_replaced_and_harmless_when_it_wakes(worker_processe
                                                                  redis_client, fault_report):
     workers = {name: worker_processes(name) for name in ("p1", "p2")}
     ids = _waiting_sessions(3)
-    leader = wait_for(lambda: _sweeping(redis_client), timeout=15)
+    leader = wait_for(lambda: _sweeping(redis_client, workers), timeout=15)
     survivor = next(name for name in workers if name != leader)
     workers[leader].pause()
     try:
-        wait_for(lambda: _sweeping(redis_client) == survivor, timeout=20)
+        wait_for(lambda: _sweeping(redis_client, workers) == survivor, timeout=20)
     finally:
         workers[leader].resume()
     _log_in(sim, ids)

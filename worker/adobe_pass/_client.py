@@ -85,7 +85,7 @@ class AdobePass:
         credentials: CredentialStore | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         max_retries: int = 2,
-        refresh_lock: Callable[[str], AbstractContextManager[Any]] | None = None,
+        refresh_lock: Callable[[str, float | None], AbstractContextManager[bool]] | None = None,
         transport: httpx.BaseTransport | None = None,
         on_response: Callable[[str, int, float], None] | None = None,
         rate_limiter: Callable[[str, Mapping[str, str]], float] | None = None,
@@ -100,7 +100,7 @@ class AdobePass:
             f"{self.base_url}\n{software_statement}".encode()
         ).hexdigest()[:32]
         self._local_lock = threading.Lock()
-        self._refresh_lock = refresh_lock or (lambda _key: self._local_lock)
+        self._refresh_lock = refresh_lock or self._in_process_lock
         self._on_response = on_response
         self._rate_limiter = rate_limiter
         self._sleep = sleep
@@ -166,12 +166,26 @@ class AdobePass:
     def registration_key(self) -> str:
         return self._registration_key
 
+    @contextmanager
+    def _in_process_lock(self, _key: str, wait_s: float | None) -> Iterator[bool]:
+        held = self._local_lock.acquire(timeout=-1 if wait_s is None else max(0.0, wait_s))
+        try:
+            yield held
+        finally:
+            if held:
+                self._local_lock.release()
+
     def access_token(self) -> str:
-        """A valid access token: the cached one, else one fetched once for all callers."""
+        """A valid access token: the cached one, else one fetched once for all callers. A
+        caller that cannot get the registration lock before its deadline (another worker is
+        registering or refreshing) hears ThrottledError: it waits, it has not failed."""
         cached = self._credentials.load_token(self._registration_key)
         if cached and cached.expires_at - TOKEN_EXPIRY_MARGIN_S > time.time():
             return cached.value
-        with self._refresh_lock(self._registration_key):
+        with self._refresh_lock(self._registration_key, self._time_left()) as held:
+            if not held:
+                raise ThrottledError(1.0, endpoint="dcr.token",
+                                     reason="another worker is registering passflow")
             cached = self._credentials.load_token(self._registration_key)
             if cached and cached.expires_at - TOKEN_EXPIRY_MARGIN_S > time.time():
                 return cached.value

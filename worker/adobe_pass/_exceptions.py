@@ -38,8 +38,9 @@ class ThrottledError(AdobePassError):
 
     retryable = True
 
-    def __init__(self, retry_after: float, *, endpoint: str):
-        super().__init__(f"{endpoint}: device request budget spent, next in {retry_after:.2f}s")
+    def __init__(self, retry_after: float, *, endpoint: str,
+                 reason: str = "device request budget spent"):
+        super().__init__(f"{endpoint}: {reason}, next in {retry_after:.2f}s")
         self.retry_after = max(0.0, retry_after)
         self.endpoint = endpoint
 

@@ -39,12 +39,12 @@ def _polls(job_id: str) -> int:
 
 def _sweeps(redis_client, n: int) -> None:
     """Wait until the fleet has swept `n` more times."""
-    from worker.sweeper import LAST_KEY
+    from worker.sweeper import keys
 
     seen: set[bytes] = set()
 
     def swept() -> bool:
-        stamp = redis_client.get(LAST_KEY)
+        stamp = redis_client.get(keys()[1])
         if stamp:
             seen.add(stamp)
         return len(seen) > n

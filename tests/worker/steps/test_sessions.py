@@ -1,0 +1,48 @@
+"""sessions.create (cookbook step 3)."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import select
+
+from models import AuthSession, Job, JobStatus, SessionStatus
+from models.db import session_scope
+from tests.factories import DeviceFactory, JobFactory
+from tests.worker.steps.conftest import ON_SQLITE, through
+from worker.steps import StepName, sessions
+
+pytestmark = ON_SQLITE
+
+
+def _session(job_id: str) -> AuthSession:
+    with session_scope() as session:
+        return session.scalars(select(AuthSession).where(AuthSession.job_id == job_id)).one()
+
+
+def test_create_gives_a_code_and_a_url_and_waits_for_the_user(step_env: httpx.Client):
+    job = JobFactory(type="authentication.requested", current_step=StepName.SESSIONS_CREATE)
+    outcome = through(sessions.CREATE, job.id)
+    assert (outcome.status, outcome.next_step) == (JobStatus.WAITING_FOR_USER,
+                                                   StepName.PROFILES_POLL)
+    auth = _session(job.id)
+    assert outcome.result["code"] == auth.code and auth.status == SessionStatus.PENDING
+    assert outcome.result["url"].endswith(f"/api/v2/authenticate/REF30/{auth.code}")
+    assert auth.mvpd == "Cablevision" and auth.not_after > auth.created_at
+
+
+def test_a_new_code_supersedes_the_devices_older_one(step_env: httpx.Client):
+    device = DeviceFactory()
+    older = JobFactory(type="authentication.requested", device=device,
+                       current_step=StepName.SESSIONS_CREATE)
+    through(sessions.CREATE, older.id)
+    with session_scope() as session:
+        session.get_one(Job, older.id).status = JobStatus.WAITING_FOR_USER
+    newer = JobFactory(type="authentication.requested", device=device,
+                       current_step=StepName.SESSIONS_CREATE)
+    through(sessions.CREATE, newer.id)
+    assert _session(older.id).status == SessionStatus.SUPERSEDED
+    assert _session(newer.id).status == SessionStatus.PENDING
+    with session_scope() as session:
+        job = session.get_one(Job, older.id)
+        assert (job.status, job.current_step) == (JobStatus.CANCELLED, None)
+        assert job.error["code"] == "superseded" and newer.id in job.error["message"]

@@ -1,0 +1,131 @@
+"""The sweeper duty: every worker runs a Sweeper; a lease in Redis lets one sweep at a time, and
+another takes over when the sweeper stops renewing it (dies or pauses). Real Redis, in-process
+sweepers with stand-in sweeps (the process-level kill and pause are in tests/faults)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.support import RedisServer, wait_for
+from worker.sweeper import Sweeper, keys, last_sweep
+
+# A Redis database of its own (the tests' workers sweep in 15), and the sweepers' scope.
+URL = "redis://127.0.0.1:6379/13"
+SCOPE = "sqlite:///sweeper-tests.db"
+LEADER_KEY, LAST_KEY = keys(SCOPE)
+
+
+@pytest.fixture
+def client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(URL)
+    client.delete(LEADER_KEY, LAST_KEY)
+    yield client
+    client.delete(LEADER_KEY, LAST_KEY)
+    client.close()
+
+
+class Fleet:
+    """Sweepers on their own threads; a sweeper's sweep can be made to hang (a pause)."""
+
+    def __init__(self, client: redis.Redis):
+        self.client = client
+        self.sweepers: dict[str, Sweeper] = {}
+        self.stops: dict[str, threading.Event] = {}
+        self.hang: dict[str, threading.Event] = {}
+        self.threads: list[threading.Thread] = []
+
+    def start(self, name: str) -> Sweeper:
+        release = self.hang[name] = threading.Event()
+        release.set()
+
+        def sweep() -> int:
+            release.wait(timeout=30)
+            return 0
+
+        sweeper = Sweeper(self.client, name=name, database_url=SCOPE, interval_s=0.05,
+                          lease_s=1.0, sweep=sweep, token_upkeep=lambda: None)
+        stop = self.stops[name] = threading.Event()
+        thread = threading.Thread(target=sweeper.run, args=(stop,), daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        self.sweepers[name] = sweeper
+        return sweeper
+
+    def leaders(self) -> list[str]:
+        return [name for name, s in self.sweepers.items() if s.leading]
+
+    def stop(self) -> None:
+        for name in self.stops:
+            self.hang[name].set()
+            self.stops[name].set()
+        for thread in self.threads:
+            thread.join(timeout=10)
+
+
+@pytest.fixture
+def fleet(client: redis.Redis) -> Iterator[Fleet]:
+    fleet = Fleet(client)
+    yield fleet
+    fleet.stop()
+
+
+def test_one_worker_sweeps_at_a_time(fleet: Fleet, client: redis.Redis):
+    for name in ("a", "b", "c"):
+        fleet.start(name)
+    [leader] = wait_for(lambda: fleet.leaders())
+    wait_for(lambda: fleet.sweepers[leader].sweeps >= 10)
+    assert fleet.leaders() == [leader]
+    assert all(s.sweeps == 0 for name, s in fleet.sweepers.items() if name != leader)
+    assert last_sweep(client, SCOPE)["by"] == leader and last_sweep(client, SCOPE)["status"] == "ok"
+
+
+def test_a_paused_sweeper_is_replaced_then_stands_down(fleet: Fleet):
+    fleet.start("a")
+    wait_for(lambda: fleet.leaders() == ["a"])
+    fleet.hang["a"].clear()  # a's next sweep hangs: it stops renewing its lease
+    fleet.start("b")
+    wait_for(lambda: fleet.sweepers["b"].sweeps >= 3, timeout=10)
+    fleet.hang["a"].set()  # a wakes up, finds its lease gone, and stops sweeping
+    wait_for(lambda: not fleet.sweepers["a"].leading, timeout=5)
+    swept = fleet.sweepers["a"].sweeps
+    wait_for(lambda: fleet.sweepers["b"].sweeps >= 10)
+    assert fleet.leaders() == ["b"] and fleet.sweepers["a"].sweeps == swept
+
+
+def test_a_stopped_sweeper_hands_over_at_once(fleet: Fleet, client: redis.Redis):
+    fleet.start("a")
+    wait_for(lambda: fleet.leaders() == ["a"])
+    fleet.start("b")
+    fleet.stops["a"].set()  # a clean shutdown releases the lease
+    wait_for(lambda: fleet.leaders() == ["b"], timeout=5)
+    wait_for(lambda: last_sweep(client, SCOPE)["by"] == "b")
+
+
+def test_a_sweeper_whose_redis_dies_keeps_trying_and_leads_again():
+    """Redis SIGKILLed under the sweeper and started again empty: the loop never ends, and the
+    sweeper takes the (new) lease once Redis answers."""
+    server = RedisServer().start()
+    client = redis.Redis.from_url(server.url, socket_timeout=1, socket_connect_timeout=1)
+    sweeper = Sweeper(client, name="x", database_url=SCOPE, interval_s=0.05, lease_s=1.0,
+                      sweep=lambda: 0, token_upkeep=lambda: None)
+    stop = threading.Event()
+    thread = threading.Thread(target=sweeper.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: sweeper.sweeps >= 3)
+        port = server.port
+        server.kill()
+        wait_for(lambda: not sweeper.leading, timeout=10)
+        assert thread.is_alive()
+        server = RedisServer(port).start()
+        swept = sweeper.sweeps
+        wait_for(lambda: sweeper.leading and sweeper.sweeps > swept, timeout=10)
+        assert client.get(LEADER_KEY) is not None
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        server.stop()
