@@ -78,4 +78,5 @@ class SweeperStep(bootsteps.StartStopStep):
         if self._thread is not None:
             self._thread.join(timeout=10)
 
-    shutdown = stop
+    # Warm shutdowns call stop, cold ones (and the test worker) terminate.
+    terminate = shutdown = stop
