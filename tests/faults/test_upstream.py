@@ -100,7 +100,8 @@ def test_a_429_storm_waits_then_succeeds_or_fails_bounded(jobs_env: httpx.Client
     assert wait_for_status(job_id, timeout=30) == "succeeded"
     runs = _attempts(job_id)
     assert 2 <= runs <= 6  # each 429 waits at least 1 s before the next try
-    fault_report("429 storm for 3 s", f"job waited (>= 1 s per 429), then succeeded; {runs} "
+    fault_report("429 storm (every call answered 429 for a while)",
+                 f"job waited (>= 1 s per 429), then succeeded; {runs} "
                  "runs of the step, one decision row")
 
 
