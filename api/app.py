@@ -11,14 +11,14 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from api.auth import TokenChecker
 from api.intake import Intake
 from api.metrics import JobsCollector, RedisMetricsCollector
-from models import Job
+from models import Job, Registration
 from models.db import session_scope
 from models.history import BadCursor, HistoryQuery, history
 from passflow import logs
@@ -178,11 +178,19 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     def healthz() -> JSONResponse:
         """The database, the broker, and the age of the fleet's last sweep (stale: no worker
         is sweeping, so polls and retries are not sent)."""
-        checks: dict[str, Any] = {"database": "ok", "broker": "ok",
+        checks: dict[str, Any] = {"database": "ok", "broker": "ok", "registration": "ok",
                                   "sweeper": {"status": "unknown"}}
         try:
             with session_scope() as session:
                 session.execute(text("SELECT 1"))
+                problem = session.execute(
+                    select(Registration.problem, Registration.problem_at).where(
+                        Registration.base_url == settings.pass_base_url,
+                        Registration.problem.is_not(None))).first()
+            if problem is not None:
+                checks["registration"] = (
+                    f"failing since {problem.problem_at:%Y-%m-%d %H:%M} UTC: {problem.problem}; "
+                    "run `passflow register`")
         except Exception as exc:
             checks["database"] = f"failing: {type(exc).__name__}"
         client = redis.Redis.from_url(settings.broker_url, socket_timeout=2,
@@ -195,7 +203,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         finally:
             client.close()
         healthy = (checks["database"] == "ok" and checks["broker"] == "ok"
-                   and checks["sweeper"]["status"] == "ok")
+                   and checks["registration"] == "ok" and checks["sweeper"]["status"] == "ok")
         return JSONResponse({"status": "ok" if healthy else "failing", **checks},
                             status_code=200 if healthy else 503)
 

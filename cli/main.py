@@ -162,6 +162,33 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register(args: argparse.Namespace) -> int:
+    """A deliberate new DCR registration: says first what it invalidates."""
+    from sqlalchemy import distinct, func, select
+
+    from models import Profile, utcnow
+    from models.db import session_scope
+    from passflow.settings import get_settings
+    from worker.runtime import runtime
+
+    settings = get_settings()
+    if settings.software_statement is None:
+        print("passflow register: set PASSFLOW_SOFTWARE_STATEMENT", file=sys.stderr)
+        return 2
+    with session_scope() as session:
+        devices = session.scalar(select(func.count(distinct(Profile.device_id))).where(
+            Profile.not_after > utcnow())) or 0
+    print(f"This registers passflow again with Adobe Pass at {settings.pass_base_url}. New "
+          "client credentials invalidate every profile obtained with the current ones: "
+          f"{devices} device(s) with a stored, unexpired profile will have to log in again.")
+    if not args.yes:
+        print("Nothing changed. Run `passflow register --yes` to register.", file=sys.stderr)
+        return 1
+    client = runtime().adobe.register()
+    print(f"registered: client {client.client_id} (scopes: {' '.join(client.scopes)})")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from cli.demo import run_demo
 
@@ -226,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     forget = commands.add_parser("forget", help="delete a device's records everywhere")
     forget.add_argument("--device", required=True)
     forget.set_defaults(func=_forget)
+
+    register = commands.add_parser(
+        "register", help="register passflow with Adobe Pass again, on purpose (invalidates "
+                         "every user's profile; passflow never does it by itself)")
+    register.add_argument("--yes", action="store_true",
+                          help="register (without it, only say what it would invalidate)")
+    register.set_defaults(func=_register)
 
     demo = commands.add_parser("demo", help="run the main job on embedded defaults")
     demo.set_defaults(func=_demo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -47,6 +48,17 @@ def configure(url: str | None = None) -> Engine:
     _engine = make_engine(url)
     _factory = sessionmaker(_engine, expire_on_commit=False)
     return _engine
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (Celery's prefork pool) must not use its parent's pooled connections, nor
+    pool locks another thread of the parent may have held at the fork: give it a fresh pool
+    (SQLAlchemy's advice for multiprocessing; the parent's connections stay the parent's)."""
+    if _engine is not None:
+        _engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def engine() -> Engine:

@@ -111,6 +111,7 @@ class JobStep(Base):
     status: Mapped[str] = mapped_column(String(32), default=StepStatus.RUNNING)
     attempts: Mapped[int] = mapped_column(default=0)  # runs, including reruns after waits
     failures: Mapped[int] = mapped_column(default=0)  # retryable errors, bounded
+    rate_limited: Mapped[int] = mapped_column(default=0)  # Adobe's 429s, bounded likewise
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -22,6 +22,14 @@ class Registration(Base):
     client_secret_enc: Mapped[str | None] = mapped_column(Text)
     access_token_enc: Mapped[str | None] = mapped_column(Text)
     token_expires_at: Mapped[datetime | None]
+    # The token's lifetime as issued (expires_in): it is renewed in the last tenth of it.
+    token_lifetime_s: Mapped[float | None]
+    # The scopes Adobe granted the client (space-separated).
+    scopes: Mapped[str | None] = mapped_column(String(500))
+    # Why the registration cannot be used (the client was revoked, a scope is missing): every
+    # job that needs Adobe Pass fails with it until an operator runs `passflow register`.
+    problem: Mapped[str | None] = mapped_column(String(500))
+    problem_at: Mapped[datetime | None]
     registered_at: Mapped[datetime | None]
     registrations: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -28,7 +28,6 @@ class Settings(BaseSettings):
 
     # Beyond the contract: knobs an operator may need, with safe defaults.
     pass_timeout_s: float = Field(default=10.0, gt=0)
-    pass_max_retries: int = Field(default=1, ge=0, le=5)
     # Where the API is reachable from users' browsers (landing page, activation page).
     public_url: str = "http://127.0.0.1:8000"
     # A step holds its job for this long; a worker killed mid-step delays the job this much.
@@ -49,8 +48,10 @@ class Settings(BaseSettings):
     preauthorize_batch: int = Field(default=5, ge=1, le=100)
     # Bounded retries of decisions denied with action "retry" (checklist: 2-3).
     decision_retries: int = Field(default=2, ge=0, le=3)
-    # Step retries after retryable errors (5xx, timeouts) before the job fails.
-    step_retries: int = Field(default=3, ge=0, le=10)
+    # Retries of a job's request after a retryable error (a `retry` action, a gateway 5xx, a
+    # timeout) before the job fails: one budget, counted in requests, never nested inside the
+    # client (checklist: "limits retries to a reasonable number (i.e., 2-3)").
+    step_retries: int = Field(default=2, ge=0, le=3)
     # Database connections per process (PostgreSQL); size them to the worker's concurrency.
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)

@@ -73,7 +73,13 @@ def create_app(config: SimConfig | None = None) -> FastAPI:
                 await asyncio.sleep(faults.timeout_s)
             if faults.error_rate and random.random() < faults.error_rate:
                 sim.stats["faults_error"] += 1
-                return PlainTextResponse("upstream failure", status_code=faults.error_status)
+                if not faults.error_code:
+                    return PlainTextResponse("upstream failure", status_code=faults.error_status)
+                body = error_object(faults.error_code)
+                body["status"] = faults.error_status
+                if faults.error_action:
+                    body["action"] = faults.error_action
+                return JSONResponse(body, status_code=faults.error_status)
             if faults.malformed_rate and random.random() < faults.malformed_rate:
                 sim.stats["faults_malformed"] += 1
                 return PlainTextResponse(faults.malformed_body, status_code=200,

@@ -11,7 +11,7 @@ from fastapi import Request
 from simulator.config import ServiceProvider
 from simulator.errors import PassError
 from simulator.headers import missing_device_info_keys, parse_device_identifier, parse_device_info
-from simulator.state import AccessToken, SimState
+from simulator.state import CURRENT_CLIENT, AccessToken, SimState
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -49,13 +49,20 @@ def bearer(request: Request) -> AccessToken:
     token = sim(request).valid_token(value.strip()) if scheme.lower() == "bearer" else None
     if token is None:
         raise PassError("invalid_access_token_client_application")
+    request.state.token = token
+    CURRENT_CLIENT.set(token.client_id)
     return token
 
 
 def service_provider(request: Request, sp_id: str) -> ServiceProvider:
-    sp = sim(request).config.service_provider(sp_id)
+    state = sim(request)
+    sp = state.config.service_provider(sp_id)
     if sp is None:
         raise PassError("invalid_parameter_service_provider")
+    token: AccessToken | None = getattr(request.state, "token", None)
+    if token is not None and not state.token_covers(token, sp_id):
+        # The token's application is registered for other service providers.
+        raise PassError("invalid_access_token_service_provider")
     return sp
 
 

@@ -39,6 +39,11 @@ class Faults(_Model):
     latency_ms: float = Field(default=0, ge=0)
     error_rate: float = Field(default=0.0, ge=0, le=1)
     error_status: int = Field(default=503, ge=500, le=599)
+    # The enhanced error the failing answers carry (top-level error information, as Adobe Pass
+    # answers 5xx); "" sends a bare text body, as a failing gateway in front of it would.
+    error_code: str = "internal_server_error"
+    # Overrides the code's action (e.g. "retry": the answer says a retry may succeed).
+    error_action: str | None = None
     timeout_rate: float = Field(default=0.0, ge=0, le=1)
     timeout_s: float = Field(default=30.0, ge=0)
     malformed_rate: float = Field(default=0.0, ge=0, le=1)
@@ -84,7 +89,14 @@ class SimConfig(_Model):
     approved_software_ids: list[str] = ["passflow-demo"]
     # Reject X-Device-Info lacking a key the directives mark required (Adobe itself falls back
     # on values it extracts, so this is off by default).
-    strict_device_info: bool = False
+    # X-Device-Info must hold every key its page marks required (model, version, osName,
+    # osVersion, connectionType), as Adobe Pass may enforce: the strict reading.
+    strict_device_info: bool = True
+    # The service providers each software statement may act for; absent: all of them. A token
+    # used for another service provider answers 401 invalid_access_token_service_provider.
+    software_service_providers: dict[str, list[str]] = {}
+    # The scopes a registration grants (DCR): REST API V2 calls need api:client:v2.
+    granted_scopes: list[str] = ["api:client:v2"]
     ttl: TTL = TTL()
     limits: Limits = Limits()
     throttle: Throttle = Throttle()

@@ -78,7 +78,7 @@ async def register(request: Request) -> JSONResponse:
             "client_secret": client.client_secret,
             "redirect_uris": [redirect_uri] if redirect_uri else [],
             "grant_types": ["client_credentials"],
-            "scopes": ["api:client:v2"],
+            "scopes": list(state.config.granted_scopes),
             "client_id_issued_at": int(client.issued_at),
         },
         status_code=201,

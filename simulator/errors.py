@@ -68,9 +68,24 @@ ENHANCED: dict[str, tuple[int, str, str]] = {
         403, "authentication", "The temporary access duration limit has been exceeded."),
     "temporary_access_resources_limit_exceeded": (
         403, "authentication", "The temporary access resources limit has been exceeded."),
+    "authenticated_profile_invalidated": (
+        403, "authentication", "The authenticated profile associated with this request has "
+        "been invalidated."),
+    "authorization_denied_by_degradation_rule": (
+        403, "none", "The integration between the specified service provider and mvpd has a "
+        "degradation rule applied that denies authorization for the requested resources."),
+    "invalid_configuration_platform": (
+        500, "configuration", "The platform configuration is missing or invalid for "
+        "integration."),
     "network_received_error": (
         403, "retry", "There was a read error while retrieving the response from the "
         "associated partner service. Retrying the request might solve the issue."),
+    "network_connection_timeout": (
+        403, "retry", "There was a connection timeout with the associated partner service. "
+        "Retrying the request might solve the issue."),
+    "maximum_execution_time_exceeded": (
+        403, "retry", "The request did not complete in the maximum allowed time. Retrying the "
+        "request might solve the issue."),
 }
 
 

@@ -287,7 +287,7 @@ async def profiles(serviceProvider: str, request: Request) -> JSONResponse:
     now = state.now()
     found = {
         p.mvpd: p.as_json() for (sp, dev, _), p in state.profiles.items()
-        if sp == serviceProvider and dev == device and p.not_after > now
+        if sp == serviceProvider and dev == device and p.not_after > now and p.visible()
     }
     for (sp, mvpd_id, who), use in state.temppass.items():
         if sp == serviceProvider and who == device and use.expires_at > now:
@@ -482,19 +482,20 @@ async def logout(serviceProvider: str, mvpd: str, request: Request,
     state = sim(request)
     cfg = _mvpd(state, mvpd)
     answer: dict[str, Any] = {"mvpd": mvpd}
-    profile = state.profiles.get((serviceProvider, device, mvpd))
+    profile = state.profile(serviceProvider, device, mvpd)
     if cfg.temppass:
         answer.update(actionName="complete", actionType="none")
     elif profile is None or profile.not_after <= state.now():
-        state.profiles.pop((serviceProvider, device, mvpd), None)
+        if profile is not None:
+            state.profiles.pop((serviceProvider, device, mvpd), None)
         answer.update(actionName="invalid", actionType="none")
     else:
         del state.profiles[(serviceProvider, device, mvpd)]
         if cfg.logout_endpoint:
-            base = str(request.base_url).rstrip("/")
             query = urlencode({"requestor_id": serviceProvider, "redirect_url": redirectUrl})
+            # A URL relative to Adobe Pass, as answers may give one: the client resolves it.
             answer.update(actionName="logout", actionType="interactive",
-                          url=f"{base}/_sim/mvpd/{quote(mvpd)}/logout?{query}")
+                          url=f"/_sim/mvpd/{quote(mvpd)}/logout?{query}")
         else:
             answer.update(actionName="complete", actionType="none")
     return JSONResponse({"logouts": {mvpd: answer}})

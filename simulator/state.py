@@ -8,11 +8,17 @@ import string
 import time
 import uuid
 from collections import Counter
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.config import SimConfig
 from simulator.throttle import TokenBuckets
+
+# The client application (client_id) of the request being answered, set with its bearer token.
+# Profiles belong to the client whose session made them: an application that registers again
+# loses access to the profiles obtained before (DCR FAQ 9).
+CURRENT_CLIENT: ContextVar[str | None] = ContextVar("current_client", default=None)
 
 CODE_ALPHABET = string.ascii_uppercase + string.digits
 CODE_LENGTH = 7  # like "8ER640M" in the Sessions samples
@@ -44,6 +50,7 @@ class AuthSession:
     not_before: float
     not_after: float
     completed_mvpd: str | None = None
+    client_id: str | None = None  # the client application that created it
 
     REQUIRED = ("mvpd", "domainName", "redirectUrl")
 
@@ -63,6 +70,12 @@ class Profile:
     type: str
     attributes: dict[str, Any]
     username: str | None = None
+    client_id: str | None = None  # None: seeded by a test control, visible to every client
+    # Attributes the programmer's certificate encrypts (user-metadata.md: e.g. zip).
+    encrypted: frozenset[str] = frozenset()
+
+    def visible(self) -> bool:
+        return self.client_id is None or self.client_id == CURRENT_CLIENT.get()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -70,7 +83,8 @@ class Profile:
             "notAfter": int(self.not_after * 1000),
             "issuer": self.issuer,
             "type": self.type,
-            "attributes": {k: {"value": v, "state": "plain"} for k, v in self.attributes.items()},
+            "attributes": {k: {"value": v, "state": "enc" if k in self.encrypted else "plain"}
+                           for k, v in self.attributes.items()},
         }
 
 
@@ -141,6 +155,14 @@ class SimState:
             return None
         return token
 
+    def token_covers(self, token: AccessToken, service_provider: str) -> bool:
+        """Whether the token's software statement is approved for the service provider."""
+        client = self.clients.get(token.client_id)
+        if client is None:
+            return False
+        allowed = self.config.software_service_providers.get(client.software_id)
+        return allowed is None or service_provider in allowed
+
     # Sessions --------------------------------------------------------------------------------
     def new_session(
         self, *, service_provider: str, device_id: str, device_info: dict[str, Any],
@@ -154,6 +176,7 @@ class SimState:
             code=code, session_id=str(uuid.uuid4()), service_provider=service_provider,
             device_id=device_id, device_info=device_info, params=params,
             not_before=now, not_after=now + self.config.ttl.session_s,
+            client_id=CURRENT_CLIENT.get(),
         )
         self.sessions[code] = session
         return session
@@ -165,6 +188,7 @@ class SimState:
             service_provider=session.service_provider, device_id=session.device_id, mvpd=mvpd,
             not_before=now, not_after=now + self.config.ttl.profile_s, issuer=mvpd,
             type="regular", attributes=dict(attributes), username=username,
+            client_id=session.client_id,
         )
         self.profiles[(session.service_provider, session.device_id, mvpd)] = profile
         session.completed_mvpd = mvpd
@@ -172,7 +196,9 @@ class SimState:
         return profile
 
     def profile(self, service_provider: str, device_id: str, mvpd: str) -> Profile | None:
-        return self.profiles.get((service_provider, device_id, mvpd))
+        """The device's profile for the MVPD, as the requesting client may see it."""
+        found = self.profiles.get((service_provider, device_id, mvpd))
+        return found if found is not None and found.visible() else None
 
     # TempPass --------------------------------------------------------------------------------
     def temppass_use(self, service_provider: str, mvpd: str, who: str, *, start: bool):

@@ -95,8 +95,9 @@ class WorkerProcess:
     """`passflow worker` in a subprocess, as operations run it."""
 
     def __init__(self, name: str, *, concurrency: int = 4, queues: str | None = None,
-                 env: dict[str, str] | None = None, loglevel: str = "WARNING"):
-        argv = [sys.executable, "-m", "cli", "worker", "--pool", "threads",
+                 env: dict[str, str] | None = None, loglevel: str = "WARNING",
+                 pool: str = "threads"):
+        argv = [sys.executable, "-m", "cli", "worker", "--pool", pool,
                 "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
                 "--loglevel", loglevel]
         if queues:

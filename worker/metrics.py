@@ -7,6 +7,7 @@ the hot path costs no extra round trip per Adobe call.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import defaultdict
@@ -20,6 +21,9 @@ COUNTERS = {
     "passflow_adobe_pass_calls_total": ("Calls made to Adobe Pass", ("endpoint", "status")),
     "passflow_throttled_total": (
         "Calls deferred by the per-device throttle (local) or answered 429 (adobe)", ("source",)),
+    "passflow_registration_problems_total": (
+        "Times the registration with Adobe Pass was found unusable (revoked client, missing "
+        "scope): work stops until `passflow register`", ()),
 }
 HISTOGRAMS = {
     "passflow_adobe_pass_call_seconds": ("Latency of Adobe Pass calls", ("endpoint",)),
@@ -30,6 +34,15 @@ HISTOGRAMS = {
 _buffer: dict[tuple[str, str], float] = defaultdict(float)
 _lock = threading.Lock()
 _last_flush = 0.0
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    _buffer.clear()  # the parent's increments are the parent's to flush
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def inc(name: str, labels: tuple[str, ...], value: float = 1.0) -> None:

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from models import Registration, utcnow
 from models.db import session_scope
 from passflow.crypto import Cipher
+from worker import metrics
 from worker.adobe_pass.credentials import StoredClient, StoredToken
 
 
@@ -41,36 +42,54 @@ class SqlCredentialStore:
             row = session.scalars(select(Registration).where(Registration.key == key)).first()
             if row is None or not row.client_id or not row.client_secret_enc:
                 return None
-            return StoredClient(row.client_id, self._cipher.decrypt(row.client_secret_enc))
+            return StoredClient(row.client_id, self._cipher.decrypt(row.client_secret_enc),
+                                tuple((row.scopes or "").split()))
 
     def save_client(self, key: str, client: StoredClient) -> None:
+        with self._lock:
+            self._tokens.pop(key, None)
         with session_scope() as session:
             row = self._row(session, key)
             row.client_id = client.client_id
             row.client_secret_enc = self._cipher.encrypt(client.client_secret)
+            row.scopes = " ".join(client.scopes) or None
             row.registered_at = utcnow()
             row.registrations += 1
             row.access_token_enc = None
             row.token_expires_at = None
+            row.token_lifetime_s = None
+            row.problem = None
+            row.problem_at = None
 
-    def discard_client(self, key: str) -> None:
+    def problem(self, key: str) -> str | None:
+        with session_scope() as session:
+            return session.scalar(select(Registration.problem).where(Registration.key == key))
+
+    def report_problem(self, key: str, problem: str) -> None:
         with self._lock:
             self._tokens.pop(key, None)
         with session_scope() as session:
-            session.execute(update(Registration).where(Registration.key == key).values(
-                client_id=None, client_secret_enc=None, access_token_enc=None,
-                token_expires_at=None))
+            row = self._row(session, key)
+            if row.problem != problem:
+                row.problem, row.problem_at = problem[:500], utcnow()
+                row.access_token_enc = row.token_expires_at = None
+        metrics.inc("passflow_registration_problems_total", ())
+
+    def registered_before(self, key: str) -> bool:
+        with session_scope() as session:
+            return bool(session.scalar(select(Registration.registrations).where(
+                Registration.key == key)))
 
     def load_token(self, key: str) -> StoredToken | None:
         cached = self._tokens.get(key)
-        if cached is not None and cached.expires_at > time.time():
+        if cached is not None and cached.fresh(time.time()):
             return cached
         with session_scope() as session:
             row = session.scalars(select(Registration).where(Registration.key == key)).first()
             if row is None or not row.access_token_enc or row.token_expires_at is None:
                 return None
             token = StoredToken(self._cipher.decrypt(row.access_token_enc),
-                                row.token_expires_at.timestamp())
+                                row.token_expires_at.timestamp(), row.token_lifetime_s)
         with self._lock:
             self._tokens[key] = token
         return token
@@ -80,6 +99,7 @@ class SqlCredentialStore:
             row = self._row(session, key)
             row.access_token_enc = self._cipher.encrypt(token.value)
             row.token_expires_at = datetime.fromtimestamp(token.expires_at, UTC)
+            row.token_lifetime_s = token.lifetime_s
         with self._lock:
             self._tokens[key] = token
 

@@ -54,10 +54,9 @@ class Runtime:
             software_statement=s.software_statement.get_secret_value(),
             credentials=SqlCredentialStore(self.cipher, s.pass_base_url),
             timeout=s.pass_timeout_s,
-            max_retries=s.pass_max_retries,
-            # A registration and a token request, each with its retries, and a margin.
-            refresh_lock=redis_refresh_lock(
-                self.redis, ttl_s=2 * s.pass_timeout_s * (s.pass_max_retries + 1) + 5),
+            max_retries=0,  # the engine owns the one retry budget (worker.engine._decide)
+            # A registration and a token request, and a margin.
+            refresh_lock=redis_refresh_lock(self.redis, ttl_s=2 * s.pass_timeout_s + 5),
             rate_limiter=self.throttle,
             on_response=observe_adobe_call,
         )
@@ -123,6 +122,17 @@ def runtime() -> Runtime:
                 _runtime = Runtime(get_settings())
             current = _runtime
     return current
+
+
+def _after_fork_in_child() -> None:
+    # The parent's threads (the sweeper) may hold the lock at the fork; the child builds its own
+    # resources anyway (see `runtime`).
+    global _lock, _runtime
+    _lock = threading.Lock()
+    _runtime = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def reset_runtime() -> None:

@@ -10,13 +10,17 @@ import uuid
 from celery import Celery, Task, bootsteps
 
 from models.db import session_scope
+from passflow import logs
 from passflow.settings import get_settings
 from worker import dispatch, engine, webhooks
+from worker.adobe_pass import RegistrationRequired
 from worker.runtime import runtime
 from worker.steps import STEPS
 from worker.steps.dcr import keep_token_fresh
 from worker.sweeper import Sweeper
 from worker.views import job_view
+
+log = logs.get_logger(__name__)
 
 
 def register(app: Celery) -> None:
@@ -55,12 +59,19 @@ def deliver_webhook(delivery_id: int) -> str:
 
 
 def refresh_token() -> bool:
-    keep_token_fresh(runtime())
+    try:
+        keep_token_fresh(runtime())
+    except RegistrationRequired as exc:  # /healthz says so; jobs fail with it
+        log.warning("registration_unusable", problem=exc.problem)
+        return False
     return True
 
 
 class SweeperStep(bootsteps.StartStopStep):
-    """Runs this worker's Sweeper thread from start to shutdown."""
+    """Runs this worker's Sweeper thread from start to shutdown, started after the pool (the
+    prefork pool forks its children before the thread exists)."""
+
+    requires = ("celery.worker.components:Pool",)
 
     def __init__(self, parent, **kwargs):
         super().__init__(parent, **kwargs)

@@ -56,13 +56,9 @@ def _running(job_id: str, step: str) -> bool:
 
 
 def _login_device(sim: httpx.Client, device, mvpd: str = "Cablevision") -> None:
-    from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
-    from worker.adobe_pass import AdobePass
-
-    with AdobePass(str(sim.base_url), software_statement=DEMO_SOFTWARE_STATEMENT) as ap:
-        session = ap.sessions.create(SP, device=device, mvpd=mvpd, domain_name="example.com",
-                                     redirect_url="https://example.com/done")
-    sim.post("/_sim/login", json={"code": session.code}).raise_for_status()
+    """A profile for the device, made without a call of its own (its budget untouched)."""
+    sim.post("/_sim/profiles", json={"service_provider": SP, "mvpd": mvpd,
+                                     "device_ids": [device.id]}).raise_for_status()
 
 
 CASES = {

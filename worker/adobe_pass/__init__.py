@@ -16,6 +16,7 @@ from worker.adobe_pass._exceptions import (
     PermissionDeniedError,
     RateLimitError,
     RegistrationError,
+    RegistrationRequired,
     ThrottledError,
 )
 from worker.adobe_pass.credentials import CredentialStore, InMemoryCredentialStore
@@ -26,5 +27,6 @@ __all__ = [
     "AuthenticationError", "BadRequestError", "CredentialStore", "Device",
     "InMemoryCredentialStore", "InternalServerError", "InvalidClientError",
     "MalformedResponseError", "MethodNotAllowedError", "NotFoundError",
-    "PermissionDeniedError", "RateLimitError", "RegistrationError", "ThrottledError",
+    "PermissionDeniedError", "RateLimitError", "RegistrationError", "RegistrationRequired",
+    "ThrottledError",
 ]

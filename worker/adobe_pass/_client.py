@@ -27,6 +27,7 @@ from worker.adobe_pass._exceptions import (
     InvalidClientError,
     MalformedResponseError,
     RateLimitError,
+    RegistrationRequired,
     ThrottledError,
     make_registration_error,
     make_status_error,
@@ -52,8 +53,8 @@ T = TypeVar("T", bound=BaseModel)
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
-# Renew a little before expiry, so a token never dies in flight.
-TOKEN_EXPIRY_MARGIN_S = 60.0
+# The scope REST API V2 calls need (checklist, Registered Application Scoping).
+REST_API_V2_SCOPE = "api:client:v2"
 
 
 def _server_device_info() -> dict[str, Any]:
@@ -91,6 +92,7 @@ class AdobePass:
         rate_limiter: Callable[[str, Mapping[str, str]], float] | None = None,
         user_agent: str = "passflow",
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ):
         self.base_url = base_url.rstrip("/")
         self.max_retries = max_retries
@@ -104,6 +106,7 @@ class AdobePass:
         self._on_response = on_response
         self._rate_limiter = rate_limiter
         self._sleep = sleep
+        self._clock = clock
         # One small connection pool per thread: httpcore checks every pooled connection on each
         # request, so one pool shared by dozens of threads spends its time scanning itself.
         self._http_options: dict[str, Any] = {
@@ -180,14 +183,14 @@ class AdobePass:
         caller that cannot get the registration lock before its deadline (another worker is
         registering or refreshing) hears ThrottledError: it waits, it has not failed."""
         cached = self._credentials.load_token(self._registration_key)
-        if cached and cached.expires_at - TOKEN_EXPIRY_MARGIN_S > time.time():
+        if cached and cached.fresh(self._clock()):
             return cached.value
         with self._refresh_lock(self._registration_key, self._time_left()) as held:
             if not held:
                 raise ThrottledError(1.0, endpoint="dcr.token",
                                      reason="another worker is registering passflow")
             cached = self._credentials.load_token(self._registration_key)
-            if cached and cached.expires_at - TOKEN_EXPIRY_MARGIN_S > time.time():
+            if cached and cached.fresh(self._clock()):
                 return cached.value
             return self._fetch_token().value
 
@@ -195,21 +198,53 @@ class AdobePass:
         client = self._client_credentials()
         try:
             issued = self.dcr.token(client_id=client.client_id, client_secret=client.client_secret)
-        except InvalidClientError:
-            # The credentials were revoked or regenerated: register again, once.
-            self._credentials.discard_client(self._registration_key)
-            client = self._client_credentials()
-            issued = self.dcr.token(client_id=client.client_id, client_secret=client.client_secret)
-        token = StoredToken(value=issued.access_token, expires_at=issued.expires_at(time.time()))
+        except InvalidClientError as exc:
+            # The credentials were revoked or regenerated. Registering again would invalidate
+            # every user's profile (DCR FAQ 9): never silently; an operator decides.
+            problem = ("invalid_client: Adobe Pass refused the stored client credentials "
+                       "(revoked or regenerated)")
+            self._credentials.report_problem(self._registration_key, problem)
+            raise RegistrationRequired(problem) from exc
+        token = StoredToken(value=issued.access_token,
+                            expires_at=issued.expires_at(self._clock()),
+                            lifetime_s=issued.expires_in)
         self._credentials.save_token(self._registration_key, token)
         return token
 
     def _client_credentials(self) -> StoredClient:
+        problem = self._credentials.problem(self._registration_key)
+        if problem:
+            raise RegistrationRequired(problem)
         client = self._credentials.load_client(self._registration_key)
         if client is None:
-            registered = self.dcr.register(software_statement=self._software_statement)
-            client = StoredClient(registered.client_id, registered.client_secret)
-            self._credentials.save_client(self._registration_key, client)
+            if self._credentials.registered_before(self._registration_key):
+                problem = "the stored client credentials are gone"
+                self._credentials.report_problem(self._registration_key, problem)
+                raise RegistrationRequired(problem)
+            client = self._register()  # the first registration: no profile exists yet
+        return client
+
+    def register(self) -> StoredClient:
+        """A deliberate new registration (`passflow register`): new client credentials, which
+        invalidate the profiles obtained with the old ones (DCR FAQ 9)."""
+        with self._refresh_lock(self._registration_key, None) as held:
+            if not held:
+                raise ThrottledError(1.0, endpoint="dcr.register",
+                                     reason="another worker is registering passflow")
+            return self._register()
+
+    def _register(self) -> StoredClient:
+        registered = self.dcr.register(software_statement=self._software_statement)
+        client = StoredClient(registered.client_id, registered.client_secret,
+                              tuple(registered.scopes))
+        self._credentials.save_client(self._registration_key, client)
+        if REST_API_V2_SCOPE not in registered.scopes:
+            # Checklist, Registered Application Scoping: every call would answer 401.
+            problem = (f"scope {REST_API_V2_SCOPE} not granted (granted: "
+                       f"{' '.join(registered.scopes) or 'none'}): fix the software statement "
+                       "in the TVE Dashboard")
+            self._credentials.report_problem(self._registration_key, problem)
+            raise RegistrationRequired(problem)
         return client
 
     def invalidate_token(self, value: str) -> None:
@@ -255,6 +290,12 @@ class AdobePass:
                 error: AdobePassError = exc
             else:
                 if response.status_code == 401 and token is not None and not refreshed:
+                    error = make_status_error(response, endpoint=endpoint)
+                    if error.code == "invalid_access_token_service_provider":
+                        # The token is not valid for this service provider: a new token
+                        # would not be either (a configuration fault, not an expiry).
+                        raise error
+                    # Checklist: refresh the access token before retrying the request.
                     refreshed = True
                     self.invalidate_token(token)
                     continue

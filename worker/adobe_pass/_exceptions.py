@@ -45,6 +45,20 @@ class ThrottledError(AdobePassError):
         self.endpoint = endpoint
 
 
+class RegistrationRequired(AdobePassError):
+    """passflow's registration cannot be used (client credentials revoked, a scope missing):
+    nothing that needs Adobe Pass can run until an operator registers again, on purpose
+    (`passflow register`), since new client credentials invalidate every user's profile."""
+
+    code = "application_registration_required"
+    action = "application-registration"
+
+    def __init__(self, problem: str):
+        super().__init__(f"{problem}; run `passflow register` to register passflow again "
+                         "(it invalidates every user's profile)")
+        self.problem = problem
+
+
 class MalformedResponseError(AdobePassError):
     """A success status with a body that is not the documented JSON shape."""
 
@@ -75,11 +89,12 @@ class APIStatusError(AdobePassError):
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]
-        if self.action == "retry":
-            return True
-        if self.action in ("configuration", "application-registration", "authentication",
-                           "authorization"):
-            return False
+        """Only the `retry` action warrants a retry (enhanced-error-codes.md: "Only a limited
+        number of enhanced error codes warrant a retry"); an answer with any other action does
+        not, whatever its status. A 5xx with no enhanced error (a gateway in front of Adobe
+        Pass) is transient."""
+        if self.error is not None and self.error.action:
+            return self.error.action == "retry"
         return self.status_code >= 500
 
 

@@ -135,7 +135,8 @@ def error_of(exc: Exception) -> dict[str, Any]:
             "action": error.action if error else None,
             "message": (error.message if error else None) or str(exc),
         }
-    return {"status": None, "code": type(exc).__name__, "action": None, "message": str(exc)}
+    return {"status": None, "code": getattr(exc, "code", None) or type(exc).__name__,
+            "action": getattr(exc, "action", None), "message": str(exc)}
 
 
 def save_profile(ctx: StepContext, profile: PassProfile) -> None:

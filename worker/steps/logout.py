@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urljoin
 
 from sqlalchemy import select
 
@@ -27,7 +28,9 @@ def apply(ctx: StepContext, answer: Any) -> Outcome:
             continue
         ctx.session.add(Logout(
             job_id=ctx.job.id, device_id=ctx.job.device_id, service_provider=ctx.sp, mvpd=mvpd,
-            action_name=action.action_name, action_type=action.action_type, url=action.url))
+            action_name=action.action_name, action_type=action.action_type,
+            # A relative URL is Adobe Pass's: the app's user agent needs it whole.
+            url=urljoin(ctx.adobe.base_url + "/", action.url) if action.url else None))
     if ctx.device_row.last_mvpd == ctx.job.mvpd:
         ctx.device_row.last_mvpd = None
     return Outcome(JobStatus.SUCCEEDED)

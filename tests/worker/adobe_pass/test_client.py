@@ -4,10 +4,13 @@ error paths."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import httpx
 import pytest
 
+from passflow.serving import BackgroundServer
+from simulator import SimConfig, create_app
 from simulator.fixtures import DEMO_SOFTWARE_STATEMENT, make_software_statement
 from tests.support import new_device
 from worker.adobe_pass import (
@@ -21,6 +24,7 @@ from worker.adobe_pass import (
     PermissionDeniedError,
     RateLimitError,
     RegistrationError,
+    RegistrationRequired,
 )
 
 SP = "REF30"
@@ -85,14 +89,71 @@ def test_401_refreshes_the_token_once_then_retries(adobe: AdobePass, sim: httpx.
     assert stats["registrations"] == 1  # the credentials were still good
 
 
-def test_revoked_credentials_lead_to_one_new_registration(adobe: AdobePass, sim: httpx.Client,
-                                                          device):
+def test_client_credentials_caching_revoked_credentials_stop_work_until_a_deliberate_registration(
+        adobe: AdobePass, sim: httpx.Client, device):
+    """Checklist, Client Credentials Caching: new credentials invalidate every user's profile
+    (DCR FAQ 9), so a revoked client is never replaced silently."""
     adobe.profiles.list(SP, device=device)
     sim.post("/_sim/forget-clients").raise_for_status()
-    adobe.profiles.list(SP, device=device)
+    adobe.invalidate_token(adobe.access_token())
+    for _ in range(2):
+        with pytest.raises(RegistrationRequired) as caught:
+            adobe.profiles.list(SP, device=device)
+        assert caught.value.action == "application-registration"
+        assert "passflow register" in str(caught.value)
     stats = sim.get("/_sim/stats").json()
-    assert stats["dcr.token 400"] == 1  # invalid_client
-    assert stats["registrations"] == 2
+    assert stats["dcr.token 400"] == 1  # asked once; then it stops asking
+    assert stats["registrations"] == 1
+    adobe.register()  # the operator's deliberate choice
+    adobe.profiles.list(SP, device=device)
+    assert sim.get("/_sim/stats").json()["registrations"] == 2
+
+
+def test_registered_application_scoping_a_registration_without_the_v2_scope_is_refused(
+        device):
+    config = SimConfig.load()
+    config.granted_scopes = ["api:client:v1"]
+    with BackgroundServer(create_app(config)) as server, \
+            AdobePass(server.url, software_statement=DEMO_SOFTWARE_STATEMENT) as client, \
+            pytest.raises(RegistrationRequired) as caught:
+        client.profiles.list(SP, device=device)
+    assert "api:client:v2" in str(caught.value)
+
+
+def test_access_tokens_caching_one_token_per_lifetime_whatever_the_lifetime(device):
+    """Checklist, Access Tokens Caching: "refresh the access tokens only when they expire". A
+    token that lives 40 s is renewed in its last tenth, not on every call."""
+    config = SimConfig.load()
+    config.ttl.access_token_s = 40
+    now = [time.time()]
+    with BackgroundServer(create_app(config)) as server, \
+            httpx.Client(base_url=server.url) as control, \
+            AdobePass(server.url, software_statement=DEMO_SOFTWARE_STATEMENT,
+                      clock=lambda: now[0]) as client:
+        for second in range(0, 120, 3):  # a call every 3 s for two minutes
+            now[0] += 3
+            control.post("/_sim/clock", json={"seconds": 3}).raise_for_status()
+            client.profiles.list(SP, device=replace(device, ip=f"192.0.2.{second // 3 + 1}"))
+        stats = control.get("/_sim/stats").json()
+    # Each token served its first 36 s (renewed in the last tenth of its life): tokens at 3, 39,
+    # 75 and 111 s of the 120; a 60 s margin would have asked on every one of the 40 calls.
+    assert stats["tokens_issued"] == 4
+    assert "profiles.list 401" not in stats
+
+
+def test_a_token_for_another_service_provider_is_a_configuration_fault_not_an_expiry(device):
+    config = SimConfig.load()
+    config.software_service_providers = {"passflow-demo": ["REF30"]}
+    with BackgroundServer(create_app(config)) as server, \
+            httpx.Client(base_url=server.url) as control, \
+            AdobePass(server.url, software_statement=DEMO_SOFTWARE_STATEMENT) as client:
+        client.profiles.list(SP, device=device)
+        other = next(sp.id for sp in config.service_providers if sp.id != SP)
+        with pytest.raises(AuthenticationError) as caught:
+            client.profiles.list(other, device=device)
+        stats = control.get("/_sim/stats").json()
+    assert caught.value.code == "invalid_access_token_service_provider"
+    assert stats["tokens_issued"] == 1  # no refresh: a new token would not help
 
 
 def test_expired_token_is_renewed_before_use(pass_url: str, sim: httpx.Client, device):
@@ -355,17 +416,28 @@ def test_429_is_raised_with_retry_after_when_retries_are_off(pass_url: str, sim:
     assert caught.value.retry_after >= 1.0 and caught.value.retryable
 
 
-def test_5xx_is_retried_then_raised(pass_url: str, sim: httpx.Client, device):
+@pytest.mark.parametrize("knobs,retried", [
+    ({"error_code": "internal_server_error", "error_status": 500}, False),  # action none
+    ({"error_code": "internal_server_error", "error_status": 503, "error_action": "retry"},
+     True),
+    ({"error_code": "", "error_status": 502}, True),  # a gateway: no enhanced error
+])
+def test_only_a_retry_action_or_a_bare_gateway_5xx_is_retried(pass_url: str, sim: httpx.Client,
+                                                              device, knobs, retried):
+    """Enhanced-error-codes.md: only a limited number of codes warrant a retry; the action
+    says which. The client's own retries (a standalone client's; the workers' client makes
+    none: the engine holds the one budget) follow it."""
     sleeps: list[float] = []
     with AdobePass(pass_url, software_statement=DEMO_SOFTWARE_STATEMENT,
                    sleep=sleeps.append) as client:
         client.profiles.list(SP, device=device)
         faults = sim.get("/_sim/faults").json()
-        sim.put("/_sim/faults", json={**faults, "error_rate": 1.0}).raise_for_status()
+        sim.put("/_sim/faults", json={**faults, "error_rate": 1.0, **knobs}).raise_for_status()
         with pytest.raises(InternalServerError) as caught:
             client.profiles.list(SP, device=device)
-    assert caught.value.status_code == 503
-    assert len(sleeps) == 2  # max_retries
+    assert caught.value.status_code == knobs["error_status"]
+    assert caught.value.retryable is retried
+    assert len(sleeps) == (2 if retried else 0)  # max_retries
 
 
 def test_timeout_becomes_a_timeout_error(pass_url: str, sim: httpx.Client, device):

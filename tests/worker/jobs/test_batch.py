@@ -70,7 +70,8 @@ def test_upstream_errors_in_a_batch_are_retried_then_fail_the_job(jobs_env: http
     job_ids = _waiting(4)
     wait_for(lambda: len(batches) >= 1)
     faults = jobs_env.get("/_sim/faults").json()
-    jobs_env.put("/_sim/faults", json={**faults, "error_rate": 1.0, "error_status": 503})
+    jobs_env.put("/_sim/faults", json={**faults, "error_rate": 1.0, "error_status": 503,
+                                       "error_action": "retry"})
     for job_id in job_ids:
         assert wait_for_status(job_id, timeout=60) == "failed"
         done = view(job_id)

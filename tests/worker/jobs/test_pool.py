@@ -113,3 +113,22 @@ def test_twenty_jobs_on_three_workers_register_once(worker_processes, sim: httpx
     assert stats["registrations"] == 1
     assert stats["tokens_issued"] == 1
     assert stats["profiles.list 200"] == 20
+
+
+def test_a_prefork_worker_sweeps_and_runs_steps_in_its_children(worker_processes,
+                                                                sim: httpx.Client):
+    """The prefork pool forks while the sweeper thread runs in the parent: the children get
+    their own database pool and resources (a fork inherits locks held by the parent's threads),
+    and the polls the parent's sweeper sends run in them."""
+    worker_processes("forked", pool="prefork", concurrency=2)
+    job_ids = [_submit("authentication.requested", new_device(), mvpd="Cablevision")
+               for _ in range(3)]
+    for job_id in job_ids:
+        wait_for_status(job_id, "waiting_for_user", timeout=30)
+    wait_for(lambda: all(_polls(job_id) >= 2 for job_id in job_ids), timeout=30)
+    with models.db.session_scope() as session:
+        codes = session.scalars(select(AuthSession.code).where(
+            AuthSession.job_id.in_(job_ids))).all()
+    for code in codes:
+        sim.post("/_sim/login", json={"code": code}).raise_for_status()
+    assert [wait_for_status(job_id, timeout=30) for job_id in job_ids] == ["succeeded"] * 3
