@@ -47,8 +47,9 @@ def _browser(request: Request) -> Device:
     ip = _client_ip(request)
     agent = request.headers.get("user-agent", "")
     ident = hashlib.sha256(f"{ip}|{agent}".encode()).hexdigest()[:32]
+    # A browser sends no X-Device-Info: its User-Agent describes it (X-Device-Info page).
     return Device(id=f"activation-{ident}", ip=ip if ip != "unknown" else None,
-                  info={"primaryHardwareType": "Unknown", "userAgent": agent[:300]})
+                  user_agent=agent[:300] or "passflow-activation")
 
 
 async def _form(request: Request) -> dict[str, str]:

@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     if tokens is None:
         tokens = [settings.api_token.get_secret_value()] if settings.api_token else []
     checker = TokenChecker(tokens)
+    event_context = {"devices_share_address": settings.devices_share_address}
     intake = Intake(default_service_provider=settings.service_provider)
     cipher = cipher_from_settings()
     ingest = [Depends(checker.require("ingest"))]
@@ -120,7 +121,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
             return _unprocessable([{"field": "body", "message": "must be a JSON object",
                                     "type": "object_type"}])
         try:
-            event = EventIn.model_validate(data)
+            event = EventIn.model_validate(data, context=event_context)
         except ValidationError as exc:
             return _unprocessable(_problems(exc))
         accepted = await intake.submit(event)

@@ -6,7 +6,16 @@ import enum
 from ipaddress import ip_address
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from passflow import device_info
 
 _ID = {"min_length": 1, "max_length": 200}
 
@@ -44,8 +53,13 @@ class DeviceIn(BaseModel):
     ip: str | None = Field(default=None, max_length=64)
     port: int | None = Field(default=None, ge=1, le=65535)
     info: dict[str, Any] = {}
+    # The device's own User-Agent and Experience Cloud ID (AP-Visitor-Identifier), sent on its
+    # calls when given.
+    user_agent: str | None = Field(default=None, max_length=500)
+    visitor_id: str | None = Field(default=None, max_length=200)
 
-    _check_id = field_validator("id")(_no_control_chars)
+    _check_id = field_validator("id", "user_agent", "visitor_id")(
+        lambda v: v if v is None else _no_control_chars(v))
 
     @field_validator("ip")
     @classmethod
@@ -60,6 +74,19 @@ class DeviceIn(BaseModel):
         if len(repr(value)) > 4000:
             raise ValueError("device info is too large")
         return value
+
+    @model_validator(mode="after")
+    def _reaches_adobe_pass(self, context: ValidationInfo) -> DeviceIn:
+        """Every event type reaches Adobe Pass: the device must be describable to it."""
+        found = device_info.problems(self.info)
+        if found:
+            raise ValueError("device.info is not a valid X-Device-Info: " + "; ".join(found))
+        shared = bool((context.context or {}).get("devices_share_address"))
+        if self.ip is None and not shared:
+            raise ValueError("device.ip is required: Adobe Pass throttles each device by its "
+                             "address (set PASSFLOW_DEVICES_SHARE_ADDRESS=true if devices are "
+                             "sent without one; they are then throttled together)")
+        return self
 
 
 class EventIn(BaseModel):

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     # Database connections per process (PostgreSQL); size them to the worker's concurrency.
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)
+    # A play (any step but polls) waits for its device's request budget at most this long after
+    # its event was accepted, then fails `rate_limited` saying how long it waited.
+    throttle_deadline_s: float = Field(default=60.0, gt=0)
+    # Devices are sent without their IP (Adobe then sees passflow's own address for all of
+    # them, and throttles them together): only then may events leave `device.ip` out.
+    devices_share_address: bool = False
     # Configuration responses are cached this long (checklist: 3-5 minutes).
     config_cache_s: float = Field(default=180.0, ge=0)
 

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel
 
 from simulator.common import sim
-from simulator.config import Faults
+from simulator.config import TTL, Faults
 from simulator.state import AuthSession, Profile, SimState
 
 router = APIRouter(prefix="/_sim", tags=["Simulator controls (not Adobe Pass)"])
@@ -184,6 +184,12 @@ async def get_faults(request: Request) -> Faults:
 async def put_faults(faults: Faults, request: Request) -> Faults:
     sim(request).config.faults = faults
     return faults
+
+
+@router.put("/ttl", summary="Replace the lifetimes (access tokens, sessions, profiles, ...)")
+async def put_ttl(body: TTL, request: Request) -> TTL:
+    sim(request).config.ttl = body
+    return body
 
 
 class ThrottleUpdate(BaseModel):

@@ -82,6 +82,11 @@ def forget_registration() -> None:
     reset_runtime()
 
 
+def device_json(device: Device) -> dict[str, object]:
+    """The device as an event carries it."""
+    return {"id": device.id, "ip": device.ip, "port": device.port, "info": dict(device.info)}
+
+
 def make_event(event_id: str, type_: str, device, **fields) -> EventIn:
     return EventIn.model_validate({
         "event_id": event_id, "type": type_,

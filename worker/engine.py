@@ -14,11 +14,12 @@ A run takes one step for one job or many (a job run alone is a batch of one):
    recorded with that job and costs the others nothing.
 4. after commit: the next steps are sent, webhooks notified, metrics flushed.
 
-The policy, applied here only (`_decide`): a throttled call (passflow's bucket or Adobe's 429)
-runs again when budget is due, up to the step's `throttle_cap`; a retryable failure (5xx,
-timeout, Redis) retries with backoff up to PASSFLOW_STEP_RETRIES, counted in the step's row so a
-re-sent message keeps the count; anything else fails the job with the enhanced error's code and
-action. A database that is down rolls the run back; its leases expire and the sweeper resumes
+The policy, applied here only (`_decide`): a call held back by the device's request budget
+waits its turn (in order of arrival, worker.throttle) up to PASSFLOW_THROTTLE_DEADLINE_S after
+the event; Adobe's 429 and retryable failures (a `retry` action, a gateway 5xx, a timeout,
+Redis) are each an error class with PASSFLOW_STEP_RETRIES retries, counted in the step's row so
+a re-sent message keeps the count; anything else fails the job with the enhanced error's code
+and action. A database that is down rolls the run back; its leases expire and the sweeper resumes
 the jobs.
 """
 
@@ -37,7 +38,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from models import Job, JobStatus
+from models import Job, JobStatus, utcnow
 from models.db import session_scope
 from passflow import logs
 from passflow.settings import Settings, get_settings
@@ -81,7 +82,7 @@ def run(step_name: str, job_ids: list[str], *, owner: str) -> dict[str, str]:
     logs.clear()
     logs.bind(step=step.name)
     try:
-        claims, answers = _claim_and_plan(step, job_ids, owner, settings, rt)
+        claims, answers, arrivals = _claim_and_plan(step, job_ids, owner, settings, rt)
     except _DATABASE_DOWN as exc:
         log.warning("step_database_error", phase="claim", error=type(exc).__name__)
         return {}
@@ -90,18 +91,20 @@ def run(step_name: str, job_ids: list[str], *, owner: str) -> dict[str, str]:
     started = time.perf_counter()
     calls = {job_id: call for job_id, call in answers.items() if callable(call)}
     deadline = time.monotonic() + settings.lease_s * CALL_SHARE_OF_LEASE
-    answers.update(rt.call_all(calls, deadline=deadline))
+    answers.update(rt.call_all(calls, deadline=deadline, arrivals=arrivals))
     settled = _apply(step, owner, claims, answers, settings, rt, list(claims))
     _after_commit(step, claims, settled, time.perf_counter() - started, rt)
     return {job_id: s.result for job_id, s in settled.items()}
 
 
 def _claim_and_plan(step: Step, job_ids: list[str], owner: str, settings: Settings,
-                    rt: Runtime) -> tuple[dict[str, Claim], dict[str, Any]]:
+                    rt: Runtime) -> tuple[dict[str, Claim], dict[str, Any], dict[str, float]]:
     """Claim the jobs and plan their calls. Each job's entry in the second dict is its call,
-    None (no call needed), or the exception its plan raised (handed to apply as the answer)."""
+    None (no call needed), or the exception its plan raised (handed to apply as the answer);
+    the third holds when each job's event was accepted (its place in a busy device's queue)."""
     lease = timedelta(seconds=settings.lease_s)
     plans: dict[str, Any] = {}
+    arrivals: dict[str, float] = {}
     with session_scope() as session:
         claims = jobs.claim_many(session, job_ids, step.name, owner, lease=lease)
         room = settings.batch_size - len(claims)
@@ -111,11 +114,12 @@ def _claim_and_plan(step: Step, job_ids: list[str], owner: str, settings: Settin
         if more:
             claims.update(jobs.claim_many(session, more, step.name, owner, lease=lease))
         for ctx in _contexts(session, step, claims, settings, rt):
+            arrivals[ctx.job.id] = ctx.job.created_at.timestamp()
             try:
                 plans[ctx.job.id] = step.plan(ctx)
             except Exception as exc:  # handed to apply, then to the policy
                 plans[ctx.job.id] = exc
-    return claims, plans
+    return claims, plans, arrivals
 
 
 def _contexts(session: Session, step: Step, job_ids: Iterable[str], settings: Settings,
@@ -162,22 +166,38 @@ def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, 
 
 def _decide(step: Step, ctx: StepContext, claim: Claim, answer: Any) -> Outcome | Release:
     """The retry and throttle policy: what the job's answer means for the job."""
+    settings = ctx.settings
     try:
         return step.apply(ctx, answer)
-    except (ThrottledError, RateLimitError) as exc:
-        if isinstance(exc, ThrottledError):  # Adobe's 429s are counted as they arrive
-            metrics.inc("passflow_throttled_total", ("local",))
-        if step.throttle_cap is not None and claim.attempts >= step.throttle_cap:
-            # A 429 storm that does not end: fail clearly rather than wait for ever.
-            return _failure(step, exc, code="rate_limited")
+    except ThrottledError as exc:
+        # No request was sent: the device's budget (or the pool's registration) is busy. The
+        # job waits its turn, up to the deadline.
+        metrics.inc("passflow_throttled_total", ("local",))
+        waited = (utcnow() - ctx.job.created_at).total_seconds()
+        if step.budget_deadline and waited + exc.retry_after > settings.throttle_deadline_s:
+            return _rate_limited(step, exc, f"waited {waited:.0f} s for the device's request "
+                                 f"budget (PASSFLOW_THROTTLE_DEADLINE_S="
+                                 f"{settings.throttle_deadline_s:g})")
         return Release(exc.retry_after, str(exc))
+    except RateLimitError as exc:
+        # Adobe answered 429: an error class with its own count, waited out (>= 1 s).
+        if claim.rate_limited >= settings.step_retries:
+            return _rate_limited(step, exc, f"Adobe Pass answered 429 {claim.rate_limited + 1} "
+                                 "times")
+        return Release(exc.retry_after, str(exc), counts="rate_limited")
     except (AdobePassError, redis.RedisError) as exc:
         retryable = not isinstance(exc, AdobePassError) or exc.retryable
-        if retryable and claim.failures < ctx.settings.step_retries:
-            return Release(retry_backoff(claim.failures), _reason(exc), failed=True)
+        if retryable and claim.failures < settings.step_retries:
+            return Release(retry_backoff(claim.failures), _reason(exc), counts="failures")
         return Outcome(JobStatus.FAILED, error=error_of(exc))
     except Exception as exc:
         raise _Bug(type(exc).__name__) from exc
+
+
+def _rate_limited(step: Step, exc: AdobePassError, why: str) -> Outcome:
+    return Outcome(JobStatus.FAILED, error={
+        "status": getattr(exc, "status_code", None), "code": "rate_limited", "action": "retry",
+        "message": f"{step.name}: {why}"})
 
 
 def _reason(exc: Exception) -> str:

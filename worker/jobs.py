@@ -53,12 +53,17 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Release:
-    """The step runs again in `retry_in_s`: after a wait for request budget, or after a
-    retryable failure (`failed`, counted against PASSFLOW_STEP_RETRIES)."""
+    """The step runs again in `retry_in_s`: after a wait for request budget, or after an error
+    counted against the step's retry budget: `counts` names the error class's counter
+    ("failures": a retryable error; "rate_limited": Adobe answered 429)."""
 
     retry_in_s: float
     error: str
-    failed: bool = False
+    counts: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.counts is not None
 
 
 # Accepting events --------------------------------------------------------------------------------
@@ -177,6 +182,7 @@ class Claim:
     device_id: str
     failures: int  # retryable errors of this step so far
     attempts: int  # runs of this step, this one included
+    rate_limited: int = 0  # Adobe's 429s of this step so far
     late_s: float = 0.0  # how long after its due time the job was claimed
 
 
@@ -210,16 +216,18 @@ def claim_many(session: Session, job_ids: list[str], step_name: str, owner: str,
     # (Core executemany: a cached statement, sent as one multi-row INSERT.)
     steps = JobStep.__table__
     statement = _dialect_insert(session)(steps)
-    counters = {job_id: (attempts, failures) for job_id, attempts, failures in
-                session.connection().execute(
+    counters = {job_id: (attempts, failures, limited)
+                for job_id, attempts, failures, limited in session.connection().execute(
         statement.on_conflict_do_update(
             index_elements=[steps.c.job_id, steps.c.step],
             set_={"attempts": steps.c.attempts + 1, "status": StepStatus.RUNNING.value})
-        .returning(steps.c.job_id, steps.c.attempts, steps.c.failures),
+        .returning(steps.c.job_id, steps.c.attempts, steps.c.failures, steps.c.rate_limited),
         [{"job_id": job_id, "step": step_name, "attempts": 1, "failures": 0,
-          "status": StepStatus.RUNNING.value, "started_at": now} for job_id in claimed])}
+          "rate_limited": 0, "status": StepStatus.RUNNING.value, "started_at": now}
+         for job_id in claimed])}
     return {job_id: Claim(device_id=device_id, failures=counters[job_id][1],
-                          attempts=counters[job_id][0], late_s=late[job_id])
+                          attempts=counters[job_id][0], rate_limited=counters[job_id][2],
+                          late_s=late[job_id])
             for job_id, device_id in claimed.items()}
 
 
@@ -256,7 +264,7 @@ def settle(session: Session, step_name: str, owner: str,
     for job, t in transitions:
         if isinstance(t, Release):
             release(session, job.id, step_name, owner, retry_in_s=t.retry_in_s, error=t.error,
-                    failed=t.failed)
+                    counts=t.counts)
 
 
 def _complete_many(session: Session, step_name: str, owner: str,
@@ -314,7 +322,7 @@ def _complete_many(session: Session, step_name: str, owner: str,
 
 
 def release(session: Session, job_id: str, step_name: str, owner: str, *, retry_in_s: float,
-            error: str, failed: bool = False) -> None:
+            error: str, counts: str | None = None) -> None:
     """Give the lease back and set when the step is due again (see Release)."""
     now = utcnow()
     session.execute(
@@ -325,8 +333,8 @@ def release(session: Session, job_id: str, step_name: str, owner: str, *, retry_
         ).execution_options(synchronize_session=False)
     )
     values: dict[str, Any] = {"last_error": error[:2000]}
-    if failed:
-        values["failures"] = JobStep.failures + 1
+    if counts is not None:
+        values[counts] = getattr(JobStep, counts) + 1
     session.execute(
         update(JobStep).where(JobStep.job_id == job_id, JobStep.step == step_name)
         .values(**values).execution_options(synchronize_session=False)

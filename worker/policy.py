@@ -7,10 +7,9 @@ from __future__ import annotations
 import random
 
 # Throttling ---------------------------------------------------------------------------------------
-# A step rescheduled this many times for want of request budget (passflow's per-device bucket or
-# Adobe's 429) fails `rate_limited` rather than wait for ever. Polls are exempt (their spec says
-# so): they stop at the session's notAfter.
-MAX_THROTTLED_RUNS = 30
+# A play waits for its device's request budget in order of arrival (worker.throttle) up to
+# PASSFLOW_THROTTLE_DEADLINE_S, not a count of reruns. Adobe's 429s are an error class of their
+# own, with the same budget as other retryable errors (PASSFLOW_STEP_RETRIES).
 
 # Retries ------------------------------------------------------------------------------------------
 # Backoff of a step after a retryable failure (5xx, timeout, Redis or pool timeout): 2, 4, 8 ...

@@ -39,7 +39,9 @@ class Runtime:
 
     @cached_property
     def throttle(self) -> DeviceThrottle:
-        return DeviceThrottle(self.redis)
+        # Without a forwarded IP Adobe sees passflow's own address: one bucket for all of them.
+        return DeviceThrottle(self.redis, shared_key="passflow-egress"
+                              if self.settings.devices_share_address else None)
 
     @cached_property
     def adobe(self) -> AdobePass:
@@ -68,13 +70,16 @@ class Runtime:
                                   thread_name_prefix="passflow-call")
 
     def call_all(self, calls: Mapping[str, Callable[[], Any]], *,
-                 deadline: float | None = None) -> dict[str, Any]:
-        """Run the calls at once; each one's answer, or the exception it raised. Adobe Pass
-        calls end by `deadline` (time.monotonic()): see AdobePass.deadline."""
+                 deadline: float | None = None,
+                 arrivals: Mapping[str, float] | None = None) -> dict[str, Any]:
+        """Run the calls at once, keyed by job id; each one's answer, or the exception it
+        raised. Adobe Pass calls end by `deadline` (time.monotonic(): see AdobePass.deadline)
+        and wait their turn for request budget as their job (see DeviceThrottle)."""
 
-        def capture(call: Callable[[], Any]) -> Any:
+        def capture(key: str, call: Callable[[], Any]) -> Any:
             try:
-                with self.adobe.deadline(deadline):
+                with self.adobe.deadline(deadline), \
+                        self.throttle.waiting_as(key, (arrivals or {}).get(key, 0.0)):
                     return call()
             except Exception as exc:
                 return exc
@@ -82,8 +87,8 @@ class Runtime:
         if not calls:
             return {}
         if len(calls) == 1:
-            return {key: capture(call) for key, call in calls.items()}
-        futures = {key: self.call_pool.submit(capture, call) for key, call in calls.items()}
+            return {key: capture(key, call) for key, call in calls.items()}
+        futures = {key: self.call_pool.submit(capture, key, call) for key, call in calls.items()}
         return {key: future.result() for key, future in futures.items()}
 
     def configuration(self, service_provider: str, *, device: Device) -> Configuration:

@@ -14,7 +14,7 @@ import redis
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from passflow.serving import BackgroundServer
-from tests.support import new_device, wait_for_status
+from tests.support import device_json, new_device, wait_for_status
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -53,7 +53,7 @@ def shot(page: Page, name: str) -> None:
 def start_authentication(api: httpx.Client, **fields) -> tuple[str, str]:
     device = new_device()
     body = {"event_id": f"evt-{uuid.uuid4()}", "type": "authentication.requested",
-            "device": {"id": device.id, "ip": device.ip}, **fields}
+            "device": device_json(device), **fields}
     job_id = api.post("/v1/events", json=body).json()["job_id"]
     wait_for_status(job_id, "waiting_for_user")
     return job_id, api.get(f"/v1/jobs/{job_id}").json()["result"]["code"]

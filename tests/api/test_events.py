@@ -98,13 +98,24 @@ def test_service_provider_defaults_to_the_configured_one(api: httpx.Client):
         assert session.get(Job, job_id).service_provider == SP
 
 
+D = {"id": "d", "ip": "192.0.2.1", "info": {"model": "TV", "version": "5", "osName": "tvOS",
+                                            "osVersion": "17", "connectionType": "LAN"}}
+
 BAD_EVENTS = [
     ({"type": "profiles.requested"}, {"event_id", "device"}),
-    ({"event_id": "e", "type": "teleport.requested", "device": {"id": "d"}}, {"type"}),
-    ({"event_id": "e", "type": "authorization.requested", "device": {"id": "d"},
+    ({"event_id": "e", "type": "teleport.requested", "device": D}, {"type"}),
+    ({"event_id": "e", "type": "authorization.requested", "device": D,
       "mvpd": "Cablevision"}, {"body"}),
-    ({"event_id": "e", "type": "preauthorization.requested", "device": {"id": "d"},
+    ({"event_id": "e", "type": "preauthorization.requested", "device": D,
       "mvpd": "Cablevision", "resources": []}, {"resources"}),
+    # Checklist, Send X-Device-Info Header: the keys the header page marks required, and only
+    # the values it allows; and the device's own address, Adobe's throttling key.
+    ({"event_id": "e", "type": "profiles.requested",
+      "device": {**D, "info": {"model": "TV", "osName": "tvOS"}}}, {"device"}),
+    ({"event_id": "e", "type": "profiles.requested",
+      "device": {**D, "info": {**D["info"], "osName": "TempleOS"}}}, {"device"}),
+    ({"event_id": "e", "type": "profiles.requested", "device": {"id": "d", "info": D["info"]}},
+     {"device"}),
     ({"event_id": "e", "type": "profiles.requested", "device": {"id": "d", "ip": "999.1.1.1"}},
      {"device.ip"}),
     ({"event_id": "", "type": "profiles.requested", "device": {"id": "d", "port": 70000}},
@@ -202,3 +213,23 @@ def test_metrics_count_jobs_and_adobe_calls(api: httpx.Client):
     assert 'passflow_adobe_pass_calls_total{endpoint="profiles.list",status="200"}' in body
     assert 'passflow_step_seconds_bucket{le="+Inf",outcome="succeeded",step="profiles.retrieve"}' \
         in body
+
+
+def test_send_x_device_info_header_and_the_device_address_are_explained(api: httpx.Client):
+    no_ip = api.post("/v1/events", json={"event_id": "e", "type": "profiles.requested",
+                                         "device": {"id": "d", "info": D["info"]}}).json()
+    assert "device.ip is required" in no_ip[0]["message"]
+    assert "PASSFLOW_DEVICES_SHARE_ADDRESS" in no_ip[0]["message"]
+    missing = api.post("/v1/events", json={"event_id": "e", "type": "profiles.requested",
+                                           "device": {**D, "info": {"model": "TV"}}}).json()
+    assert "version is required" in missing[0]["message"]
+    assert "connectionType is required" in missing[0]["message"]
+
+
+def test_devices_that_share_passflows_address_may_come_without_one():
+    from passflow.events import EventIn
+
+    event = {"event_id": "e", "type": "profiles.requested",
+             "device": {"id": "d", "info": D["info"]}}
+    assert EventIn.model_validate(event, context={"devices_share_address": True}).device.ip \
+        is None

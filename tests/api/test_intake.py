@@ -15,7 +15,7 @@ import models.db
 from api.intake import Intake
 from models import Event, Job
 from passflow.serving import free_port
-from tests.support import ApiProcess, make_event, new_device, wait_for_status
+from tests.support import ApiProcess, device_json, make_event, new_device, wait_for_status
 from worker import dispatch, jobs
 
 
@@ -101,7 +101,7 @@ def test_the_api_answers_503_while_the_database_is_down(pass_env: str):
         answer = httpx.post(api.url + "/v1/events", timeout=30,
                             headers={"Authorization": "Bearer dbdown-token"},
                             json={"event_id": f"evt-{uuid.uuid4()}", "type": "profiles.requested",
-                                  "device": {"id": device.id, "ip": device.ip}})
+                                  "device": device_json(device)})
     finally:
         api.stop()
     assert answer.status_code == 503

@@ -9,7 +9,14 @@ from sqlalchemy import select
 
 import models.db
 from models import Job, JobStep
-from tests.support import ApiProcess, RedisServer, WorkerProcess, new_device, wait_for_status
+from tests.support import (
+    ApiProcess,
+    RedisServer,
+    WorkerProcess,
+    device_json,
+    new_device,
+    wait_for_status,
+)
 
 
 def test_event_accepted_while_the_broker_is_down_runs_when_it_returns(
@@ -22,7 +29,7 @@ def test_event_accepted_while_the_broker_is_down_runs_when_it_returns(
         broker.stop()
         device = new_device()
         body = {"event_id": f"evt-{uuid.uuid4()}", "type": "profiles.requested",
-                "device": {"id": device.id, "ip": device.ip}}
+                "device": device_json(device)}
         headers = {"Authorization": "Bearer outbox-token"}
         answer = httpx.post(api.url + "/v1/events", json=body, headers=headers, timeout=30)
         assert answer.status_code == 202

@@ -17,7 +17,7 @@ import models.db
 from models import WebhookDelivery
 from passflow.serving import BackgroundServer
 from passflow.settings import get_settings
-from tests.support import new_device, wait_for, wait_for_status
+from tests.support import device_json, new_device, wait_for, wait_for_status
 from worker.webhooks import SIGNATURE_HEADER, sign, verify
 
 SECRET = "webhook-test-secret"
@@ -67,7 +67,7 @@ def test_waiting_and_finished_jobs_are_posted_signed(api: httpx.Client, receiver
                                                      jobs_env: httpx.Client):
     device = new_device()
     body = {"event_id": f"evt-{uuid.uuid4()}", "type": "authentication.requested",
-            "device": {"id": device.id, "ip": device.ip}, "mvpd": "Cablevision"}
+            "device": device_json(device), "mvpd": "Cablevision"}
     job_id = api.post("/v1/events", json=body).json()["job_id"]
     wait_for(lambda: _events(receiver, job_id))
     waiting = _events(receiver, job_id)[0]
@@ -94,7 +94,7 @@ def test_failed_deliveries_are_retried_with_backoff(api: httpx.Client, receiver:
     receiver.fail_first = 2
     device = new_device()
     body = {"event_id": f"evt-{uuid.uuid4()}", "type": "profiles.requested",
-            "device": {"id": device.id, "ip": device.ip}}
+            "device": device_json(device)}
     job_id = api.post("/v1/events", json=body).json()["job_id"]
     wait_for_status(job_id)
     wait_for(lambda: _events(receiver, job_id), timeout=30)

@@ -17,6 +17,7 @@ from tests.support import (
     ApiProcess,
     RedisServer,
     WorkerProcess,
+    device_json,
     make_event,
     new_device,
     wait_for,
@@ -158,7 +159,7 @@ def test_redis_sigkilled_and_restarted_empty_during_a_run(database_url: str, pas
         for _ in range(30):
             d = new_device()
             body = {"event_id": f"evt-{uuid.uuid4()}", "type": "profiles.requested",
-                    "device": {"id": d.id, "ip": d.ip}}
+                    "device": device_json(d)}
             ids.append(httpx.post(api.url + "/v1/events", json=body, headers=headers,
                                   timeout=30).json()["job_id"])
         wait_for(lambda: _in_flight(sim), timeout=30)  # steps are running

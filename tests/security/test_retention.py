@@ -24,12 +24,12 @@ from models import (
     utcnow,
 )
 from passflow.crypto import Cipher
-from tests.support import new_device, wait_for_status
+from tests.support import device_json, new_device, wait_for_status
 
 
 def _walk(api: httpx.Client, sim: httpx.Client) -> str:
     device = new_device()
-    dev = {"id": device.id, "ip": device.ip}
+    dev = device_json(device)
 
     def post(type_: str, **fields) -> str:
         body = {"event_id": f"evt-{uuid.uuid4()}", "type": type_, "device": dev, **fields}

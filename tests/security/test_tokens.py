@@ -13,7 +13,7 @@ from sqlalchemy import select
 import models.db
 from api.auth import create_token, token_hash
 from models import ApiToken
-from tests.support import new_device
+from tests.support import device_json, new_device
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -24,7 +24,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def _event() -> dict:
     device = new_device()
     return {"event_id": f"evt-{uuid.uuid4()}", "type": "profiles.requested",
-            "device": {"id": device.id, "ip": device.ip}}
+            "device": device_json(device)}
 
 
 def test_tokens_are_stored_hashed_and_scoped(api: httpx.Client, database_url: str,

@@ -31,6 +31,7 @@ class Device:
     port: int | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
     visitor_id: str | None = None  # ECID, for AP-Visitor-Identifier
+    user_agent: str | None = None  # the device's own, sent as User-Agent
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -78,13 +79,16 @@ def partner_framework_status(
 
 def device_headers(device: Device) -> dict[str, str]:
     """Headers that identify the device on every REST API V2 call."""
-    headers = {
-        "AP-Device-Identifier": device_identifier(device.id),
-        "X-Device-Info": device_info(device.info, ip=device.ip, port=device.port),
-    }
+    headers = {"AP-Device-Identifier": device_identifier(device.id)}
+    if device.info:
+        headers["X-Device-Info"] = device_info(device.info, ip=device.ip, port=device.port)
+    # else a browser, which "will automatically send a minimal set of required information in
+    # the User-Agent header" (X-Device-Info page, Browsers): its User-Agent goes instead.
     if device.ip:
         # Without it every device shares the server's throttling bucket at Adobe.
         headers["X-Forwarded-For"] = device.ip
     if device.visitor_id:
         headers["AP-Visitor-Identifier"] = device.visitor_id
+    if device.user_agent:
+        headers["User-Agent"] = device.user_agent
     return headers

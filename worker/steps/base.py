@@ -32,7 +32,6 @@ from worker.adobe_pass import Device as PassDevice
 from worker.adobe_pass.types import Decision as PassDecision
 from worker.adobe_pass.types import Profile as PassProfile
 from worker.jobs import Outcome
-from worker.policy import MAX_THROTTLED_RUNS
 from worker.queues import Queue
 from worker.runtime import Runtime
 
@@ -64,9 +63,9 @@ class Step:
     apply: Callable[[StepContext, Any], Outcome]
     # Relationships of Job loaded with the jobs (one query for a whole run).
     preload: tuple[Any, ...] = ()
-    # Runs for want of request budget before the job fails `rate_limited`; None: never (polls
-    # stop at their session's notAfter instead).
-    throttle_cap: int | None = MAX_THROTTLED_RUNS
+    # Whether the job fails `rate_limited` once it has waited PASSFLOW_THROTTLE_DEADLINE_S for
+    # its device's request budget; polls do not (they stop at their session's notAfter).
+    budget_deadline: bool = True
 
 
 def from_millis(value: int | None) -> datetime | None:
@@ -95,7 +94,9 @@ class StepContext:
     @cached_property
     def device(self) -> PassDevice:
         row = self.device_row
-        return PassDevice(id=row.id, ip=row.last_ip, port=row.last_port, info=row.last_info or {})
+        sent = self.event.get("device") or {}
+        return PassDevice(id=row.id, ip=row.last_ip, port=row.last_port, info=row.last_info or {},
+                          visitor_id=sent.get("visitor_id"), user_agent=sent.get("user_agent"))
 
     @cached_property
     def event(self) -> dict[str, Any]:

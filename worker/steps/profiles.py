@@ -123,7 +123,7 @@ def _poll_apply(ctx: StepContext, answer: Profiles | Exception | None) -> Outcom
 
 
 POLL = Step(StepName.PROFILES_POLL, Queue.POLLING, _poll_plan, _poll_apply,
-            preload=(Job.auth_session,), throttle_cap=None)
+            preload=(Job.auth_session,), budget_deadline=False)
 
 
 # profiles.fetch ------------------------------------------------------------------------------

@@ -134,6 +134,27 @@ def test_device_throttle_allows_a_burst_then_one_per_second(redis_client: redis.
     assert time.monotonic() - started >= 0.85  # a token a second
 
 
+def test_a_busy_device_is_served_in_order_of_arrival(redis_client: redis.Redis,
+                                                    monkeypatch: pytest.MonkeyPatch):
+    """Callers that find the budget spent queue up: each is told its own turn, a later caller
+    never overtakes an earlier one, and one that does not come back is dropped."""
+    from worker import throttle as throttle_module
+
+    monkeypatch.setattr(throttle_module, "GRACE_S", 0.5)
+    throttle = DeviceThrottle(redis_client, rate_per_s=10.0, burst=1,
+                              prefix=f"test:{uuid.uuid4()}:")
+    key = "198.18.0.1"
+    assert throttle.wait_for(key, "first") == 0.0  # the burst
+    turns = {m: throttle.wait_for(key, m) for m in ("a", "b", "c")}
+    assert 0 < turns["a"] < turns["b"] < turns["c"]
+    assert turns["c"] - turns["a"] == pytest.approx(0.2, abs=0.02)  # one place = 1/rate
+    assert throttle.wait_for("198.18.0.2", "other") == 0.0  # another device waits for nobody
+    wait_for(lambda: throttle.wait_for(key, "a") == 0.0, timeout=3, interval=0.02)
+    assert throttle.wait_for(key, "c") > 0  # "b" is still before "c"
+    # "b" never comes back for its turn: once past it (and the grace), "c" is served.
+    wait_for(lambda: throttle.wait_for(key, "c") == 0.0, timeout=3, interval=0.05)
+
+
 def test_job_rows_are_final_or_due(jobs_env: httpx.Client):
     """Every job of every kind is either final or names a step that is due: nothing is stuck
     unnamed, and nothing final still names a step."""
@@ -157,3 +178,14 @@ def test_job_rows_are_final_or_due(jobs_env: httpx.Client):
     for status, step, due in rows:
         assert (status in final) == (step is None), (status, step)
         assert status in final or due is not None
+
+
+def test_devices_sent_without_an_address_share_one_bucket(redis_client: redis.Redis):
+    """With PASSFLOW_DEVICES_SHARE_ADDRESS Adobe sees passflow's own address for all of them:
+    they are throttled together here too, as Adobe will."""
+    shared = DeviceThrottle(redis_client, burst=2, prefix=f"test:{uuid.uuid4()}:",
+                            shared_key="passflow-egress")
+    waits = [shared("profiles.list", {"AP-Device-Identifier": f"fingerprint d{i}"})
+             for i in range(3)]
+    assert waits[:2] == [0.0, 0.0] and waits[2] > 0
+    assert shared("profiles.list", {"X-Forwarded-For": "192.0.2.77"}) == 0.0  # its own bucket

@@ -1,0 +1,46 @@
+"""What X-Device-Info must hold (rest-api-v2/appendix/headers/rest-api-v2-appendix-headers-
+x-device-info.md): the keys the page marks required, and the values of the restricted keys.
+Checked when an event is accepted, so a device is never sent to Adobe Pass half described."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+REQUIRED_KEYS = ("model", "version", "osName", "osVersion", "connectionType")
+
+RESTRICTED: dict[str, frozenset[Any]] = {
+    "primaryHardwareType": frozenset({
+        "Camera", "DataCollectionTerminal", "Desktop", "EmbeddedNetworkModule", "eReader",
+        "GamesConsole", "GeolocationTracker", "Glasses", "MediaPlayer", "MobilePhone",
+        "PaymentTerminal", "PluginModem", "SetTopBox", "TV", "Tablet", "WirelessHotspot",
+        "Wristwatch", "Unknown"}),
+    "osName": frozenset({
+        "Android", "Chrome OS", "Linux", "Mac OS", "OS X", "OpenBSD", "Roku OS", "Windows",
+        "iOS", "tvOS", "webOS"}),
+    "osFamily": frozenset({
+        "Android", "BSD", "Linux", "PlayStation OS", "Roku OS", "Symbian", "Tizen", "Windows",
+        "iOS", "tvOS", "macOS", "webOS"}),
+    "osVendor": frozenset({
+        "Amazon", "Apple", "Google", "LG", "Microsoft", "Mozilla", "Nintendo", "Nokia", "Roku",
+        "Samsung", "Sony", "Tizen Project"}),
+    "browserName": frozenset({
+        "Android Browser", "Chrome", "Edge", "Firefox", "Internet Explorer", "Opera", "Safari",
+        "SeaMonkey", "Symbian Browser"}),
+    "browserVendor": frozenset({
+        "Amazon", "Apple", "Google", "Microsoft", "Motorola", "Mozilla", "Netscape", "Nintendo",
+        "Nokia", "Samsung", "Sony Ericsson"}),
+    "connectionSecure": frozenset({True, False, "true", "false"}),
+}
+
+
+def problems(info: Mapping[str, Any]) -> list[str]:
+    """What keeps `info` from being a valid X-Device-Info, in words; empty when it is."""
+    found = [f"{key} is required (the X-Device-Info header page marks it so)"
+             for key in REQUIRED_KEYS if info.get(key) in (None, "")]
+    for key, allowed in RESTRICTED.items():
+        if key in info and info[key] not in allowed:
+            shown = ", ".join(sorted(str(value) for value in allowed if not isinstance(
+                value, bool)))
+            found.append(f"{key}={info[key]!r} is not one of: {shown}")
+    return found
