@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urljoin
 
 import httpx
 from fastapi import APIRouter, Request
@@ -162,16 +162,19 @@ def build_router(settings: Settings) -> APIRouter:
 
     def _resume_with(request: Request, code: str, mvpd: str) -> Response:
         sp = service_provider_of(code)
+        browser = _browser(request)
         try:
-            info = runtime().adobe.sessions.retrieve(sp, code, device=_browser(request))
+            info = runtime().adobe.sessions.retrieve(sp, code, device=browser)
+            config = runtime().configuration(sp, device=browser)  # cached a few minutes
             missing = set(info.missing_parameters)
             extra = {}
             if "redirectUrl" in missing:
                 extra["redirect_url"] = f"{settings.public_url.rstrip('/')}/landing"
             if missing & {"domainName", "domain"}:
-                extra["domain_name"] = _domain_of(settings)
-            runtime().adobe.sessions.resume(sp, code, device=_browser(request), mvpd=mvpd,
-                                            **extra)
+                # The programmer's domain as Adobe Pass knows it (the configuration).
+                extra["domain_name"] = config.first_domain or _domain_of(settings)
+            answer = runtime().adobe.sessions.resume(sp, code, device=browser, mvpd=mvpd,
+                                                     **extra)
         except APIStatusError as exc:
             if exc.status_code == 400 and exc.code != "invalid_parameter_mvpd":
                 return code_problem(request, code, exc)
@@ -181,9 +184,31 @@ def build_router(settings: Settings) -> APIRouter:
             return _unavailable(request, exc)
         except AdobePassError as exc:
             return _unavailable(request, exc)
+        picked = config.mvpd(mvpd)
         with session_scope() as session:
-            jobs.provider_picked(session, service_provider=sp, code=code, mvpd=mvpd)
-        return RedirectResponse(authenticate_url(sp, code), status_code=303)
+            jobs.provider_picked(session, service_provider=sp, code=code, mvpd=mvpd,
+                                 display_name=picked.display_name if picked else None,
+                                 logo_url=picked.logo_url if picked else None)
+        return _follow(request, sp, code, answer)
+
+    def _follow(request: Request, sp: str, code: str, answer) -> Response:
+        """Where the resume answer's actionName says the browser goes next."""
+        if answer.action_name == "authenticate":
+            url = (urljoin(runtime().adobe.base_url + "/", answer.url) if answer.url
+                   else authenticate_url(sp, code))
+            return RedirectResponse(url, status_code=303)
+        if answer.action_name == "authorize":
+            # Already signed in, or temporary or degraded access: no MVPD login needed.
+            return message(request, "You're all set",
+                           "No sign-in is needed. You can go back to your TV: it will start in "
+                           "a moment.", 200, success=True, retry=False)
+        if answer.action_name == "retry":
+            return message(request, "Try again in a moment",
+                           "Your TV provider's sign-in service asked us to try again. Please "
+                           "try again in a few seconds.", 503)
+        return message(request, "Something went wrong",
+                       "This code can't be used to sign in. Start again on your TV to get a "
+                       "new code.", 400)
 
     def _unavailable(request: Request, error: Exception | None = None) -> HTMLResponse:
         if isinstance(error, ThrottledError):

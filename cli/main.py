@@ -189,6 +189,12 @@ def _register(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preflight(args: argparse.Namespace) -> int:
+    from cli.preflight import main as preflight
+
+    return preflight()
+
+
 def _demo(args: argparse.Namespace) -> int:
     from cli.demo import run_demo
 
@@ -260,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--yes", action="store_true",
                           help="register (without it, only say what it would invalidate)")
     register.set_defaults(func=_register)
+
+    pre = commands.add_parser(
+        "preflight", help="check the configured Adobe environment against the REST API V2 "
+                          "checklist (one line per item)")
+    pre.set_defaults(func=_preflight)
 
     demo = commands.add_parser("demo", help="run the main job on embedded defaults")
     demo.set_defaults(func=_demo)

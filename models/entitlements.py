@@ -73,6 +73,8 @@ class Profile(Base):
     # User metadata is personal data: stored encrypted, never logged.
     attributes_enc: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set by a logout: the profile is not reused after it.
+    logged_out_at: Mapped[datetime | None]
 
 
 class DecisionKind(enum.StrEnum):

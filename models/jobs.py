@@ -48,6 +48,9 @@ class Device(Base):
     last_ip: Mapped[str | None] = mapped_column(String(64))
     last_port: Mapped[int | None]
     last_mvpd: Mapped[str | None] = mapped_column(String(200))
+    # The selection as the configuration shows it (checklist, TV Provider Selection Caching).
+    last_mvpd_name: Mapped[str | None] = mapped_column(String(200))
+    last_mvpd_logo_url: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

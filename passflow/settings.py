@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Adobe Pass environments by name (checklist, Lifecycle Testing: Prequal-Production and
+# Release-Staging before Release-Production). Production and staging hosts are those the
+# reference pages show (sp.auth.adobe.com in its samples, sp.auth-staging.adobe.com for its test
+# tool); the prequal host follows the same pattern and is not shown there: confirm it with Adobe.
+ENVIRONMENTS = {
+    "production": "https://sp.auth.adobe.com",
+    "staging": "https://sp.auth-staging.adobe.com",
+    "prequal": "https://sp.auth-prequal.adobe.com",
+}
 
 
 class Settings(BaseSettings):
@@ -15,6 +25,7 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./passflow.db"
     broker_url: str = "redis://localhost:6379/0"
+    # A URL, or an environment's name (ENVIRONMENTS).
     pass_base_url: str = "http://127.0.0.1:8090"
     service_provider: str = "REF30"
     # Issued by Adobe's TVE Dashboard; required wherever passflow calls Adobe Pass (the demo and
@@ -55,6 +66,10 @@ class Settings(BaseSettings):
     # Database connections per process (PostgreSQL); size them to the worker's concurrency.
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)
+    # The private key (PEM) of the certificate the programmer gave Adobe for user metadata:
+    # attributes Adobe sends encrypted ("state": "enc", e.g. zip) are then stored readable
+    # (still encrypted at rest with PASSFLOW_SECRET_KEY); without it they are kept sealed.
+    metadata_private_key: SecretStr | None = None
     # A play (any step but polls) waits for its device's request budget at most this long after
     # its event was accepted, then fails `rate_limited` saying how long it waited.
     throttle_deadline_s: float = Field(default=60.0, gt=0)
@@ -62,7 +77,27 @@ class Settings(BaseSettings):
     # them, and throttles them together): only then may events leave `device.ip` out.
     devices_share_address: bool = False
     # Configuration responses are cached this long (checklist: 3-5 minutes).
-    config_cache_s: float = Field(default=180.0, ge=0)
+    config_cache_s: float = Field(default=180.0, ge=0, le=300)
+    # Preauthorization Permits are reused this long for the same device, MVPD and resource
+    # (checklist, Preauthorization Decisions Caching); never for playback. 0: never.
+    preauthorization_cache_s: float = Field(default=600.0, ge=0)
+
+
+    @field_validator("pass_base_url")
+    @classmethod
+    def _environment(cls, value: str) -> str:
+        named = ENVIRONMENTS.get(value.strip().lower())
+        if named:
+            return named
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"give a URL or one of: {', '.join(ENVIRONMENTS)}")
+        return value.rstrip("/")
+
+    @property
+    def pass_environment(self) -> str:
+        """The Adobe environment's name, or "custom" (the simulator, a proxy)."""
+        return next((name for name, url in ENVIRONMENTS.items() if url == self.pass_base_url),
+                    "custom")
 
 
 @lru_cache

@@ -68,6 +68,10 @@ class Mvpd(_Model):
     temppass: Literal["basic", "promotional"] | None = None
     temppass_ttl_s: float = 180
     temppass_max_resources: int = 0
+    # A degradation rule the programmer applied (degradation-feature.md): "authn_all" (every
+    # user is authenticated and authorized, no login), "authz_all" (every authenticated user
+    # is authorized), "authz_none" (every authorization is denied).
+    degradation: Literal["authn_all", "authz_all", "authz_none"] | None = None
 
 
 class User(_Model):
@@ -95,6 +99,10 @@ class SimConfig(_Model):
     # The service providers each software statement may act for; absent: all of them. A token
     # used for another service provider answers 401 invalid_access_token_service_provider.
     software_service_providers: dict[str, list[str]] = {}
+    # The programmer's certificate (public key, PEM) configured in the TVE Dashboard: the
+    # attributes listed are then sent encrypted for it ("state": "enc").
+    metadata_public_key: str | None = None
+    encrypted_attributes: list[str] = ["zip"]
     # The scopes a registration grants (DCR): REST API V2 calls need api:client:v2.
     granted_scopes: list[str] = ["api:client:v2"]
     ttl: TTL = TTL()

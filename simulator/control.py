@@ -10,7 +10,7 @@ from html import escape
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
@@ -190,6 +190,30 @@ async def put_faults(faults: Faults, request: Request) -> Faults:
 async def put_ttl(body: TTL, request: Request) -> TTL:
     sim(request).config.ttl = body
     return body
+
+
+class MetadataKey(BaseModel):
+    public_key: str | None  # PEM; None: attributes are sent plain
+
+
+@router.put("/metadata-key", summary="Configure the programmer's user metadata certificate")
+async def put_metadata_key(body: MetadataKey, request: Request) -> dict[str, bool]:
+    sim(request).config.metadata_public_key = body.public_key
+    return {"encrypting": body.public_key is not None}
+
+
+class DegradationUpdate(BaseModel):
+    mvpd: str
+    rule: str | None  # authn_all | authz_all | authz_none | None (lifted)
+
+
+@router.put("/degradation", summary="Apply or lift a degradation rule for an MVPD")
+async def put_degradation(body: DegradationUpdate, request: Request) -> dict[str, Any]:
+    cfg = sim(request).config.mvpd(body.mvpd)
+    if cfg is None:
+        raise HTTPException(404, "unknown mvpd")
+    cfg.degradation = body.rule  # type: ignore[assignment]
+    return {"mvpd": body.mvpd, "rule": body.rule}
 
 
 class ThrottleUpdate(BaseModel):

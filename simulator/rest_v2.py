@@ -138,6 +138,9 @@ def _session_answer(state: SimState, session: AuthSession, *, missing_action: st
                 state.temppass_use(sp, mvpd_id, session.device_id, start=True)
             return {"actionName": "authorize", "actionType": "direct",
                     "reasonType": "temporary", "url": authorize_url, **base}
+        if cfg.degradation == "authn_all":
+            return {"actionName": "authorize", "actionType": "direct",
+                    "reasonType": "degraded", "url": authorize_url, **base}
         profile = state.profile(sp, session.device_id, mvpd_id)
         if profile is not None and profile.not_after > state.now():
             return {"actionName": "authorize", "actionType": "direct",
@@ -328,7 +331,18 @@ async def profile_for_mvpd(serviceProvider: str, mvpd: str, request: Request) ->
                                                             cfg, device)})
     profile = state.profile(serviceProvider, device, mvpd)
     found = {mvpd: profile.as_json()} if profile and profile.not_after > state.now() else {}
+    if not found and cfg.degradation == "authn_all":
+        found = {mvpd: _degraded_profile(state, mvpd, device)}
     return JSONResponse({"profiles": found})
+
+
+def _degraded_profile(state: SimState, mvpd: str, device: str) -> dict[str, Any]:
+    """The profile Adobe issues while AuthNAll degradation applies (issuer Adobe, type
+    degraded, a userID with the degradation prefix)."""
+    now = state.now()
+    user = "95cf93bcd183214a" + hashlib.sha256(f"{mvpd}:{device}".encode()).hexdigest()[:40]
+    return {"notBefore": _ms(now), "notAfter": _ms(now + 60), "issuer": "Adobe",
+            "type": "degraded", "attributes": {"userID": {"value": user, "state": "plain"}}}
 
 
 # Decisions -------------------------------------------------------------------------------------
@@ -372,6 +386,10 @@ def _decide(request: Request, kind: str, sp: str, mvpd: str, device: str,
             item["source"] = "temppass"
             error = _temppass_decision(request, state, sp, cfg, device, resource,
                                        consume=kind == "authorize")
+        elif cfg.degradation:
+            item["source"] = "degradation"
+            if cfg.degradation == "authz_none":
+                error = error_object("authorization_denied_by_degradation_rule")
         else:
             item["source"] = "mvpd"
             profile = state.profile(sp, device, mvpd)
@@ -444,7 +462,7 @@ async def _decisions(request: Request, kind: str, sp_id: str, mvpd: str) -> JSON
         request, limits.preauthorize_resources if kind == "preauthorize"
         else limits.authorize_resources,
     )
-    if not cfg.temppass:
+    if not cfg.temppass and cfg.degradation != "authn_all":
         profile = state.profile(sp_id, device, mvpd)
         if profile is None:
             raise PassError("authenticated_profile_missing")

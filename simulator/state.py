@@ -20,6 +20,21 @@ from simulator.throttle import TokenBuckets
 # loses access to the profiles obtained before (DCR FAQ 9).
 CURRENT_CLIENT: ContextVar[str | None] = ContextVar("current_client", default=None)
 
+def encrypt_for(public_key_pem: str, value: Any) -> str:
+    """An attribute sealed for the programmer: RSA-OAEP (SHA-256) over its JSON, Base64. (The
+    reference leaves the scheme to the certificate; this is the simulator's choice.)"""
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    key = serialization.load_pem_public_key(public_key_pem.encode())
+    sealed = key.encrypt(json.dumps(value).encode(), padding.OAEP(
+        mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
+    return base64.b64encode(sealed).decode()
+
+
 CODE_ALPHABET = string.ascii_uppercase + string.digits
 CODE_LENGTH = 7  # like "8ER640M" in the Sessions samples
 
@@ -71,8 +86,15 @@ class Profile:
     attributes: dict[str, Any]
     username: str | None = None
     client_id: str | None = None  # None: seeded by a test control, visible to every client
-    # Attributes the programmer's certificate encrypts (user-metadata.md: e.g. zip).
+    # The programmer's public key (PEM) when attributes are encrypted for it
+    # (user-metadata.md, User Metadata Encryption), and which ones (e.g. zip).
+    public_key: str | None = None
     encrypted: frozenset[str] = frozenset()
+
+    def _attribute(self, key: str, value: Any) -> dict[str, Any]:
+        if self.public_key is None or key not in self.encrypted:
+            return {"value": value, "state": "plain"}
+        return {"value": encrypt_for(self.public_key, value), "state": "enc"}
 
     def visible(self) -> bool:
         return self.client_id is None or self.client_id == CURRENT_CLIENT.get()
@@ -83,8 +105,7 @@ class Profile:
             "notAfter": int(self.not_after * 1000),
             "issuer": self.issuer,
             "type": self.type,
-            "attributes": {k: {"value": v, "state": "enc" if k in self.encrypted else "plain"}
-                           for k, v in self.attributes.items()},
+            "attributes": {k: self._attribute(k, v) for k, v in self.attributes.items()},
         }
 
 
@@ -188,7 +209,8 @@ class SimState:
             service_provider=session.service_provider, device_id=session.device_id, mvpd=mvpd,
             not_before=now, not_after=now + self.config.ttl.profile_s, issuer=mvpd,
             type="regular", attributes=dict(attributes), username=username,
-            client_id=session.client_id,
+            client_id=session.client_id, public_key=self.config.metadata_public_key,
+            encrypted=frozenset(self.config.encrypted_attributes),
         )
         self.profiles[(session.service_provider, session.device_id, mvpd)] = profile
         session.completed_mvpd = mvpd

@@ -50,9 +50,11 @@ def simulator_server() -> Iterator[BackgroundServer]:
 
 @pytest.fixture
 def sim(simulator_server: BackgroundServer) -> Iterator[httpx.Client]:
-    """A control client of a simulator reset to its fixtures (state, faults, throttle)."""
+    """A control client of a simulator reset to its fixtures (state, faults, throttle, counters),
+    keeping the clients it registered, as Adobe Pass does: passflow's stored registration stays
+    valid across tests (a test that wants it revoked says so: /_sim/forget-clients)."""
     with httpx.Client(base_url=simulator_server.url, timeout=10) as control:
-        control.post("/_sim/reset").raise_for_status()
+        control.post("/_sim/reset", params={"keep_registrations": "true"}).raise_for_status()
         yield control
 
 

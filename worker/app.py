@@ -35,6 +35,8 @@ def make_celery(settings: Settings | None = None) -> Celery:
         # is stored and the sweeper sends it later.
         task_publish_retry_policy={"max_retries": 1, "interval_start": 0,
                                    "interval_step": 0.2, "interval_max": 0.5},
+        # kombu's Redis transport, mended so a broker that dies does not end the worker.
+        broker_transport="worker.broker:Transport",
         broker_connection_retry_on_startup=True,
         # A worker waits for its broker for as long as it is away, never exits for it.
         broker_connection_max_retries=None,

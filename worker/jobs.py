@@ -400,17 +400,23 @@ def start_polling(session: Session, job_id: str) -> str | None:
     return job.current_step
 
 
-def provider_picked(session: Session, *, service_provider: str, code: str, mvpd: str) -> None:
+def provider_picked(session: Session, *, service_provider: str, code: str, mvpd: str,
+                    display_name: str | None = None, logo_url: str | None = None) -> None:
     """The user picked an MVPD for the code on the activation page: the session and its job
-    keep it."""
+    keep it, and the device its selection as the configuration shows it (checklist, TV
+    Provider Selection Caching: id, display name, logo)."""
     auth = session.scalar(select(AuthSession).where(AuthSession.code == code,
                                                     AuthSession.service_provider ==
                                                     service_provider))
-    if auth is None or auth.mvpd is not None:
+    if auth is None:
         return
-    auth.mvpd = mvpd
-    session.execute(update(Job).where(Job.id == auth.job_id, Job.mvpd.is_(None))
-                    .values(mvpd=mvpd).execution_options(synchronize_session=False))
+    if auth.mvpd is None:
+        auth.mvpd = mvpd
+        session.execute(update(Job).where(Job.id == auth.job_id, Job.mvpd.is_(None))
+                        .values(mvpd=mvpd).execution_options(synchronize_session=False))
+    session.execute(update(Device).where(Device.id == auth.device_id).values(
+        last_mvpd=mvpd, last_mvpd_name=display_name, last_mvpd_logo_url=logo_url)
+        .execution_options(synchronize_session=False))
 
 
 # Sweeping ----------------------------------------------------------------------------------------

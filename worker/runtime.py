@@ -6,6 +6,8 @@ be shared between processes.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -21,6 +23,9 @@ from worker.adobe_pass import AdobePass, Device
 from worker.adobe_pass.types import Configuration
 from worker.registration import SqlCredentialStore, redis_refresh_lock
 from worker.throttle import DeviceThrottle
+
+# What makes a platform, for the configuration's cache (the restricted X-Device-Info keys).
+PLATFORM_KEYS = ("primaryHardwareType", "osName", "osFamily", "osVendor", "browserName")
 
 
 class Runtime:
@@ -93,8 +98,13 @@ class Runtime:
 
     def configuration(self, service_provider: str, *, device: Device) -> Configuration:
         """The service provider's configuration, cached in Redis for the whole pool and the
-        API (checklist: a few minutes)."""
-        key = f"passflow:configuration:{self.settings.pass_base_url}:{service_provider}"
+        API a few minutes (checklist, Configuration Caching), per platform: Adobe answers
+        according to the device information (X-Device-Info)."""
+        platform = hashlib.sha256(json.dumps(
+            {k: device.info.get(k) for k in PLATFORM_KEYS}, sort_keys=True).encode()
+        ).hexdigest()[:16]
+        key = (f"passflow:configuration:{self.settings.pass_base_url}:{service_provider}:"
+               f"{platform}")
         ttl = self.settings.config_cache_s
         if ttl:
             cached = self.redis.get(key)

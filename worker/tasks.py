@@ -7,13 +7,14 @@ from __future__ import annotations
 import threading
 import uuid
 
+import redis
 from celery import Celery, Task, bootsteps
 
 from models.db import session_scope
 from passflow import logs
 from passflow.settings import get_settings
 from worker import dispatch, engine, webhooks
-from worker.adobe_pass import RegistrationRequired
+from worker.adobe_pass import AdobePassError, RegistrationRequired
 from worker.runtime import runtime
 from worker.steps import STEPS
 from worker.steps.dcr import keep_token_fresh
@@ -63,6 +64,9 @@ def refresh_token() -> bool:
         keep_token_fresh(runtime())
     except RegistrationRequired as exc:  # /healthz says so; jobs fail with it
         log.warning("registration_unusable", problem=exc.problem)
+        return False
+    except (AdobePassError, redis.RedisError) as exc:  # the next upkeep tries again
+        log.warning("token_upkeep_failed", error=type(exc).__name__)
         return False
     return True
 

@@ -151,7 +151,7 @@ def test_redis_sigkilled_and_restarted_empty_during_a_run(database_url: str, pas
     broker = RedisServer().start()
     env = {"PASSFLOW_BROKER_URL": broker.url}
     api = ApiProcess("restart-token", env)
-    workers = [WorkerProcess(name, env=env, loglevel="INFO") for name in ("r1", "r2")]
+    workers = [WorkerProcess(name, env=env, loglevel="INFO") for name in ("broker1", "broker2")]
     try:
         headers = {"Authorization": "Bearer restart-token"}
         _faults(sim, latency_ms=300)

@@ -96,6 +96,15 @@ class Configuration(_Model):
     def mvpd(self, mvpd_id: str) -> MvpdInfo | None:
         return next((m for m in self.mvpds if m.id == mvpd_id), None)
 
+    @property
+    def first_domain(self) -> str | None:
+        """The programmer's first domain (sessions' domainName)."""
+        domains = self.requestor.domains
+        if not domains:
+            return None
+        first = domains[0]
+        return first.get("name") if isinstance(first, dict) else str(first)
+
 
 # Sessions --------------------------------------------------------------------------------------
 

@@ -24,8 +24,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import Decision, Device, Job, JobStatus, Profile
-from passflow.crypto import Cipher
+from models import Decision, Device, Job, JobStatus, Profile, utcnow
+from passflow.crypto import Cipher, open_sealed
 from passflow.settings import Settings
 from worker.adobe_pass import AdobePass, APIStatusError
 from worker.adobe_pass import Device as PassDevice
@@ -145,7 +145,8 @@ def save_profile(ctx: StepContext, profile: PassProfile) -> None:
         Profile.job_id == ctx.job.id, Profile.mvpd == profile.mvpd)).first()
     if exists:
         return
-    attributes = {k: v.model_dump(mode="json") for k, v in profile.attributes.items()}
+    attributes = {k: _readable(ctx, v.model_dump(mode="json"))
+                  for k, v in profile.attributes.items()}
     ctx.session.add(Profile(
         job_id=ctx.job.id, device_id=ctx.job.device_id, service_provider=ctx.sp,
         mvpd=profile.mvpd, not_before=from_millis(profile.not_before),
@@ -153,6 +154,40 @@ def save_profile(ctx: StepContext, profile: PassProfile) -> None:
         attributes_enc=ctx.cipher.encrypt(json.dumps(attributes, separators=(",", ":"))),
     ))
     ctx.device_row.last_mvpd = profile.mvpd
+
+
+def stored_profile(ctx: StepContext, mvpd: str | None) -> Profile | None:
+    """The device's latest stored profile (for `mvpd`, or any), while it is valid and no
+    logout ended it (checklist, Profiles Caching: reused, no call)."""
+    query = (select(Profile).where(
+        Profile.device_id == ctx.job.device_id, Profile.service_provider == ctx.sp,
+        Profile.not_after > utcnow(), Profile.logged_out_at.is_(None))
+        .order_by(Profile.not_after.desc()).limit(1))
+    if mvpd is not None:
+        query = query.where(Profile.mvpd == mvpd)
+    return ctx.session.scalars(query).first()
+
+
+def reuse_profile(ctx: StepContext, stored: Profile) -> None:
+    """The job's own record of a stored profile (the job's result shows it)."""
+    ctx.session.add(Profile(
+        job_id=ctx.job.id, device_id=ctx.job.device_id, service_provider=ctx.sp,
+        mvpd=stored.mvpd, not_before=stored.not_before, not_after=stored.not_after,
+        issuer=stored.issuer, type=stored.type, attributes_enc=stored.attributes_enc))
+    ctx.device_row.last_mvpd = stored.mvpd
+
+
+def _readable(ctx: StepContext, attribute: dict[str, Any]) -> dict[str, Any]:
+    """An "enc" attribute opened with the programmer's key when one is configured, else kept
+    sealed as Adobe sent it."""
+    key = ctx.settings.metadata_private_key
+    if attribute.get("state") != "enc" or key is None:
+        return attribute
+    try:
+        return {"value": open_sealed(key.get_secret_value(), attribute["value"]),
+                "state": "decrypted"}
+    except ValueError:
+        return attribute
 
 
 def decided_resources(ctx: StepContext, kind: str) -> set[str]:

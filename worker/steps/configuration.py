@@ -1,6 +1,7 @@
-"""Cookbook step 3 (before the session): the service provider's configuration, the MVPD list.
-
-Cached for the pool in Redis a few minutes (checklist); a chosen MVPD must be integrated.
+"""The configuration (the MVPD list), fetched only when the user must pick a provider
+(checklist, Configuration Retrieval): an authentication job with no MVPD. Cached for the pool a
+few minutes per service provider and platform (worker.runtime). The job's result lists the
+providers (id, display name, logo) for the app's own picker; the second screen has its own.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ def plan(ctx: StepContext) -> Call:
 def apply(ctx: StepContext, answer: Any) -> Outcome:
     config = answer_or_raise(answer)
     mvpd = ctx.job.mvpd
-    if mvpd is not None:
-        if config.mvpd(mvpd) is None:
-            return failed("invalid_parameter_mvpd", f"{mvpd} is not integrated with {ctx.sp}")
-        ctx.device_row.last_mvpd = mvpd
-    return Outcome(JobStatus.RUNNING, next_step=StepName.SESSIONS_CREATE)
+    if mvpd is not None and config.mvpd(mvpd) is None:
+        return failed("invalid_parameter_mvpd", f"{mvpd} is not integrated with {ctx.sp}")
+    providers = [{"id": m.id, "displayName": m.display_name, "logoUrl": m.logo_url}
+                 for m in config.mvpds if not m.is_temp_pass]
+    return Outcome(JobStatus.RUNNING, next_step=StepName.SESSIONS_CREATE,
+                   result={"mvpds": providers})
 
 
 RETRIEVE = Step(StepName.CONFIGURATION_RETRIEVE, Queue.AUTHENTICATION, plan, apply)

@@ -9,9 +9,12 @@ never served from a cache (checklist).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from models import DecisionKind, JobStatus
+from sqlalchemy import select
+
+from models import Decision, DecisionKind, JobStatus, utcnow
 from worker.adobe_pass import RateLimitError, ThrottledError
 from worker.adobe_pass.types import Decision as PassDecision
 from worker.adobe_pass.types import Decisions
@@ -50,9 +53,31 @@ class Preauthorized:
     wait_s: float | None = None
 
 
-def _preauthorize_plan(ctx: StepContext) -> Call | None:
+def _cached_permits(ctx: StepContext, resources: list[str]) -> dict[str, Decision]:
+    """Recent Permits of the device for these resources (checklist, Preauthorization Decisions
+    Caching: "subscription updates while the application is running are infrequent"). Only
+    preauthorization reads them: a play always asks Adobe Pass."""
+    ttl = ctx.settings.preauthorization_cache_s
+    if not ttl or not resources:
+        return {}
+    rows = ctx.session.scalars(select(Decision).where(
+        Decision.device_id == ctx.job.device_id, Decision.service_provider == ctx.sp,
+        Decision.mvpd == ctx.job.mvpd, Decision.kind == DecisionKind.PREAUTHORIZE,
+        Decision.decision == "Permit", Decision.resource.in_(resources),
+        Decision.job_id != ctx.job.id,
+        Decision.created_at > utcnow() - timedelta(seconds=ttl)))
+    return {row.resource: row for row in rows}
+
+
+def _pending(ctx: StepContext) -> list[str]:
     done = decided_resources(ctx, DecisionKind.PREAUTHORIZE)
-    pending = [r for r in dict.fromkeys(ctx.event["resources"]) if r not in done]
+    return [r for r in dict.fromkeys(ctx.event["resources"]) if r not in done]
+
+
+def _preauthorize_plan(ctx: StepContext) -> Call | None:
+    wanted = _pending(ctx)
+    cached = _cached_permits(ctx, wanted)
+    pending = [r for r in wanted if r not in cached]
     if not pending:
         return None
     adobe, sp, mvpd, device = ctx.adobe, ctx.sp, ctx.job.mvpd, ctx.device
@@ -76,10 +101,15 @@ def _preauthorize_plan(ctx: StepContext) -> Call | None:
 
 
 def _preauthorize_apply(ctx: StepContext, answer: Preauthorized | Exception | None) -> Outcome:
+    mvpd = ctx.job.mvpd
+    for resource in _cached_permits(ctx, _pending(ctx)):
+        ctx.session.add(Decision(
+            job_id=ctx.job.id, device_id=ctx.job.device_id, service_provider=ctx.sp,
+            mvpd=mvpd, kind=DecisionKind.PREAUTHORIZE, resource=resource, decision="Permit",
+            source="passflow-cache"))
     if answer is None:
         return Outcome(JobStatus.SUCCEEDED)
     result: Preauthorized = answer_or_raise(answer)
-    mvpd = ctx.job.mvpd
     again = False
     for batch, decisions in result.answers:
         for decision in decisions.decisions:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urljoin
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from models import JobStatus, Logout
+from models import JobStatus, Logout, Profile, utcnow
 from worker.jobs import Outcome
 from worker.queues import Queue
 from worker.steps.base import Call, Step, StepContext, StepName, answer_or_raise
@@ -31,6 +31,11 @@ def apply(ctx: StepContext, answer: Any) -> Outcome:
             action_name=action.action_name, action_type=action.action_type,
             # A relative URL is Adobe Pass's: the app's user agent needs it whole.
             url=urljoin(ctx.adobe.base_url + "/", action.url) if action.url else None))
+    # The stored profiles of the MVPD are not reused after a logout.
+    ctx.session.execute(update(Profile).where(
+        Profile.device_id == ctx.job.device_id, Profile.service_provider == ctx.sp,
+        Profile.mvpd == ctx.job.mvpd, Profile.logged_out_at.is_(None))
+        .values(logged_out_at=utcnow()).execution_options(synchronize_session=False))
     if ctx.device_row.last_mvpd == ctx.job.mvpd:
         ctx.device_row.last_mvpd = None
     return Outcome(JobStatus.SUCCEEDED)

@@ -27,7 +27,9 @@ from worker.steps.base import (
     StepName,
     answer_or_raise,
     failed,
+    reuse_profile,
     save_profile,
+    stored_profile,
 )
 
 # profiles.retrieve ---------------------------------------------------------------------------
@@ -49,7 +51,27 @@ RETRIEVE = Step(StepName.PROFILES_RETRIEVE, Queue.AUTHENTICATION, _list, _save_a
 
 # profiles.check ------------------------------------------------------------------------------
 
+def _known_mvpd(ctx: StepContext) -> str | None:
+    """The MVPD the event names, else the one the device last used (checklist, Profiles
+    Caching: "keep track of the user's selected TV provider")."""
+    return ctx.job.mvpd or ctx.device_row.last_mvpd
+
+
+def _check_plan(ctx: StepContext) -> Call | None:
+    if stored_profile(ctx, ctx.job.mvpd) is not None:
+        return None  # reused until it expires: no call
+    adobe, sp, device, mvpd = ctx.adobe, ctx.sp, ctx.device, _known_mvpd(ctx)
+    if mvpd is not None:  # a returning user: that MVPD's profile only
+        return lambda: adobe.profiles.for_mvpd(sp, mvpd, device=device)
+    return lambda: adobe.profiles.list(sp, device=device)
+
+
 def _valid_or_continue(ctx: StepContext, answer: Any) -> Outcome:
+    stored = stored_profile(ctx, ctx.job.mvpd)
+    if answer is None and stored is not None:
+        reuse_profile(ctx, stored)
+        return Outcome(JobStatus.SUCCEEDED, result={"already_authenticated": True,
+                                                    "profile_reused": True})
     now_ms = utcnow().timestamp() * 1000
     valid = [p for p in answer_or_raise(answer)
              if p.not_after > now_ms and (ctx.job.mvpd in (None, p.mvpd))]
@@ -57,10 +79,13 @@ def _valid_or_continue(ctx: StepContext, answer: Any) -> Outcome:
         # Several profiles: take the one valid longest (checklist, multiple profiles support).
         save_profile(ctx, max(valid, key=lambda p: p.not_after))
         return Outcome(JobStatus.SUCCEEDED, result={"already_authenticated": True})
-    return Outcome(JobStatus.RUNNING, next_step=StepName.CONFIGURATION_RETRIEVE)
+    if ctx.job.mvpd is None:
+        # The user must pick a provider: the one case that needs the configuration.
+        return Outcome(JobStatus.RUNNING, next_step=StepName.CONFIGURATION_RETRIEVE)
+    return Outcome(JobStatus.RUNNING, next_step=StepName.SESSIONS_CREATE)
 
 
-CHECK = Step(StepName.PROFILES_CHECK, Queue.AUTHENTICATION, _list, _valid_or_continue)
+CHECK = Step(StepName.PROFILES_CHECK, Queue.AUTHENTICATION, _check_plan, _valid_or_continue)
 
 
 # profiles.poll -------------------------------------------------------------------------------

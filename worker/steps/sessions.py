@@ -13,7 +13,7 @@ from urllib.parse import urljoin
 
 from models import AuthSession, JobStatus, SessionStatus, utcnow
 from worker import jobs
-from worker.adobe_pass.types import Configuration, SessionAction
+from worker.adobe_pass.types import SessionAction
 from worker.jobs import Outcome
 from worker.policy import DEFAULT_SESSION_S
 from worker.queues import Queue
@@ -28,14 +28,6 @@ from worker.steps.base import (
 )
 
 
-def _first_domain(config: Configuration) -> str | None:
-    domains = config.requestor.domains
-    if not domains:
-        return None
-    first = domains[0]
-    return first.get("name") if isinstance(first, dict) else str(first)
-
-
 def plan(ctx: StepContext) -> Call:
     rt, sp, device, mvpd = ctx.runtime, ctx.sp, ctx.device, ctx.job.mvpd
     redirect_url = (ctx.event.get("redirect_url")
@@ -43,7 +35,7 @@ def plan(ctx: StepContext) -> Call:
     domain_name = ctx.event.get("domain_name")
 
     def call() -> SessionAction:
-        domain = domain_name or _first_domain(rt.configuration(sp, device=device))
+        domain = domain_name or rt.configuration(sp, device=device).first_domain
         return rt.adobe.sessions.create(sp, device=device, mvpd=mvpd, domain_name=domain,
                                         redirect_url=redirect_url)
 

@@ -63,9 +63,9 @@ def test_authentication_with_mvpd_succeeds_after_login(jobs_env: httpx.Client):
     done = view(job_id)
     assert done["result"]["profile"]["mvpd"] == "Cablevision"
     assert done["result"]["profile"]["attributes"]["userID"]["value"] == "cv-0001"
+    # The MVPD is known: no configuration is fetched (checklist, Configuration Retrieval).
     assert [s["step"] for s in done["steps"]] == [
-        "profiles.check", "configuration.retrieve", "sessions.create",
-        "profiles.poll"]
+        "profiles.check", "sessions.create", "profiles.poll"]
     assert all(s["status"] == "succeeded" for s in done["steps"])
     assert count(Profile, job_id=job_id) == 1
 
@@ -229,3 +229,58 @@ def test_same_event_id_answers_with_the_first_job(jobs_env: httpx.Client):
     again, created_again = dispatch.submit(event, default_service_provider=SP)
     assert (again, created, created_again) == (first, True, False)
     assert wait_for_status(first) == "succeeded"
+
+
+def test_degraded_access_is_followed(jobs_env: httpx.Client):
+    """Degradation (premium feature): with AuthNAll an authentication needs no login and its
+    profile is Adobe's "degraded" one; a play is permitted by the rule; with AuthZNone every
+    play is denied with the rule's code."""
+    jobs_env.put("/_sim/degradation", json={"mvpd": "Cablevision", "rule": "authn_all"})
+    device = new_device()
+    job_id = submit("authentication.requested", device, mvpd="Cablevision")
+    assert wait_for_status(job_id) == "succeeded"
+    done = view(job_id)
+    assert done["result"]["profile"]["type"] == "degraded"
+    assert done["result"]["profile"]["issuer"] == "Adobe"
+    play = submit("authorization.requested", new_device(), mvpd="Cablevision", resource="REF30")
+    assert wait_for_status(play) == "succeeded"
+    [decision] = view(play)["result"]["decisions"]
+    assert (decision["decision"], decision["source"]) == ("Permit", "degradation")
+    assert decision["media_token"]
+
+    jobs_env.put("/_sim/degradation", json={"mvpd": "Cablevision", "rule": "authz_none"})
+    authenticate(jobs_env, logged := new_device())
+    denied = submit("authorization.requested", logged, mvpd="Cablevision", resource="REF30")
+    assert wait_for_status(denied) == "succeeded"
+    [decision] = view(denied)["result"]["decisions"]
+    assert decision["decision"] == "Deny"
+    assert decision["error"]["code"] == "authorization_denied_by_degradation_rule"
+
+
+def test_encrypted_attributes_are_opened_with_the_configured_key_else_kept_sealed(
+        jobs_env: httpx.Client, monkeypatch):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from passflow.settings import get_settings
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    jobs_env.put("/_sim/metadata-key", json={"public_key": public.decode()})
+
+    sealed = authenticate(jobs_env, new_device())
+    zip_code = view(sealed)["result"]["profile"]["attributes"]["zip"]
+    assert zip_code["state"] == "enc" and zip_code["value"] != "10001"  # kept sealed
+
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    monkeypatch.setenv("PASSFLOW_METADATA_PRIVATE_KEY", private)
+    get_settings.cache_clear()
+    try:
+        opened = authenticate(jobs_env, new_device())
+        zip_code = view(opened)["result"]["profile"]["attributes"]["zip"]
+        assert zip_code == {"value": "10001", "state": "decrypted"}
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()

@@ -53,3 +53,23 @@ def test_temppass_authorizes_without_a_login(step_env):
     assert through(temppass.AUTHORIZE, job.id).status == JobStatus.SUCCEEDED
     permit = _decided(job.id)["REF30"]
     assert (permit.decision, permit.source) == ("Permit", "temppass")
+
+
+def test_preauthorization_decisions_caching_permits_are_reused_denies_asked_again(logged_in,
+                                                                                step_env):
+    """Checklist, Preauthorization Decisions Caching: recent Permits are reused (no call);
+    a Deny is asked again; a play never uses them (decisions.authorize always asks)."""
+    fields = {"mvpd": "Cablevision", "resources": ["REF30", "CNN", "HBO"]}
+    first = JobFactory(type="preauthorization.requested", device=logged_in, fields=fields)
+    through(decisions.PREAUTHORIZE, first.id)
+    asked = step_env.get("/_sim/stats").json()["decisions.preauthorize 200"]
+    again = JobFactory(type="preauthorization.requested", device=logged_in, fields=fields)
+    assert through(decisions.PREAUTHORIZE, again.id).status == JobStatus.SUCCEEDED
+    decided = _decided(again.id)
+    assert {r: (d.decision, d.source) for r, d in decided.items() if r != "HBO"} == {
+        "REF30": ("Permit", "passflow-cache"), "CNN": ("Permit", "passflow-cache")}
+    assert decided["HBO"].decision == "Deny" and decided["HBO"].source != "passflow-cache"
+    assert step_env.get("/_sim/stats").json()["decisions.preauthorize 200"] == asked + 1
+    play = JobFactory(device=logged_in)  # authorization of REF30
+    through(decisions.AUTHORIZE, play.id)
+    assert step_env.get("/_sim/stats").json()["decisions.authorize 200"] == 1

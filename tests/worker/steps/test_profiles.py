@@ -7,9 +7,10 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import func, select
 
-from models import AuthSession, JobStatus, Profile, SessionStatus, utcnow
+from models import AuthSession, Device, JobStatus, Profile, SessionStatus, utcnow
 from models.db import session_scope
-from tests.factories import AuthSessionFactory, DeviceFactory, JobFactory
+from passflow.settings import get_settings
+from tests.factories import AuthSessionFactory, DeviceFactory, JobFactory, ProfileFactory
 from tests.worker.steps.conftest import ON_SQLITE, through
 from worker.steps import StepName, profiles, sessions
 
@@ -41,11 +42,46 @@ def test_check_ends_an_authentication_that_is_not_needed(logged_in):
     assert _profiles(job.id) == ["Cablevision"]
 
 
-def test_check_goes_on_to_the_configuration_without_a_profile(step_env: httpx.Client):
-    job = JobFactory(type="authentication.requested")
+def test_check_without_a_profile_goes_straight_to_the_session_for_a_known_mvpd(
+        step_env: httpx.Client):
+    job = JobFactory(type="authentication.requested")  # Cablevision
     outcome = through(profiles.CHECK, job.id)
-    assert (outcome.status, outcome.next_step) == (JobStatus.RUNNING,
-                                                   StepName.CONFIGURATION_RETRIEVE)
+    assert (outcome.status, outcome.next_step) == (JobStatus.RUNNING, StepName.SESSIONS_CREATE)
+
+
+def test_check_without_an_mvpd_goes_to_the_configuration_to_pick_one(step_env: httpx.Client):
+    job = JobFactory(type="authentication.requested", fields={})
+    outcome = through(profiles.CHECK, job.id)
+    assert outcome.next_step == StepName.CONFIGURATION_RETRIEVE
+
+
+def test_profiles_caching_a_stored_profile_is_reused_without_a_call(step_env: httpx.Client):
+    """Checklist, Profiles Caching: a valid stored profile answers, no request; a logout
+    ends its reuse."""
+    device = DeviceFactory()
+    stored = ProfileFactory(job__device=device)
+    job = JobFactory(type="authentication.requested", device=device)
+    before = step_env.get("/_sim/stats").json().get("requests", 0)
+    outcome = through(profiles.CHECK, job.id)
+    assert outcome.status == JobStatus.SUCCEEDED and outcome.result["profile_reused"]
+    assert step_env.get("/_sim/stats").json().get("requests", 0) == before
+    assert _profiles(job.id) == ["Cablevision"]
+    with session_scope() as session:  # as logout.initiate ends them
+        for row in session.scalars(select(Profile).where(Profile.device_id == device.id)):
+            row.logged_out_at = utcnow()
+    assert stored.id
+    again = JobFactory(type="authentication.requested", device=device)
+    assert through(profiles.CHECK, again.id).next_step == StepName.SESSIONS_CREATE
+
+
+def test_a_returning_user_is_asked_for_its_mvpds_profile_only(logged_in):
+    """The device's last MVPD is remembered: GET /profiles/{mvpd}, not every profile."""
+    with session_scope() as session:
+        session.get_one(Device, logged_in.id).last_mvpd = "Cablevision"
+    job = JobFactory(type="authentication.requested", device=logged_in, fields={})
+    assert through(profiles.CHECK, job.id).status == JobStatus.SUCCEEDED
+    stats = httpx.get(f"{get_settings().pass_base_url}/_sim/stats").json()
+    assert stats.get("profiles.mvpd 200") == 1 and "profiles.list 200" not in stats
 
 
 def _session_for_poll(step_env: httpx.Client) -> str:
