@@ -9,7 +9,7 @@ import sys
 from cli.preflight import ITEMS
 
 
-def test_preflight_prints_each_of_the_23_checklist_items(database_url: str, pass_env: str,
+def test_lifecycle_testing_preflight_prints_each_of_the_23_checklist_items(database_url: str, pass_env: str,
                                                          sim):
     env = {**os.environ, "PASSFLOW_POLL_INTERVAL_S": "5"}
     done = subprocess.run([sys.executable, "-m", "cli", "preflight"], capture_output=True,
@@ -24,7 +24,7 @@ def test_preflight_prints_each_of_the_23_checklist_items(database_url: str, pass
     assert "custom" in lines[0]  # the simulator is no Adobe environment
 
 
-def test_preflight_fails_a_poll_interval_outside_3_to_5_seconds(database_url: str,
+def test_polling_mechanism_configuring_preflight_fails_an_interval_outside_3_to_5_s(database_url: str,
                                                                  pass_env: str, sim):
     env = {**os.environ, "PASSFLOW_POLL_INTERVAL_S": "1"}
     done = subprocess.run([sys.executable, "-m", "cli", "preflight"], capture_output=True,

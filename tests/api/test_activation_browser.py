@@ -147,7 +147,7 @@ def test_too_many_wrong_codes_are_refused(page: Page, api_server: BackgroundServ
     expect(page.get_by_role("heading")).to_have_text("Too many tries")
 
 
-def test_primary_screen_polling_starts_at_the_landing(api: httpx.Client, page: Page,
+def test_polling_mechanism_starting_primary_screen_polls_from_the_landing(api: httpx.Client, page: Page,
                                                       api_server: BackgroundServer,
                                                       jobs_env: httpx.Client):
     import time

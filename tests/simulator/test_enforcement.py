@@ -91,7 +91,7 @@ def test_device_info_is_required_where_documented(sim: httpx.Client, token: str)
     assert sim.get("/api/v2/REF30/configuration", headers=headers).status_code == 200
 
 
-def test_strict_device_info_requires_the_required_keys():
+def test_follow_apis_references_the_strict_simulator_refuses_what_the_pages_refuse():
     from passflow.serving import BackgroundServer
     from simulator import SimConfig, create_app
 

@@ -18,7 +18,7 @@ def _decode(value: str) -> object:
     return json.loads(base64.b64decode(value))
 
 
-def test_device_identifier_matches_the_reference_sample():
+def test_stable_device_identifier_the_same_id_is_the_same_fingerprint():
     # appendix: ba23d141-... -> "fingerprint YmEyM2QxNDEtZDcxNS01NjFjLTk0ZjQtZTllNGM5NjZiMWVi"
     value = device_identifier("ba23d141-d715-561c-94f4-e9e4c966b1eb")
     assert value == "fingerprint YmEyM2QxNDEtZDcxNS01NjFjLTk0ZjQtZTllNGM5NjZiMWVi"
@@ -68,7 +68,7 @@ def test_partner_framework_status_has_the_documented_shape():
     }
 
 
-def test_every_call_names_the_device_and_forwards_its_ip():
+def test_send_ap_device_identifier_header_every_call_names_the_device_and_its_ip():
     device = Device(id="tv-1", ip="203.0.113.7", port=1234, info={"model": "TV"},
                     visitor_id="ECID-1")
     headers = device_headers(device)

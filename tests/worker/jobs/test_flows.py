@@ -108,7 +108,7 @@ def test_authentication_expires_at_not_after(jobs_env: httpx.Client):
     assert view(job_id)["error"]["code"] == "authentication_session_expired"
 
 
-def test_a_newer_session_supersedes_the_older(jobs_env: httpx.Client):
+def test_polling_mechanism_stopping_a_newer_code_supersedes_the_older(jobs_env: httpx.Client):
     device = new_device()
     first = submit("authentication.requested", device, mvpd="Cablevision")
     wait_for_status(first, "waiting_for_user")
@@ -141,7 +141,7 @@ def test_profiles_requested_lists_profiles(jobs_env: httpx.Client):
     assert [p["mvpd"] for p in view(job_id)["result"]["profiles"]] == ["Cablevision"]
 
 
-def test_preauthorization_in_batches_permit_and_deny(jobs_env: httpx.Client):
+def test_preauthorization_decisions_retrieval_in_batches_permit_and_deny(jobs_env: httpx.Client):
     device = new_device()
     authenticate(jobs_env, device)
     resources = ["REF30", "CNN", "HBO", "r4", "r5", "r6", "r7"]
@@ -157,7 +157,7 @@ def test_preauthorization_in_batches_permit_and_deny(jobs_env: httpx.Client):
     assert stats["decisions.preauthorize 200"] == 2  # 7 resources in batches of 5
 
 
-def test_authorization_permit_and_deny(jobs_env: httpx.Client):
+def test_authorization_decisions_retrieval_every_play_asks_adobe_permit_and_deny(jobs_env: httpx.Client):
     device = new_device()
     authenticate(jobs_env, device)
     permit = submit("authorization.requested", device, mvpd="Cablevision", resource="REF30")
@@ -174,7 +174,7 @@ def test_authorization_permit_and_deny(jobs_env: httpx.Client):
         assert stored.media_token_enc and granted["media_token"] not in stored.media_token_enc
 
 
-def test_authorization_without_profile_fails_with_the_action(jobs_env: httpx.Client):
+def test_enhanced_error_code_handling_support_the_job_fails_with_code_and_action(jobs_env: httpx.Client):
     job_id = submit("authorization.requested", new_device(), mvpd="Cablevision",
                     resource="REF30")
     assert wait_for_status(job_id) == "failed"
@@ -183,7 +183,7 @@ def test_authorization_without_profile_fails_with_the_action(jobs_env: httpx.Cli
         "authenticated_profile_missing", "authentication", 403)
 
 
-def test_retry_denials_are_retried_a_bounded_number_of_times(jobs_env: httpx.Client):
+def test_authorization_decisions_retrieval_retry_retry_denials_asked_again_at_most_twice(jobs_env: httpx.Client):
     device = new_device()
     authenticate(jobs_env, device)
     faults = jobs_env.get("/_sim/faults").json()
@@ -195,7 +195,7 @@ def test_retry_denials_are_retried_a_bounded_number_of_times(jobs_env: httpx.Cli
     assert jobs_env.get("/_sim/stats").json()["decisions.authorize 200"] == 3  # 1 + 2 retries
 
 
-def test_logout_records_each_removed_profile(jobs_env: httpx.Client):
+def test_logout_support_records_each_removed_profile_with_its_action(jobs_env: httpx.Client):
     device = new_device()
     authenticate(jobs_env, device)
     job_id = submit("logout.requested", device, mvpd="Cablevision",
@@ -284,3 +284,20 @@ def test_encrypted_attributes_are_opened_with_the_configured_key_else_kept_seale
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+def test_preauthorization_decisions_retrieval_retry_only_the_retry_items_bounded(
+        jobs_env: httpx.Client):
+    """Enhanced-error-codes.md: "include in the repeated request only those items marked with
+    retry", 2-3 times at most; then the Deny stands."""
+    device = new_device()
+    authenticate(jobs_env, device)
+    faults = jobs_env.get("/_sim/faults").json()
+    jobs_env.put("/_sim/faults", json={**faults, "retry_deny_rate": 1.0}).raise_for_status()
+    job_id = submit("preauthorization.requested", device, mvpd="Cablevision",
+                    resources=["REF30", "CNN"])
+    assert wait_for_status(job_id, timeout=30) == "succeeded"
+    decisions = view(job_id)["result"]["decisions"]
+    assert {d["resource"] for d in decisions} == {"REF30", "CNN"}
+    assert all(d["error"]["action"] == "retry" for d in decisions)
+    assert jobs_env.get("/_sim/stats").json()["decisions.preauthorize 200"] == 3  # 1 + 2

@@ -1,0 +1,41 @@
+"""Job state transitions from outside a step (worker.jobs), on records built by factories."""
+
+from __future__ import annotations
+
+import pytest
+
+from models import Device, Job
+from models.db import session_scope
+from tests.factories import AuthSessionFactory, JobFactory
+from worker import jobs
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+def test_tv_provider_selection_caching_the_pick_is_kept_with_its_name_and_logo(
+        factories_bound):
+    """Checklist, TV Provider Selection Caching: the user's MVPD selection is stored with its
+    id, display name and logo (the device's), and its job and session keep it."""
+    job = JobFactory(type="authentication.requested", fields={}, mvpd=None,
+                     current_step="profiles.poll", status="waiting_for_user")
+    auth = AuthSessionFactory(job=job, mvpd=None)
+    with session_scope() as session:
+        jobs.provider_picked(session, service_provider="REF30", code=auth.code,
+                             mvpd="Spectrum", display_name="Spectrum",
+                             logo_url="https://example.com/spectrum.png")
+    with session_scope() as session:
+        device = session.get_one(Device, job.device.id)
+        assert (device.last_mvpd, device.last_mvpd_name, device.last_mvpd_logo_url) == (
+            "Spectrum", "Spectrum", "https://example.com/spectrum.png")
+        assert session.get_one(Job, job.id).mvpd == "Spectrum"
+
+
+def test_cancel_ends_the_job_and_its_pending_session(factories_bound):
+    auth = AuthSessionFactory()
+    with session_scope() as session:
+        assert jobs.cancel(session, [auth.job_id], code="cancelled") == [auth.job_id]
+        assert jobs.cancel(session, [auth.job_id]) == []  # already final
+    with session_scope() as session:
+        job = session.get_one(Job, auth.job_id)
+        assert (job.status, job.current_step, job.error["code"]) == ("cancelled", None,
+                                                                     "cancelled")
