@@ -22,14 +22,14 @@ from sqlalchemy import select
 from models import AuthSession
 from models.db import session_scope
 from passflow.settings import Settings
-from worker import dispatch, jobs
+from worker import dispatch, jobs, policy
 from worker.adobe_pass import AdobePassError, APIStatusError, Device, ThrottledError
 from worker.runtime import runtime
 
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 
-MAX_FAILED_TRIES = 5  # wrong or expired codes per client and window
-TRIES_WINDOW_S = 15 * 60
+MAX_FAILED_TRIES = policy.ACTIVATION_MAX_FAILED_TRIES
+TRIES_WINDOW_S = policy.ACTIVATION_TRIES_WINDOW_S
 _CODE = re.compile(r"^[A-Z0-9]{4,16}$")
 
 

@@ -72,6 +72,9 @@ class Mvpd(_Model):
     # user is authenticated and authorized, no login), "authz_all" (every authenticated user
     # is authorized), "authz_none" (every authorization is denied).
     degradation: Literal["authn_all", "authz_all", "authz_none"] | None = None
+    # The platforms (X-Device-Info primaryHardwareType) the integration is boarded for; absent:
+    # all. The configuration Adobe answers depends on the device asking.
+    platforms: list[str] | None = None
 
 
 class User(_Model):

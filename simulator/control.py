@@ -202,6 +202,20 @@ async def put_metadata_key(body: MetadataKey, request: Request) -> dict[str, boo
     return {"encrypting": body.public_key is not None}
 
 
+class PlatformsUpdate(BaseModel):
+    mvpd: str
+    platforms: list[str] | None
+
+
+@router.put("/platforms", summary="The platforms an MVPD integration is boarded for")
+async def put_platforms(body: PlatformsUpdate, request: Request) -> dict[str, Any]:
+    cfg = sim(request).config.mvpd(body.mvpd)
+    if cfg is None:
+        raise HTTPException(404, "unknown mvpd")
+    cfg.platforms = body.platforms
+    return {"mvpd": body.mvpd, "platforms": body.platforms}
+
+
 class DegradationUpdate(BaseModel):
     mvpd: str
     rule: str | None  # authn_all | authz_all | authz_none | None (lifted)

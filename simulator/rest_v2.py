@@ -80,7 +80,10 @@ async def configuration(serviceProvider: str, request: Request) -> JSONResponse:
     state = sim(request)
     base = str(request.base_url).rstrip("/")
     mvpds = []
+    platform = info.get("primaryHardwareType")
     for m in state.config.mvpds:
+        if m.platforms is not None and platform not in m.platforms:
+            continue  # not boarded for this platform
         item: dict[str, Any] = {
             "id": m.id,
             "displayName": m.displayName,

@@ -9,8 +9,8 @@ import sys
 from cli.preflight import ITEMS
 
 
-def test_lifecycle_testing_preflight_prints_each_of_the_23_checklist_items(database_url: str, pass_env: str,
-                                                         sim):
+def test_lifecycle_testing_preflight_prints_each_of_the_23_checklist_items(
+        database_url: str, pass_env: str, sim):
     env = {**os.environ, "PASSFLOW_POLL_INTERVAL_S": "5"}
     done = subprocess.run([sys.executable, "-m", "cli", "preflight"], capture_output=True,
                           text=True, env=env, timeout=120)
@@ -24,8 +24,8 @@ def test_lifecycle_testing_preflight_prints_each_of_the_23_checklist_items(datab
     assert "custom" in lines[0]  # the simulator is no Adobe environment
 
 
-def test_polling_mechanism_configuring_preflight_fails_an_interval_outside_3_to_5_s(database_url: str,
-                                                                 pass_env: str, sim):
+def test_polling_mechanism_configuring_preflight_fails_an_interval_outside_3_to_5_s(
+        database_url: str, pass_env: str, sim):
     env = {**os.environ, "PASSFLOW_POLL_INTERVAL_S": "1"}
     done = subprocess.run([sys.executable, "-m", "cli", "preflight"], capture_output=True,
                           text=True, env=env, timeout=120)

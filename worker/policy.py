@@ -11,6 +11,10 @@ import random
 # PASSFLOW_THROTTLE_DEADLINE_S, not a count of reruns. Adobe's 429s are an error class of their
 # own, with the same budget as other retryable errors (PASSFLOW_STEP_RETRIES).
 
+# A device's queue for request budget (worker.throttle): a waiter that has not come back this long
+# after its turn (its job ended, or moved on) is dropped, so it holds up nobody.
+THROTTLE_GRACE_S = 10.0
+
 # Retries ------------------------------------------------------------------------------------------
 # Backoff of a step after a retryable failure (5xx, timeout, Redis or pool timeout): 2, 4, 8 ...
 # seconds, capped, with jitter so a fleet that failed together does not retry together.
@@ -65,3 +69,20 @@ DEFAULT_SESSION_S = 1800
 
 def decision_retry_delay(round_: int) -> float:
     return float(2**round_)
+
+
+# Webhooks -----------------------------------------------------------------------------------------
+# A delivery is attempted this many times, waiting 2, 4, 8 ... s (5 minutes at most) between
+# attempts, then recorded failed: about 4 minutes of a receiver's outage are ridden out.
+WEBHOOK_MAX_ATTEMPTS = 8
+
+
+def webhook_backoff(attempts: int) -> float:
+    return min(300.0, 2.0 ** attempts)
+
+
+# The activation page ------------------------------------------------------------------------------
+# Wrong or expired codes from one client within the window before it is refused: codes are short,
+# and a user typing one needs a few tries, an attacker guessing them thousands.
+ACTIVATION_MAX_FAILED_TRIES = 5
+ACTIVATION_TRIES_WINDOW_S = 15 * 60

@@ -8,8 +8,8 @@ agree.
 A device with more calls than budget is served in order of arrival: a caller that names itself
 (a job) and finds no token, or others waiting before it, joins the device's queue and is told
 when its turn comes (its place times the rate); when it comes back it is served before anyone
-who arrived later. A caller that does not come back within GRACE_S of its turn (its job ended or
-moved on) is dropped, so it holds up nobody. Devices never wait for each other.
+who arrived later. A caller that does not come back within THROTTLE_GRACE_S of its turn (its job
+ended or moved on) is dropped, so it holds up nobody. Devices never wait for each other.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from contextlib import contextmanager
 
 import redis
 
-# A waiter that has not come back this long after its turn is dropped from the queue.
-GRACE_S = 10.0
+from worker import policy
 
 _SCRIPT = """
 local rate = tonumber(ARGV[1])
@@ -111,7 +110,8 @@ class DeviceThrottle:
             member, arrival = getattr(self._caller, "member", None) or ("", 0.0)
         base = self.prefix + key
         return float(self._script(keys=[base, base + ":queue", base + ":turns"],
-                                  args=[self.rate, self.capacity, member, GRACE_S, arrival]))
+                                  args=[self.rate, self.capacity, member, policy.THROTTLE_GRACE_S,
+                                        arrival]))
 
     def __call__(self, endpoint: str, headers: Mapping[str, str]) -> float:
         """The AdobePass `rate_limiter` hook: keyed as Adobe keys, on the forwarded IP."""

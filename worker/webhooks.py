@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session
 from models import Job, WebhookDelivery, utcnow
 from passflow import logs
 from passflow.settings import Settings, get_settings
+from worker import policy
 
 log = logs.get_logger(__name__)
 
-MAX_ATTEMPTS = 8
 SIGNATURE_HEADER = "X-Passflow-Signature"
 
 
@@ -108,12 +108,12 @@ def deliver(session: Session, delivery_id: int, body_of, settings: Settings) -> 
         delivery.delivered_at = utcnow()
         delivery.next_attempt_at = None
         return None
-    if delivery.attempts >= MAX_ATTEMPTS:
+    if delivery.attempts >= policy.WEBHOOK_MAX_ATTEMPTS:
         delivery.status = "failed"
         delivery.next_attempt_at = None
         log.warning("webhook_failed", delivery_id=delivery.id, job_id=delivery.job_id,
                     error=delivery.last_error)
         return None
-    wait = min(300.0, 2.0 ** delivery.attempts)
+    wait = policy.webhook_backoff(delivery.attempts)
     delivery.next_attempt_at = utcnow() + timedelta(seconds=wait)
     return wait

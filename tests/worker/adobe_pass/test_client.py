@@ -79,7 +79,8 @@ def test_bad_client_secret_is_invalid_client(adobe: AdobePass):
     assert caught.value.oauth_error == "invalid_client"
 
 
-def test_send_authorization_header_a_401_refreshes_the_token_once_then_retries(adobe: AdobePass, sim: httpx.Client, device):
+def test_send_authorization_header_a_401_refreshes_the_token_once_then_retries(
+        adobe: AdobePass, sim: httpx.Client, device):
     adobe.profiles.list(SP, device=device)
     sim.post("/_sim/revoke-tokens").raise_for_status()
     assert adobe.profiles.list(SP, device=device).profiles == {}
@@ -422,8 +423,8 @@ def test_429_is_raised_with_retry_after_when_retries_are_off(pass_url: str, sim:
      True),
     ({"error_code": "", "error_status": 502}, True),  # a gateway: no enhanced error
 ])
-def test_http_error_handling_support_only_a_retry_action_or_a_bare_gateway_5xx_is_retried(pass_url: str, sim: httpx.Client,
-                                                              device, knobs, retried):
+def test_http_error_handling_support_only_a_retry_action_or_a_bare_gateway_5xx_is_retried(
+        pass_url: str, sim: httpx.Client, device, knobs, retried):
     """Enhanced-error-codes.md: only a limited number of codes warrant a retry; the action
     says which. The client's own retries (a standalone client's; the workers' client makes
     none: the engine holds the one budget) follow it."""

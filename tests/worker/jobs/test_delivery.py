@@ -17,7 +17,7 @@ from passflow.crypto import cipher_from_settings
 from tests.factories import DeviceFactory, JobFactory
 from tests.support import new_device, wait_for, wait_for_status
 from tests.worker.jobs.test_flows import authenticate, submit, view
-from worker import dispatch, engine, jobs
+from worker import dispatch, engine, jobs, policy
 from worker.throttle import DeviceThrottle
 
 SP = "REF30"
@@ -138,9 +138,7 @@ def test_a_busy_device_is_served_in_order_of_arrival(redis_client: redis.Redis,
                                                     monkeypatch: pytest.MonkeyPatch):
     """Callers that find the budget spent queue up: each is told its own turn, a later caller
     never overtakes an earlier one, and one that does not come back is dropped."""
-    from worker import throttle as throttle_module
-
-    monkeypatch.setattr(throttle_module, "GRACE_S", 0.5)
+    monkeypatch.setattr(policy, "THROTTLE_GRACE_S", 0.5)
     throttle = DeviceThrottle(redis_client, rate_per_s=10.0, burst=1,
                               prefix=f"test:{uuid.uuid4()}:")
     key = "198.18.0.1"

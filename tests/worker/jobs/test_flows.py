@@ -157,7 +157,8 @@ def test_preauthorization_decisions_retrieval_in_batches_permit_and_deny(jobs_en
     assert stats["decisions.preauthorize 200"] == 2  # 7 resources in batches of 5
 
 
-def test_authorization_decisions_retrieval_every_play_asks_adobe_permit_and_deny(jobs_env: httpx.Client):
+def test_authorization_decisions_retrieval_every_play_asks_adobe_permit_and_deny(
+        jobs_env: httpx.Client):
     device = new_device()
     authenticate(jobs_env, device)
     permit = submit("authorization.requested", device, mvpd="Cablevision", resource="REF30")
@@ -174,7 +175,8 @@ def test_authorization_decisions_retrieval_every_play_asks_adobe_permit_and_deny
         assert stored.media_token_enc and granted["media_token"] not in stored.media_token_enc
 
 
-def test_enhanced_error_code_handling_support_the_job_fails_with_code_and_action(jobs_env: httpx.Client):
+def test_enhanced_error_code_handling_support_the_job_fails_with_code_and_action(
+        jobs_env: httpx.Client):
     job_id = submit("authorization.requested", new_device(), mvpd="Cablevision",
                     resource="REF30")
     assert wait_for_status(job_id) == "failed"
@@ -183,7 +185,8 @@ def test_enhanced_error_code_handling_support_the_job_fails_with_code_and_action
         "authenticated_profile_missing", "authentication", 403)
 
 
-def test_authorization_decisions_retrieval_retry_retry_denials_asked_again_at_most_twice(jobs_env: httpx.Client):
+def test_authorization_decisions_retrieval_retry_retry_denials_asked_again_at_most_twice(
+        jobs_env: httpx.Client):
     device = new_device()
     authenticate(jobs_env, device)
     faults = jobs_env.get("/_sim/faults").json()
