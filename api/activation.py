@@ -9,6 +9,7 @@ provider picker and is resumed with the choice; then the browser goes to Adobe P
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin
@@ -18,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from models import AuthSession
 from models.db import session_scope
@@ -40,6 +42,19 @@ def normalize_code(raw: str) -> str:
 
 def _client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+def _client_key(request: Request) -> str:
+    """Whom the tries are counted for: the address, or its /64 for IPv6 (one user's devices
+    share a /64; a fresh address per try must not mean fresh tries)."""
+    raw = _client_ip(request)
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return raw
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def _browser(request: Request) -> Device:
@@ -68,17 +83,38 @@ def build_router(settings: Settings) -> APIRouter:
         return page(request, "message.html", status, title=title, message=text, success=success,
                     retry_url="/activate" if retry else None)
 
-    def too_many(request: Request) -> bool:
-        key = f"passflow:activate:fails:{_client_ip(request)}"
-        count = runtime().redis.get(key)
-        return count is not None and int(count) >= MAX_FAILED_TRIES
+    def _try_keys(request: Request, code: str) -> list[str]:
+        return [f"passflow:activate:tries:{_client_key(request)}",
+                f"passflow:activate:tries:code:{hashlib.sha256(code.encode()).hexdigest()}"]
 
-    def failed_try(request: Request) -> None:
-        key = f"passflow:activate:fails:{_client_ip(request)}"
-        pipe = runtime().redis.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, TRIES_WINDOW_S)
+    def take_try(request: Request, code: str) -> bool:
+        """Count this try, for the client's address and for the code, before any call to Adobe
+        Pass: one atomic transaction, so parallel tries each see their own count. A try counts
+        as failed until it succeeds (`give_back`)."""
+        pipe = runtime().redis.pipeline(transaction=True)
+        for key in _try_keys(request, code):
+            pipe.incr(key)
+            pipe.expire(key, TRIES_WINDOW_S, nx=True)
+        counts = pipe.execute()[::2]
+        return all(count <= MAX_FAILED_TRIES for count in counts)
+
+    def give_back(request: Request, code: str) -> None:
+        pipe = runtime().redis.pipeline(transaction=True)
+        for key in _try_keys(request, code):
+            pipe.decr(key)
         pipe.execute()
+
+    def counted(request: Request, code: str, check, *args) -> Response:
+        """Run a check of the code against Adobe Pass as a counted try: refused when the
+        address or the code had too many; the try is given back unless the code was wrong."""
+        if not take_try(request, code):
+            return message(request, "Too many tries",
+                           "Too many wrong codes from this device. Wait 15 minutes, then try "
+                           "again with the code on your TV.", 429, retry=False)
+        response = check(request, code, *args)
+        if response.status_code != 400:  # a wrong or expired code keeps its count
+            give_back(request, code)
+        return response
 
     def service_provider_of(code: str) -> str:
         with session_scope() as session:
@@ -90,13 +126,21 @@ def build_router(settings: Settings) -> APIRouter:
         return runtime().adobe.sessions.authenticate_url(sp, code)
 
     def code_problem(request: Request, code: str, error: APIStatusError) -> HTMLResponse:
-        failed_try(request)
         if error.code == "invalid_authentication_session":
             text = ("This code has expired or was already used. Start again on your TV to get "
                     "a new code.")
         else:
             text = "We don't recognize that code. Check the code on your TV and try again."
         return page(request, "activate.html", 400, action="/activate", code=code, error=text)
+
+    picker_js = (Path(__file__).with_name("templates") / "picker.js").read_bytes()
+
+    @router.get("/activate/picker.js")
+    def picker_script() -> Response:
+        """The picker's search, from passflow's own origin (the pages' CSP allows no inline
+        script)."""
+        return Response(picker_js, media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=3600"})
 
     @router.get("/activate", response_class=HTMLResponse)
     def activate_form(request: Request, code: str = "") -> HTMLResponse:
@@ -106,19 +150,15 @@ def build_router(settings: Settings) -> APIRouter:
     async def activate(request: Request) -> Response:
         fields = await _form(request)
         raw = fields.get("code", "")
-        if too_many(request):
-            return message(request, "Too many tries",
-                           "Too many wrong codes from this device. Wait 15 minutes, then try "
-                           "again with the code on your TV.", 429, retry=False)
         code = normalize_code(raw)
+        return await run_in_threadpool(counted, request, code, _check_format_and_continue, raw)
+
+    def _check_format_and_continue(request: Request, code: str, raw: str) -> Response:
         if not _CODE.match(code):
-            failed_try(request)
             return page(request, "activate.html", 400, action="/activate", code=raw[:32],
                         error="That doesn't look like a code. Codes have letters and digits, "
                               "like 8ER640M.")
-        from starlette.concurrency import run_in_threadpool
-
-        return await run_in_threadpool(_check_and_continue, request, code)
+        return _check_and_continue(request, code)
 
     def _check_and_continue(request: Request, code: str) -> Response:
         sp = service_provider_of(code)
@@ -153,12 +193,10 @@ def build_router(settings: Settings) -> APIRouter:
         fields = await _form(request)
         code = normalize_code(fields.get("code", ""))
         mvpd = fields.get("mvpd", "")
-        if not _CODE.match(code) or not mvpd:
+        if not _CODE.match(code) or not mvpd or len(mvpd) > 200:
             return message(request, "Something is missing",
                            "Pick a provider from the list.", 400)
-        from starlette.concurrency import run_in_threadpool
-
-        return await run_in_threadpool(_resume_with, request, code, mvpd)
+        return await run_in_threadpool(counted, request, code, _resume_with, mvpd)
 
     def _resume_with(request: Request, code: str, mvpd: str) -> Response:
         sp = service_provider_of(code)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from api.auth import TokenChecker
 from api.intake import Intake
+from api.limits import Guards
 from api.metrics import JobsCollector, RedisMetricsCollector
 from models import Job, Registration
 from models.db import session_scope
@@ -31,7 +32,6 @@ from worker.views import job_view
 
 log = logs.get_logger(__name__)
 
-MAX_EVENT_BYTES = 64 * 1024
 
 
 class Accepted(BaseModel):
@@ -59,19 +59,6 @@ def _unprocessable(problems: list[dict[str, str]]) -> JSONResponse:
     return JSONResponse(problems, status_code=422)
 
 
-async def _read_limited(request: Request) -> bytes | None:
-    """The body, or None when it is larger than MAX_EVENT_BYTES."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_EVENT_BYTES:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > MAX_EVENT_BYTES:
-            return None
-    return bytes(body)
-
-
 def create_app(settings: Settings | None = None, *, tokens: list[str] | None = None) -> FastAPI:
     settings = settings or get_settings()
     if tokens is None:
@@ -86,6 +73,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
 
     app = FastAPI(title="passflow", version="1",
                   description="Adobe Pass REST API V2 cookbook steps as jobs (CONTRACT.md).")
+    app.add_middleware(Guards, public_url=settings.public_url)
 
     async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
         # Nothing was stored (the transaction failed whole): the caller may send it again.
@@ -109,9 +97,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": {"$ref": "#/components/schemas/EventIn"}}}}})
     async def post_event(request: Request) -> Response:
-        raw = await _read_limited(request)
-        if raw is None:
-            return JSONResponse({"detail": f"body larger than {MAX_EVENT_BYTES} bytes"}, 413)
+        raw = await request.body()  # bounded by api.limits.Guards before it is read
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError):

@@ -29,6 +29,24 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _webhooks_refused(what: str) -> bool:
+    """Webhooks carry media tokens and profile attributes: never unsigned. Says so on stderr."""
+    from passflow.settings import get_settings
+
+    settings = get_settings()
+    if not settings.webhook_url:
+        return False
+    if settings.webhook_secret is None or not settings.webhook_secret.get_secret_value():
+        print(f"passflow {what}: PASSFLOW_WEBHOOK_URL is set without PASSFLOW_WEBHOOK_SECRET: "
+              "deliveries carry media tokens and profile attributes and must be signed",
+              file=sys.stderr)
+        return True
+    if settings.webhook_url.startswith("http://"):
+        print(f"passflow {what}: warning: PASSFLOW_WEBHOOK_URL is plain http; deliveries "
+              "carry media tokens: use https", file=sys.stderr)
+    return False
+
+
 def _worker(args: argparse.Namespace) -> int:
     from passflow.crypto import cipher_from_settings
     from passflow.settings import get_settings
@@ -36,6 +54,8 @@ def _worker(args: argparse.Namespace) -> int:
     from worker.queues import ALL_QUEUES
     from worker.tasks import register
 
+    if _webhooks_refused("worker"):
+        return 2
     if get_settings().software_statement is None:
         print("passflow worker: set PASSFLOW_SOFTWARE_STATEMENT (the software statement of your "
               "application, from Adobe's TVE Dashboard)", file=sys.stderr)
@@ -69,6 +89,8 @@ def _api(args: argparse.Namespace) -> int:
     from passflow.settings import get_settings
 
     settings = get_settings()
+    if _webhooks_refused("api"):
+        return 2
     if (settings.api_token is None or not settings.api_token.get_secret_value()) and \
             not _stored_tokens():
         print("passflow api: set PASSFLOW_API_TOKEN or create one with `passflow token create` "

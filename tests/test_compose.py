@@ -10,7 +10,9 @@ from pathlib import Path
 import yaml
 
 COMPOSE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
-SECRETS = {"PASSFLOW_SECRET_KEY": "k", "PASSFLOW_API_TOKEN": "t"}
+SECRETS = {"PASSFLOW_SECRET_KEY": "k", "PASSFLOW_API_TOKEN": "t",
+           "PASSFLOW_SOFTWARE_STATEMENT": "s", "PASSFLOW_PASS_BASE_URL": "staging",
+           "POSTGRES_PASSWORD": "p"}
 
 
 def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess | None:
@@ -29,7 +31,8 @@ def test_compose_accepts_the_file_only_with_the_required_secrets():
         binary = shutil.which("docker-compose")
         without = subprocess.run([binary, "-f", str(COMPOSE), "config", "-q"],
                                  capture_output=True, text=True, env=clean, timeout=60)
-        assert without.returncode != 0 and "PASSFLOW_SECRET_KEY" in without.stderr
+        assert without.returncode != 0
+        assert any(name in without.stderr for name in SECRETS), without.stderr
     text = COMPOSE.read_text()
     assert "${PASSFLOW_SECRET_KEY:?" in text and "${PASSFLOW_API_TOKEN:?" in text
 
@@ -42,6 +45,13 @@ def test_compose_has_every_service_the_deployment_needs():
             "worker-housekeeping"} <= set(services)
     # No singleton: workers take turns at the sweeper duty.
     assert "beat" not in services
+    # Production-shaped: the simulator (whose controls complete anyone's login) and Flower (no
+    # authentication) only in the dev profile, and only on this host.
+    for dev in ("simulator", "flower"):
+        assert services[dev]["profiles"] == ["dev"]
+        assert all(str(port).startswith("127.0.0.1:") for port in services[dev]["ports"])
+    assert "${POSTGRES_PASSWORD:?" in COMPOSE.read_text()
+    assert "${PASSFLOW_PASS_BASE_URL:?" in COMPOSE.read_text()
     assert not any("beat" in " ".join(map(str, service.get("command", [])))
                    for service in services.values())
     # Every queue is consumed by some pool.

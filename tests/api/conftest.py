@@ -31,3 +31,18 @@ def api(api_server: BackgroundServer, jobs_env: httpx.Client) -> Iterator[httpx.
     with httpx.Client(base_url=api_server.url, timeout=10,
                       headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         yield client
+
+
+@pytest.fixture
+def activation_tries(redis_client) -> Iterator[None]:
+    """The activation pages' try counters start empty and are emptied after the test (every test
+    client is 127.0.0.1: one test's lockout must not lock out the next)."""
+
+    def clear() -> None:
+        keys = redis_client.keys("passflow:activate:tries:*")
+        if keys:
+            redis_client.delete(*keys)
+
+    clear()
+    yield
+    clear()

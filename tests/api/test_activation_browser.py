@@ -136,7 +136,8 @@ def test_expired_code_says_start_again(page: Page, api: httpx.Client,
     shot(page, "6-expired-code")
 
 
-def test_too_many_wrong_codes_are_refused(page: Page, api_server: BackgroundServer):
+def test_too_many_wrong_codes_are_refused(page: Page, api_server: BackgroundServer,
+                                          activation_tries):
     page.goto(f"{api_server.url}/activate")
     for attempt in range(5):
         page.get_by_label("Code shown on your TV").fill(f"NOPE{attempt:03d}")

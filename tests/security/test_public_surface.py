@@ -1,0 +1,104 @@
+"""The public surface attacked as an outsider would (issue 14, first part): bodies of any size,
+the wrong-code limit raced and bypassed, cross-origin form posts, unsigned webhooks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from tests.support import ApiProcess
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_body_of_any_size_is_refused_before_it_is_read(database_url: str, pass_env: str,
+                                                         fault_report):
+    """No token needed on /activate: 300 MB declared, or streamed without a length, must not
+    grow the API's memory."""
+    api = ApiProcess("surface-token", {})
+    try:
+        before = _rss_mib(api.proc.pid)
+        with socket.create_connection(("127.0.0.1", api.port), timeout=10) as raw:
+            raw.sendall(b"POST /activate HTTP/1.1\r\nHost: x\r\n"
+                        b"Content-Type: application/x-www-form-urlencoded\r\n"
+                        b"Content-Length: 314572800\r\n\r\ncode=AB")
+            assert raw.recv(200).startswith(b"HTTP/1.1 413")  # answered without the body
+
+        def endless():
+            chunk = b"x" * (1024 * 1024)
+            for _ in range(300):
+                yield chunk
+
+        try:
+            streamed = httpx.post(api.url + "/activate", content=endless(), timeout=30,
+                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert streamed.status_code == 413
+        except httpx.TransportError:
+            pass  # the API answered 413 and closed while the client was still sending
+        event = httpx.post(api.url + "/v1/events", content=b"[" + b"1," * 40_000 + b"1]",
+                           headers={"Authorization": "Bearer surface-token"})
+        assert event.status_code == 413
+        after = _rss_mib(api.proc.pid)
+        assert after < 200 and after - before < 30, (before, after)
+    finally:
+        api.stop()
+    fault_report("300 MB POSTed to /activate (declared, and streamed without a length)",
+                 f"413 before the body is read; the API's memory {before:.0f} -> "
+                 f"{after:.0f} MiB")
+
+
+def test_the_wrong_code_limit_is_taken_before_adobe_is_asked(api: httpx.Client, api_server,
+                                                             jobs_env: httpx.Client,
+                                                             fault_report, activation_tries):
+    """Twelve wrong codes at once from one address: at most five reach Adobe Pass; then even a
+    valid code on the provider route is refused (the limit holds on every route)."""
+    url = api_server.url
+
+    def guess(n: int) -> int:
+        return httpx.post(url + "/activate", data={"code": f"WRONG{n:03d}"}).status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(guess, range(12)))
+    checked = jobs_env.get("/_sim/stats").json().get("sessions.retrieve 400", 0)
+    assert checked <= 5 and answers.count(429) >= 7, answers
+    from tests.api.test_activation_browser import start_authentication
+
+    _, code = start_authentication(api)
+    hijack = httpx.post(url + "/activate/provider", data={"code": code, "mvpd": "Spectrum"})
+    assert hijack.status_code == 429
+    assert jobs_env.get("/_sim/stats").json().get("sessions.resume 200", 0) == 0
+    fault_report("12 wrong codes at once, then a valid code on /activate/provider",
+                 f"{checked} reached Adobe Pass, the rest 429; the provider route refused too")
+
+
+def test_pages_carry_security_headers_and_refuse_cross_origin_posts(api_server):
+    page = httpx.get(api_server.url + "/activate")
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["referrer-policy"] == "same-origin"
+    forged = httpx.post(api_server.url + "/activate", data={"code": "AB12CD3"},
+                        headers={"Origin": "https://evil.example"})
+    assert forged.status_code == 403
+
+
+def test_webhooks_are_never_sent_unsigned(database_url: str):
+    env = {**os.environ, "PASSFLOW_WEBHOOK_URL": "https://hooks.example/passflow",
+           "PASSFLOW_API_TOKEN": "x" * 32}
+    env.pop("PASSFLOW_WEBHOOK_SECRET", None)
+    for command in ("api", "worker"):
+        done = subprocess.run([sys.executable, "-m", "cli", command], capture_output=True,
+                              text=True, env=env, timeout=60)
+        assert done.returncode == 2
+        assert "PASSFLOW_WEBHOOK_SECRET" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
