@@ -14,13 +14,14 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin
 
-import httpx
+import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from api import logos
 from models import AuthSession
 from models.db import session_scope
 from passflow.settings import Settings
@@ -259,27 +260,41 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.get("/activate/logos/{sp}/{mvpd}")
     def logo(sp: str, mvpd: str) -> Response:
-        """Logos are fetched here and served from passflow's own origin (no external assets)."""
-        key = f"passflow:logo:{sp}:{mvpd}"
-        cached = runtime().redis.hgetall(key)
+        """An MVPD's logo from passflow's own origin (api.logos fetches it, hostile until shown
+        otherwise); a logo that cannot be had safely is a 404 for a minute."""
+        if len(sp) > 200 or len(mvpd) > 200:
+            return Response(status_code=404)
+        key = "passflow:logo:" + hashlib.sha256(f"{sp}\n{mvpd}".encode()).hexdigest()
+        store = runtime().redis
+        cached = store.hgetall(key)
         if not cached:
             try:
-                config = runtime().configuration(sp, device=Device(id="logos"))
-                entry = config.mvpd(mvpd)
-                if entry is None or not entry.logo_url:
-                    return Response(status_code=404)
-                fetched = httpx.get(entry.logo_url, timeout=5, follow_redirects=True)
-                fetched.raise_for_status()
-            except (AdobePassError, httpx.HTTPError):
+                # One fetch per logo at a time; the others wait for its answer.
+                with store.lock(key + ":fetching", timeout=10, blocking_timeout=7):
+                    cached = store.hgetall(key) or _fetch_logo(store, key, sp, mvpd)
+            except redis.exceptions.LockError:
                 return Response(status_code=404)
-            kind = fetched.headers.get("content-type", "application/octet-stream")
-            if not kind.startswith("image/"):
-                return Response(status_code=404)
-            cached = {b"type": kind.encode(), b"body": fetched.content[:200_000]}
-            runtime().redis.hset(key, mapping=cached)
-            runtime().redis.expire(key, 24 * 3600)
-        return Response(cached[b"body"], media_type=cached[b"type"].decode(),
-                        headers={"Cache-Control": "public, max-age=86400"})
+        if b"body" not in cached:
+            return Response(status_code=404, headers={"Cache-Control": "max-age=60"})
+        return Response(cached[b"body"], media_type=cached[b"type"].decode(), headers={
+            "Cache-Control": "public, max-age=86400",
+            "Content-Security-Policy": "default-src 'none'",
+            "X-Content-Type-Options": "nosniff"})
+
+    def _fetch_logo(store, key: str, sp: str, mvpd: str) -> dict[bytes, bytes]:
+        try:
+            config = runtime().configuration(sp, device=Device(id=f"passflow-logos-{sp}"))
+            entry = config.mvpd(mvpd)
+            if entry is None or not entry.logo_url:
+                raise logos.Refused("no such MVPD or no logo")
+            found = logos.fetch(entry.logo_url, trusted_hosts=settings.logo_trusted_hosts)
+            cached = {b"type": found.media_type.encode(), b"body": found.body}
+            ttl = 24 * 3600
+        except (AdobePassError, logos.Refused):
+            cached, ttl = {b"missing": b"1"}, 60  # failures cached briefly
+        store.hset(key, mapping=cached)
+        store.expire(key, ttl)
+        return cached
 
     @router.get("/landing", response_class=HTMLResponse)
     def landing(request: Request, job: str | None = None) -> HTMLResponse:

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # attributes Adobe sends encrypted ("state": "enc", e.g. zip) are then stored readable
     # (still encrypted at rest with PASSFLOW_SECRET_KEY); without it they are kept sealed.
     metadata_private_key: SecretStr | None = None
+    # Hosts whose MVPD logos may be fetched over plain http or from a private address (a
+    # development simulator); every other logo host must be public and https.
+    logo_trusted_hosts: list[str] = []
     # A play (any step but polls) waits for its device's request budget at most this long after
     # its event was accepted, then fails `rate_limited` saying how long it waited.
     throttle_deadline_s: float = Field(default=60.0, gt=0)

@@ -17,6 +17,8 @@ TEST_ENV = {
     "PASSFLOW_PUBLIC_URL": "http://127.0.0.1:8000",
     "PASSFLOW_STEP_RETRIES": "2",
     "PASSFLOW_PASS_TIMEOUT_S": "2",
+    # The simulator serves the MVPD logos from 127.0.0.1 (development host).
+    "PASSFLOW_LOGO_TRUSTED_HOSTS": '["127.0.0.1"]',
 }
 os.environ.update(TEST_ENV)
 from simulator.fixtures import DEMO_SOFTWARE_STATEMENT  # noqa: E402  (imports no settings)
