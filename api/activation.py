@@ -12,7 +12,7 @@ import hashlib
 import ipaddress
 import re
 from pathlib import Path
-from urllib.parse import parse_qs, urljoin
+from urllib.parse import parse_qs, quote, urljoin
 
 import redis
 from fastapi import APIRouter, Request
@@ -184,7 +184,7 @@ def build_router(settings: Settings) -> APIRouter:
         except AdobePassError as exc:
             return _unavailable(request, exc)
         mvpds = [{"id": m.id, "name": m.display_name or m.id,
-                  "logo": f"/activate/logos/{sp}/{m.id}"}
+                  "logo": f"/activate/logos/{quote(sp, safe='')}/{quote(m.id, safe='')}"}
                  for m in config.mvpds if not m.is_temp_pass]
         mvpds.sort(key=lambda m: m["name"].lower())
         return page(request, "picker.html", action="/activate/provider", code=code, mvpds=mvpds)

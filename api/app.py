@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from api.auth import TokenChecker
@@ -59,6 +59,10 @@ def _unprocessable(problems: list[dict[str, str]]) -> JSONResponse:
     return JSONResponse(problems, status_code=422)
 
 
+# No control characters (a NUL cannot even be compared in PostgreSQL).
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
 def create_app(settings: Settings | None = None, *, tokens: list[str] | None = None) -> FastAPI:
     settings = settings or get_settings()
     if tokens is None:
@@ -75,16 +79,26 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                   description="Adobe Pass REST API V2 cookbook steps as jobs (CONTRACT.md).")
     app.add_middleware(Guards, public_url=settings.public_url)
 
-    async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
-        # Nothing was stored (the transaction failed whole): the caller may send it again.
+    async def database_error(_: Request, exc: Exception) -> JSONResponse:
+        """Only a database that cannot be reached is "retry shortly" (503); a value it refuses
+        is the request's fault (422); anything else is a fault of ours, said as one (500).
+        Nothing was stored either way: the transaction failed whole."""
         cause = exc.orig if isinstance(exc, DBAPIError) else exc
-        log.warning("database_unavailable", error=type(cause).__name__)
-        return JSONResponse({"detail": "the database is unavailable; retry shortly"},
-                            status_code=503, headers={"Retry-After": "2"})
+        if isinstance(exc, OperationalError | InterfaceError | SQLAlchemyTimeoutError):
+            log.warning("database_unavailable", error=type(cause).__name__)
+            return JSONResponse({"detail": "the database is unavailable; retry shortly"},
+                                status_code=503, headers={"Retry-After": "2"})
+        if isinstance(exc, DataError):
+            return JSONResponse({"detail": "a value the database cannot store or compare "
+                                           "(e.g. a NUL character, a number out of range)"},
+                                status_code=422)
+        log.error("database_error", error=type(cause).__name__)
+        return JSONResponse({"detail": "the request failed in the database; this is a fault "
+                                       "of passflow's, not of the request"}, status_code=500)
 
     # A failed statement or connection, or no pooled connection free in time.
-    app.add_exception_handler(DBAPIError, database_unavailable)
-    app.add_exception_handler(SQLAlchemyTimeoutError, database_unavailable)
+    app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(SQLAlchemyTimeoutError, database_error)
 
     registry = CollectorRegistry()
     registry.register(JobsCollector())
@@ -139,9 +153,9 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
 
     @app.get("/v1/history", dependencies=authorized)
     def get_history(
-        device_id: Annotated[str | None, Query(max_length=200)] = None,
-        mvpd: Annotated[str | None, Query(max_length=200)] = None,
-        resource: Annotated[str | None, Query(max_length=500)] = None,
+        device_id: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
+        mvpd: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
+        resource: Annotated[str | None, Query(max_length=500, pattern=_PRINTABLE)] = None,
         since: datetime | None = None,
         until: datetime | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,

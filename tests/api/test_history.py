@@ -100,3 +100,9 @@ def test_history_command_prints_a_table_and_json(api: httpx.Client, jobs_env: ht
     entries = json.loads(raw.stdout)
     assert [e["kind"] for e in entries] == ["logout", "decision", "decision", "profile",
                                             "session"]
+
+
+def test_a_value_the_database_refuses_is_the_requests_fault_not_an_outage(api: httpx.Client):
+    """A NUL in a filter is a 422 naming the problem, never "the database is unavailable"."""
+    answer = api.get("/v1/history", params={"device_id": "a\x00b"})
+    assert answer.status_code == 422

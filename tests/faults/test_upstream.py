@@ -110,7 +110,7 @@ def test_a_short_429_storm_is_waited_out(jobs_env: httpx.Client, fault_report):
     _faults(jobs_env, throttle_rate=0.0)
     assert wait_for_status(job_id, timeout=30) == "succeeded"
     answered = _stat(jobs_env, "throttled") - before
-    assert 1 <= answered <= 2 and _decisions(job_id) == 1  # each 429 waited >= 1 s
+    assert answered in (1, 2) and _decisions(job_id) == 1  # each 429 waited >= 1 s
     fault_report("a short 429 storm",
                  f"the job waited at least 1 s after each of {answered} 429(s), then "
                  "succeeded; one decision row")
