@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
-from api.auth import TokenChecker
+from api.auth import TokenChecker, sees_personal_data
 from api.intake import Intake
 from api.limits import Guards
 from api.metrics import JobsCollector, RedisMetricsCollector
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     cipher = cipher_from_settings()
     ingest = [Depends(checker.require("ingest"))]
     authorized = [Depends(checker.require("read"))]
+    monitoring = [Depends(checker.require("metrics"))]
     admin = [Depends(checker.require("admin"))]
 
     app = FastAPI(title="passflow", version="1",
@@ -132,12 +133,12 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                             status_code=202 if accepted.created else 200)
 
     @app.get("/v1/jobs/{job_id}", dependencies=authorized)
-    def get_job(job_id: str) -> dict[str, Any]:
+    def get_job(job_id: str, request: Request) -> dict[str, Any]:
         with session_scope() as session:
             job = session.get(Job, job_id)
             if job is None:
                 raise HTTPException(404, "job not found")
-            return job_view(session, job, cipher)
+            return job_view(session, job, cipher if sees_personal_data(request) else None)
 
     @app.delete("/v1/jobs/{job_id}", dependencies=admin)
     def cancel_job(job_id: str) -> dict[str, Any]:
@@ -175,7 +176,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                                            "message": str(exc)}]) from exc
         return HistoryPage(entries=entries, next_cursor=next_cursor)
 
-    @app.get("/healthz", dependencies=authorized)
+    @app.get("/healthz", dependencies=monitoring)
     def healthz() -> JSONResponse:
         """The database, the broker, and the age of the fleet's last sweep (stale: no worker
         is sweeping, so polls and retries are not sent)."""
@@ -208,7 +209,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         return JSONResponse({"status": "ok" if healthy else "failing", **checks},
                             status_code=200 if healthy else 503)
 
-    @app.get("/metrics", dependencies=authorized, response_class=Response)
+    @app.get("/metrics", dependencies=monitoring, response_class=Response)
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

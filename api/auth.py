@@ -1,7 +1,11 @@
 """Bearer tokens of the HTTP API: several, stored hashed, scoped, compared in constant time.
 
-Scopes: `ingest` may send events; `read` may read jobs, history, health and metrics; `admin`
-may do both and cancel jobs. PASSFLOW_API_TOKEN, when set, is an admin token.
+Scopes, each a token's one grant (GRANTS says what it includes):
+- `metrics`: metrics and detailed health (a Prometheus scraper, a probe);
+- `read`: also jobs and history, without personal data (media tokens, profile attributes);
+- `personal`: `read` with the personal data;
+- `ingest`: sends events (the platform's backend);
+- `admin`: everything, and cancels and retries jobs. PASSFLOW_API_TOKEN is an admin token.
 """
 
 from __future__ import annotations
@@ -21,7 +25,14 @@ from starlette.concurrency import run_in_threadpool
 from models import ApiToken, utcnow
 from models.db import session_scope
 
-SCOPES = ("ingest", "read", "admin")
+GRANTS: dict[str, frozenset[str]] = {
+    "metrics": frozenset({"metrics"}),
+    "read": frozenset({"metrics", "read"}),
+    "personal": frozenset({"metrics", "read", "personal"}),
+    "ingest": frozenset({"ingest"}),
+    "admin": frozenset({"metrics", "read", "personal", "ingest", "admin"}),
+}
+SCOPES = tuple(GRANTS)
 _CACHE_S = 5.0  # a revoked token stops working within this
 
 
@@ -92,8 +103,15 @@ class TokenChecker:
                 raise HTTPException(status.HTTP_401_UNAUTHORIZED,
                                     "a valid bearer token is required",
                                     headers={"WWW-Authenticate": "Bearer"})
-            if held != "admin" and held != scope:
+            granted = GRANTS.get(held, frozenset())
+            if scope not in granted:
                 raise HTTPException(status.HTTP_403_FORBIDDEN,
                                     f"this token's scope is {held}; {scope} is needed")
+            request.state.granted = granted
 
         return check
+
+
+def sees_personal_data(request: Request) -> bool:
+    """Whether the request's token may read media tokens and profile attributes."""
+    return "personal" in getattr(request.state, "granted", frozenset())

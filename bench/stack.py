@@ -19,7 +19,7 @@ from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres"
 PG_URL = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/passflow_bench"
 REDIS_URL = "redis://127.0.0.1:6379/14"
-TOKEN = "bench-token"
+TOKEN = "bench-only-api-token-0123456789abcdef"
 
 
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -62,7 +62,7 @@ class Stack:
             "PASSFLOW_DATABASE_URL": PG_URL,
             "PASSFLOW_BROKER_URL": REDIS_URL,
             "PASSFLOW_PASS_BASE_URL": self.sim_url,
-            "PASSFLOW_SECRET_KEY": "bench-secret",
+            "PASSFLOW_SECRET_KEY": "bench-only-secret-key-0123456789abcdef",
             "PASSFLOW_SOFTWARE_STATEMENT": DEMO_SOFTWARE_STATEMENT,
             "PASSFLOW_API_TOKEN": TOKEN,
             "PASSFLOW_PUBLIC_URL": self.api_url,

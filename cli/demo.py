@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 import httpx
 
 from passflow.serving import free_port, wait_until
+from passflow.strength import new_secret
 
 SP = "REF30"
 FINAL = {"succeeded", "failed", "expired", "cancelled"}
@@ -244,12 +244,12 @@ def run_demo() -> int:
         with broker(configured_broker, workdir) as broker_url, \
                 BackgroundServer(create_app(SimConfig.load())) as simulator:
             api_port = free_port()
-            token = secrets.token_urlsafe(24)
+            token = new_secret()
             env = {
                 "PASSFLOW_DATABASE_URL": f"sqlite:///{workdir / 'passflow.db'}",
                 "PASSFLOW_BROKER_URL": broker_url,
                 "PASSFLOW_PASS_BASE_URL": simulator.url,
-                "PASSFLOW_SECRET_KEY": secrets.token_urlsafe(32),
+                "PASSFLOW_SECRET_KEY": new_secret(),
                 "PASSFLOW_API_TOKEN": token,
                 "PASSFLOW_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
                 "PASSFLOW_POLL_INTERVAL_S": "1",

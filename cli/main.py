@@ -263,10 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--json", action="store_true", help="print the raw entries")
     hist.set_defaults(func=_history)
 
+    from api.auth import SCOPES
+
     tok = commands.add_parser("token", help="API tokens (stored hashed, scoped)")
     tok.add_argument("action", choices=["create", "revoke"])
     tok.add_argument("--name", required=True)
-    tok.add_argument("--scope", choices=["ingest", "read", "admin"], default="read")
+    tok.add_argument("--scope", choices=SCOPES, default="read",
+                     help="metrics: metrics and health; read: jobs and history without "
+                          "personal data; personal: read with media tokens and profile "
+                          "attributes; ingest: send events; admin: all (default: read)")
     tok.set_defaults(func=_token)
 
     rotate = commands.add_parser(
@@ -299,8 +304,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def settings_problem() -> str | None:
+    """The configuration's faults in one line (the setting, what is wrong), or None. A refused
+    value is never echoed: it may be a secret."""
+    from pydantic import ValidationError
+
+    from passflow.settings import get_settings
+
+    try:
+        get_settings()
+    except ValidationError as exc:
+        return "; ".join(
+            f"PASSFLOW_{'_'.join(str(p) for p in err['loc']).upper()}: "
+            f"{err['msg'].removeprefix('Value error, ')}" for err in exc.errors())
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.func is not _simulator:  # the simulator is Adobe Pass: no passflow settings
+        problem = settings_problem()
+        if problem:
+            print(f"passflow {args.command}: {problem}", file=sys.stderr)
+            return 2
     return args.func(args)
 
 

@@ -23,7 +23,8 @@ from models import (
     utcnow,
 )
 from models.db import session_scope
-from passflow.crypto import cipher_from_settings
+from passflow.crypto import Cipher, cipher_from_settings
+from passflow.events import IDENTITY_ENC, EventType
 
 # (model, encrypted columns): everything stored encrypted with PASSFLOW_SECRET_KEY.
 ENCRYPTED = [
@@ -54,7 +55,32 @@ def rotate_key(batch: int = 500) -> dict[str, int]:
             if len(rows) < batch:
                 break
         counts[model.__tablename__] = done
+    counts["events"] = _rotate_identities(cipher, batch)
     return counts
+
+
+def _rotate_identities(cipher: Cipher, batch: int) -> int:
+    """TempPass identities in stored events: re-encrypted, and sealed where an earlier version
+    stored them in the clear."""
+    done, last_id = 0, ""
+    while True:
+        with session_scope() as session:
+            rows = session.scalars(select(Event).where(
+                Event.type == EventType.TEMPPASS, Event.id > last_id)
+                .order_by(Event.id).limit(batch)).all()
+            for event in rows:
+                last_id = event.id
+                payload = dict(event.payload)
+                if IDENTITY_ENC in payload:
+                    payload[IDENTITY_ENC] = cipher.rotate(payload[IDENTITY_ENC])
+                elif payload.get("temppass_identity") is not None:
+                    payload[IDENTITY_ENC] = cipher.encrypt_json(payload.pop("temppass_identity"))
+                else:
+                    continue
+                event.payload = payload
+                done += 1
+        if len(rows) < batch:
+            return done
 
 
 def parse_age(text: str) -> timedelta:

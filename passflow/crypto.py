@@ -1,7 +1,10 @@
-"""Encryption of secrets at rest (client secrets, access tokens, media tokens, profile data).
+"""Encryption of secrets at rest (client secrets, access tokens, media tokens, profile data,
+TempPass identities), and the strength every secret passflow is given must have.
 
-PASSFLOW_SECRET_KEY may be any string; a Fernet key is derived from it. Several keys separated
-by commas decrypt (the first encrypts), so keys can be rotated.
+PASSFLOW_SECRET_KEY is a Fernet key (used as is) or a passphrase of at least 32 characters,
+stretched with scrypt. Several keys separated by commas decrypt (the first encrypts), so keys can
+be rotated (`passflow rotate-key`); only the first must be strong, the others are on their way
+out. Data written by versions that stretched the key with one SHA-256 still decrypts.
 """
 
 from __future__ import annotations
@@ -9,16 +12,43 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from functools import lru_cache
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 
 class SecretKeyMissing(RuntimeError):
     pass
 
 
+# scrypt's cost (RFC 7914: N=2^15, r=8 is its interactive-login setting; 32 MiB, ~0.1 s), paid
+# once per key and process. The salt is fixed, so every process derives the same key: the length
+# and variety asked of a passphrase are what stand against guessing.
+_SCRYPT = {"n": 2**15, "r": 8, "p": 1}
+_SCRYPT_SALT = b"passflow/secret-key/v1"
+
+
+def _is_fernet_key(value: str) -> bool:
+    try:
+        return len(value) == 44 and len(base64.urlsafe_b64decode(value)) == 32
+    except ValueError:
+        return False
+
+
+@lru_cache(maxsize=16)
 def _fernet(secret: str) -> Fernet:
+    if _is_fernet_key(secret):
+        return Fernet(secret)
+    kdf = Scrypt(salt=_SCRYPT_SALT, length=32, **_SCRYPT)
+    return Fernet(base64.urlsafe_b64encode(kdf.derive(secret.encode())))
+
+
+@lru_cache(maxsize=16)
+def _legacy_fernet(secret: str) -> Fernet:
+    """How versions before the scrypt stretch derived the key: read-only, so `rotate-key`
+    moves old data onto the new derivation."""
     return Fernet(base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()))
 
 
@@ -27,7 +57,8 @@ class Cipher:
         keys = [k.strip() for k in secret_keys.split(",") if k.strip()]
         if not keys:
             raise SecretKeyMissing("PASSFLOW_SECRET_KEY is empty")
-        self._multi = MultiFernet([_fernet(k) for k in keys])
+        legacy = [_legacy_fernet(k) for k in keys if not _is_fernet_key(k)]
+        self._multi = MultiFernet([_fernet(k) for k in keys] + legacy)
 
     def encrypt(self, plaintext: str) -> str:
         return self._multi.encrypt(plaintext.encode()).decode()

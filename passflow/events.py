@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from passflow import device_info
+from passflow.crypto import Cipher
 
 _ID = {"min_length": 1, "max_length": 200}
 
@@ -134,3 +135,25 @@ class EventIn(BaseModel):
         if missing:
             raise ValueError(f"{self.type} needs: {', '.join(missing)}")
         return self
+
+
+IDENTITY_ENC = "temppass_identity_enc"
+
+
+def stored_payload(event: EventIn, cipher: Cipher | None) -> dict[str, Any]:
+    """The event as stored: a TempPass identity (personal data) encrypted like profiles are."""
+    payload = event.model_dump(mode="json")
+    identity = payload.pop("temppass_identity", None)
+    if identity is not None:
+        if cipher is None:
+            raise ValueError("an event with a TempPass identity is stored encrypted")
+        payload[IDENTITY_ENC] = cipher.encrypt_json(identity)
+    return payload
+
+
+def temppass_identity(payload: dict[str, Any], cipher: Cipher) -> dict[str, Any] | str | None:
+    sealed = payload.get(IDENTITY_ENC)
+    if sealed:
+        return cipher.decrypt_json(sealed)
+    # Stored in the clear by earlier versions; `passflow rotate-key` seals those.
+    return payload.get("temppass_identity")

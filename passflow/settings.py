@@ -7,6 +7,8 @@ from functools import lru_cache
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from passflow.strength import weakness
+
 # Adobe Pass environments by name (checklist, Lifecycle Testing: Prequal-Production and
 # Release-Staging before Release-Production). Production and staging hosts are those the
 # reference pages show (sp.auth.adobe.com in its samples, sp.auth-staging.adobe.com for its test
@@ -20,7 +22,9 @@ ENVIRONMENTS = {
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="PASSFLOW_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="PASSFLOW_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        # A refused value is never echoed: it may be a secret.
+        hide_input_in_errors=True,
     )
 
     database_url: str = "sqlite:///./passflow.db"
@@ -85,6 +89,29 @@ class Settings(BaseSettings):
     # (checklist, Preauthorization Decisions Caching); never for playback. 0: never.
     preauthorization_cache_s: float = Field(default=600.0, ge=0)
 
+
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_key(cls, value: SecretStr | None) -> SecretStr | None:
+        """The first key encrypts: it must be strong. Later ones only decrypt, being rotated
+        away (`passflow rotate-key`)."""
+        if value is not None and value.get_secret_value():
+            first = value.get_secret_value().split(",")[0]
+            problem = weakness(first)
+            if problem:
+                raise ValueError(f"the (first) key {problem}; give a Fernet key or a passphrase,"
+                                 " e.g. from `python -c 'import secrets; "
+                                 "print(secrets.token_urlsafe(32))'`")
+        return value
+
+    @field_validator("api_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            problem = weakness(value.get_secret_value())
+            if problem:
+                raise ValueError(f"the token {problem}; `passflow token create` makes one")
+        return value
 
     @field_validator("pass_base_url")
     @classmethod

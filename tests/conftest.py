@@ -9,7 +9,7 @@ import os
 # Test settings, before anything reads them. Redis database 15 is the tests' own.
 TEST_ENV = {
     "PASSFLOW_BROKER_URL": os.environ.get("PASSFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
-    "PASSFLOW_SECRET_KEY": "test-secret-key",
+    "PASSFLOW_SECRET_KEY": "tests-only-secret-key-0123456789abcdef",
     "PASSFLOW_POLL_INTERVAL_S": "0.3",
     "PASSFLOW_LEASE_S": "6",
     "PASSFLOW_SWEEP_INTERVAL_S": "0.5",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from models import (
     utcnow,
 )
 from models.jobs import new_id
+from passflow.crypto import Cipher, cipher_from_settings
 from passflow.events import EventType
 from worker.steps import FIRST_STEP
 
@@ -163,8 +165,11 @@ class DecisionFactory(_OfJobFactory):
     class Params:
         job = factory.SubFactory(JobFactory, status=JobStatus.SUCCEEDED.value,
                                  current_step=None)
+        media_token = None  # a Permit's token, stored encrypted
 
     kind = DecisionKind.AUTHORIZE.value
+    media_token_enc = factory.LazyAttribute(
+        lambda o: _cipher().encrypt(o.media_token) if o.media_token else None)
     resource = "REF30"
     decision = "Permit"
 
@@ -181,9 +186,9 @@ class LogoutFactory(_OfJobFactory):
     action_type = "interactive"
 
 
+def _cipher() -> Cipher:
+    return cipher_from_settings()
+
+
 def _encrypt(attributes: dict[str, Any]) -> str:
-    import json
-
-    from passflow.crypto import cipher_from_settings
-
-    return cipher_from_settings().encrypt(json.dumps(attributes))
+    return _cipher().encrypt(json.dumps(attributes))

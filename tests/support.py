@@ -27,7 +27,7 @@ PG_URL = os.environ.get(
     "PASSFLOW_TEST_PG_URL",
     "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/passflow_test")
 
-TOKEN = "test-api-token"  # the API token of the tests' API server
+TOKEN = "tests-only-api-token-0123456789abcdef"  # the API token of the tests' API server
 
 _ips = itertools.count(1)
 

@@ -32,7 +32,8 @@ from models import (
     utcnow,
 )
 from models.jobs import new_id
-from passflow.events import EventIn
+from passflow.crypto import cipher_from_settings
+from passflow.events import EventIn, stored_payload
 from worker import policy, webhooks
 from worker.policy import EARLY_TOLERANCE_S
 
@@ -164,13 +165,16 @@ def _insert_events(session: Session, events: list[EventIn], now) -> dict[str, st
     """event_id -> primary key of the events inserted here; an event_id another transaction
     stored first is skipped (PostgreSQL waits for that transaction to end)."""
     table = Event.__table__
+    # Only a TempPass event carries personal data (and needs the key) before any step runs.
+    cipher = (cipher_from_settings() if any(e.temppass_identity is not None for e in events)
+              else None)
     statement = (_dialect_insert(session)(table)
                  .on_conflict_do_nothing(index_elements=[table.c.event_id])
                  .returning(table.c.event_id, table.c.id))
     # In event_id order: two transactions storing the same events wait for each other in the
     # same order, never crosswise.
     rows = [{"id": new_id(), "event_id": event.event_id, "type": event.type,
-             "payload": event.model_dump(mode="json"), "received_at": now}
+             "payload": stored_payload(event, cipher), "received_at": now}
             for event in sorted(events, key=lambda e: e.event_id)]
     return dict(session.connection().execute(statement, rows).all())
 

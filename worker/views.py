@@ -1,4 +1,7 @@
-"""A job as the HTTP API and webhooks show it (CONTRACT.md, GET /v1/jobs/{job_id})."""
+"""A job as the HTTP API and webhooks show it (CONTRACT.md, GET /v1/jobs/{job_id}).
+
+Personal data (profile attributes, media tokens) is shown only to whom a cipher is given: a
+view made with `cipher=None` leaves them out and says so in `redacted`."""
 
 from __future__ import annotations
 
@@ -22,32 +25,38 @@ def _millis(value: datetime | None) -> int | None:
     return int(value.timestamp() * 1000) if value else None
 
 
-def profile_view(profile: Profile, cipher: Cipher) -> dict[str, Any]:
-    return {
+REDACTED = ("media tokens and profile attributes are left out: they need a token of the "
+            "personal (or admin) scope")
+
+
+def profile_view(profile: Profile, cipher: Cipher | None) -> dict[str, Any]:
+    view: dict[str, Any] = {
         "mvpd": profile.mvpd,
         "notBefore": _millis(profile.not_before),
         "notAfter": _millis(profile.not_after),
         "issuer": profile.issuer,
         "type": profile.type,
-        "attributes": json.loads(cipher.decrypt(profile.attributes_enc)),
     }
+    if cipher is not None:
+        view["attributes"] = json.loads(cipher.decrypt(profile.attributes_enc))
+    return view
 
 
-def decision_view(decision: Decision, cipher: Cipher) -> dict[str, Any]:
+def decision_view(decision: Decision, cipher: Cipher | None) -> dict[str, Any]:
     view: dict[str, Any] = {
         "resource": decision.resource,
         "decision": decision.decision,
         "source": decision.source,
         "error": decision.error,
     }
-    if decision.kind == "authorize" and decision.media_token_enc:
+    if decision.kind == "authorize" and decision.media_token_enc and cipher is not None:
         view["media_token"] = cipher.decrypt(decision.media_token_enc)
         view["media_token_not_before"] = _millis(decision.token_not_before)
         view["media_token_not_after"] = _millis(decision.token_not_after)
     return view
 
 
-def job_result(session: Session, job: Job, cipher: Cipher) -> dict[str, Any]:
+def job_result(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any]:
     stored = job.result or {}
     result: dict[str, Any] = {}
     kind = EventType(job.type)
@@ -74,7 +83,7 @@ def job_result(session: Session, job: Job, cipher: Cipher) -> dict[str, Any]:
     return result
 
 
-def job_view(session: Session, job: Job, cipher: Cipher) -> dict[str, Any]:
+def job_view(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any]:
     event_id = session.scalars(select(Event.event_id).where(Event.id == job.event_pk)).one()
     steps = session.scalars(select(JobStep).where(JobStep.job_id == job.id).order_by(JobStep.id))
     return {
@@ -92,4 +101,5 @@ def job_view(session: Session, job: Job, cipher: Cipher) -> dict[str, Any]:
         "error": job.error,
         "created_at": _iso(job.created_at),
         "finished_at": _iso(job.finished_at),
+        **({"redacted": REDACTED} if cipher is None else {}),
     }

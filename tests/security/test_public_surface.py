@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import ApiProcess
+from tests.support import TOKEN, ApiProcess
 
 
 def _rss_mib(pid: int) -> float:
@@ -94,7 +94,7 @@ def test_pages_carry_security_headers_and_refuse_cross_origin_posts(api_server):
 
 def test_webhooks_are_never_sent_unsigned(database_url: str):
     env = {**os.environ, "PASSFLOW_WEBHOOK_URL": "https://hooks.example/passflow",
-           "PASSFLOW_API_TOKEN": "x" * 32}
+           "PASSFLOW_API_TOKEN": TOKEN}
     env.pop("PASSFLOW_WEBHOOK_SECRET", None)
     for command in ("api", "worker"):
         done = subprocess.run([sys.executable, "-m", "cli", command], capture_output=True,

@@ -95,13 +95,16 @@ def test_purge_deletes_only_old_finished_records(api: httpx.Client, jobs_env: ht
                  "finished jobs older than 90 days and their records deleted; recent kept")
 
 
+NEW_KEY = "another-tests-only-secret-key-9876543210"
+
+
 def test_rotate_key_reencrypts_every_secret(api: httpx.Client, jobs_env: httpx.Client,
                                             fault_report):
     _walk(api, jobs_env)
     old = os.environ["PASSFLOW_SECRET_KEY"]
-    done = _cli("rotate-key", env={"PASSFLOW_SECRET_KEY": f"brand-new-key,{old}"})
+    done = _cli("rotate-key", env={"PASSFLOW_SECRET_KEY": f"{NEW_KEY},{old}"})
     assert done.returncode == 0, done.stderr
-    new_only, old_only = Cipher("brand-new-key"), Cipher(old)
+    new_only, old_only = Cipher(NEW_KEY), Cipher(old)
     with models.db.session_scope() as session:
         secret = session.scalars(select(Registration.client_secret_enc)).first()
         token = session.scalars(select(Decision.media_token_enc).where(
@@ -115,7 +118,7 @@ def test_rotate_key_reencrypts_every_secret(api: httpx.Client, jobs_env: httpx.C
         except Exception as exc:
             assert "does not match" in str(exc)
     # Back to the test key, so the rest of the run can read its data.
-    assert _cli("rotate-key", env={"PASSFLOW_SECRET_KEY": f"{old},brand-new-key"}).returncode == 0
+    assert _cli("rotate-key", env={"PASSFLOW_SECRET_KEY": f"{old},{NEW_KEY}"}).returncode == 0
     fault_report("`passflow rotate-key` with PASSFLOW_SECRET_KEY=NEW,OLD",
                  "client secrets, tokens, media tokens and profile data readable with the new "
                  "key only")

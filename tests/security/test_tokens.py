@@ -13,6 +13,7 @@ from sqlalchemy import select
 import models.db
 from api.auth import create_token, token_hash
 from models import ApiToken
+from tests.factories import DecisionFactory, ProfileFactory
 from tests.support import device_json, new_device, wait_for
 
 
@@ -83,3 +84,37 @@ def test_the_api_refuses_to_start_without_a_token(database_url: str):
     done = subprocess.run([sys.executable, "-m", "cli", "api", "--port", "1"],
                           capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 2 and "PASSFLOW_API_TOKEN" in done.stderr
+
+
+def test_scopes_keep_personal_data_to_tokens_granted_it(api: httpx.Client, factories_bound,
+                                                       fault_report):
+    """A scraper's token reads metrics and health only; a `read` token reads jobs without the
+    media token or the profile attributes; only `personal` (or admin) reads those."""
+    play = DecisionFactory(media_token="media-token-of-a-test").job_id
+    login = ProfileFactory(attributes={"zip": {"value": "10001"}}).job_id
+    with models.db.session_scope() as session:
+        tokens = {scope: create_token(session, name=f"{scope}-{uuid.uuid4()}", scope=scope)
+                  for scope in ("metrics", "read", "personal")}
+    base = str(api.base_url)
+
+    def get(path: str, scope: str) -> httpx.Response:
+        return httpx.get(base + path, headers={"Authorization": f"Bearer {tokens[scope]}"})
+
+    wait_for(lambda: get("/metrics", "metrics").status_code == 200, timeout=10, interval=0.25)
+    assert get("/healthz", "metrics").status_code in (200, 503)  # the probe sees health
+    for path in (f"/v1/jobs/{play}", "/v1/history?device_id=x"):
+        assert get(path, "metrics").status_code == 403
+
+    seen = {scope: (get(f"/v1/jobs/{play}", scope).json(),
+                    get(f"/v1/jobs/{login}", scope).json()) for scope in ("read", "personal")}
+    (decision_read, profile_read), (decision_full, profile_full) = seen["read"], seen["personal"]
+    assert "media_token" not in decision_read["result"]["decisions"][0]
+    assert "attributes" not in profile_read["result"]["profile"]
+    assert "personal" in decision_read["redacted"] and "personal" in profile_read["redacted"]
+    assert "media-token-of-a-test" not in str(seen["read"])
+    assert decision_full["result"]["decisions"][0]["media_token"] == "media-token-of-a-test"
+    assert profile_full["result"]["profile"]["attributes"] == {"zip": {"value": "10001"}}
+    assert "redacted" not in decision_full
+    fault_report("a metrics token reads jobs; a read token reads a job with a Permit",
+                 "403; the job without its media token or profile attributes (`redacted` says "
+                 "why); a personal token sees them")

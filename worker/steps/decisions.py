@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from models import Decision, DecisionKind, JobStatus, utcnow
+from passflow.events import temppass_identity
 from worker.adobe_pass import RateLimitError, ThrottledError
 from worker.adobe_pass.types import Decision as PassDecision
 from worker.adobe_pass.types import Decisions
@@ -138,7 +139,7 @@ def authorize_plan(ctx: StepContext) -> Call:
     job (a message delivered again finds the job finished and claims nothing)."""
     adobe, sp, mvpd, device = ctx.adobe, ctx.sp, ctx.job.mvpd, ctx.device
     resource = ctx.event["resource"]
-    identity = ctx.event.get("temppass_identity")
+    identity = temppass_identity(ctx.event, ctx.cipher)
     return lambda: adobe.decisions.authorize(sp, mvpd, resources=[resource], device=device,
                                              temppass_identity=identity)
 

@@ -3,6 +3,7 @@ sockets."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
@@ -12,6 +13,7 @@ from sqlalchemy import func, select
 import models.db
 from models import AuthSession, Decision, Job, Logout, Profile
 from passflow.crypto import cipher_from_settings
+from passflow.events import IDENTITY_ENC
 from tests.support import make_event, new_device, wait_for, wait_for_status
 from worker import dispatch
 from worker.views import job_view
@@ -223,6 +225,10 @@ def test_temppass_basic_and_promotional(jobs_env: httpx.Client, mvpd, identity):
     [decision] = view(job_id)["result"]["decisions"]
     assert decision["decision"] == "Permit" and decision["source"] == "temppass"
     assert decision["media_token"]
+    with models.db.session_scope() as session:  # the identity is personal data: sealed at rest
+        stored = session.get(Job, job_id).event.payload
+    assert "a@example.com" not in json.dumps(stored)
+    assert (IDENTITY_ENC in stored) == bool(identity)
 
 
 def test_same_event_id_answers_with_the_first_job(jobs_env: httpx.Client):
