@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import redis
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ValidationError
 from sqlalchemy import select, text
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
@@ -61,6 +61,32 @@ def _unprocessable(problems: list[dict[str, str]]) -> JSONResponse:
 
 # No control characters (a NUL cannot even be compared in PostgreSQL).
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError as exc:  # year 1 east of UTC, year 9999 west of it
+        raise ValueError("out of range once in UTC") from exc
+
+
+# A query's time: with its zone (else which instant is meant?), comparable in UTC.
+Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+
+# Deeper than any event passflow reads (device info, a TempPass identity) nests.
+MAX_JSON_DEPTH = 16
+_TOO_DEEP = object()
+
+
+def _too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether parsed JSON nests deeper than `limit`: iterative, so no depth overflows it."""
+    level = [value]
+    for _ in range(limit + 1):
+        level = [child for item in level if isinstance(item, dict | list)
+                 for child in (item.values() if isinstance(item, dict) else item)]
+        if not level:
+            return False
+    return True
 
 
 def create_app(settings: Settings | None = None, *, tokens: list[str] | None = None) -> FastAPI:
@@ -118,6 +144,11 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         except (ValueError, UnicodeDecodeError):
             return _unprocessable([{"field": "body", "message": "not valid JSON",
                                     "type": "json_invalid"}])
+        except RecursionError:
+            data = _TOO_DEEP  # nested beyond the parser's own limit
+        if data is _TOO_DEEP or _too_deep(data):
+            return _unprocessable([{"field": "body", "type": "json_too_deep", "message":
+                                    f"nested deeper than {MAX_JSON_DEPTH} levels"}])
         if not isinstance(data, dict):
             return _unprocessable([{"field": "body", "message": "must be a JSON object",
                                     "type": "object_type"}])
@@ -157,15 +188,11 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         device_id: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
         mvpd: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
         resource: Annotated[str | None, Query(max_length=500, pattern=_PRINTABLE)] = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: Instant | None = None,
+        until: Instant | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: Annotated[str | None, Query(max_length=200)] = None,
     ) -> HistoryPage:
-        for name, value in (("since", since), ("until", until)):
-            if value is not None and value.tzinfo is None:
-                raise HTTPException(422, [{"field": name, "type": "timezone",
-                                           "message": "give a timezone, e.g. Z"}])
         query = HistoryQuery(device_id=device_id, mvpd=mvpd, resource=resource, since=since,
                              until=until, limit=limit, cursor=cursor)
         with session_scope() as session:

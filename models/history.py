@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -38,16 +38,31 @@ class HistoryQuery:
     cursor: str | None = None
 
 
+_RANKS = frozenset(rank for rank, _ in _KINDS.values())
+
+
 def _encode_cursor(at: datetime, rank: int, row_id: int) -> str:
     raw = json.dumps([at.isoformat(), rank, row_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_MAX_ID = 2**63 - 1  # the largest key either database stores
+
+
 def _decode_cursor(cursor: str) -> tuple[datetime, int, int]:
+    """Everything in a cursor is checked as if hostile: the types, a time with its zone, a
+    rank this module gives, an id a database can compare."""
     try:
         at, rank, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(at), int(rank), int(row_id)
-    except (ValueError, TypeError) as exc:
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None:
+            raise ValueError("a time without its zone")
+        moment = moment.astimezone(timezone.utc)  # OverflowError near year 1 or 9999
+        if type(rank) is not int or rank not in _RANKS or type(row_id) is not int \
+                or not 0 <= row_id <= _MAX_ID:
+            raise ValueError("not a rank and an id")
+        return moment, rank, row_id
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise BadCursor("cursor is not one this API gave out") from exc
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -69,3 +71,42 @@ def test_arbitrary_bytes_get_a_clear_4xx(api: httpx.Client, fault_report, raw: b
     if answer.status_code >= 400:
         assert _stored() == before
     fault_report("arbitrary bytes as an event body", "always a 4xx; nothing stored")
+
+
+def _cursor(*parts) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(parts)).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("params,field", [
+    ({"cursor": _cursor("2024-01-01T00:00:00+00:00", 10**30, 10**30)}, "cursor"),
+    ({"cursor": _cursor("2024-01-01T00:00:00+00:00", 1, 2**63)}, "cursor"),
+    ({"cursor": _cursor("2024-01-01T00:00:00", 1, 1)}, "cursor"),
+    ({"cursor": _cursor("0001-01-01T00:00:00+05:00", 1, 1)}, "cursor"),
+    ({"cursor": _cursor("2024-01-01T00:00:00+00:00", 1.5, "x")}, "cursor"),
+    ({"cursor": "[" * 150}, "cursor"),
+    ({"since": "0001-01-01T00:00:00+05:00"}, "since"),
+    ({"until": "9999-12-31T23:59:59-05:00"}, "until"),
+    ({"since": "2024-01-01T00:00:00"}, "since"),
+    ({"since": "99999999999999999999"}, "since"),
+    ({"limit": "99999999999999999999999"}, "limit"),
+])
+def test_history_filters_out_of_range_are_a_422_naming_them(api: httpx.Client, params, field,
+                                                            fault_report):
+    answer = api.get("/v1/history", params={"device_id": "d", **params})
+    assert answer.status_code == 422, answer.text
+    assert field in answer.text
+    fault_report("history cursors with huge numbers, naive or out-of-range times, `since` in "
+                 "year 1 east of UTC", "422 naming the parameter, never a 500")
+
+
+@pytest.mark.parametrize("depth", [20, 5_000, 20_000])
+def test_deeply_nested_events_are_a_422(api: httpx.Client, depth, fault_report):
+    before = _stored()
+    body = ('{"event_id":"e-deep","type":"profiles.requested","device":{"id":"d","ip":'
+            '"203.0.113.1","info":' + "[" * depth + "]" * depth + "}}")
+    answer = api.post("/v1/events", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()[0]["type"] == "json_too_deep"
+    assert _stored() == before
+    fault_report("an event nested 20 to 20,000 levels deep (RecursionError before)",
+                 "422 json_too_deep; nothing stored")
