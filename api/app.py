@@ -102,9 +102,22 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     monitoring = [Depends(checker.require("metrics"))]
     admin = [Depends(checker.require("admin"))]
 
+    public_docs = settings.api_docs
     app = FastAPI(title="passflow", version="1",
-                  description="Adobe Pass REST API V2 cookbook steps as jobs (CONTRACT.md).")
+                  description="Adobe Pass REST API V2 cookbook steps as jobs (CONTRACT.md).",
+                  **({} if public_docs else {"docs_url": None, "redoc_url": None,
+                                             "openapi_url": None}))
     app.add_middleware(Guards, public_url=settings.public_url)
+
+    if not public_docs:
+        @app.get("/openapi.json", dependencies=authorized, include_in_schema=False)
+        def openapi_document() -> dict[str, Any]:
+            return app.openapi()
+
+    @app.get("/livez", include_in_schema=True)
+    def livez() -> dict[str, str]:
+        """The process answers (no token: for a load balancer or an orchestrator)."""
+        return {"status": "ok"}
 
     async def database_error(_: Request, exc: Exception) -> JSONResponse:
         """Only a database that cannot be reached is "retry shortly" (503); a value it refuses

@@ -94,7 +94,7 @@ class Stack:
         httpx.put(self.sim_url + "/_sim/faults",
                   json={**faults, "latency_ms": self.latency_ms}).raise_for_status()
         api = self._spawn("api", "api", "--port", str(self.api_port), "--log-level", "warning")
-        _wait_http(self.api_url + "/docs", api)
+        _wait_http(self.api_url + "/livez", api)
         self.procs += [sim, api]
         self.sim_pid, self.api_pid = sim.pid, api.pid
         return self

@@ -100,8 +100,11 @@ def _api(args: argparse.Namespace) -> int:
     from passflow import logs
 
     logs.configure()
+    # Whose X-Forwarded-For is believed is passflow's setting, never uvicorn's default.
+    trusted = settings.trusted_proxies
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
-                log_config=None)
+                log_config=None, proxy_headers=bool(trusted),
+                forwarded_allow_ips=",".join(trusted) if trusted else None)
     return 0
 
 

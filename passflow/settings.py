@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import ip_network
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -83,6 +84,13 @@ class Settings(BaseSettings):
     # Devices are sent without their IP (Adobe then sees passflow's own address for all of
     # them, and throttles them together): only then may events leave `device.ip` out.
     devices_share_address: bool = False
+    # Proxies (addresses or networks, e.g. ["10.0.0.0/8"]; "*" for any) whose X-Forwarded-For
+    # and X-Forwarded-Proto the API believes, handed to uvicorn. The activation page counts
+    # wrong codes per client address: behind a proxy that is not listed here every user shares
+    # the proxy's address (and one user's typos lock everyone out). Empty: none is believed.
+    trusted_proxies: list[str] = []
+    # /docs, /redoc and /openapi.json for anyone; off, only /openapi.json with a read token.
+    api_docs: bool = False
     # Configuration responses are cached this long (checklist: 3-5 minutes).
     config_cache_s: float = Field(default=180.0, ge=0, le=300)
     # Preauthorization Permits are reused this long for the same device, MVPD and resource
@@ -111,6 +119,17 @@ class Settings(BaseSettings):
             problem = weakness(value.get_secret_value())
             if problem:
                 raise ValueError(f"the token {problem}; `passflow token create` makes one")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item != "*":
+                try:
+                    ip_network(item, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"{item!r} is not an address or a network") from exc
         return value
 
     @field_validator("pass_base_url")

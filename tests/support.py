@@ -184,19 +184,21 @@ def _pings(client) -> bool:
 class ApiProcess:
     """`passflow api` in a subprocess."""
 
-    def __init__(self, token: str, env: dict[str, str]):
+    def __init__(self, env: dict[str, str] | None = None, token: str = TOKEN):
+        self.token = token
+        self.headers = {"Authorization": f"Bearer {token}"}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli", "api", "--port", str(self.port),
              "--log-level", "warning"],
-            env={**os.environ, **env, "PASSFLOW_API_TOKEN": token},
+            env={**os.environ, **(env or {}), "PASSFLOW_API_TOKEN": token},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import httpx
 
         def up() -> bool:
             try:
-                httpx.get(self.url + "/docs", timeout=1)
+                httpx.get(self.url + "/livez", timeout=1)
                 return True
             except httpx.TransportError:
                 assert self.proc.poll() is None, "passflow api exited"

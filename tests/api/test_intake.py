@@ -94,12 +94,12 @@ def test_an_unreachable_database_fails_the_waiting_events_at_once(
 
 
 def test_the_api_answers_503_while_the_database_is_down(pass_env: str):
-    api = ApiProcess("dbdown-token", {
+    api = ApiProcess({
         "PASSFLOW_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x"})
     try:
         device = new_device()
         answer = httpx.post(api.url + "/v1/events", timeout=30,
-                            headers={"Authorization": "Bearer dbdown-token"},
+                            headers=api.headers,
                             json={"event_id": f"evt-{uuid.uuid4()}", "type": "profiles.requested",
                                   "device": device_json(device)})
     finally:

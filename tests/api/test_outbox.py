@@ -23,14 +23,14 @@ def test_event_accepted_while_the_broker_is_down_runs_when_it_returns(
         database_url: str, pass_env: str, sim: httpx.Client, fault_report):
     # No in-process worker here: only the processes started below may run the job.
     broker = RedisServer().start()
-    api = ApiProcess("outbox-token", {"PASSFLOW_BROKER_URL": broker.url})
+    api = ApiProcess({"PASSFLOW_BROKER_URL": broker.url})
     worker = None
     try:
         broker.stop()
         device = new_device()
         body = {"event_id": f"evt-{uuid.uuid4()}", "type": "profiles.requested",
                 "device": device_json(device)}
-        headers = {"Authorization": "Bearer outbox-token"}
+        headers = api.headers
         answer = httpx.post(api.url + "/v1/events", json=body, headers=headers, timeout=30)
         assert answer.status_code == 202
         job_id = answer.json()["job_id"]

@@ -150,10 +150,10 @@ def test_redis_sigkilled_and_restarted_empty_during_a_run(database_url: str, pas
     empty 3 s later: both workers stay up, reconnect, and every job finishes once."""
     broker = RedisServer().start()
     env = {"PASSFLOW_BROKER_URL": broker.url}
-    api = ApiProcess("restart-token", env)
+    api = ApiProcess(env)
     workers = [WorkerProcess(name, env=env, loglevel="INFO") for name in ("broker1", "broker2")]
     try:
-        headers = {"Authorization": "Bearer restart-token"}
+        headers = api.headers
         _faults(sim, latency_ms=300)
         ids = []
         for _ in range(30):

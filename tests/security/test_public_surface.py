@@ -4,6 +4,7 @@ the wrong-code limit raced and bypassed, cross-origin form posts, unsigned webho
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -11,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.support import TOKEN, ApiProcess
+from tests.support import TOKEN, ApiProcess, wait_for
 
 
 def _rss_mib(pid: int) -> float:
@@ -26,7 +28,7 @@ def test_a_body_of_any_size_is_refused_before_it_is_read(database_url: str, pass
                                                          fault_report):
     """No token needed on /activate: 300 MB declared, or streamed without a length, must not
     grow the API's memory."""
-    api = ApiProcess("surface-token", {})
+    api = ApiProcess({})
     try:
         before = _rss_mib(api.proc.pid)
         with socket.create_connection(("127.0.0.1", api.port), timeout=10) as raw:
@@ -47,7 +49,7 @@ def test_a_body_of_any_size_is_refused_before_it_is_read(database_url: str, pass
         except httpx.TransportError:
             pass  # the API answered 413 and closed while the client was still sending
         event = httpx.post(api.url + "/v1/events", content=b"[" + b"1," * 40_000 + b"1]",
-                           headers={"Authorization": "Bearer surface-token"})
+                           headers=api.headers)
         assert event.status_code == 413
         after = _rss_mib(api.proc.pid)
         assert after < 200 and after - before < 30, (before, after)
@@ -102,3 +104,51 @@ def test_webhooks_are_never_sent_unsigned(database_url: str):
         assert done.returncode == 2
         assert "PASSFLOW_WEBHOOK_SECRET" in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_forwarded_for_is_believed_only_from_trusted_proxies(database_url: str, pass_env: str,
+                                                              activation_tries, trusted,
+                                                              fault_report):
+    """Behind a listed proxy each user has their own wrong-code tries; X-Forwarded-For from
+    anyone else is ignored (else a client could claim a fresh address per guess)."""
+    api = ApiProcess({"PASSFLOW_TRUSTED_PROXIES": '["127.0.0.1"]' if trusted else "[]"})
+    try:
+        def guess(client: str, n: int) -> int:
+            """The answer to a wrong code: 400, or 429 once locked out. Adobe's throttle
+            (this test's address may share a bucket with others) is waited out."""
+            answers: list[httpx.Response] = []
+
+            def answered() -> bool:
+                answers.append(httpx.post(api.url + "/activate", data={"code": f"WRONG{n:03d}"},
+                                          headers={"X-Forwarded-For": client}))
+                return "Too many requests from this network" not in answers[-1].text
+
+            wait_for(answered, timeout=20, interval=0.5)
+            return answers[-1].status_code
+
+        # IPv6 documentation addresses no other test uses (each is also Adobe's throttle key).
+        net = random.randrange(0x10000)
+        user, same_user, other_user = (f"2001:db8:{net:x}:1::1", f"2001:db8:{net:x}:1::2",
+                                       f"2001:db8:{net:x}:2::1")
+        first = [guess(user if n % 2 else same_user, n) for n in range(6)]
+        assert first[-1] == 429 and 429 not in first[:5], first  # one /64 is one user
+        other_user = guess(other_user, 99)
+    finally:
+        api.stop()
+    if trusted:
+        assert other_user != 429
+        fault_report("PASSFLOW_TRUSTED_PROXIES lists the proxy; one user makes 6 wrong guesses",
+                     "that user is locked out, another user behind the same proxy is not")
+    else:
+        assert other_user == 429
+        fault_report("a client sends a new X-Forwarded-For per guess (no trusted proxy)",
+                     "ignored: the tries are counted on the socket's address")
+
+
+def test_api_docs_are_not_public_by_default(api_server):
+    assert httpx.get(api_server.url + "/docs").status_code == 404
+    assert httpx.get(api_server.url + "/openapi.json").status_code == 401
+    document = httpx.get(api_server.url + "/openapi.json",
+                         headers={"Authorization": f"Bearer {TOKEN}"})
+    assert "/v1/events" in document.json()["paths"]
