@@ -98,13 +98,15 @@ def _api(args: argparse.Namespace) -> int:
         return 2
     from api.app import create_app
     from passflow import logs
+    from passflow.serving import server_config
 
     logs.configure()
     # Whose X-Forwarded-For is believed is passflow's setting, never uvicorn's default.
     trusted = settings.trusted_proxies
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
-                log_config=None, proxy_headers=bool(trusted),
-                forwarded_allow_ips=",".join(trusted) if trusted else None)
+    uvicorn.Server(server_config(
+        create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
+        log_config=None, access_log=True, proxy_headers=bool(trusted),
+        forwarded_allow_ips=",".join(trusted) if trusted else None)).run()
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Serve an ASGI app with uvicorn in a background thread, on a port the OS picks."""
+"""Serve an ASGI app with uvicorn: the HTTP protocol every passflow server uses (a request's head
+bounded), and a server in a background thread on a port the OS picks."""
 
 from __future__ import annotations
 
@@ -8,6 +9,48 @@ import time
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# The most a request line and headers together may take. httptools (uvicorn's fast parser)
+# has no such limit: an endless URL or header grew the process by 1 MB per MB sent.
+MAX_HEAD_BYTES = 32 * 1024
+_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain\r\n"
+              b"connection: close\r\ncontent-length: 36\r\n\r\n"
+              b"request line and headers over 32 KiB")
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing a request whose head (request line and headers)
+    exceeds MAX_HEAD_BYTES: the bytes are counted as they arrive, before the parser keeps
+    them. Bodies are bounded by the app (api.limits)."""
+
+    _awaiting_head = True
+    _head_bytes = 0
+
+    def data_received(self, data: bytes) -> None:
+        if self._awaiting_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._awaiting_head = False  # nothing more is read from this connection
+                self.transport.write(_TOO_LARGE)
+                self.transport.close()
+                return
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_head, self._head_bytes = False, 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._awaiting_head = True  # the next request on this connection
+
+
+def server_config(app: Any, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration for a passflow server: its bounded protocol (no access log
+    unless asked)."""
+    options.setdefault("access_log", False)
+    return uvicorn.Config(app, http=BoundedHttpProtocol, **options)
 
 
 class BackgroundServer:
@@ -22,8 +65,8 @@ class BackgroundServer:
         self._sock.bind((host, port))
         self.host, self.port = self._sock.getsockname()[:2]
         self.url = f"http://{self.host}:{self.port}"
-        config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=2)
+        config = server_config(app, log_level=log_level, lifespan="off",
+                               timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True,

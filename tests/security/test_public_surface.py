@@ -42,12 +42,29 @@ def test_a_body_of_any_size_is_refused_before_it_is_read(database_url: str, pass
             for _ in range(300):
                 yield chunk
 
-        try:
-            streamed = httpx.post(api.url + "/activate", content=endless(), timeout=30,
-                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
-            assert streamed.status_code == 413
-        except httpx.TransportError:
-            pass  # the API answered 413 and closed while the client was still sending
+        # Every route that takes a body, and one that does not exist, with or without a token.
+        for method, path, headers in [
+                ("POST", "/activate", {}), ("POST", "/activate/provider", {}),
+                ("POST", "/v1/events", api.headers), ("POST", "/v1/events", {}),
+                ("POST", "/v1/jobs/x/landed", api.headers), ("DELETE", "/v1/jobs/x", {}),
+                ("PUT", "/no/such/route", {})]:
+            try:
+                streamed = httpx.request(method, api.url + path, content=endless(), timeout=30,
+                                         headers={**headers, "Content-Type":
+                                                  "application/x-www-form-urlencoded"})
+                assert 400 <= streamed.status_code < 500, (method, path, streamed.status_code)
+            except httpx.TransportError:
+                pass  # the API answered 413 and closed while the client was still sending
+        # The request line and headers: counted as they arrive (the parser has no limit).
+        for head in (b"GET /v1/history?device_id=", b"GET /livez HTTP/1.1\r\nX-Big: "):
+            with socket.create_connection(("127.0.0.1", api.port), timeout=10) as raw:
+                raw.sendall(head)
+                try:
+                    for _ in range(300):
+                        raw.sendall(b"d" * 1024 * 1024)
+                except OSError:
+                    pass  # answered and closed while the client was still sending
+                assert raw.recv(200).startswith(b"HTTP/1.1 431")
         event = httpx.post(api.url + "/v1/events", content=b"[" + b"1," * 40_000 + b"1]",
                            headers=api.headers)
         assert event.status_code == 413
@@ -55,7 +72,8 @@ def test_a_body_of_any_size_is_refused_before_it_is_read(database_url: str, pass
         assert after < 200 and after - before < 30, (before, after)
     finally:
         api.stop()
-    fault_report("300 MB POSTed to /activate (declared, and streamed without a length)",
+    fault_report("300 MB sent to every route that takes a body (declared, and streamed "
+                 "without a length), endless URLs and headers",
                  f"413 before the body is read; the API's memory {before:.0f} -> "
                  f"{after:.0f} MiB")
 
