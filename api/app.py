@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import redis
@@ -12,7 +12,13 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ValidationError
 from sqlalchemy import select, text
-from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from api.auth import TokenChecker, sees_personal_data
@@ -65,7 +71,7 @@ _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
 def _in_utc(value: datetime) -> datetime:
     try:
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     except OverflowError as exc:  # year 1 east of UTC, year 9999 west of it
         raise ValueError("out of range once in UTC") from exc
 
@@ -87,6 +93,14 @@ def _too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
         if not level:
             return False
     return True
+
+
+def _schema_missing(exc: Exception) -> bool:
+    """A permanent fault said as a transient one by the driver: SQLite reports a missing table
+    as an OperationalError (PostgreSQL's UndefinedTable is a ProgrammingError)."""
+    text_ = str(getattr(exc, "orig", exc))
+    return isinstance(exc, ProgrammingError) or text_.startswith(("no such table",
+                                                                   "no such column"))
 
 
 def create_app(settings: Settings | None = None, *, tokens: list[str] | None = None) -> FastAPI:
@@ -124,6 +138,11 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         is the request's fault (422); anything else is a fault of ours, said as one (500).
         Nothing was stored either way: the transaction failed whole."""
         cause = exc.orig if isinstance(exc, DBAPIError) else exc
+        if _schema_missing(exc):
+            log.error("database_schema_missing", error=str(cause).splitlines()[0])
+            return JSONResponse({"detail": "the database lacks passflow's tables or columns "
+                                           "(run `passflow db upgrade`); retrying will not help"},
+                                status_code=500)
         if isinstance(exc, OperationalError | InterfaceError | SQLAlchemyTimeoutError):
             log.warning("database_unavailable", error=type(cause).__name__)
             return JSONResponse({"detail": "the database is unavailable; retry shortly"},

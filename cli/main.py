@@ -47,6 +47,16 @@ def _webhooks_refused(what: str) -> bool:
     return False
 
 
+def _cannot_start(what: str, settings) -> bool:
+    """Says on stderr, in one line, why this process cannot work (database, schema, broker)."""
+    from cli.checks import startup_problem
+
+    problem = startup_problem(settings)
+    if problem:
+        print(f"passflow {what}: {problem}", file=sys.stderr)
+    return problem is not None
+
+
 def _worker(args: argparse.Namespace) -> int:
     from passflow.crypto import cipher_from_settings
     from passflow.settings import get_settings
@@ -54,7 +64,7 @@ def _worker(args: argparse.Namespace) -> int:
     from worker.queues import ALL_QUEUES
     from worker.tasks import register
 
-    if _webhooks_refused("worker"):
+    if _webhooks_refused("worker") or _cannot_start("worker", get_settings()):
         return 2
     if get_settings().software_statement is None:
         print("passflow worker: set PASSFLOW_SOFTWARE_STATEMENT (the software statement of your "
@@ -89,7 +99,7 @@ def _api(args: argparse.Namespace) -> int:
     from passflow.settings import get_settings
 
     settings = get_settings()
-    if _webhooks_refused("api"):
+    if _webhooks_refused("api") or _cannot_start("api", settings):
         return 2
     if (settings.api_token is None or not settings.api_token.get_secret_value()) and \
             not _stored_tokens():
