@@ -28,14 +28,16 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     _head_bytes = 0
 
     def data_received(self, data: bytes) -> None:
+        # Counted before, judged after the parser saw the chunk: a chunk may end the head and
+        # carry the start of the body (asyncio reads at most 256 KiB at a time).
         if self._awaiting_head:
             self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._awaiting_head = False  # nothing more is read from this connection
-                self.transport.write(_TOO_LARGE)
-                self.transport.close()
-                return
         super().data_received(data)
+        if self._awaiting_head and self._head_bytes > MAX_HEAD_BYTES \
+                and not self.transport.is_closing():
+            self._awaiting_head = False  # nothing more is read from this connection
+            self.transport.write(_TOO_LARGE)
+            self.transport.close()
 
     def on_headers_complete(self) -> None:
         self._awaiting_head, self._head_bytes = False, 0
