@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Annotated, Any
 
 import redis
@@ -25,14 +26,22 @@ from api.auth import TokenChecker, sees_personal_data
 from api.intake import Intake
 from api.limits import Guards
 from api.metrics import JobsCollector, RedisMetricsCollector
-from models import Job, Registration
+from models import Job, JobStatus, Registration
 from models.db import session_scope
-from models.history import BadCursor, HistoryQuery, history
+from models.history import (
+    OUTCOME_KINDS,
+    BadCursor,
+    HistoryQuery,
+    JobQuery,
+    history,
+    jobs_page,
+)
 from passflow import logs
 from passflow.crypto import cipher_from_settings
-from passflow.events import EventIn
+from passflow.events import EventIn, EventType
 from passflow.settings import Settings, get_settings
 from worker import jobs
+from worker.steps import FIRST_STEP
 from worker.sweeper import last_sweep
 from worker.views import job_view
 
@@ -54,6 +63,30 @@ class ValidationProblem(BaseModel):
 class HistoryPage(BaseModel):
     entries: list[dict[str, Any]]
     next_cursor: str | None
+
+
+class JobsPage(BaseModel):
+    jobs: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+Outcome = Enum("Outcome", {name: name for name in OUTCOME_KINDS}, type=str)  # type: ignore[misc]
+
+
+def known_query(*names: str) -> Any:
+    """A dependency refusing query parameters the route does not know (a typo in a filter
+    must not silently return everything)."""
+    allowed = frozenset(names)
+
+    def check(request: Request) -> None:
+        unknown = sorted(set(request.query_params) - allowed)
+        if unknown:
+            raise HTTPException(422, [{"field": name, "type": "unknown_parameter",
+                                       "message": f"unknown parameter; known: "
+                                                  f"{', '.join(sorted(allowed))}"}
+                                      for name in unknown])
+
+    return Depends(check)
 
 
 def _problems(exc: ValidationError) -> list[dict[str, str]]:
@@ -215,18 +248,26 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         with session_scope() as session:
             return job_view(session, session.get(Job, job_id), cipher)
 
-    @app.get("/v1/history", dependencies=authorized)
+    @app.get("/v1/history", dependencies=[*authorized, known_query(
+        "device_id", "mvpd", "resource", "job_id", "outcome", "since", "until", "limit",
+        "cursor")])
     def get_history(
         device_id: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
         mvpd: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
         resource: Annotated[str | None, Query(max_length=500, pattern=_PRINTABLE)] = None,
+        job_id: Annotated[str | None, Query(max_length=36, pattern=_PRINTABLE)] = None,
+        outcome: Outcome | None = None,
         since: Instant | None = None,
         until: Instant | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: Annotated[str | None, Query(max_length=200)] = None,
     ) -> HistoryPage:
+        """Entitlement history, newest first: sessions, profiles, decisions, logouts, and the
+        attempts that failed, expired or were cancelled (`kind: job`) with their error code,
+        action and reason."""
         query = HistoryQuery(device_id=device_id, mvpd=mvpd, resource=resource, since=since,
-                             until=until, limit=limit, cursor=cursor)
+                             until=until, limit=limit, cursor=cursor, job_id=job_id,
+                             outcome=outcome)
         with session_scope() as session:
             try:
                 entries, next_cursor = history(session, query)
@@ -234,6 +275,49 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                 raise HTTPException(422, [{"field": "cursor", "type": "cursor",
                                            "message": str(exc)}]) from exc
         return HistoryPage(entries=entries, next_cursor=next_cursor)
+
+    @app.get("/v1/jobs", dependencies=[*authorized, known_query(
+        "status", "type", "device_id", "event_id", "since", "until", "limit", "cursor")])
+    def list_jobs(
+        status: JobStatus | None = None,
+        type: EventType | None = None,  # noqa: A002 (the contract's name)
+        device_id: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
+        event_id: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
+        since: Instant | None = None,
+        until: Instant | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> JobsPage:
+        """Jobs newest first; an event id finds its first job and every retry of it."""
+        query = JobQuery(status=status, type=type, device_id=device_id, event_id=event_id,
+                         since=since, until=until, limit=limit, cursor=cursor)
+        with session_scope() as session:
+            try:
+                found, next_cursor = jobs_page(session, query)
+            except BadCursor as exc:
+                raise HTTPException(422, [{"field": "cursor", "type": "cursor",
+                                           "message": str(exc)}]) from exc
+        return JobsPage(jobs=found, next_cursor=next_cursor)
+
+    @app.post("/v1/jobs/{job_id}/retry", status_code=201, dependencies=admin)
+    def retry_job(job_id: str, request: Request) -> dict[str, Any]:
+        """Run a failed job again: a new job for the same event, linked to it (`retry_of`)
+        and saying who asked (`requested_by`); the failed one stays in the history."""
+        who = f"api:{getattr(request.state, 'token_name', 'unknown')}"
+        with session_scope() as session:
+            old = session.get(Job, job_id)
+            if old is None:
+                raise HTTPException(404, "job not found")
+            try:
+                new = jobs.retry(session, job_id, first_step=FIRST_STEP[old.type],
+                                 requested_by=who)
+            except jobs.NotRetryable as exc:
+                raise HTTPException(409, str(exc)) from exc
+            log.warning("job_retried", job_id=new.id, retry_of=job_id, device_id=new.device_id,
+                        requested_by=who)
+            new_id = new.id
+        with session_scope() as session:
+            return job_view(session, session.get(Job, new_id), None)
 
     @app.get("/healthz", dependencies=monitoring)
     def healthz() -> JSONResponse:

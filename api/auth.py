@@ -59,8 +59,9 @@ class TokenChecker:
     """`checker.require("read")` is a FastAPI dependency that admits tokens of that scope."""
 
     def __init__(self, static_tokens: list[str]):
-        self._static = [(token_hash(t), "admin") for t in static_tokens if t]
-        self._stored: list[tuple[str, str]] = []
+        self._static = [(token_hash(t), "admin", "PASSFLOW_API_TOKEN")
+                        for t in static_tokens if t]
+        self._stored: list[tuple[str, str, str]] = []
         self._loaded = 0.0
         self._lock = threading.Lock()
 
@@ -72,22 +73,23 @@ class TokenChecker:
             if not self._stale():
                 return
             with session_scope() as session:
-                self._stored = [(t.token_hash, t.scope) for t in session.scalars(
+                self._stored = [(t.token_hash, t.scope, t.name) for t in session.scalars(
                     select(ApiToken).where(ApiToken.revoked_at.is_(None)))]
             self._loaded = time.monotonic()
 
-    def _tokens(self) -> list[tuple[str, str]]:
+    def _tokens(self) -> list[tuple[str, str, str]]:
         if self._stale():
             self._refresh()
         return self._static + self._stored
 
-    def scope_of(self, presented: str) -> str | None:
+    def holder_of(self, presented: str) -> tuple[str, str] | None:
+        """(scope, token name) of a presented token, or None."""
         given = token_hash(presented).encode()
         found = None
         # Every known hash is compared, always: timing says nothing about which matched.
-        for known, scope in self._tokens():
+        for known, scope, name in self._tokens():
             if hmac.compare_digest(known.encode(), given):
-                found = scope
+                found = (scope, name)
         return found
 
     def require(self, scope: str) -> Callable[[Request], Awaitable[None]]:
@@ -98,16 +100,18 @@ class TokenChecker:
                 await run_in_threadpool(self._refresh)
             kind, _, value = request.headers.get("authorization", "").partition(" ")
             value = value.strip()
-            held = self.scope_of(value) if kind.lower() == "bearer" and value else None
-            if held is None:
+            holder = self.holder_of(value) if kind.lower() == "bearer" and value else None
+            if holder is None:
                 raise HTTPException(status.HTTP_401_UNAUTHORIZED,
                                     "a valid bearer token is required",
                                     headers={"WWW-Authenticate": "Bearer"})
+            held, name = holder
             granted = GRANTS.get(held, frozenset())
             if scope not in granted:
                 raise HTTPException(status.HTTP_403_FORBIDDEN,
                                     f"this token's scope is {held}; {scope} is needed")
             request.state.granted = granted
+            request.state.token_name = name
 
         return check
 

@@ -103,7 +103,7 @@ class Stack:
         self.stop_workers()
         for i in range(count):
             args = ["worker", "--pool", pool, "--concurrency", str(concurrency),
-                    "--hostname", f"bench{i}@%h", "--loglevel", "WARNING"]
+                    "--hostname", f"bench{i}@%h", "--log-level", "warning"]
             if pool == "gevent":
                 # gevent must patch the standard library before anything else is imported.
                 command = [sys.executable, "-c", "from gevent import monkey; monkey.patch_all(); "

@@ -266,7 +266,7 @@ def run_demo() -> int:
             upgrade()
             worker = subprocess.Popen(
                 [sys.executable, "-m", "cli", "worker", "--pool", "threads",
-                 "--concurrency", "8", "--loglevel", "WARNING"],
+                 "--concurrency", "8", "--log-level", "warning"],
                 env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                 stderr=open(workdir / "worker.log", "wb"))  # noqa: SIM115
             from api.app import create_app as create_api

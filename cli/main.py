@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import UTC
 
 
 def _simulator(args: argparse.Namespace) -> int:
@@ -23,7 +24,13 @@ def _db(args: argparse.Namespace) -> int:
     if args.action == "upgrade":
         database.upgrade(args.url, args.revision or "head")
     elif args.action == "downgrade":
-        database.downgrade(args.url, args.revision or "base")
+        # Down drops tables and their audit data: only to a revision named, and only --yes.
+        if not args.revision or not args.yes:
+            print("passflow db downgrade: name the revision to go down to and add --yes "
+                  "(e.g. `passflow db downgrade 8a4d2c7e1f90 --yes`); tables dropped on the "
+                  "way lose their data. Nothing changed.", file=sys.stderr)
+            return 2
+        database.downgrade(args.url, args.revision)
     else:
         database.check(args.url)
     return 0
@@ -80,7 +87,7 @@ def _worker(args: argparse.Namespace) -> int:
             os.environ["PASSFLOW_DB_MAX_OVERFLOW"] = str(needed)
             get_settings.cache_clear()
     cipher_from_settings()  # refuse to start without PASSFLOW_SECRET_KEY
-    argv = ["worker", "--loglevel", args.loglevel,
+    argv = ["worker", "--loglevel", args.log_level.upper(),
             "--queues", args.queues or ",".join(ALL_QUEUES)]
     if args.concurrency:
         argv += ["--concurrency", str(args.concurrency)]
@@ -131,12 +138,53 @@ def _stored_tokens() -> int:
             ApiToken.revoked_at.is_(None))) or 0
 
 
+def _token_named(session, name: str) -> bool:
+    from sqlalchemy import select
+
+    from models import ApiToken
+
+    return session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None
+
+
+def _token_list() -> int:
+    from sqlalchemy import select
+
+    from models import ApiToken
+    from models.db import session_scope
+
+    with session_scope() as session:
+        rows = [[t.name, t.scope, f"{t.created_at:%Y-%m-%d %H:%M}",
+                 f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "-"]
+                for t in session.scalars(select(ApiToken).order_by(ApiToken.created_at))]
+    if not rows:
+        print("no stored tokens (PASSFLOW_API_TOKEN, if set, is an admin token)")
+        return 0
+    _table(("name", "scope", "created", "revoked"), rows)
+    return 0
+
+
+def _table(columns: tuple[str, ...], rows: list[list[str]]) -> None:
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
 def _token(args: argparse.Namespace) -> int:
     from api.auth import create_token, revoke_token
     from models.db import session_scope
 
+    if args.action == "list":
+        return _token_list()
+    if not args.name:
+        print(f"passflow token {args.action}: give --name", file=sys.stderr)
+        return 2
     with session_scope() as session:
         if args.action == "create":
+            if _token_named(session, args.name):
+                print(f"passflow token create: a token named {args.name!r} exists already "
+                      "(revoke it first, or choose another name)", file=sys.stderr)
+                return 1
             token = create_token(session, name=args.name, scope=args.scope)
             print(token)
             print(f"token {args.name!r} ({args.scope}) created; it is shown only now",
@@ -159,9 +207,22 @@ def _rotate_key(args: argparse.Namespace) -> int:
 
 
 def _purge(args: argparse.Namespace) -> int:
-    from models.maintenance import parse_age, purge
+    from models.maintenance import MIN_PURGE_AGE, parse_age, purge, purge_plan
 
-    counts = purge(older_than=parse_age(args.older_than))
+    age = parse_age(args.older_than)
+    if age < MIN_PURGE_AGE:
+        print(f"passflow purge: --older-than must be at least {MIN_PURGE_AGE.days}d (audit "
+              "data is kept at least that long). Nothing changed.", file=sys.stderr)
+        return 2
+    plan = purge_plan(older_than=age)
+    newest = f", the newest from {plan.newest:%Y-%m-%d %H:%M} UTC" if plan.newest else ""
+    print(f"{'would delete' if args.dry_run else 'deleting'}: {plan.jobs} finished job(s) "
+          f"created before {plan.cutoff:%Y-%m-%d %H:%M} UTC{newest}, with their events, "
+          "sessions, profiles, decisions, logouts and webhook deliveries, and devices left "
+          "with nothing, idle since then")
+    if args.dry_run:
+        return 0
+    counts = purge(older_than=age)
     print("deleted: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
     return 0
 
@@ -181,21 +242,83 @@ def _history(args: argparse.Namespace) -> int:
     from models.db import session_scope
     from models.history import HistoryQuery, history
 
+    query = HistoryQuery(device_id=args.device, mvpd=args.mvpd, resource=args.resource,
+                         job_id=args.job, outcome=args.outcome, since=args.since,
+                         until=args.until, limit=args.limit, cursor=args.cursor)
     with session_scope() as session:
-        entries, _ = history(session, HistoryQuery(device_id=args.device, mvpd=args.mvpd,
-                                                   resource=args.resource, limit=args.limit))
+        entries, next_cursor = history(session, query)
     if args.json:
-        print(json.dumps(entries, indent=2))
+        print(json.dumps({"entries": entries, "next_cursor": next_cursor}, indent=2))
         return 0
     if not entries:
-        print(f"no history for device {args.device}")
+        print(f"no history for device {args.device} with these filters" if args.cursor is None
+              else "no more entries")
         return 0
-    columns = ("at", "kind", "mvpd", "resource", "outcome", "job_id")
-    rows = [[str(e.get(c) or "") for c in columns] for e in entries]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    columns = ("at", "kind", "mvpd", "resource", "outcome", "reason", "job_id")
+    rows = [[str(e.get(c) or "") for c in columns[:-2]]
+            + [_reason(e), str(e.get("job_id") or "")] for e in entries]
+    _table(columns, rows)
+    if next_cursor:
+        print(f"more: --cursor {next_cursor}")
+    return 0
+
+
+def _reason(entry: dict) -> str:
+    """Why, in one cell: the error code and action, and the message cut short."""
+    parts = [p for p in (entry.get("error_code"), entry.get("error_action") and
+                         f"action {entry['error_action']}") if p]
+    if entry.get("reason"):
+        parts.append(str(entry["reason"])[:60])
+    return "; ".join(parts)
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    import json
+
+    from models import Job
+    from models.db import session_scope
+    from models.history import JobQuery, jobs_page
+    from worker import jobs
+    from worker.steps import FIRST_STEP
+    from worker.views import job_view
+
+    if args.action == "list":
+        query = JobQuery(status=args.status, type=args.type, device_id=args.device,
+                         event_id=args.event, since=args.since, until=args.until,
+                         limit=args.limit, cursor=args.cursor)
+        with session_scope() as session:
+            found, next_cursor = jobs_page(session, query)
+        if args.json:
+            print(json.dumps({"jobs": found, "next_cursor": next_cursor}, indent=2))
+            return 0
+        if not found:
+            print("no jobs with these filters")
+            return 0
+        columns = ("created_at", "job_id", "type", "status", "device_id", "mvpd", "reason")
+        _table(columns, [[str(j.get(c) or "") for c in columns[:-1]] + [_reason(j)]
+                         for j in found])
+        if next_cursor:
+            print(f"more: --cursor {next_cursor}")
+        return 0
+    if not args.job_id:
+        print(f"passflow jobs {args.action}: give the job id", file=sys.stderr)
+        return 2
+    with session_scope() as session:
+        job = session.get(Job, args.job_id)
+        if job is None:
+            print(f"passflow jobs {args.action}: no job {args.job_id}", file=sys.stderr)
+            return 1
+        if args.action == "retry":
+            try:
+                new = jobs.retry(session, job.id, first_step=FIRST_STEP[job.type],
+                                 requested_by=f"cli:{os.environ.get('USER', 'unknown')}")
+            except jobs.NotRetryable as exc:
+                print(f"passflow jobs retry: {exc}", file=sys.stderr)
+                return 1
+            print(f"job {new.id} retries {job.id} (queued; the sweeper sends it)")
+            return 0
+        view = job_view(session, job, None)
+    print(json.dumps(view, indent=2))
     return 0
 
 
@@ -238,51 +361,112 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo()
 
 
+LOG_LEVEL_HELP = "debug, info, warning or error (default: %(default)s)"
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 500:
+        raise argparse.ArgumentTypeError("give 1 to 500")
+    return value
+
+
+def _instant(text: str):
+    from datetime import datetime
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("give an ISO time, e.g. 2026-12-01T21:00Z") from exc
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError("give a timezone, e.g. Z or +01:00")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise argparse.ArgumentTypeError("out of range once in UTC") from exc
+
+
+def _add_paging(parser: argparse.ArgumentParser, *, default_limit: int) -> None:
+    parser.add_argument("--since", type=_instant, help="from this time on (ISO, with a zone)")
+    parser.add_argument("--until", type=_instant, help="before this time (ISO, with a zone)")
+    parser.add_argument("--limit", type=_positive, default=default_limit,
+                        help="at most this many, 1-500 (default: %(default)s)")
+    parser.add_argument("--cursor", help="the next page, as the previous one printed it")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from models import JobStatus
+    from models.history import OUTCOME_KINDS
+    from passflow.events import EventType
+
     parser = argparse.ArgumentParser(prog="passflow", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     sim = commands.add_parser("simulator", help="serve the bundled Adobe Pass simulator")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8090)
+    sim.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    sim.add_argument("--port", type=int, default=8090, help="port (default: %(default)s)")
     sim.add_argument("--config", help="fixtures TOML file (default: the bundled fixtures)")
-    sim.add_argument("--log-level", default="info")
+    sim.add_argument("--log-level", default="info", type=str.lower, help=LOG_LEVEL_HELP)
     sim.set_defaults(func=_simulator)
 
     db = commands.add_parser("db", help="database migrations")
-    db.add_argument("action", choices=["upgrade", "downgrade", "check"])
-    db.add_argument("--revision", help="target revision (default: head / base)")
+    db.add_argument("action", choices=["upgrade", "downgrade", "check"],
+                    help="upgrade: to the newest schema; downgrade: to REVISION (needs --yes); "
+                         "check: models and migrations agree")
+    db.add_argument("revision", nargs="?",
+                    help="target revision (upgrade: default head; downgrade: required)")
+    db.add_argument("--yes", action="store_true", help="really downgrade (drops data)")
     db.add_argument("--url", help="database URL (default: PASSFLOW_DATABASE_URL)")
     db.set_defaults(func=_db)
 
     work = commands.add_parser(
         "worker", help="a Celery worker of the app; workers take turns at the sweeper duty")
     work.add_argument("--queues", help="comma-separated queues (default: all)")
-    work.add_argument("--concurrency", type=int)
-    work.add_argument("--pool", choices=["prefork", "threads", "solo", "gevent"])
+    work.add_argument("--concurrency", type=int, help="threads or processes of this worker "
+                                                      "(default: Celery's, the CPU count)")
+    work.add_argument("--pool", choices=["prefork", "threads", "solo", "gevent"],
+                      help="Celery pool (default: threads)")
     work.add_argument("--hostname", help="worker node name (default: celery@HOST)")
-    work.add_argument("--loglevel", default="INFO")
+    work.add_argument("--log-level", default="info", type=str.lower, help=LOG_LEVEL_HELP)
     work.set_defaults(func=_worker)
 
     api = commands.add_parser("api", help="serve the HTTP API")
-    api.add_argument("--host", default="127.0.0.1")
-    api.add_argument("--port", type=int, default=8000)
-    api.add_argument("--log-level", default="info")
+    api.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    api.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    api.add_argument("--log-level", default="info", type=str.lower, help=LOG_LEVEL_HELP)
     api.set_defaults(func=_api)
 
-    hist = commands.add_parser("history", help="entitlement history of a device")
-    hist.add_argument("--device", required=True)
-    hist.add_argument("--mvpd")
-    hist.add_argument("--resource")
-    hist.add_argument("--limit", type=int, default=100)
-    hist.add_argument("--json", action="store_true", help="print the raw entries")
+    hist = commands.add_parser(
+        "history", help="entitlement history of a device: sessions, profiles, decisions, "
+                        "logouts, and failed or cancelled attempts with their reason")
+    hist.add_argument("--device", required=True, help="the device's id")
+    hist.add_argument("--mvpd", help="only this MVPD")
+    hist.add_argument("--resource", help="only decisions about this resource")
+    hist.add_argument("--job", help="only this job's entries")
+    hist.add_argument("--outcome", choices=sorted(OUTCOME_KINDS),
+                      help="only entries with this outcome")
+    _add_paging(hist, default_limit=100)
     hist.set_defaults(func=_history)
+
+    job = commands.add_parser("jobs", help="jobs as operations need them: list, show, retry")
+    job.add_argument("action", choices=["list", "show", "retry"],
+                     help="list (filters below), show JOB_ID, retry JOB_ID (a failed job)")
+    job.add_argument("job_id", nargs="?", help="the job (show, retry)")
+    job.add_argument("--status", choices=[s.value for s in JobStatus], help="only this status")
+    job.add_argument("--type", choices=[t.value for t in EventType], help="only this type")
+    job.add_argument("--device", help="only this device's jobs")
+    job.add_argument("--event", help="only this event id's jobs (its first and retries)")
+    _add_paging(job, default_limit=50)
+    job.set_defaults(func=_jobs)
 
     from api.auth import SCOPES
 
     tok = commands.add_parser("token", help="API tokens (stored hashed, scoped)")
-    tok.add_argument("action", choices=["create", "revoke"])
-    tok.add_argument("--name", required=True)
+    tok.add_argument("action", choices=["create", "revoke", "list"],
+                     help="create (printed once), revoke, or list the stored tokens")
+    tok.add_argument("--name", help="the token's name (create, revoke)")
     tok.add_argument("--scope", choices=SCOPES, default="read",
                      help="metrics: metrics and health; read: jobs and history without "
                           "personal data; personal: read with media tokens and profile "
@@ -295,11 +479,14 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.set_defaults(func=_rotate_key)
 
     purge = commands.add_parser("purge", help="delete records older than an age (e.g. 90d)")
-    purge.add_argument("--older-than", required=True)
+    purge.add_argument("--older-than", required=True,
+                       help="age of the finished jobs to delete, e.g. 90d (at least 1d)")
+    purge.add_argument("--dry-run", action="store_true",
+                       help="only say what would be deleted")
     purge.set_defaults(func=_purge)
 
     forget = commands.add_parser("forget", help="delete a device's records everywhere")
-    forget.add_argument("--device", required=True)
+    forget.add_argument("--device", required=True, help="the device's id")
     forget.set_defaults(func=_forget)
 
     register = commands.add_parser(
@@ -335,6 +522,15 @@ def settings_problem() -> str | None:
     return None
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("passflow")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.func is not _simulator:  # the simulator is Adobe Pass: no passflow settings
@@ -342,7 +538,32 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             print(f"passflow {args.command}: {problem}", file=sys.stderr)
             return 2
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception as exc:
+        problem = _said(exc)
+        if problem is None:
+            raise  # a fault of passflow's: the traceback is the report
+        print(f"passflow {args.command}: {problem}", file=sys.stderr)
+        return 2
+
+
+def _said(exc: Exception) -> str | None:
+    """A fault of the input or the environment, in one line with its fix; None for a bug."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    from passflow.crypto import SecretKeyMissing
+    from passflow.database import schema_problem
+    from passflow.settings import get_settings
+
+    if isinstance(exc, SecretKeyMissing):
+        return f"{exc}"
+    if isinstance(exc, DBAPIError | ArgumentError | NoSuchModuleError):
+        return schema_problem(get_settings().database_url) or (
+            f"the database refused: {str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}")
+    if isinstance(exc, ValueError):  # a value given on the command line, refused
+        return str(exc)
+    return None
 
 
 if __name__ == "__main__":

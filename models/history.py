@@ -6,13 +6,14 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from models.entitlements import AuthSession, Decision, Logout, Profile
+from models.jobs import Event, Job, JobStatus
 
 # The rank breaks ties between kinds at the same instant, so paging is stable.
 _KINDS: dict[str, tuple[int, type]] = {
@@ -20,7 +21,22 @@ _KINDS: dict[str, tuple[int, type]] = {
     "profile": (1, Profile),
     "decision": (2, Decision),
     "logout": (3, Logout),
+    "job": (4, Job),  # an attempt that failed, expired or was cancelled, with its reason
 }
+_JOB_RANK = _KINDS["job"][0]
+_UNSUCCESSFUL = (JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELLED)
+
+
+def _time(model: type):
+    """When an entry happened: a job's end (its outcome), any other record's creation."""
+    return model.finished_at if model is Job else model.created_at
+
+
+# Which kind of entry an outcome filter selects.
+OUTCOME_KINDS: dict[str, tuple[str, ...]] = {
+    "Permit": ("decision",), "Deny": ("decision",),
+    "failed": ("job", "session"), "expired": ("job", "session"), "cancelled": ("job", "session"),
+    "pending": ("session",), "authenticated": ("session",), "superseded": ("session",)}
 
 
 class BadCursor(ValueError):
@@ -36,12 +52,17 @@ class HistoryQuery:
     until: datetime | None = None
     limit: int = 50
     cursor: str | None = None
+    job_id: str | None = None
+    # An entry's outcome: Permit or Deny (decisions), failed, expired or cancelled (attempts),
+    # a session's status (pending, authenticated, ...).
+    outcome: str | None = None
+
 
 
 _RANKS = frozenset(rank for rank, _ in _KINDS.values())
 
 
-def _encode_cursor(at: datetime, rank: int, row_id: int) -> str:
+def _encode_cursor(at: datetime, rank: int, row_id: int | str) -> str:
     raw = json.dumps([at.isoformat(), rank, row_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -49,7 +70,7 @@ def _encode_cursor(at: datetime, rank: int, row_id: int) -> str:
 _MAX_ID = 2**63 - 1  # the largest key either database stores
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, int, int]:
+def _decode_cursor(cursor: str) -> tuple[datetime, int, int | str]:
     """Everything in a cursor is checked as if hostile: the types, a time with its zone, a
     rank this module gives, an id a database can compare."""
     try:
@@ -57,23 +78,27 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int, int]:
         moment = datetime.fromisoformat(at)
         if moment.tzinfo is None:
             raise ValueError("a time without its zone")
-        moment = moment.astimezone(timezone.utc)  # OverflowError near year 1 or 9999
-        if type(rank) is not int or rank not in _RANKS or type(row_id) is not int \
-                or not 0 <= row_id <= _MAX_ID:
-            raise ValueError("not a rank and an id")
+        moment = moment.astimezone(UTC)  # OverflowError near year 1 or 9999
+        if type(rank) is not int or rank not in _RANKS:
+            raise ValueError("not a rank")
+        if rank == _JOB_RANK:
+            if type(row_id) is not str or len(row_id) > 36:
+                raise ValueError("not a job id")
+        elif type(row_id) is not int or not 0 <= row_id <= _MAX_ID:
+            raise ValueError("not a record id")
         return moment, rank, row_id
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise BadCursor("cursor is not one this API gave out") from exc
 
 
-def _entry(kind: str, row: Any) -> dict[str, Any]:
+def _entry(kind: str, at: datetime, row: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "kind": kind,
         "device_id": row.device_id,
         "mvpd": row.mvpd,
         "resource": None,
-        "at": row.created_at.isoformat().replace("+00:00", "Z"),
-        "job_id": row.job_id,
+        "at": at.isoformat().replace("+00:00", "Z"),
+        "job_id": row.id if kind == "job" else row.job_id,
     }
     if kind == "session":
         entry.update(outcome=row.status, code=row.code, reason=row.stop_reason)
@@ -82,7 +107,13 @@ def _entry(kind: str, row: Any) -> dict[str, Any]:
                      not_after=row.not_after.isoformat().replace("+00:00", "Z"))
     elif kind == "decision":
         entry.update(resource=row.resource, outcome=row.decision, decision_kind=row.kind,
-                     error_code=row.error_code, error_action=row.error_action)
+                     error_code=row.error_code, error_action=row.error_action,
+                     reason=(row.error or {}).get("message") if row.error else None)
+    elif kind == "job":
+        error = row.error or {}
+        entry.update(outcome=row.status, job_type=row.type, error_code=error.get("code"),
+                     error_action=error.get("action"), reason=error.get("message"),
+                     retry_of=row.retry_of)
     else:
         entry.update(outcome=row.action_name, action_type=row.action_type)
     return entry
@@ -91,37 +122,118 @@ def _entry(kind: str, row: Any) -> dict[str, Any]:
 def history(session: Session, query: HistoryQuery) -> tuple[list[dict[str, Any]], str | None]:
     """One page of entries and the cursor of the next page (None on the last)."""
     after = _decode_cursor(query.cursor) if query.cursor else None
-    rows: list[tuple[datetime, int, int, str, Any]] = []
+    rows: list[tuple[datetime, int, int | str, str, Any]] = []
     for kind, (rank, model) in _KINDS.items():
         if query.resource is not None and kind != "decision":
             continue  # only decisions concern a resource
+        if query.outcome is not None and kind not in OUTCOME_KINDS.get(query.outcome, ()):
+            continue
+        at_ = _time(model)
         stmt = select(model)
+        if model is Job:
+            stmt = stmt.where(Job.status.in_(_UNSUCCESSFUL), Job.finished_at.is_not(None))
         if query.device_id is not None:
             stmt = stmt.where(model.device_id == query.device_id)
         if query.mvpd is not None:
             stmt = stmt.where(model.mvpd == query.mvpd)
         if query.resource is not None:
             stmt = stmt.where(model.resource == query.resource)
+        if query.job_id is not None:
+            stmt = stmt.where((model.id if model is Job else model.job_id) == query.job_id)
+        if query.outcome is not None:
+            stmt = stmt.where(_outcome_column(model) == query.outcome)
         if query.since is not None:
-            stmt = stmt.where(model.created_at >= query.since)
+            stmt = stmt.where(at_ >= query.since)
         if query.until is not None:
-            stmt = stmt.where(model.created_at < query.until)
+            stmt = stmt.where(at_ < query.until)
         if after is not None:
             # Strictly after the cursor in (time, rank, id) descending order.
             at, c_rank, c_id = after
             if rank < c_rank:
-                stmt = stmt.where(model.created_at <= at)
+                stmt = stmt.where(at_ <= at)
             elif rank == c_rank:
-                stmt = stmt.where(or_(model.created_at < at,
-                                      and_(model.created_at == at, model.id < c_id)))
+                stmt = stmt.where(or_(at_ < at, and_(at_ == at, model.id < c_id)))
             else:
-                stmt = stmt.where(model.created_at < at)
-        stmt = stmt.order_by(model.created_at.desc(), model.id.desc()).limit(query.limit + 1)
-        rows.extend((row.created_at, rank, row.id, kind, row) for row in session.scalars(stmt))
+                stmt = stmt.where(at_ < at)
+        stmt = stmt.order_by(at_.desc(), model.id.desc()).limit(query.limit + 1)
+        rows.extend((_when(model, row), rank, row.id, kind, row)
+                    for row in session.scalars(stmt))
     rows.sort(key=lambda r: (r[0], r[1], r[2]), reverse=True)
     page = rows[:query.limit]
     cursor = None
     if len(rows) > query.limit and page:
         last = page[-1]
         cursor = _encode_cursor(last[0], last[1], last[2])
-    return [_entry(kind, row) for _, _, _, kind, row in page], cursor
+    return [_entry(kind, at, row) for at, _, _, kind, row in page], cursor
+
+
+def _when(model: type, row: Any) -> datetime:
+    return row.finished_at if model is Job else row.created_at
+
+
+def _outcome_column(model: type):
+    return {AuthSession: AuthSession.status, Decision: Decision.decision,
+            Job: Job.status}[model]
+
+
+# Jobs as operations look for them -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JobQuery:
+    status: str | None = None
+    type: str | None = None
+    device_id: str | None = None
+    event_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+def _decode_job_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        at, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None or type(job_id) is not str or len(job_id) > 36:
+            raise ValueError("not a time and a job id")
+        return moment.astimezone(UTC), job_id
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise BadCursor("cursor is not one this API gave out") from exc
+
+
+def job_summary(job: Job, event_id: str) -> dict[str, Any]:
+    error = job.error or {}
+    return {
+        "job_id": job.id, "event_id": event_id, "type": job.type, "status": job.status,
+        "device_id": job.device_id, "mvpd": job.mvpd, "step": job.current_step,
+        "created_at": job.created_at.isoformat().replace("+00:00", "Z"),
+        "finished_at": job.finished_at.isoformat().replace("+00:00", "Z")
+        if job.finished_at else None,
+        "error_code": error.get("code"), "error_action": error.get("action"),
+        "reason": error.get("message"), "retry_of": job.retry_of,
+    }
+
+
+def jobs_page(session: Session, query: JobQuery) -> tuple[list[dict[str, Any]], str | None]:
+    """Jobs newest first, by status, type, device or event id (its first job and retries)."""
+    stmt = select(Job, Event.event_id).join(Event, Event.id == Job.event_pk)
+    for column, value in ((Job.status, query.status), (Job.type, query.type),
+                          (Job.device_id, query.device_id), (Event.event_id, query.event_id)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if query.since is not None:
+        stmt = stmt.where(Job.created_at >= query.since)
+    if query.until is not None:
+        stmt = stmt.where(Job.created_at < query.until)
+    if query.cursor:
+        at, job_id = _decode_job_cursor(query.cursor)
+        stmt = stmt.where(or_(Job.created_at < at, and_(Job.created_at == at, Job.id < job_id)))
+    rows = session.execute(stmt.order_by(Job.created_at.desc(), Job.id.desc())
+                           .limit(query.limit + 1)).all()
+    page = rows[:query.limit]
+    cursor = None
+    if len(rows) > query.limit and page:
+        last = page[-1][0]
+        raw = json.dumps([last.created_at.isoformat(), last.id]).encode()
+        cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return [job_summary(job, event_id) for job, event_id in page], cursor

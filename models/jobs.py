@@ -71,10 +71,13 @@ class Job(Base):
         Index("ix_jobs_device_created", "device_id", "created_at"),
         # The sweeper looks for work that is due and not leased.
         Index("ix_jobs_due", "next_run_at"),
+        Index("ix_jobs_event_pk", "event_pk"),
+        Index("ix_jobs_status_created", "status", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    event_pk: Mapped[str] = mapped_column(ForeignKey("events.id"), unique=True)
+    # An event's first job, and any retries of it (`retry_of` set).
+    event_pk: Mapped[str] = mapped_column(ForeignKey("events.id"))
     type: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32), default=JobStatus.QUEUED)
     service_provider: Mapped[str] = mapped_column(String(200))
@@ -94,6 +97,9 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None]
+    # A retry: the failed job it retries, and who asked (an operator's token, the CLI).
+    retry_of: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    requested_by: Mapped[str | None] = mapped_column(String(200))
 
     event: Mapped[Event] = relationship()
     device: Mapped[Device] = relationship()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from models import (
@@ -84,9 +85,9 @@ def _rotate_identities(cipher: Cipher, batch: int) -> int:
 
 
 def parse_age(text: str) -> timedelta:
-    match = re.fullmatch(r"\s*(\d+)\s*([dhm])\s*", text)
+    match = re.fullmatch(r"\s*(\d{1,6})\s*([dhm])\s*", text)
     if not match:
-        raise ValueError("give an age like 90d, 12h or 30m")
+        raise ValueError(f"{text!r} is not an age: give one like 90d, 12h or 30m")
     value, unit = int(match.group(1)), match.group(2)
     return {"d": timedelta(days=value), "h": timedelta(hours=value),
             "m": timedelta(minutes=value)}[unit]
@@ -101,7 +102,9 @@ def _delete_jobs(session: Session, job_ids: list[str]) -> dict[str, int]:
             delete(model).where(model.job_id.in_(job_ids))).rowcount
     event_ids = list(session.scalars(select(Job.event_pk).where(Job.id.in_(job_ids))))
     counts["jobs"] = session.execute(delete(Job).where(Job.id.in_(job_ids))).rowcount
-    counts["events"] = session.execute(delete(Event).where(Event.id.in_(event_ids))).rowcount
+    # An event goes with its last job (a retry of a purged job may still be recent).
+    counts["events"] = session.execute(delete(Event).where(
+        Event.id.in_(event_ids), ~Event.id.in_(select(Job.event_pk)))).rowcount
     return counts
 
 
@@ -110,9 +113,32 @@ def _add(total: dict[str, int], part: dict[str, int]) -> None:
         total[key] = total.get(key, 0) + value
 
 
+MIN_PURGE_AGE = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class PurgePlan:
+    cutoff: datetime
+    jobs: int  # finished jobs created before the cutoff, deleted with their records
+    newest: datetime | None  # the newest of them
+
+
+def purge_plan(*, older_than: timedelta) -> PurgePlan:
+    """What `purge` would delete, counted; nothing changed."""
+    cutoff = utcnow() - older_than
+    finished = (Job.created_at < cutoff, Job.status.in_([s.value for s in FINAL_STATUSES]))
+    with session_scope() as session:
+        count, newest = session.execute(
+            select(func.count(), func.max(Job.created_at)).where(*finished)).one()
+    return PurgePlan(cutoff=cutoff, jobs=count, newest=newest)
+
+
 def purge(*, older_than: timedelta, batch: int = 1000) -> dict[str, int]:
     """Delete finished jobs (and their records) created before now - older_than, and devices
-    with nothing left that were last seen before then."""
+    with nothing left that were last seen before then. Refuses an age under MIN_PURGE_AGE:
+    audit data is not one mistyped age from gone."""
+    if older_than < MIN_PURGE_AGE:
+        raise ValueError(f"--older-than must be at least {MIN_PURGE_AGE.days}d")
     cutoff = utcnow() - older_than
     total: dict[str, int] = {}
     while True:

@@ -104,7 +104,7 @@ class WorkerProcess:
                  pool: str = "threads"):
         argv = [sys.executable, "-m", "cli", "worker", "--pool", pool,
                 "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
-                "--loglevel", loglevel]
+                "--log-level", loglevel]
         if queues:
             argv += ["--queues", queues]
         self.name = name

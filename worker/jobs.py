@@ -133,7 +133,7 @@ def _jobs_of_events(session: Session, event_ids: list[str]) -> dict[str, tuple[s
         return {}
     rows = session.execute(
         select(Event.event_id, Job.id, Job.status).join(Job, Job.event_pk == Event.id)
-        .where(Event.event_id.in_(event_ids)))
+        .where(Event.event_id.in_(event_ids), Job.retry_of.is_(None)))
     return {event_id: (job_id, status) for event_id, job_id, status in rows}
 
 
@@ -421,6 +421,35 @@ def provider_picked(session: Session, *, service_provider: str, code: str, mvpd:
     session.execute(update(Device).where(Device.id == auth.device_id).values(
         last_mvpd=mvpd, last_mvpd_name=display_name, last_mvpd_logo_url=logo_url)
         .execution_options(synchronize_session=False))
+
+
+class NotRetryable(ValueError):
+    pass
+
+
+RETRYABLE = frozenset({JobStatus.FAILED})
+
+
+def retry(session: Session, job_id: str, *, first_step: str, requested_by: str) -> Job:
+    """A new job for a failed job's event, linked to it (`retry_of`) and saying who asked; due
+    at once and never sent, so the sweeper sends it (an outbox). The failed job stays as it
+    was: both are in the history. Raises NotRetryable, and stores nothing, otherwise."""
+    old = session.get(Job, job_id, with_for_update=True)
+    if old is None:
+        raise LookupError("job not found")
+    if old.status not in RETRYABLE:
+        raise NotRetryable(f"job is {old.status}; only a failed job can be retried")
+    later = session.scalar(select(Job.id).where(Job.retry_of == old.id))
+    if later is not None:
+        raise NotRetryable(f"job was retried already: job {later}")
+    now = utcnow()
+    new = Job(id=new_id(), event_pk=old.event_pk, type=old.type, status=JobStatus.QUEUED,
+              service_provider=old.service_provider, device_id=old.device_id, mvpd=old.mvpd,
+              current_step=first_step, next_run_at=now, result={}, state={},
+              created_at=now, updated_at=now, retry_of=old.id, requested_by=requested_by[:200])
+    session.add(new)
+    session.flush()
+    return new
 
 
 # Sweeping ----------------------------------------------------------------------------------------

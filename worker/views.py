@@ -12,7 +12,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import Decision, Event, Job, JobStep, Logout, Profile
+from models import (
+    FINAL_STATUSES,
+    Decision,
+    Event,
+    Job,
+    JobStatus,
+    JobStep,
+    Logout,
+    Profile,
+    utcnow,
+)
 from passflow.crypto import Cipher
 from passflow.events import EventType
 
@@ -83,9 +93,31 @@ def job_result(session: Session, job: Job, cipher: Cipher | None) -> dict[str, A
     return result
 
 
+def waiting_for(job: Job, steps: list[JobStep], now: datetime | None = None) -> str | None:
+    """What a job that is not final waits for, in words an operator can act on."""
+    if job.status in FINAL_STATUSES or job.current_step is None:
+        return None
+    now = now or utcnow()
+    step = job.current_step
+    row = next((s for s in steps if s.step == step), None)
+    if job.status == JobStatus.WAITING_FOR_USER:
+        code = (job.result or {}).get("code")
+        pick = "" if job.mvpd else "pick a provider and "
+        return (f"the user to {pick}log in with code {code} on the second screen "
+                f"(polled by {step}, next at {_iso(job.next_run_at)})")
+    if job.lease_until is not None and job.lease_until > now:
+        return f"{step} running on {job.lease_owner} (lease until {_iso(job.lease_until)})"
+    if job.next_run_at is not None and job.next_run_at > now:
+        why = f" after: {row.last_error}" if row is not None and row.last_error else ""
+        return f"{step} again at {_iso(job.next_run_at)}{why}"
+    return (f"a worker to run {step} (due since {_iso(job.next_run_at)}; none has taken it: "
+            "are workers running and the sweeper fresh in /healthz?)")
+
+
 def job_view(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any]:
     event_id = session.scalars(select(Event.event_id).where(Event.id == job.event_pk)).one()
-    steps = session.scalars(select(JobStep).where(JobStep.job_id == job.id).order_by(JobStep.id))
+    steps = list(session.scalars(select(JobStep).where(JobStep.job_id == job.id)
+                                 .order_by(JobStep.id)))
     return {
         "job_id": job.id,
         "event_id": event_id,
@@ -95,10 +127,15 @@ def job_view(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any
         "service_provider": job.service_provider,
         "mvpd": job.mvpd,
         "steps": [{"step": s.step, "status": s.status, "attempts": s.attempts,
+                   "failures": s.failures, "rate_limited": s.rate_limited,
+                   "last_error": s.last_error,
                    "started_at": _iso(s.started_at), "finished_at": _iso(s.finished_at)}
                   for s in steps],
         "result": job_result(session, job, cipher),
         "error": job.error,
+        "waiting_for": waiting_for(job, steps),
+        "retry_of": job.retry_of,
+        "requested_by": job.requested_by,
         "created_at": _iso(job.created_at),
         "finished_at": _iso(job.finished_at),
         **({"redacted": REDACTED} if cipher is None else {}),
