@@ -22,6 +22,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
+from api import problems
 from api.auth import TokenChecker, sees_personal_data
 from api.intake import Intake
 from api.limits import Guards
@@ -151,10 +152,13 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
 
     public_docs = settings.api_docs
     app = FastAPI(title="passflow", version="1",
-                  description="Adobe Pass REST API V2 cookbook steps as jobs (CONTRACT.md).",
+                  description="Adobe Pass REST API V2 cookbook steps as jobs (CONTRACT.md). "
+                              "Errors are RFC 9457 problem details.",
+                  responses=problems.RESPONSES,
                   **({} if public_docs else {"docs_url": None, "redoc_url": None,
                                              "openapi_url": None}))
     app.add_middleware(Guards, public_url=settings.public_url)
+    problems.install(app)
 
     if not public_docs:
         @app.get("/openapi.json", dependencies=authorized, include_in_schema=False)
@@ -168,25 +172,23 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
 
     async def database_error(_: Request, exc: Exception) -> JSONResponse:
         """Only a database that cannot be reached is "retry shortly" (503); a value it refuses
-        is the request's fault (422); anything else is a fault of ours, said as one (500).
-        Nothing was stored either way: the transaction failed whole."""
+        is the request's fault (422); a missing schema or anything else is a fault of ours,
+        said as one (500). Nothing was stored either way: the transaction failed whole."""
         cause = exc.orig if isinstance(exc, DBAPIError) else exc
         if _schema_missing(exc):
             log.error("database_schema_missing", error=str(cause).splitlines()[0])
-            return JSONResponse({"detail": "the database lacks passflow's tables or columns "
-                                           "(run `passflow db upgrade`); retrying will not help"},
-                                status_code=500)
+            return problems.problem(500, "the database lacks passflow's tables or columns "
+                                         "(run `passflow db upgrade`); retrying will not help")
         if isinstance(exc, OperationalError | InterfaceError | SQLAlchemyTimeoutError):
             log.warning("database_unavailable", error=type(cause).__name__)
-            return JSONResponse({"detail": "the database is unavailable; retry shortly"},
-                                status_code=503, headers={"Retry-After": "2"})
+            return problems.problem(503, "the database is unavailable; retry shortly",
+                                    headers={"Retry-After": "2"})
         if isinstance(exc, DataError):
-            return JSONResponse({"detail": "a value the database cannot store or compare "
-                                           "(e.g. a NUL character, a number out of range)"},
-                                status_code=422)
+            return problems.problem(422, "a value the database cannot store or compare (e.g. "
+                                         "a NUL character, a number out of range)")
         log.error("database_error", error=type(cause).__name__)
-        return JSONResponse({"detail": "the request failed in the database; this is a fault "
-                                       "of passflow's, not of the request"}, status_code=500)
+        return problems.problem(500, "the request failed in the database; this is a fault of "
+                                     "passflow's, not of the request")
 
     # A failed statement or connection, or no pooled connection free in time.
     app.add_exception_handler(DBAPIError, database_error)
@@ -319,10 +321,9 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         with session_scope() as session:
             return job_view(session, session.get(Job, new_id), None)
 
-    @app.get("/healthz", dependencies=monitoring)
-    def healthz() -> JSONResponse:
-        """The database, the broker, and the age of the fleet's last sweep (stale: no worker
-        is sweeping, so polls and retries are not sent)."""
+    def health() -> tuple[bool, dict[str, Any]]:
+        """The database, the broker, the registration, and the age of the fleet's last sweep
+        (stale: no worker is sweeping, so polls and retries are not sent)."""
         checks: dict[str, Any] = {"database": "ok", "broker": "ok", "registration": "ok",
                                   "sweeper": {"status": "unknown"}}
         try:
@@ -349,7 +350,24 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
             client.close()
         healthy = (checks["database"] == "ok" and checks["broker"] == "ok"
                    and checks["registration"] == "ok" and checks["sweeper"]["status"] == "ok")
+        return healthy, checks
+
+    @app.get("/healthz", dependencies=monitoring)
+    def healthz() -> JSONResponse:
+        """Every check with its detail; 503 when any fails."""
+        healthy, checks = health()
         return JSONResponse({"status": "ok" if healthy else "failing", **checks},
+                            status_code=200 if healthy else 503)
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        """Ready for traffic (no token: for a load balancer): the database and the broker
+        answer, a worker swept lately, the registration works. Only the names of the failing
+        checks are said; their detail is in /healthz."""
+        healthy, checks = health()
+        failing = [name for name, value in checks.items()
+                   if (value.get("status") if isinstance(value, dict) else value) != "ok"]
+        return JSONResponse({"status": "ok" if healthy else "failing", "failing": failing},
                             status_code=200 if healthy else 503)
 
     @app.get("/metrics", dependencies=monitoring, response_class=Response)

@@ -90,14 +90,16 @@ def test_history_command_prints_a_table_and_json(api: httpx.Client, jobs_env: ht
     table = subprocess.run([sys.executable, "-m", "cli", "history", "--device",
                             device.id], capture_output=True, text=True, timeout=60, check=True)
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["AT", "KIND", "MVPD", "RESOURCE", "OUTCOME", "JOB_ID"]
-    assert len(lines) == 6 and "Deny" in table.stdout and "HBO" in table.stdout
+    assert lines[0].split() == ["AT", "KIND", "MVPD", "RESOURCE", "OUTCOME", "REASON", "JOB_ID"]
+    assert len(lines) == 6 and "HBO" in table.stdout
+    [deny] = [line for line in lines if "Deny" in line]
+    assert "action" in deny  # the Deny's reason: its error code and action
     raw = subprocess.run([sys.executable, "-m", "cli", "history", "--device",
                           device.id, "--json"], capture_output=True, text=True, timeout=60,
                          check=True)
     import json
 
-    entries = json.loads(raw.stdout)
+    entries = json.loads(raw.stdout)["entries"]
     assert [e["kind"] for e in entries] == ["logout", "decision", "decision", "profile",
                                             "session"]
 

@@ -9,13 +9,23 @@ import uuid
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 import models.db
 from api.intake import Intake
 from models import Event, Job
+from passflow.database import upgrade
 from passflow.serving import free_port
-from tests.support import ApiProcess, device_json, make_event, new_device, wait_for_status
+from tests.support import (
+    ApiProcess,
+    TcpProxy,
+    device_json,
+    fresh_postgres,
+    make_event,
+    new_device,
+    wait_for_status,
+)
 from worker import dispatch, jobs
 
 
@@ -94,9 +104,15 @@ def test_an_unreachable_database_fails_the_waiting_events_at_once(
 
 
 def test_the_api_answers_503_while_the_database_is_down(pass_env: str):
-    api = ApiProcess({
-        "PASSFLOW_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x"})
+    """The database drops off the network under a running API: "retry shortly", not a 500
+    (the API would not have started without it: tests/test_startup.py)."""
+    url = make_url(fresh_postgres("passflow_dbdown"))
+    upgrade(url.render_as_string(hide_password=False))
+    proxy = TcpProxy((url.host, url.port or 5432))
+    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    api = ApiProcess({"PASSFLOW_DATABASE_URL": through})
     try:
+        proxy.cut()
         device = new_device()
         answer = httpx.post(api.url + "/v1/events", timeout=30,
                             headers=api.headers,
@@ -107,3 +123,4 @@ def test_the_api_answers_503_while_the_database_is_down(pass_env: str):
     assert answer.status_code == 503
     assert answer.headers["retry-after"] == "2"
     assert "database" in answer.json()["detail"]
+    assert answer.headers["content-type"] == "application/problem+json"
