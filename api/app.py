@@ -10,7 +10,12 @@ from typing import Annotated, Any
 import redis
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    ProcessCollector,
+    generate_latest,
+)
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ValidationError
 from sqlalchemy import select, text
 from sqlalchemy.exc import (
@@ -26,7 +31,14 @@ from api import problems
 from api.auth import TokenChecker, sees_personal_data
 from api.intake import Intake
 from api.limits import Guards
-from api.metrics import JobsCollector, RedisMetricsCollector
+from api.metrics import (
+    JobsCollector,
+    RedisMetricsCollector,
+    RequestTimer,
+    SweeperCollector,
+    flush_metrics,
+    start_flusher,
+)
 from models import Job, JobStatus, Registration
 from models.db import session_scope
 from models.history import (
@@ -42,6 +54,7 @@ from passflow.crypto import cipher_from_settings
 from passflow.events import EventIn, EventType
 from passflow.settings import Settings, get_settings
 from worker import jobs
+from worker import metrics as worker_metrics
 from worker.steps import FIRST_STEP
 from worker.sweeper import last_sweep
 from worker.views import job_view
@@ -158,6 +171,8 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                   **({} if public_docs else {"docs_url": None, "redoc_url": None,
                                              "openapi_url": None}))
     app.add_middleware(Guards, public_url=settings.public_url)
+    app.add_middleware(RequestTimer)
+    start_flusher()
     problems.install(app)
 
     if not public_docs:
@@ -196,7 +211,9 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
 
     registry = CollectorRegistry()
     registry.register(JobsCollector())
+    registry.register(SweeperCollector(settings.broker_url, settings.database_url))
     registry.register(RedisMetricsCollector(settings.broker_url))
+    ProcessCollector(registry=registry)  # this API process: memory, CPU, open files
 
     @app.post("/v1/events", status_code=202, dependencies=ingest,
               responses={200: {"model": Accepted, "description": "event_id seen before"},
@@ -224,6 +241,8 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         except ValidationError as exc:
             return _unprocessable(_problems(exc))
         accepted = await intake.submit(event)
+        worker_metrics.inc("passflow_events_total",
+                           (event.type, "accepted" if accepted.created else "repeated"))
         log.info("event_accepted" if accepted.created else "event_repeated",
                  event_id=event.event_id, job_id=accepted.job_id, type=event.type,
                  device_id=event.device.id)
@@ -372,6 +391,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
 
     @app.get("/metrics", dependencies=monitoring, response_class=Response)
     def metrics() -> Response:
+        flush_metrics(force=True)  # this process's own counts, before they are read
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     from api.activation import build_router, start_polling

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+import time
 from collections import defaultdict
+from datetime import UTC
 
 import redis
 from prometheus_client.core import (
@@ -12,28 +16,72 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
-from models import AuthSession, Job, SessionStatus
+from models import FINAL_STATUSES, AuthSession, Job, SessionStatus, utcnow
 from models.db import session_scope
+from worker import metrics
 from worker.metrics import BUCKETS, COUNTERS, HISTOGRAMS, PREFIX
+from worker.sweeper import last_sweep
 
 
 class JobsCollector(Collector):
+    """What is open now, from SQL, on the partial indexes of open work: jobs not final by type
+    and status, the backlog per step (due and not leased) with the age of its oldest due job,
+    and the sessions being polled. Finished work is counted by passflow_jobs_finished_total."""
+
     def collect(self):
-        jobs = GaugeMetricFamily("passflow_jobs", "Jobs by type and status",
+        now = utcnow()
+        jobs = GaugeMetricFamily("passflow_jobs_open", "Jobs not final, by type and status",
                                  labels=["type", "status"])
+        backlog = GaugeMetricFamily("passflow_backlog_jobs",
+                                    "Jobs due now and not held by a worker, per step",
+                                    labels=["step"])
+        oldest = GaugeMetricFamily("passflow_backlog_oldest_due_seconds",
+                                   "How long the oldest due, unheld job of a step has waited",
+                                   labels=["step"])
         polls = GaugeMetricFamily("passflow_polls_in_flight",
                                   "Authentication sessions still polled")
+        open_ = Job.status.not_in([s.value for s in FINAL_STATUSES])
         with session_scope() as session:
             for type_, status, count in session.execute(
-                    select(Job.type, Job.status, func.count()).group_by(Job.type, Job.status)):
+                    select(Job.type, Job.status, func.count()).where(open_)
+                    .group_by(Job.type, Job.status)):
                 jobs.add_metric([type_, status], count)
+            unheld = or_(Job.lease_until.is_(None), Job.lease_until < now)
+            for step, count, first_due in session.execute(
+                    select(Job.current_step, func.count(), func.min(Job.next_run_at))
+                    .where(open_, Job.next_run_at <= now, unheld)
+                    .group_by(Job.current_step)):
+                backlog.add_metric([step], count)
+                if first_due is not None:
+                    first_due = first_due if first_due.tzinfo else first_due.replace(tzinfo=UTC)
+                    oldest.add_metric([step], max(0.0, (now - first_due).total_seconds()))
             polls.add_metric([], session.scalar(select(func.count()).select_from(AuthSession)
                                                 .where(AuthSession.status ==
                                                        SessionStatus.PENDING)))
-        yield jobs
-        yield polls
+        yield from (jobs, backlog, oldest, polls)
+
+
+class SweeperCollector(Collector):
+    def __init__(self, broker_url: str, database_url: str):
+        self._broker_url, self._database_url = broker_url, database_url
+
+    def collect(self):
+        age = GaugeMetricFamily("passflow_sweeper_age_seconds",
+                                "Seconds since a worker last swept (polls and retries are sent "
+                                "by the sweep; stale above 15 s)")
+        client = redis.Redis.from_url(self._broker_url, socket_timeout=2,
+                                      socket_connect_timeout=2)
+        try:
+            seen = last_sweep(client, self._database_url)
+        except redis.RedisError:
+            return
+        finally:
+            client.close()
+        if seen.get("age_s") is not None:
+            age.add_metric([], float(seen["age_s"]))
+            yield age
 
 
 class RedisMetricsCollector(Collector):
@@ -63,3 +111,58 @@ class RedisMetricsCollector(Collector):
             return
         finally:
             client.close()
+
+
+def flush_metrics(*, force: bool = False) -> None:
+    """Hand this process's buffered counts to Redis (at most every 0.5 s unless forced)."""
+    from worker.runtime import runtime
+
+    with contextlib.suppress(redis.RedisError):  # kept for the next flush
+        metrics.flush(runtime().redis, min_interval_s=0.0 if force else 0.5)
+
+
+_flusher_started = threading.Event()
+
+
+def start_flusher(interval_s: float = 1.0) -> None:
+    """One thread per process hands the API's counts to Redis every `interval_s`: never on the
+    event loop, never on a request's time."""
+    if _flusher_started.is_set():
+        return
+    _flusher_started.set()
+
+    def run() -> None:
+        stop = threading.Event()
+        while not stop.wait(interval_s):
+            flush_metrics(force=True)
+
+    threading.Thread(target=run, name="metrics-flusher", daemon=True).start()
+
+
+class RequestTimer:
+    """ASGI middleware: every request's duration, by route template, method and status class,
+    into passflow_api_request_seconds (pool-wide, like the workers' metrics)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def timed(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, timed)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            metrics.observe("passflow_api_request_seconds",
+                            (path, scope.get("method", ""), f"{status[0] // 100}xx"),
+                            time.perf_counter() - started)

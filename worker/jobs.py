@@ -34,7 +34,7 @@ from models import (
 from models.jobs import new_id
 from passflow.crypto import cipher_from_settings
 from passflow.events import EventIn, stored_payload
-from worker import policy, webhooks
+from worker import metrics, policy, webhooks
 from worker.policy import EARLY_TOLERANCE_S
 
 _NOT_FINAL = [s.value for s in FINAL_STATUSES]
@@ -305,6 +305,9 @@ def _complete_many(session: Session, step_name: str, owner: str,
         })
         if final:
             webhooks.record(session, job.id, "job.finished")
+            metrics.inc_on_commit(session, "passflow_jobs_finished_total", (
+                job.type, outcome.status, job.mvpd or "",
+                str((outcome.error or {}).get("code") or "")))
         elif (outcome.status == JobStatus.WAITING_FOR_USER
               and job.status != JobStatus.WAITING_FOR_USER):
             webhooks.record(session, job.id, "job.waiting_for_user")
@@ -354,13 +357,18 @@ def cancel(session: Session, job_ids: list[str], *, code: str = "cancelled",
     if not job_ids:
         return []
     now = utcnow()
-    cancelled = list(session.scalars(
+    rows = session.execute(
         update(Job).where(Job.id.in_(job_ids), Job.status.not_in(_NOT_FINAL))
         .values(status=JobStatus.CANCELLED, current_step=None, next_run_at=None,
                 lease_owner=None, lease_until=None, finished_at=now, updated_at=now,
                 error={"status": None, "code": code, "action": "none",
                        "message": message or code})
-        .returning(Job.id).execution_options(synchronize_session=False)))
+        .returning(Job.id, Job.type, Job.mvpd).execution_options(synchronize_session=False)
+    ).all()
+    cancelled = [row.id for row in rows]
+    for row in rows:
+        metrics.inc_on_commit(session, "passflow_jobs_finished_total",
+                              (row.type, JobStatus.CANCELLED, row.mvpd or "", code))
     stop = SessionStatus.SUPERSEDED if code == "superseded" else SessionStatus.CANCELLED
     session.execute(
         update(AuthSession).where(AuthSession.job_id.in_(job_ids),

@@ -13,6 +13,8 @@ import time
 from collections import defaultdict
 
 import redis
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 PREFIX = "passflow:metrics:"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0)
@@ -24,11 +26,23 @@ COUNTERS = {
     "passflow_registration_problems_total": (
         "Times the registration with Adobe Pass was found unusable (revoked client, missing "
         "scope): work stops until `passflow register`", ()),
+    "passflow_events_total": ("Events received, by type; `repeated`: an event_id seen before",
+                              ("type", "outcome")),
+    "passflow_jobs_finished_total": (
+        "Jobs that ended, by type, status, MVPD and error code", ("type", "status", "mvpd",
+                                                                 "error_code")),
+    "passflow_decisions_total": ("Decisions stored, by kind, outcome and MVPD",
+                                 ("kind", "decision", "mvpd")),
+    "passflow_webhook_deliveries_total": (
+        "Webhook delivery attempts by outcome: delivered, retry (will be tried again), failed "
+        "(given up)", ("outcome",)),
 }
 HISTOGRAMS = {
     "passflow_adobe_pass_call_seconds": ("Latency of Adobe Pass calls", ("endpoint",)),
     "passflow_step_seconds": ("Duration of job steps", ("step", "outcome")),
     "passflow_poll_drift_seconds": ("How late a profile poll ran after it was due", ()),
+    "passflow_api_request_seconds": ("API requests by route, method and status class",
+                                     ("route", "method", "status")),
 }
 
 _buffer: dict[tuple[str, str], float] = defaultdict(float)
@@ -87,3 +101,22 @@ def observe_adobe_call(endpoint: str, status: int, seconds: float) -> None:
     observe("passflow_adobe_pass_call_seconds", (endpoint,), seconds)
     if status == 429:
         inc("passflow_throttled_total", ("adobe",))
+
+
+def inc_on_commit(session: Session, name: str, labels: tuple[str, ...]) -> None:
+    """Count `name` once the session's transaction commits (never for a rolled-back one)."""
+    session.info.setdefault(_PENDING, []).append((name, labels))
+
+
+_PENDING = "passflow.metrics.pending"
+
+
+@event.listens_for(Session, "after_commit")
+def _counted(session: Session) -> None:
+    for name, labels in session.info.pop(_PENDING, ()):
+        inc(name, labels)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forgotten(session: Session) -> None:
+    session.info.pop(_PENDING, None)

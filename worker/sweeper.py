@@ -35,7 +35,7 @@ from redis.exceptions import LockError
 from models.db import session_scope
 from passflow import logs
 from passflow.settings import get_settings
-from worker import dispatch, jobs, webhooks
+from worker import dispatch, jobs, metrics, webhooks
 from worker.policy import (
     SWEEP_LIMIT,
     SWEEP_STALE_S,
@@ -105,6 +105,8 @@ class Sweeper:
         next_token = 0.0
         while not stop.is_set():
             self._hold(lock)
+            # This process's metrics reach Redis even when no task ends to flush them.
+            metrics.flush(self.client, min_interval_s=1.0)
             if self.leading:
                 self._sweep_once()
                 if time.monotonic() >= next_token:

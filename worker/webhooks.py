@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import time
 from datetime import timedelta
 
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 from models import Job, WebhookDelivery, utcnow
 from passflow import logs
 from passflow.settings import Settings, get_settings
-from worker import policy
+from worker import metrics, policy
 
 log = logs.get_logger(__name__)
 
@@ -101,17 +102,21 @@ def deliver(session: Session, delivery_id: int, body_of, settings: Settings) -> 
     except httpx.HTTPError as exc:
         ok = False
         delivery.last_error = type(exc).__name__
-    log.info("webhook_attempt", delivery_id=delivery.id, job_id=delivery.job_id, ok=ok,
-             status=delivery.last_status_code)
+    log.log(logging.INFO if ok else logging.WARNING, "webhook_attempt",
+            delivery_id=delivery.id, job_id=delivery.job_id, ok=ok,
+            status=delivery.last_status_code, error=delivery.last_error)
+    given_up = not ok and delivery.attempts >= policy.WEBHOOK_MAX_ATTEMPTS
+    metrics.inc("passflow_webhook_deliveries_total",
+                ("delivered" if ok else "failed" if given_up else "retry",))
     if ok:
         delivery.status = "delivered"
         delivery.delivered_at = utcnow()
         delivery.next_attempt_at = None
         return None
-    if delivery.attempts >= policy.WEBHOOK_MAX_ATTEMPTS:
+    if given_up:
         delivery.status = "failed"
         delivery.next_attempt_at = None
-        log.warning("webhook_failed", delivery_id=delivery.id, job_id=delivery.job_id,
+        log.error("webhook_failed", delivery_id=delivery.id, job_id=delivery.job_id,
                     error=delivery.last_error)
         return None
     wait = policy.webhook_backoff(delivery.attempts)

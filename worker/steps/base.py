@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from models import Decision, Device, Job, JobStatus, Profile, utcnow
 from passflow.crypto import Cipher, open_sealed
 from passflow.settings import Settings
+from worker import metrics
 from worker.adobe_pass import AdobePass, APIStatusError
 from worker.adobe_pass import Device as PassDevice
 from worker.adobe_pass.types import Decision as PassDecision
@@ -197,6 +198,8 @@ def decided_resources(ctx: StepContext, kind: str) -> set[str]:
 
 def save_decision(ctx: StepContext, kind: str, mvpd: str, decision: PassDecision) -> None:
     token = decision.token
+    metrics.inc_on_commit(ctx.session, "passflow_decisions_total",
+                          (kind, decision.decision, mvpd))
     ctx.session.add(Decision(
         job_id=ctx.job.id, device_id=ctx.job.device_id, service_provider=ctx.sp, mvpd=mvpd,
         kind=kind, resource=decision.resource, decision=decision.decision,

@@ -1,0 +1,84 @@
+"""deploy/: the alert rules pass `promtool test rules`, and every metric the dashboard and the
+rules use is one passflow exposes (a renamed metric must not leave a panel blank)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import httpx
+import yaml
+
+from tests.support import device_json, new_device, wait_for_status
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+RULES = DEPLOY / "prometheus" / "alerts.yml"
+DASHBOARD = DEPLOY / "grafana" / "passflow.json"
+# PromQL words that look like metric names.
+_NOT_METRICS = {"sum", "rate", "by", "max", "min", "and", "or", "absent", "histogram_quantile",
+                "increase", "le", "on", "ignoring", "without", "avg", "count"}
+
+
+def _promtool() -> str:
+    found = shutil.which("promtool")
+    assert found, "promtool is missing: apt-get install prometheus (.ci/run does)"
+    return found
+
+
+def test_the_alert_rules_pass_their_unit_tests():
+    checked = subprocess.run([_promtool(), "check", "rules", str(RULES)], capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = subprocess.run([_promtool(), "test", "rules", "alerts.test.yml"],
+                            cwd=RULES.parent, capture_output=True, text=True, timeout=60)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def _used_metrics() -> set[str]:
+    exprs = [rule["expr"] for group in yaml.safe_load(RULES.read_text())["groups"]
+             for rule in group["rules"]]
+    exprs += [target["expr"] for panel in json.loads(DASHBOARD.read_text())["panels"]
+              for target in panel["targets"]]
+    names = set()
+    for expr in exprs:
+        without_labels = re.sub(r"\{[^}]*\}|\"[^\"]*\"|\[[^\]]*\]|"
+                                r"\b(?:by|without|on|ignoring)\s*\([^)]*\)", "", expr)
+        names |= {word for word in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", without_labels)
+                  if word not in _NOT_METRICS and not word.isdigit()}
+    return names
+
+
+def _exposed(text: str) -> set[str]:
+    """Series names /metrics exposes, from its TYPE lines (a family with no sample yet is
+    still declared)."""
+    names = set()
+    for kind, name in ((m.group(2), m.group(1)) for m in
+                       re.finditer(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE)):
+        if kind == "counter":
+            names |= {name, name + "_total"}
+        elif kind == "histogram":
+            names |= {name + "_bucket", name + "_sum", name + "_count"}
+        else:
+            names.add(name)
+    return names
+
+
+def test_every_metric_the_dashboard_and_rules_use_is_exposed(api: httpx.Client):
+    device = new_device()
+    job = api.post("/v1/events", json={"event_id": f"evt-{uuid.uuid4()}",
+                                       "type": "authorization.requested", "mvpd": "Cablevision",
+                                       "resource": "REF30", "device": device_json(device)})
+    wait_for_status(job.json()["job_id"])  # fails: nobody logged in on this device
+    text = api.get("/metrics").text
+    exposed = _exposed(text)
+    missing = _used_metrics() - exposed
+    assert not missing, f"used by deploy/ but not exposed: {sorted(missing)}"
+    assert len(_used_metrics()) >= 15
+    # The failure is counted with its MVPD and error code, and the request by its route.
+    assert re.search(r'passflow_jobs_finished_total\{[^}]*error_code="[a-z_]+"[^}]*'
+                     r'mvpd="Cablevision"[^}]*status="failed"', text), text[:3000]
+    assert 'route="/v1/events"' in text
