@@ -29,6 +29,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from api import problems
 from api.auth import TokenChecker, sees_personal_data
+from api.context import RequestContext
 from api.intake import Intake
 from api.limits import Guards
 from api.metrics import (
@@ -172,6 +173,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                                              "openapi_url": None}))
     app.add_middleware(Guards, public_url=settings.public_url)
     app.add_middleware(RequestTimer)
+    app.add_middleware(RequestContext)  # outermost: every line of the request has its id
     start_flusher()
     problems.install(app)
 
@@ -240,7 +242,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
             event = EventIn.model_validate(data, context=event_context)
         except ValidationError as exc:
             return _unprocessable(_problems(exc))
-        accepted = await intake.submit(event)
+        accepted = await intake.submit(event, request.state.request_id)
         worker_metrics.inc("passflow_events_total",
                            (event.type, "accepted" if accepted.created else "repeated"))
         log.info("event_accepted" if accepted.created else "event_repeated",

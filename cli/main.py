@@ -87,7 +87,8 @@ def _worker(args: argparse.Namespace) -> int:
             os.environ["PASSFLOW_DB_MAX_OVERFLOW"] = str(needed)
             get_settings.cache_clear()
     cipher_from_settings()  # refuse to start without PASSFLOW_SECRET_KEY
-    argv = ["worker", "--loglevel", args.log_level.upper(),
+    # --quiet: no banner in plain text; its facts are the `worker_ready` log line.
+    argv = ["--quiet", "worker", "--loglevel", args.log_level.upper(),
             "--queues", args.queues or ",".join(ALL_QUEUES)]
     if args.concurrency:
         argv += ["--concurrency", str(args.concurrency)]
@@ -96,6 +97,12 @@ def _worker(args: argparse.Namespace) -> int:
     if args.hostname:
         argv += ["--hostname", args.hostname]
     register(celery_app)  # the step tasks and the sweeper every worker runs
+    import logging
+
+    from passflow import logs
+
+    # Before Celery starts: its first words (a warning when run as root) in the same stream.
+    logs.configure(logging.getLevelNamesMapping().get(args.log_level.upper(), logging.INFO))
     celery_app.worker_main(argv)
     return 0
 

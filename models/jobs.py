@@ -100,6 +100,8 @@ class Job(Base):
     # A retry: the failed job it retries, and who asked (an operator's token, the CLI).
     retry_of: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     requested_by: Mapped[str | None] = mapped_column(String(200))
+    # The API request that accepted the event (X-Request-ID), carried into the steps' logs.
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
     event: Mapped[Event] = relationship()
     device: Mapped[Device] = relationship()

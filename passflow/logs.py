@@ -1,4 +1,5 @@
-"""Structured JSON logs (structlog), correlated by job and device, with secrets kept out.
+"""Structured logs (structlog), correlated by request, job and device, with secrets kept out:
+JSON lines for a collector, or text for a person at a terminal (PASSFLOW_LOG_FORMAT).
 
 Secrets (client secrets, access tokens, media tokens, API tokens) and profile attributes
 (personal data) never reach a log: callers do not pass them, and a last processor drops any
@@ -26,9 +27,22 @@ def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def configure(level: int = logging.INFO, *, stream=None) -> None:
-    """JSON lines on stderr for passflow's own loggers and the libraries' stdlib loggers."""
+def _renderer(stream, fmt: str | None):
+    if fmt is None:
+        from passflow.settings import get_settings
+
+        fmt = get_settings().log_format
+    tty = bool(getattr(stream, "isatty", lambda: False)())
+    if fmt == "console" or (fmt == "auto" and tty):
+        return structlog.dev.ConsoleRenderer(colors=tty)
+    return structlog.processors.JSONRenderer()
+
+
+def configure(level: int = logging.INFO, *, stream=None, fmt: str | None = None) -> None:
+    """One stream (stderr) for passflow's own loggers and the libraries' stdlib loggers: JSON
+    lines, or text when `fmt` (PASSFLOW_LOG_FORMAT) says so or is auto at a terminal."""
     global _configured
+    stream = stream or sys.stderr
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -42,11 +56,13 @@ def configure(level: int = logging.INFO, *, stream=None) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream)
+    renderer = _renderer(stream, fmt)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info,
-                    structlog.processors.JSONRenderer()],
+                    *([] if isinstance(renderer, structlog.dev.ConsoleRenderer)
+                      else [structlog.processors.format_exc_info]),
+                    renderer],
         foreign_pre_chain=shared,
     ))
     root = logging.getLogger()
@@ -54,6 +70,7 @@ def configure(level: int = logging.INFO, *, stream=None) -> None:
     handler._passflow = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+    logging.captureWarnings(True)  # Python warnings (e.g. Celery's as root) in the same stream
     # httpx logs every request line at INFO; URLs hold no secret, but they are noise.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     _configured = True

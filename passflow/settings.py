@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from ipaddress import ip_network
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -89,6 +90,9 @@ class Settings(BaseSettings):
     # wrong codes per client address: behind a proxy that is not listed here every user shares
     # the proxy's address (and one user's typos lock everyone out). Empty: none is believed.
     trusted_proxies: list[str] = []
+    # Log lines as JSON (for a collector) or as text (for a person); auto: text when the stream
+    # is a terminal.
+    log_format: Literal["auto", "json", "console"] = "auto"
     # /docs, /redoc and /openapi.json for anyone; off, only /openapi.json with a read token.
     api_docs: bool = False
     # Configuration responses are cached this long (checklist: 3-5 minutes).

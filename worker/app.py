@@ -50,8 +50,37 @@ celery_app = make_celery()
 
 
 @signals.setup_logging.connect
-def _json_logs(**_: object) -> None:
-    """Workers log JSON lines through passflow.logs instead of Celery's text format."""
+def _passflow_logs(loglevel: object = None, **_: object) -> None:
+    """Workers log through passflow.logs (JSON, or text in a terminal) in one stream with
+    Celery's own lines. A task received and succeeded is said by the engine's `step_run` line
+    already: Celery's two lines for it (many a second on an idle poller) are kept for debug."""
+    import logging
+
     from passflow import logs
 
-    logs.configure()
+    level = loglevel if isinstance(loglevel, int) else logging.INFO
+    logs.configure(level)
+    if level > logging.DEBUG:
+        for chatty in ("celery.app.trace", "celery.worker.strategy"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+@signals.task_prerun.connect
+def _fresh_log_context(**_: object) -> None:
+    """No job's or device's ids on the next task's lines (threads run many tasks)."""
+    from passflow import logs
+
+    logs.clear()
+
+
+@signals.worker_ready.connect
+def _ready(sender: object = None, **_: object) -> None:
+    """The banner's facts in one line of the same stream (Celery's banner is turned off).
+    `sender` is the worker's consumer."""
+    from passflow import logs
+
+    task_consumer = getattr(sender, "task_consumer", None)
+    queues = sorted(q.name for q in task_consumer.queues) if task_consumer else []
+    logs.get_logger("worker").info(
+        "worker_ready", hostname=getattr(sender, "hostname", None), queues=queues,
+        concurrency=getattr(getattr(sender, "pool", None), "limit", None))

@@ -77,14 +77,15 @@ def submit(event: EventIn, *, default_service_provider: str) -> tuple[str, bool]
     return accepted.job_id, accepted.created
 
 
-def submit_many(events: list[EventIn], *,
-                default_service_provider: str) -> list[jobs.Accepted]:
+def submit_many(events: list[EventIn], *, default_service_provider: str,
+                request_ids: dict[str, str] | None = None) -> list[jobs.Accepted]:
     """Accept events in one transaction, then send the new jobs' first steps (one message per
     step and batch). Jobs are marked sent in the transaction; if the broker is down the sweeper
     sends them once overdue (an outbox)."""
     with session_scope() as session:
         answers, created = jobs.accept(session, events, first_steps=FIRST_STEP,
-                                       default_service_provider=default_service_provider)
+                                       default_service_provider=default_service_provider,
+                                       request_ids=request_ids)
     send_steps([(job_id, step_name, 0.0) for job_id, step_name in created])
     return answers
 

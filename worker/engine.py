@@ -26,6 +26,7 @@ the jobs.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -250,8 +251,15 @@ def _after_commit(step: Step, claims: dict[str, Claim], settled: dict[str, _Sett
     for job_id, s in settled.items():
         t = s.transition
         metrics.observe("passflow_step_seconds", (step.name, s.result), elapsed)
-        log.info("step_run", job_id=job_id, device_id=claims[job_id].device_id, result=s.result,
-                 jobs=len(settled))
+        error = (t.error or {}) if isinstance(t, Outcome) else {}
+        # A job that fails is a warning with its code; a wait or a success is routine.
+        log.log(logging.WARNING if s.result == "failed" else logging.INFO, "step_run",
+                job_id=job_id, device_id=claims[job_id].device_id,
+                request_id=claims[job_id].request_id, result=s.result, jobs=len(settled),
+                **({"error_code": error.get("code"), "error_action": error.get("action")}
+                   if error else {}),
+                **({"retry_in_s": round(t.retry_in_s, 2), "reason": t.error}
+                   if isinstance(t, Release) else {}))
         if isinstance(t, Release):
             due.append((job_id, step.name, t.retry_in_s))
         elif isinstance(t, Outcome):

@@ -77,8 +77,9 @@ class Accepted:
 
 
 def accept(session: Session, events: list[EventIn], *, first_steps: Mapping[str, str],
-           default_service_provider: str,
-           mark_sent: bool = True) -> tuple[list[Accepted], list[tuple[str, str]]]:
+           default_service_provider: str, mark_sent: bool = True,
+           request_ids: Mapping[str, str] | None = None,
+           ) -> tuple[list[Accepted], list[tuple[str, str]]]:
     """Store the events that are new, with their devices and jobs, in the caller's transaction:
     a statement per table. Returns one answer per event and the (job id, first step) of the
     jobs created. An event_id seen before (in the table, earlier in `events`, or committed at
@@ -107,6 +108,7 @@ def accept(session: Session, events: list[EventIn], *, first_steps: Mapping[str,
                 "id": job_id, "event_pk": event_pks[event.event_id], "type": event.type,
                 "status": JobStatus.QUEUED, "device_id": event.device.id, "mvpd": event.mvpd,
                 "service_provider": event.service_provider or default_service_provider,
+                "request_id": (request_ids or {}).get(event.event_id),
                 "current_step": first, "next_run_at": now,
                 "dispatched_at": now if mark_sent else None,
                 "result": {}, "state": {}, "created_at": now, "updated_at": now,
@@ -188,6 +190,7 @@ class Claim:
     attempts: int  # runs of this step, this one included
     rate_limited: int = 0  # Adobe's 429s of this step so far
     late_s: float = 0.0  # how long after its due time the job was claimed
+    request_id: str | None = None  # the API request that accepted the job (logs)
 
 
 def claim_many(session: Session, job_ids: list[str], step_name: str, owner: str, *,
@@ -208,12 +211,13 @@ def claim_many(session: Session, job_ids: list[str], step_name: str, owner: str,
         .values(lease_owner=owner, lease_until=now + lease,
                 status=case((Job.status == JobStatus.QUEUED.value, JobStatus.RUNNING.value),
                             else_=Job.status))
-        .returning(Job.id, Job.device_id, Job.next_run_at)
+        .returning(Job.id, Job.device_id, Job.next_run_at, Job.request_id)
         .execution_options(synchronize_session=False)
     ).all()
-    claimed = {job_id: device_id for job_id, device_id, _ in rows}
+    claimed = {job_id: device_id for job_id, device_id, _, _ in rows}
     late = {job_id: 0.0 if due is None else max(0.0, (now - due).total_seconds())
-            for job_id, _, due in rows}
+            for job_id, _, due, _ in rows}
+    request_of = {job_id: request_id for job_id, _, _, request_id in rows}
     if not claimed:
         return {}
     # The step rows' counters in one statement: a first run inserts, a rerun counts one more.
@@ -231,7 +235,7 @@ def claim_many(session: Session, job_ids: list[str], step_name: str, owner: str,
          for job_id in claimed])}
     return {job_id: Claim(device_id=device_id, failures=counters[job_id][1],
                           attempts=counters[job_id][0], rate_limited=counters[job_id][2],
-                          late_s=late[job_id])
+                          late_s=late[job_id], request_id=request_of[job_id])
             for job_id, device_id in claimed.items()}
 
 

@@ -1,5 +1,6 @@
 """Job retries: an event may have several jobs (its first and the retries an operator asked
-for), each retry linked to the job it retries and saying who asked; jobs found by status.
+for), each retry linked to the job it retries and saying who asked; jobs found by status; the
+API request that accepted a job, for its logs.
 
 Revision ID: b7e3f2a9c4d1
 Revises: 8a4d2c7e1f90
@@ -22,6 +23,7 @@ def upgrade() -> None:
         batch.drop_constraint("uq_jobs_event_pk", type_="unique")
         batch.add_column(sa.Column("retry_of", sa.String(length=36), nullable=True))
         batch.add_column(sa.Column("requested_by", sa.String(length=200), nullable=True))
+        batch.add_column(sa.Column("request_id", sa.String(length=64), nullable=True))
         batch.create_foreign_key("fk_jobs_retry_of_jobs", "jobs", ["retry_of"], ["id"],
                                  ondelete="SET NULL")
         batch.create_index("ix_jobs_event_pk", ["event_pk"])
@@ -35,6 +37,7 @@ def downgrade() -> None:
         batch.drop_index("ix_jobs_status_created")
         batch.drop_index("ix_jobs_event_pk")
         batch.drop_constraint("fk_jobs_retry_of_jobs", type_="foreignkey")
+        batch.drop_column("request_id")
         batch.drop_column("requested_by")
         batch.drop_column("retry_of")
         batch.create_unique_constraint("uq_jobs_event_pk", ["event_pk"])

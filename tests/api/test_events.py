@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -208,7 +209,10 @@ def test_metrics_count_jobs_and_adobe_calls(api: httpx.Client):
                        'step="profiles.retrieve"}' in body else None
 
     body = wait_for(flushed, interval=0.3)
-    assert 'passflow_jobs{status="succeeded",type="profiles.requested"}' in body
+    assert re.search(r'passflow_jobs_finished_total\{error_code="",mvpd="",'
+                     r'status="succeeded",type="profiles.requested"\} [1-9]', body)
+    assert re.search(r'passflow_events_total\{outcome="accepted",type="profiles.requested"\} '
+                     r'[1-9]', body)
     assert "passflow_polls_in_flight" in body
     assert 'passflow_adobe_pass_calls_total{endpoint="profiles.list",status="200"}' in body
     assert 'passflow_step_seconds_bucket{le="+Inf",outcome="succeeded",step="profiles.retrieve"}' \

@@ -68,3 +68,73 @@ def test_a_full_run_logs_no_secret(api: httpx.Client, jobs_env: httpx.Client, fa
     fault_report("logs of a full run (auth, play, TempPass, logout) searched for secrets",
                  "every line JSON, step lines carry job and device ids; no client secret, "
                  "access token, media token, API token, TempPass identity or profile attribute")
+
+
+def test_a_request_id_follows_its_event_into_the_steps(api: httpx.Client,
+                                                       jobs_env: httpx.Client, fault_report):
+    """The id the caller sent (or the API made) is on the API's lines and on every step line of
+    the job the request created; no line carries another job's device."""
+    stream = io.StringIO()
+    logs.configure(logging.INFO, stream=stream)
+    try:
+        devices = [new_device() for _ in range(3)]
+        jobs = {}
+        for n, device in enumerate(devices):
+            answer = api.post("/v1/events", headers={"X-Request-ID": f"req-{n}-{uuid.uuid4()}"},
+                              json={"event_id": f"evt-{uuid.uuid4()}", "type": "profiles.requested",
+                                    "device": {"id": device.id, "ip": device.ip,
+                                               "info": dict(device.info)}})
+            jobs[answer.json()["job_id"]] = (device.id, answer.headers["x-request-id"])
+        unnamed = api.post("/v1/events", json={})
+        for job_id in jobs:
+            wait_for_status(job_id)
+    finally:
+        logs.configure(logging.INFO)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    assert re.fullmatch(r"[0-9a-f]{32}", unnamed.headers["x-request-id"])  # one was made
+    for job_id, (device_id, request_id) in jobs.items():
+        assert request_id.startswith("req-")
+        steps = [e for e in lines if e.get("job_id") == job_id and e["event"] == "step_run"]
+        assert steps and all(e["request_id"] == request_id for e in steps), steps
+        accepted = [e for e in lines if e["event"] == "event_accepted"
+                    and e.get("job_id") == job_id]
+        assert accepted and accepted[0]["request_id"] == request_id
+    for entry in lines:
+        if entry.get("job_id") in jobs and entry.get("device_id"):
+            assert entry["device_id"] == jobs[entry["job_id"]][0], entry
+    fault_report("three events with X-Request-ID, their jobs' logs searched",
+                 "each job's step lines carry its request's id and its own device, no other")
+
+
+def test_text_at_a_terminal_json_otherwise():
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, fmt, is_json in ((Terminal(), "auto", False), (io.StringIO(), "auto", True),
+                                 (Terminal(), "json", True), (io.StringIO(), "console", False)):
+        logs.configure(logging.INFO, stream=stream, fmt=fmt)
+        logs.get_logger("test").warning("step_run", job_id="j-1", error_code="x")
+        line = stream.getvalue().strip()
+        assert line.startswith("{") == is_json, (fmt, line)
+        assert "j-1" in line and "step_run" in line
+    logs.configure(logging.INFO)
+
+
+def test_a_worker_writes_one_stream_without_a_banner(database_url: str, pass_env: str):
+    from tests.support import WorkerProcess, wait_for
+
+    worker = WorkerProcess("quiet", concurrency=1, loglevel="info",
+                           env={"PASSFLOW_LOG_FORMAT": "json"})
+    try:
+        wait_for(lambda: worker.said("worker_ready"), timeout=30)
+    finally:
+        worker.stop()
+    text = worker.log.read_text(errors="replace")
+    # One exception: Celery's signal handler writes "worker: Warm shutdown" straight to stderr
+    # (logging is not safe inside a signal handler), after the last line passflow logs.
+    lines = [line for line in text.splitlines()
+             if line.strip() and not line.startswith("worker: Warm shutdown")]
+    assert all(line.startswith("{") for line in lines), [ln for ln in lines
+                                                          if not ln.startswith("{")][:5]
+    assert "-------------- " not in text  # Celery's banner
