@@ -92,7 +92,7 @@ def test_a_request_id_follows_its_event_into_the_steps(api: httpx.Client,
         logs.configure(logging.INFO)
     lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
     assert re.fullmatch(r"[0-9a-f]{32}", unnamed.headers["x-request-id"])  # one was made
-    for job_id, (device_id, request_id) in jobs.items():
+    for job_id, (_, request_id) in jobs.items():
         assert request_id.startswith("req-")
         steps = [e for e in lines if e.get("job_id") == job_id and e["event"] == "step_run"]
         assert steps and all(e["request_id"] == request_id for e in steps), steps
