@@ -110,7 +110,9 @@ def test_picker_path_without_mvpd(page: Page, api: httpx.Client, api_server: Bac
     sign_in_at_the_mvpd(page, "Spectrum")
     expect(page.get_by_role("heading")).to_have_text("You're signed in")
     assert wait_for_status(job_id) == "succeeded"
-    assert api.get(f"/v1/jobs/{job_id}").json()["result"]["profile"]["mvpd"] == "Spectrum"
+    done = api.get(f"/v1/jobs/{job_id}").json()
+    assert done["result"]["profile"]["mvpd"] == "Spectrum"
+    assert done["mvpd"] == "Spectrum"  # the job keeps the provider the user picked
 
 
 def test_wrong_and_malformed_codes_say_so(page: Page, api_server: BackgroundServer):
