@@ -16,7 +16,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ValidationError
+from pydantic import AfterValidator, AwareDatetime, ValidationError
 from sqlalchemy import select, text
 from sqlalchemy.exc import (
     DataError,
@@ -35,10 +35,17 @@ from api.limits import Guards
 from api.metrics import (
     JobsCollector,
     RedisMetricsCollector,
-    RequestTimer,
     SweeperCollector,
     flush_metrics,
     start_flusher,
+)
+from api.schemas import (
+    Accepted,
+    HistoryPage,
+    JobsPage,
+    JobView,
+    Landed,
+    ValidationProblem,
 )
 from models import Job, JobStatus, Registration
 from models.db import session_scope
@@ -62,27 +69,6 @@ from worker.views import job_view
 
 log = logs.get_logger(__name__)
 
-
-
-class Accepted(BaseModel):
-    job_id: str
-    status: str
-
-
-class ValidationProblem(BaseModel):
-    field: str
-    message: str
-    type: str
-
-
-class HistoryPage(BaseModel):
-    entries: list[dict[str, Any]]
-    next_cursor: str | None
-
-
-class JobsPage(BaseModel):
-    jobs: list[dict[str, Any]]
-    next_cursor: str | None
 
 
 Outcome = Enum("Outcome", {name: name for name in OUTCOME_KINDS}, type=str)  # type: ignore[misc]
@@ -172,7 +158,6 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                   **({} if public_docs else {"docs_url": None, "redoc_url": None,
                                              "openapi_url": None}))
     app.add_middleware(Guards, public_url=settings.public_url)
-    app.add_middleware(RequestTimer)
     app.add_middleware(RequestContext)  # outermost: every line of the request has its id
     start_flusher()
     problems.install(app)
@@ -207,6 +192,11 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         return problems.problem(500, "the request failed in the database; this is a fault of "
                                      "passflow's, not of the request")
 
+    async def bad_cursor(_: Request, exc: Exception) -> JSONResponse:
+        return problems.problem(422, "the request has 1 problem(s)", errors=[
+            {"field": "query.cursor", "type": "cursor", "message": str(exc)}])
+
+    app.add_exception_handler(BadCursor, bad_cursor)
     # A failed statement or connection, or no pooled connection free in time.
     app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(SQLAlchemyTimeoutError, database_error)
@@ -252,15 +242,16 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                             status_code=202 if accepted.created else 200)
 
     @app.get("/v1/jobs/{job_id}", dependencies=authorized)
-    def get_job(job_id: str, request: Request) -> dict[str, Any]:
+    def get_job(job_id: str, request: Request) -> JobView:
         with session_scope() as session:
             job = session.get(Job, job_id)
             if job is None:
                 raise HTTPException(404, "job not found")
-            return job_view(session, job, cipher if sees_personal_data(request) else None)
+            return JobView.model_validate(
+                job_view(session, job, cipher if sees_personal_data(request) else None))
 
     @app.delete("/v1/jobs/{job_id}", dependencies=admin)
-    def cancel_job(job_id: str) -> dict[str, Any]:
+    def cancel_job(job_id: str) -> JobView:
         """Cancel a job that is not final yet (a pending poll stops at once)."""
         with session_scope() as session:
             job = session.get(Job, job_id)
@@ -269,7 +260,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
             if not jobs.cancel(session, [job_id]):
                 raise HTTPException(409, f"job is already {job.status}")
         with session_scope() as session:
-            return job_view(session, session.get(Job, job_id), cipher)
+            return JobView.model_validate(job_view(session, session.get(Job, job_id), cipher))
 
     @app.get("/v1/history", dependencies=[*authorized, known_query(
         "device_id", "mvpd", "resource", "job_id", "outcome", "since", "until", "limit",
@@ -292,11 +283,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                              until=until, limit=limit, cursor=cursor, job_id=job_id,
                              outcome=outcome)
         with session_scope() as session:
-            try:
-                entries, next_cursor = history(session, query)
-            except BadCursor as exc:
-                raise HTTPException(422, [{"field": "cursor", "type": "cursor",
-                                           "message": str(exc)}]) from exc
+            entries, next_cursor = history(session, query)
         return HistoryPage(entries=entries, next_cursor=next_cursor)
 
     @app.get("/v1/jobs", dependencies=[*authorized, known_query(
@@ -315,15 +302,11 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         query = JobQuery(status=status, type=type, device_id=device_id, event_id=event_id,
                          since=since, until=until, limit=limit, cursor=cursor)
         with session_scope() as session:
-            try:
-                found, next_cursor = jobs_page(session, query)
-            except BadCursor as exc:
-                raise HTTPException(422, [{"field": "cursor", "type": "cursor",
-                                           "message": str(exc)}]) from exc
+            found, next_cursor = jobs_page(session, query)
         return JobsPage(jobs=found, next_cursor=next_cursor)
 
     @app.post("/v1/jobs/{job_id}/retry", status_code=201, dependencies=admin)
-    def retry_job(job_id: str, request: Request) -> dict[str, Any]:
+    def retry_job(job_id: str, request: Request) -> JobView:
         """Run a failed job again: a new job for the same event, linked to it (`retry_of`)
         and saying who asked (`requested_by`); the failed one stays in the history."""
         who = f"api:{getattr(request.state, 'token_name', 'unknown')}"
@@ -340,7 +323,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                         requested_by=who)
             new_id = new.id
         with session_scope() as session:
-            return job_view(session, session.get(Job, new_id), None)
+            return JobView.model_validate(job_view(session, session.get(Job, new_id), None))
 
     def health() -> tuple[bool, dict[str, Any]]:
         """The database, the broker, the registration, and the age of the fleet's last sweep
@@ -401,12 +384,12 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     app.include_router(build_router(settings))
 
     @app.post("/v1/jobs/{job_id}/landed", dependencies=ingest)
-    def landed(job_id: str) -> dict[str, Any]:
+    def landed(job_id: str) -> Landed:
         """The app's own redirect page was reached: start polling now (primary screen)."""
         with session_scope() as session:
             if session.get(Job, job_id) is None:
                 raise HTTPException(404, "job not found")
-        return {"job_id": job_id, "polling": start_polling(job_id)}
+        return Landed(job_id=job_id, polling=start_polling(job_id))
 
     _document_event_schema(app)
     return app

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-import time
 from collections import defaultdict
 from datetime import UTC
 
@@ -137,32 +136,3 @@ def start_flusher(interval_s: float = 1.0) -> None:
             flush_metrics(force=True)
 
     threading.Thread(target=run, name="metrics-flusher", daemon=True).start()
-
-
-class RequestTimer:
-    """ASGI middleware: every request's duration, by route template, method and status class,
-    into passflow_api_request_seconds (pool-wide, like the workers' metrics)."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = [500]
-
-        async def timed(message):
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, timed)
-        finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
-            metrics.observe("passflow_api_request_seconds",
-                            (path, scope.get("method", ""), f"{status[0] // 100}xx"),
-                            time.perf_counter() - started)

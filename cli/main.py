@@ -244,7 +244,6 @@ def _forget(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    import json
 
     from models.db import session_scope
     from models.history import HistoryQuery, history
@@ -254,17 +253,25 @@ def _history(args: argparse.Namespace) -> int:
                          until=args.until, limit=args.limit, cursor=args.cursor)
     with session_scope() as session:
         entries, next_cursor = history(session, query)
+    return _page(args, "entries", entries, next_cursor,
+                 ("at", "kind", "mvpd", "resource", "outcome", "reason", "job_id"),
+                 empty=f"no history for device {args.device} with these filters")
+
+
+def _page(args: argparse.Namespace, name: str, items: list[dict], next_cursor: str | None,
+          columns: tuple[str, ...], *, empty: str) -> int:
+    """One page of `items`: JSON with --json, else a table (a `reason` column says why), and
+    how to ask for the next."""
+    import json
+
     if args.json:
-        print(json.dumps({"entries": entries, "next_cursor": next_cursor}, indent=2))
+        print(json.dumps({name: items, "next_cursor": next_cursor}, indent=2))
         return 0
-    if not entries:
-        print(f"no history for device {args.device} with these filters" if args.cursor is None
-              else "no more entries")
+    if not items:
+        print(empty if args.cursor is None else "no more")
         return 0
-    columns = ("at", "kind", "mvpd", "resource", "outcome", "reason", "job_id")
-    rows = [[str(e.get(c) or "") for c in columns[:-2]]
-            + [_reason(e), str(e.get("job_id") or "")] for e in entries]
-    _table(columns, rows)
+    _table(columns, [[_reason(item) if c == "reason" else str(item.get(c) or "")
+                      for c in columns] for item in items])
     if next_cursor:
         print(f"more: --cursor {next_cursor}")
     return 0
@@ -295,18 +302,8 @@ def _jobs(args: argparse.Namespace) -> int:
                          limit=args.limit, cursor=args.cursor)
         with session_scope() as session:
             found, next_cursor = jobs_page(session, query)
-        if args.json:
-            print(json.dumps({"jobs": found, "next_cursor": next_cursor}, indent=2))
-            return 0
-        if not found:
-            print("no jobs with these filters")
-            return 0
-        columns = ("created_at", "job_id", "type", "status", "device_id", "mvpd", "reason")
-        _table(columns, [[str(j.get(c) or "") for c in columns[:-1]] + [_reason(j)]
-                         for j in found])
-        if next_cursor:
-            print(f"more: --cursor {next_cursor}")
-        return 0
+        return _page(args, "jobs", found, next_cursor, ("created_at", "job_id", "type",
+                     "status", "device_id", "mvpd", "reason"), empty="no jobs with these filters")
     if not args.job_id:
         print(f"passflow jobs {args.action}: give the job id", file=sys.stderr)
         return 2

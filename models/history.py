@@ -62,9 +62,21 @@ class HistoryQuery:
 _RANKS = frozenset(rank for rank, _ in _KINDS.values())
 
 
+def _pack(*parts: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(parts)).encode()).decode().rstrip("=")
+
+
+def _unpack(cursor: str) -> tuple[datetime, list[Any]]:
+    """A cursor's time (checked: with its zone, in range once in UTC) and its other parts."""
+    at, *rest = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    moment = datetime.fromisoformat(at)
+    if moment.tzinfo is None:
+        raise ValueError("a time without its zone")
+    return moment.astimezone(UTC), rest  # OverflowError near year 1 or 9999
+
+
 def _encode_cursor(at: datetime, rank: int, row_id: int | str) -> str:
-    raw = json.dumps([at.isoformat(), rank, row_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return _pack(at.isoformat(), rank, row_id)
 
 
 _MAX_ID = 2**63 - 1  # the largest key either database stores
@@ -74,11 +86,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int, int | str]:
     """Everything in a cursor is checked as if hostile: the types, a time with its zone, a
     rank this module gives, an id a database can compare."""
     try:
-        at, rank, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        moment = datetime.fromisoformat(at)
-        if moment.tzinfo is None:
-            raise ValueError("a time without its zone")
-        moment = moment.astimezone(UTC)  # OverflowError near year 1 or 9999
+        moment, (rank, row_id) = _unpack(cursor)
         if type(rank) is not int or rank not in _RANKS:
             raise ValueError("not a rank")
         if rank == _JOB_RANK:
@@ -192,11 +200,10 @@ class JobQuery:
 
 def _decode_job_cursor(cursor: str) -> tuple[datetime, str]:
     try:
-        at, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        moment = datetime.fromisoformat(at)
-        if moment.tzinfo is None or type(job_id) is not str or len(job_id) > 36:
-            raise ValueError("not a time and a job id")
-        return moment.astimezone(UTC), job_id
+        moment, (job_id,) = _unpack(cursor)
+        if type(job_id) is not str or len(job_id) > 36:
+            raise ValueError("not a job id")
+        return moment, job_id
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise BadCursor("cursor is not one this API gave out") from exc
 
@@ -234,6 +241,5 @@ def jobs_page(session: Session, query: JobQuery) -> tuple[list[dict[str, Any]], 
     cursor = None
     if len(rows) > query.limit and page:
         last = page[-1][0]
-        raw = json.dumps([last.created_at.isoformat(), last.id]).encode()
-        cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        cursor = _pack(last.created_at.isoformat(), last.id)
     return [job_summary(job, event_id) for job, event_id in page], cursor

@@ -88,3 +88,17 @@ def test_version_and_help_on_every_option():
         for action in sub._actions:
             if action.dest != "help":
                 assert action.help, f"passflow {name} {action.option_strings or action.dest}"
+
+
+@pytest.mark.parametrize("args,url,said", [
+    (["history", "--device", "d"], "postgresql+psycopg://postgres:secret@127.0.0.1:1/x",
+     "cannot reach the database"),
+    (["db", "upgrade"], "not a url", "PASSFLOW_DATABASE_URL"),
+    (["jobs", "list"], "sqlite:////nonexistent/dir/passflow.db", "does not exist"),
+])
+def test_a_bad_database_is_one_line_not_a_traceback(args, url, said):
+    done = subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PASSFLOW_DATABASE_URL": url})
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert said in line and "secret@" not in line

@@ -58,6 +58,8 @@ BROKEN = {
         "cannot reach the broker"),
     "a weak secret key": (
         lambda tmp: {"PASSFLOW_SECRET_KEY": "x"}, "PASSFLOW_SECRET_KEY"),
+    "no secret key": (
+        lambda tmp: {"PASSFLOW_SECRET_KEY": ""}, "PASSFLOW_SECRET_KEY is required"),
 }
 
 

@@ -112,3 +112,44 @@ def test_unknown_filters_are_a_422(api: httpx.Client, path, params, fault_report
     assert answer.status_code == 422, answer.text
     fault_report(f"GET {path} with a misspelt filter or value",
                  "422 naming it (it used to return everything)")
+
+
+def test_a_waiting_job_says_what_it_waits_for(api: httpx.Client, jobs_env: httpx.Client):
+    _, job_id = _post(api, "authentication.requested", new_device())
+    wait_for_status(job_id, "waiting_for_user")
+    view = api.get(f"/v1/jobs/{job_id}").json()
+    code = view["result"]["code"]
+    assert f"pick a provider and log in with code {code}" in view["waiting_for"]
+    api.delete(f"/v1/jobs/{job_id}")
+    assert api.get(f"/v1/jobs/{job_id}").json()["waiting_for"] is None
+
+
+def test_probes_need_no_token_and_say_little(api_server, fault_report):
+    live = httpx.get(api_server.url + "/livez")
+    ready = httpx.get(api_server.url + "/readyz")
+    assert live.status_code == 200 and live.json() == {"status": "ok"}
+    assert ready.status_code in (200, 503)
+    assert set(ready.json()) == {"status", "failing"}
+    assert httpx.get(api_server.url + "/healthz").status_code == 401
+    fault_report("a load balancer probes without a token",
+                 "/livez and /readyz answer (only the names of failing checks); /healthz 401")
+
+
+@pytest.mark.parametrize("method,path,token,status", [
+    ("GET", "/v1/jobs/no-such-job", True, 404),
+    ("GET", "/v1/jobs", False, 401),
+    ("GET", "/v1/history?since=yesterday", True, 422),
+    ("DELETE", "/v1/jobs/no-such-job", True, 404),
+    ("POST", "/v1/jobs/no-such-job/retry", True, 404),
+    ("GET", "/no/such/route", True, 404),
+    ("PUT", "/v1/events", True, 405),
+])
+def test_every_error_is_a_problem_document(api: httpx.Client, api_server, method, path, token,
+                                           status):
+    client = api if token else httpx.Client(base_url=api_server.url)
+    answer = client.request(method, path)
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "application/problem+json"
+    problem = answer.json()
+    assert problem["status"] == status and problem["title"] and problem["detail"]
+    assert answer.headers["x-request-id"]

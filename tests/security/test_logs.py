@@ -138,3 +138,21 @@ def test_a_worker_writes_one_stream_without_a_banner(database_url: str, pass_env
     assert all(line.startswith("{") for line in lines), [ln for ln in lines
                                                           if not ln.startswith("{")][:5]
     assert "-------------- " not in text  # Celery's banner
+
+
+def test_a_failed_step_is_a_warning_with_its_code(api: httpx.Client, jobs_env: httpx.Client):
+    stream = io.StringIO()
+    logs.configure(logging.INFO, stream=stream)
+    try:
+        device = new_device()
+        job_id = api.post("/v1/events", json={
+            "event_id": f"evt-{uuid.uuid4()}", "type": "authorization.requested",
+            "mvpd": "Cablevision", "resource": "REF30",
+            "device": {"id": device.id, "ip": device.ip, "info": dict(device.info)}},
+        ).json()["job_id"]
+        assert wait_for_status(job_id) == "failed"  # nobody logged in on this device
+    finally:
+        logs.configure(logging.INFO)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    [failed] = [e for e in lines if e.get("job_id") == job_id and e.get("result") == "failed"]
+    assert failed["level"] == "warning" and failed["error_code"] and failed["error_action"]

@@ -1,0 +1,108 @@
+"""The API's answers as typed models: what the OpenAPI document shows, and what each route is
+checked against before it answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Accepted(BaseModel):
+    job_id: str
+    status: str
+
+
+class ValidationProblem(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class StepView(BaseModel):
+    step: str
+    status: str
+    attempts: int
+    failures: int
+    rate_limited: int
+    last_error: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class JobError(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: int | None = None
+    code: str | None = None
+    action: str | None = None
+    message: str | None = None
+
+
+class JobView(BaseModel):
+    """GET /v1/jobs/{job_id} (CONTRACT.md): `result` by type (code and url, profile, profiles,
+    decisions, logouts)."""
+
+    job_id: str
+    event_id: str
+    type: str
+    status: str
+    device_id: str
+    service_provider: str
+    mvpd: str | None
+    steps: list[StepView]
+    result: dict[str, Any]
+    error: JobError | None
+    waiting_for: str | None
+    retry_of: str | None
+    requested_by: str | None
+    created_at: str | None
+    finished_at: str | None
+    redacted: str | None = None
+
+
+class JobSummary(BaseModel):
+    job_id: str
+    event_id: str
+    type: str
+    status: str
+    device_id: str
+    mvpd: str | None
+    step: str | None
+    created_at: str
+    finished_at: str | None
+    error_code: str | None
+    error_action: str | None
+    reason: str | None
+    retry_of: str | None
+
+
+class JobsPage(BaseModel):
+    jobs: list[JobSummary]
+    next_cursor: str | None
+
+
+class HistoryEntry(BaseModel):
+    """One entry; each kind adds its own fields (a decision's `decision_kind`, a session's
+    `code`, a job's `job_type`...)."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: str
+    device_id: str
+    mvpd: str | None
+    resource: str | None
+    at: str
+    job_id: str
+    outcome: str | None = None
+    error_code: str | None = None
+    error_action: str | None = None
+    reason: str | None = None
+
+
+class HistoryPage(BaseModel):
+    entries: list[HistoryEntry]
+    next_cursor: str | None
+
+
+class Landed(BaseModel):
+    job_id: str
+    polling: bool
