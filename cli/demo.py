@@ -231,11 +231,16 @@ def _summary(demo: Demo) -> int:
 
 
 def run_demo() -> int:
+    import logging
+
+    from passflow import logs
     from passflow.serving import BackgroundServer
     from passflow.settings import get_settings
     from simulator import SimConfig, create_app
     from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
 
+    # The story is the demo's own lines; the in-process API says only what goes wrong.
+    logs.configure(logging.WARNING)
     workdir = Path(tempfile.mkdtemp(prefix="passflow-demo-"))
     configured_broker = get_settings().broker_url
     print("passflow demo: the Adobe Pass cookbook, run as jobs, on embedded defaults")
