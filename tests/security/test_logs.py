@@ -122,14 +122,30 @@ def test_text_at_a_terminal_json_otherwise():
 
 
 def test_a_worker_writes_one_stream_without_a_banner(database_url: str, pass_env: str):
+    """JSON from its first line, no banner, and nothing while idle (it said ~6 lines a second:
+    Celery's two per poll task)."""
+    import os
+    import time
+
+    import redis
+
     from tests.support import WorkerProcess, wait_for
+    from worker.sweeper import keys as sweeper_keys
 
     worker = WorkerProcess("quiet", concurrency=1, loglevel="info",
                            env={"PASSFLOW_LOG_FORMAT": "json"})
     try:
         wait_for(lambda: worker.said("worker_ready"), timeout=30)
+        ready_lines = len(worker.log.read_text(errors="replace").splitlines())
+        # Idle: the fleet sweeps every 0.5 s (this worker or another); three seconds of sweeps.
+        client = redis.Redis.from_url(os.environ["PASSFLOW_BROKER_URL"])
+        started = time.time()
+        wait_for(lambda: json.loads(client.get(sweeper_keys(database_url)[1]) or "{}")
+                 .get("at", 0) > started + 3, timeout=20, interval=0.25)
+        idle_lines = len(worker.log.read_text(errors="replace").splitlines()) - ready_lines
     finally:
         worker.stop()
+    assert idle_lines <= 2, worker.log.read_text(errors="replace")[-2000:]
     text = worker.log.read_text(errors="replace")
     # One exception: Celery's signal handler writes "worker: Warm shutdown" straight to stderr
     # (logging is not safe inside a signal handler), after the last line passflow logs.
