@@ -36,6 +36,7 @@ from api.metrics import (
     JobsCollector,
     RedisMetricsCollector,
     SweeperCollector,
+    WorkerProcessCollector,
     flush_metrics,
     start_flusher,
 )
@@ -204,6 +205,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     registry = CollectorRegistry()
     registry.register(JobsCollector())
     registry.register(SweeperCollector(settings.broker_url, settings.database_url))
+    registry.register(WorkerProcessCollector(settings.broker_url))
     registry.register(RedisMetricsCollector(settings.broker_url))
     ProcessCollector(registry=registry)  # this API process: memory, CPU, open files
 

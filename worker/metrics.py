@@ -120,3 +120,28 @@ def _counted(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _forgotten(session: Session) -> None:
     session.info.pop(_PENDING, None)
+
+
+PROCESS_KEY = PREFIX + "p:"  # + worker name: that worker process's own figures
+_PROCESS_TTL_S = 30  # a worker gone (killed) drops out of /metrics after this
+
+
+def publish_process(client: redis.Redis, worker: str) -> None:
+    """This worker process's memory, CPU, open files and start time, for the API's /metrics
+    (which sees only its own process otherwise)."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.process_collector import ProcessCollector
+
+    figures = {sample.name: sample.value
+               for family in ProcessCollector(registry=CollectorRegistry()).collect()
+               for sample in family.samples}
+    if not figures:
+        return  # no /proc here
+    key = PROCESS_KEY + worker
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.hset(key, mapping=figures)
+        pipe.expire(key, _PROCESS_TTL_S)
+        pipe.execute()
+    except redis.RedisError:
+        pass  # the next round tries again

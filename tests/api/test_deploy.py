@@ -82,3 +82,5 @@ def test_every_metric_the_dashboard_and_rules_use_is_exposed(api: httpx.Client):
     assert re.search(r'passflow_jobs_finished_total\{[^}]*error_code="[a-z_]+"[^}]*'
                      r'mvpd="Cablevision"[^}]*status="failed"', text), text[:3000]
     assert 'route="/v1/events"' in text
+    # The worker's own memory, as it published it (the API's process metrics are its own).
+    assert re.search(r'passflow_worker_resident_memory_bytes\{worker="[^"]+"\} [1-9]', text)
