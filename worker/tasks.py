@@ -4,21 +4,23 @@ deliveries; token upkeep; and the sweeper thread every worker runs (worker.sweep
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import uuid
 
 import redis
-from celery import Celery, Task, bootsteps
+from celery import Celery, Task, bootsteps, signals
 
 from models.db import session_scope
 from passflow import logs
 from passflow.settings import get_settings
-from worker import dispatch, engine, webhooks
+from worker import dispatch, engine, metrics, webhooks
 from worker.adobe_pass import AdobePassError, RegistrationRequired
 from worker.runtime import runtime
 from worker.steps import STEPS
 from worker.steps.dcr import keep_token_fresh
-from worker.sweeper import Sweeper
+from worker.sweeper import PROCESS_FIGURES_S, Sweeper
 from worker.views import job_view
 
 log = logs.get_logger(__name__)
@@ -69,6 +71,24 @@ def refresh_token() -> bool:
         log.warning("token_upkeep_failed", error=type(exc).__name__)
         return False
     return True
+
+
+def _publish_child_figures() -> None:
+    """A prefork child publishes its own memory and CPU (the sweeper thread, which publishes
+    the main process's, runs only in the parent), as `HOST:PID` of the child."""
+    name = f"{socket.gethostname()}:{os.getpid()}"
+
+    def run() -> None:
+        stop = threading.Event()
+        while True:
+            metrics.publish_process(runtime().redis, name)
+            if stop.wait(PROCESS_FIGURES_S):
+                return
+
+    threading.Thread(target=run, name="passflow-figures", daemon=True).start()
+
+
+signals.worker_process_init.connect(lambda **_: _publish_child_figures(), weak=False)
 
 
 class SweeperStep(bootsteps.StartStopStep):

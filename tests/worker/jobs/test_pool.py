@@ -3,17 +3,20 @@ single registration for the pool. On PostgreSQL, the production database."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import func, select
 
 import models.db
 from models import AuthSession, Decision, JobStep, Profile
 from tests.support import forget_registration, make_event, new_device, wait_for, wait_for_status
 from worker import dispatch
+from worker.metrics import PROCESS_KEY
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
@@ -168,3 +171,8 @@ def test_a_prefork_worker_sweeps_and_runs_steps_in_its_children(worker_processes
     for code in codes:
         sim.post("/_sim/login", json={"code": code}).raise_for_status()
     assert [wait_for_status(job_id, timeout=30) for job_id in job_ids] == ["succeeded"] * 3
+    # Each child publishes its own memory and CPU for /metrics (HOST:PID), like the parent.
+    client = redis.Redis.from_url(os.environ["PASSFLOW_BROKER_URL"])
+    published = [key.decode() for key in client.scan_iter(PROCESS_KEY + "*")]
+    children = [key for key in published if ":" in key.removeprefix(PROCESS_KEY)]
+    assert len(children) >= 2, published
