@@ -25,8 +25,9 @@ STRONG_KEY = os.environ["PASSFLOW_SECRET_KEY"]
     ("PASSFLOW_API_TOKEN", "short-token", "at least 32 characters"),
 ])
 @pytest.mark.parametrize("command", ["api", "worker"])
-def test_weak_secrets_are_refused_at_start(database_url: str, command, variable, value,
-                                           problem, fault_report):
+def test_weak_secrets_are_refused_at_start(command, variable, value, problem, fault_report):
+    """Refused with the settings, before any database or broker is looked at (so run once,
+    not per database backend)."""
     env = {**os.environ, "PASSFLOW_API_TOKEN": TOKEN, variable: value}
     done = subprocess.run([sys.executable, "-m", "cli", command], capture_output=True,
                           text=True, env=env, timeout=60)
