@@ -97,8 +97,10 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None]
-    # A retry: the failed job it retries, and who asked (an operator's token, the CLI).
-    retry_of: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    # A retry: the failed job it retries (once: unique), and who asked (an operator's token,
+    # the CLI).
+    retry_of: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"),
+                                                 unique=True)
     requested_by: Mapped[str | None] = mapped_column(String(200))
     # The API request that accepted the event (X-Request-ID), carried into the steps' logs.
     request_id: Mapped[str | None] = mapped_column(String(64))

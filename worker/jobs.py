@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import (
@@ -459,8 +460,11 @@ def retry(session: Session, job_id: str, *, first_step: str, requested_by: str) 
               service_provider=old.service_provider, device_id=old.device_id, mvpd=old.mvpd,
               current_step=first_step, next_run_at=now, result={}, state={},
               created_at=now, updated_at=now, retry_of=old.id, requested_by=requested_by[:200])
-    session.add(new)
-    session.flush()
+    try:
+        with session.begin_nested():  # two operators at once: the unique retry_of decides
+            session.add(new)
+    except IntegrityError as exc:
+        raise NotRetryable("job was retried already (at the same moment)") from exc
     return new
 
 

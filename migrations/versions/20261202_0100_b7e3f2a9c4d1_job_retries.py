@@ -26,6 +26,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("request_id", sa.String(length=64), nullable=True))
         batch.create_foreign_key("fk_jobs_retry_of_jobs", "jobs", ["retry_of"], ["id"],
                                  ondelete="SET NULL")
+        batch.create_unique_constraint("uq_jobs_retry_of", ["retry_of"])  # retried once
         batch.create_index("ix_jobs_event_pk", ["event_pk"])
         batch.create_index("ix_jobs_status_created", ["status", "created_at"])
 
@@ -37,6 +38,7 @@ def downgrade() -> None:
         batch.drop_index("ix_jobs_status_created")
         batch.drop_index("ix_jobs_event_pk")
         batch.drop_constraint("fk_jobs_retry_of_jobs", type_="foreignkey")
+        batch.drop_constraint("uq_jobs_retry_of", type_="unique")
         batch.drop_column("request_id")
         batch.drop_column("requested_by")
         batch.drop_column("retry_of")

@@ -39,3 +39,28 @@ def test_cancel_ends_the_job_and_its_pending_session(factories_bound):
         job = session.get_one(Job, auth.job_id)
         assert (job.status, job.current_step, job.error["code"]) == ("cancelled", None,
                                                                      "cancelled")
+
+
+def test_two_operators_retrying_one_failed_job_at_once_make_one_retry(factories_bound):
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from sqlalchemy import select
+
+    failed = JobFactory(status="failed", current_step=None, next_run_at=None)
+    barrier = Barrier(2)
+
+    def retry(who: str) -> str:
+        barrier.wait()
+        try:
+            with session_scope() as session:
+                return jobs.retry(session, failed.id, first_step="decisions.authorize",
+                                  requested_by=who).id
+        except jobs.NotRetryable as exc:
+            return f"refused: {exc}"
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(retry, ["ops-a", "ops-b"]))
+    assert sum(not a.startswith("refused") for a in answers) == 1, answers
+    with session_scope() as session:
+        assert len(session.scalars(select(Job).where(Job.retry_of == failed.id)).all()) == 1
