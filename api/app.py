@@ -37,8 +37,6 @@ from api.metrics import (
     RedisMetricsCollector,
     SweeperCollector,
     WorkerProcessCollector,
-    flush_metrics,
-    start_flusher,
 )
 from api.schemas import (
     Accepted,
@@ -62,9 +60,8 @@ from passflow import logs
 from passflow.crypto import cipher_from_settings
 from passflow.events import EventIn, EventType
 from passflow.settings import Settings, get_settings
-from worker import jobs
-from worker import metrics as worker_metrics
-from worker.steps import FIRST_STEP
+from worker import dispatch, jobs, metrics
+from worker.runtime import runtime
 from worker.sweeper import last_sweep
 from worker.views import job_view
 
@@ -160,7 +157,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                                              "openapi_url": None}))
     app.add_middleware(Guards, public_url=settings.public_url)
     app.add_middleware(RequestContext)  # outermost: every line of the request has its id
-    start_flusher()
+    metrics.start_reporter(lambda: runtime().redis)  # counts reach Redis off the event loop
     problems.install(app)
 
     if not public_docs:
@@ -235,7 +232,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         except ValidationError as exc:
             return _unprocessable(_problems(exc))
         accepted = await intake.submit(event, request.state.request_id)
-        worker_metrics.inc("passflow_events_total",
+        metrics.inc("passflow_events_total",
                            (event.type, "accepted" if accepted.created else "repeated"))
         log.info("event_accepted" if accepted.created else "event_repeated",
                  event_id=event.event_id, job_id=accepted.job_id, type=event.type,
@@ -312,24 +309,20 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         """Run a failed job again: a new job for the same event, linked to it (`retry_of`)
         and saying who asked (`requested_by`); the failed one stays in the history."""
         who = f"api:{getattr(request.state, 'token_name', 'unknown')}"
-        with session_scope() as session:
-            old = session.get(Job, job_id)
-            if old is None:
-                raise HTTPException(404, "job not found")
-            try:
-                new = jobs.retry(session, job_id, first_step=FIRST_STEP[old.type],
-                                 requested_by=who)
-            except jobs.NotRetryable as exc:
-                raise HTTPException(409, str(exc)) from exc
-            log.warning("job_retried", job_id=new.id, retry_of=job_id, device_id=new.device_id,
-                        requested_by=who)
-            new_id = new.id
+        try:
+            new_id = dispatch.retry(job_id, requested_by=who)
+        except LookupError as exc:
+            raise HTTPException(404, "job not found") from exc
+        except jobs.NotRetryable as exc:
+            raise HTTPException(409, str(exc)) from exc
+        log.warning("job_retried", job_id=new_id, retry_of=job_id, requested_by=who)
         with session_scope() as session:
             return JobView.model_validate(job_view(session, session.get(Job, new_id), None))
 
-    def health() -> tuple[bool, dict[str, Any]]:
-        """The database, the broker, the registration, and the age of the fleet's last sweep
-        (stale: no worker is sweeping, so polls and retries are not sent)."""
+    def health() -> tuple[list[str], dict[str, Any]]:
+        """The failing checks' names, and every check: the database, the broker, the
+        registration, and the age of the fleet's last sweep (stale: no worker is sweeping, so
+        polls and retries are not sent)."""
         checks: dict[str, Any] = {"database": "ok", "broker": "ok", "registration": "ok",
                                   "sweeper": {"status": "unknown"}}
         try:
@@ -354,31 +347,29 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
             checks["broker"] = f"failing: {type(exc).__name__}"
         finally:
             client.close()
-        healthy = (checks["database"] == "ok" and checks["broker"] == "ok"
-                   and checks["registration"] == "ok" and checks["sweeper"]["status"] == "ok")
-        return healthy, checks
+        failing = [name for name, value in checks.items()
+                   if (value.get("status") if isinstance(value, dict) else value) != "ok"]
+        return failing, checks
 
     @app.get("/healthz", dependencies=monitoring)
     def healthz() -> JSONResponse:
         """Every check with its detail; 503 when any fails."""
-        healthy, checks = health()
-        return JSONResponse({"status": "ok" if healthy else "failing", **checks},
-                            status_code=200 if healthy else 503)
+        failing, checks = health()
+        return JSONResponse({"status": "failing" if failing else "ok", **checks},
+                            status_code=503 if failing else 200)
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
         """Ready for traffic (no token: for a load balancer): the database and the broker
         answer, a worker swept lately, the registration works. Only the names of the failing
         checks are said; their detail is in /healthz."""
-        healthy, checks = health()
-        failing = [name for name, value in checks.items()
-                   if (value.get("status") if isinstance(value, dict) else value) != "ok"]
-        return JSONResponse({"status": "ok" if healthy else "failing", "failing": failing},
-                            status_code=200 if healthy else 503)
+        failing, _ = health()
+        return JSONResponse({"status": "failing" if failing else "ok", "failing": failing},
+                            status_code=503 if failing else 200)
 
     @app.get("/metrics", dependencies=monitoring, response_class=Response)
-    def metrics() -> Response:
-        flush_metrics(force=True)  # this process's own counts, before they are read
+    def metrics_page() -> Response:
+        metrics.flush(runtime().redis, min_interval_s=0.0)  # this process's counts first
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     from api.activation import build_router, start_polling

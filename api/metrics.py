@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 from collections import defaultdict
 from datetime import UTC
 
@@ -147,29 +145,3 @@ class RedisMetricsCollector(Collector):
             return
         finally:
             client.close()
-
-
-def flush_metrics(*, force: bool = False) -> None:
-    """Hand this process's buffered counts to Redis (at most every 0.5 s unless forced)."""
-    from worker.runtime import runtime
-
-    with contextlib.suppress(redis.RedisError):  # kept for the next flush
-        metrics.flush(runtime().redis, min_interval_s=0.0 if force else 0.5)
-
-
-_flusher_started = threading.Event()
-
-
-def start_flusher(interval_s: float = 1.0) -> None:
-    """One thread per process hands the API's counts to Redis every `interval_s`: never on the
-    event loop, never on a request's time."""
-    if _flusher_started.is_set():
-        return
-    _flusher_started.set()
-
-    def run() -> None:
-        stop = threading.Event()
-        while not stop.wait(interval_s):
-            flush_metrics(force=True)
-
-    threading.Thread(target=run, name="metrics-flusher", daemon=True).start()

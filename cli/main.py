@@ -292,8 +292,7 @@ def _jobs(args: argparse.Namespace) -> int:
     from models import Job
     from models.db import session_scope
     from models.history import JobQuery, jobs_page
-    from worker import jobs
-    from worker.steps import FIRST_STEP
+    from worker import dispatch, jobs
     from worker.views import job_view
 
     if args.action == "list":
@@ -312,16 +311,16 @@ def _jobs(args: argparse.Namespace) -> int:
         if job is None:
             print(f"passflow jobs {args.action}: no job {args.job_id}", file=sys.stderr)
             return 1
-        if args.action == "retry":
-            try:
-                new = jobs.retry(session, job.id, first_step=FIRST_STEP[job.type],
-                                 requested_by=f"cli:{os.environ.get('USER', 'unknown')}")
-            except jobs.NotRetryable as exc:
-                print(f"passflow jobs retry: {exc}", file=sys.stderr)
-                return 1
-            print(f"job {new.id} retries {job.id} (queued; the sweeper sends it)")
-            return 0
-        view = job_view(session, job, None)
+        view = job_view(session, job, None) if args.action == "show" else None
+    if args.action == "retry":
+        try:
+            new_id = dispatch.retry(args.job_id,
+                                    requested_by=f"cli:{os.environ.get('USER', 'unknown')}")
+        except jobs.NotRetryable as exc:
+            print(f"passflow jobs retry: {exc}", file=sys.stderr)
+            return 1
+        print(f"job {new_id} retries {args.job_id} (queued)")
+        return 0
     print(json.dumps(view, indent=2))
     return 0
 

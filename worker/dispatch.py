@@ -9,6 +9,9 @@ from __future__ import annotations
 import contextlib
 from itertools import groupby
 
+from sqlalchemy import select
+
+from models import Job
 from models.db import session_scope
 from passflow import logs
 from passflow.events import EventIn
@@ -88,6 +91,19 @@ def submit_many(events: list[EventIn], *, default_service_provider: str,
                                        request_ids=request_ids)
     send_steps([(job_id, step_name, 0.0) for job_id, step_name in created])
     return answers
+
+
+def retry(job_id: str, *, requested_by: str) -> str:
+    """Run a failed job again (`jobs.retry`) and send its first step at once: the API and the
+    CLI both retry here. Returns the new job's id; raises LookupError or jobs.NotRetryable."""
+    with session_scope() as session:
+        kind = session.scalar(select(Job.type).where(Job.id == job_id))
+        if kind is None:
+            raise LookupError("job not found")
+        new = jobs.retry(session, job_id, first_step=FIRST_STEP[kind], requested_by=requested_by)
+        sent = [(new.id, new.current_step, 0.0)]
+    send_steps(sent)
+    return sent[0][0]
 
 
 def notify(job_ids: list[str]) -> None:

@@ -11,6 +11,8 @@ import os
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 import redis
 from sqlalchemy import event
@@ -54,6 +56,7 @@ def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()
     _buffer.clear()  # the parent's increments are the parent's to flush
+    _reporter.update(started=False, name=None)  # threads do not cross a fork
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -122,13 +125,44 @@ def _forgotten(session: Session) -> None:
     session.info.pop(_PENDING, None)
 
 
-PROCESS_KEY = PREFIX + "p:"  # + worker name: that worker process's own figures
-_PROCESS_TTL_S = 30  # a worker gone (killed) drops out of /metrics after this
+PROCESS_KEY = PREFIX + "p:"  # + process name: that process's own figures
+_PROCESS_TTL_S = 30  # a process gone (killed) drops out of /metrics after this
+FLUSH_S = 1.0  # how often a process hands its buffered counts to Redis
+FIGURES_S = 5.0  # how often a named process publishes its memory and CPU
+
+_reporter: dict[str, Any] = {"started": False, "name": None}
+_reporter_lock = threading.Lock()
 
 
-def publish_process(client: redis.Redis, worker: str) -> None:
-    """This worker process's memory, CPU, open files and start time, for the API's /metrics
-    (which sees only its own process otherwise)."""
+def start_reporter(client: Callable[[], redis.Redis], *, name: str | None = None) -> None:
+    """The one thread per process that reports to Redis: its buffered counts every FLUSH_S
+    (so they reach /metrics when no task or request ends), and, once the process has a `name`
+    (a worker, a prefork child as HOST:PID), its memory, CPU and open files every FIGURES_S.
+    Called again, it only names the process."""
+    with _reporter_lock:
+        if name is not None:
+            _reporter["name"] = name
+        if _reporter["started"]:
+            return
+        _reporter["started"] = True
+
+    def run() -> None:
+        stop, next_figures = threading.Event(), 0.0
+        while True:
+            flush(client(), min_interval_s=0.0)
+            named = _reporter["name"]
+            if named is not None and time.monotonic() >= next_figures:
+                publish_process(client(), named)
+                next_figures = time.monotonic() + FIGURES_S
+            if stop.wait(FLUSH_S):
+                return
+
+    threading.Thread(target=run, name="passflow-metrics", daemon=True).start()
+
+
+def publish_process(client: redis.Redis, name: str) -> None:
+    """This process's memory, CPU, open files and start time, for the API's /metrics (which
+    sees only its own process otherwise)."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.process_collector import ProcessCollector
 
@@ -137,7 +171,7 @@ def publish_process(client: redis.Redis, worker: str) -> None:
                for sample in family.samples}
     if not figures:
         return  # no /proc here
-    key = PROCESS_KEY + worker
+    key = PROCESS_KEY + name
     try:
         pipe = client.pipeline(transaction=False)
         pipe.hset(key, mapping=figures)

@@ -35,7 +35,7 @@ from redis.exceptions import LockError
 from models.db import session_scope
 from passflow import logs
 from passflow.settings import get_settings
-from worker import dispatch, jobs, metrics, webhooks
+from worker import dispatch, jobs, webhooks
 from worker.policy import (
     SWEEP_LIMIT,
     SWEEP_STALE_S,
@@ -82,9 +82,6 @@ def last_sweep(client: redis.Redis, database_url: str | None = None) -> dict[str
             "by": stamp.get("by")}
 
 
-PROCESS_FIGURES_S = 5.0  # how often each worker publishes its memory and CPU
-
-
 class Sweeper:
     """The loop of one worker: lead and sweep, or wait to take over."""
 
@@ -105,14 +102,9 @@ class Sweeper:
 
     def run(self, stop: threading.Event) -> None:
         lock = self.client.lock(self.leader_key, timeout=self.lease_s, thread_local=False)
-        next_token = next_process = 0.0
+        next_token = 0.0
         while not stop.is_set():
             self._hold(lock)
-            # This process's metrics reach Redis even when no task ends to flush them.
-            metrics.flush(self.client, min_interval_s=1.0)
-            if time.monotonic() >= next_process:
-                metrics.publish_process(self.client, self.name)
-                next_process = time.monotonic() + PROCESS_FIGURES_S
             if self.leading:
                 self._sweep_once()
                 if time.monotonic() >= next_token:

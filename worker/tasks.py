@@ -20,7 +20,7 @@ from worker.adobe_pass import AdobePassError, RegistrationRequired
 from worker.runtime import runtime
 from worker.steps import STEPS
 from worker.steps.dcr import keep_token_fresh
-from worker.sweeper import PROCESS_FIGURES_S, Sweeper
+from worker.sweeper import Sweeper
 from worker.views import job_view
 
 log = logs.get_logger(__name__)
@@ -73,22 +73,15 @@ def refresh_token() -> bool:
     return True
 
 
-def _publish_child_figures() -> None:
-    """A prefork child publishes its own memory and CPU (the sweeper thread, which publishes
-    the main process's, runs only in the parent), as `HOST:PID` of the child."""
-    name = f"{socket.gethostname()}:{os.getpid()}"
-
-    def run() -> None:
-        stop = threading.Event()
-        while True:
-            metrics.publish_process(runtime().redis, name)
-            if stop.wait(PROCESS_FIGURES_S):
-                return
-
-    threading.Thread(target=run, name="passflow-figures", daemon=True).start()
+def _redis() -> redis.Redis:
+    return runtime().redis
 
 
-signals.worker_process_init.connect(lambda **_: _publish_child_figures(), weak=False)
+# A prefork child reports its own counts and figures (as HOST:PID); the parent's reporter,
+# like its sweeper, stays in the parent.
+signals.worker_process_init.connect(
+    lambda **_: metrics.start_reporter(_redis, name=f"{socket.gethostname()}:{os.getpid()}"),
+    weak=False)
 
 
 class SweeperStep(bootsteps.StartStopStep):
@@ -103,6 +96,7 @@ class SweeperStep(bootsteps.StartStopStep):
         self._thread: threading.Thread | None = None
 
     def start(self, parent) -> None:
+        metrics.start_reporter(_redis, name=getattr(parent, "hostname", None))
         sweeper = Sweeper(runtime().redis, name=getattr(parent, "hostname", None))
         self._thread = threading.Thread(target=sweeper.run, args=(self._stop,), daemon=True,
                                         name="passflow-sweeper")
