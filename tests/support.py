@@ -76,6 +76,12 @@ def wait_for_status(job_id: str, *statuses: str, timeout: float = 20.0) -> str:
     return wait_for(reached, timeout=timeout)  # type: ignore[return-value]
 
 
+def set_faults(sim, **knobs: object) -> None:
+    """Change some of the simulator's fault knobs, keeping the others."""
+    faults = sim.get("/_sim/faults").json()
+    sim.put("/_sim/faults", json={**faults, **knobs}).raise_for_status()
+
+
 def forget_registration() -> None:
     """Start without cached credentials (the simulator was reset too)."""
     with models.db.session_scope() as session:

@@ -20,6 +20,7 @@ from tests.support import (
     device_json,
     make_event,
     new_device,
+    set_faults,
     wait_for,
     wait_for_status,
 )
@@ -32,11 +33,6 @@ SP = "REF30"
 def _in_flight(sim: httpx.Client) -> bool:
     """A request is held inside the simulator right now (by the latency knob)."""
     return sim.get("/_sim/stats").json().get("in_flight", 0) >= 1
-
-
-def _faults(sim: httpx.Client, **knobs) -> None:
-    faults = sim.get("/_sim/faults").json()
-    sim.put("/_sim/faults", json={**faults, **knobs}).raise_for_status()
 
 
 def _submit(type_: str, device, **fields) -> str:
@@ -88,13 +84,13 @@ def test_sigkill_in_the_middle_of_a_step(killed_in: str, worker_processes, sim: 
             session.execute(delete(Registration))
     step = {"dcr.register": "profiles.retrieve"}.get(killed_in, killed_in)
     doomed = worker_processes("doomed")
-    _faults(sim, latency_ms=1500)  # slow enough to be killed mid-call, under the 2 s timeout
+    set_faults(sim, latency_ms=1500)  # slow enough to be killed mid-call, under the 2 s timeout
     job_id = _submit(type_, device, **fields)
     wait_for(lambda: _running(job_id, step), timeout=60)
     wait_for(lambda: _in_flight(sim), timeout=30)  # the step's call is inside Adobe Pass now
     doomed.kill()
     assert _running(job_id, step)  # killed while holding the step
-    _faults(sim, latency_ms=0)
+    set_faults(sim, latency_ms=0)
     worker_processes("rescuer")
     if type_ == "authentication.requested":
         final = wait_for_status(job_id, "waiting_for_user", timeout=60)
@@ -127,12 +123,12 @@ def test_sigkill_during_a_poll(worker_processes, sim: httpx.Client, fault_report
     device = new_device()
     job_id = _submit("authentication.requested", device, mvpd="Cablevision")
     wait_for_status(job_id, "waiting_for_user", timeout=30)
-    _faults(sim, latency_ms=1500)
+    set_faults(sim, latency_ms=1500)
     wait_for(lambda: _running(job_id, "profiles.poll"), timeout=30)
     wait_for(lambda: _in_flight(sim), timeout=30)
     doomed.kill()
     assert _running(job_id, "profiles.poll")
-    _faults(sim, latency_ms=0)
+    set_faults(sim, latency_ms=0)
     with models.db.session_scope() as session:
         code = session.scalar(select(AuthSession.code).where(AuthSession.job_id == job_id))
     sim.post("/_sim/login", json={"code": code}).raise_for_status()
@@ -154,7 +150,7 @@ def test_redis_sigkilled_and_restarted_empty_during_a_run(database_url: str, pas
     workers = [WorkerProcess(name, env=env, loglevel="INFO") for name in ("broker1", "broker2")]
     try:
         headers = api.headers
-        _faults(sim, latency_ms=300)
+        set_faults(sim, latency_ms=300)
         ids = []
         for _ in range(30):
             d = new_device()
@@ -170,7 +166,7 @@ def test_redis_sigkilled_and_restarted_empty_during_a_run(database_url: str, pas
         wait_for(lambda: all(w.said("connection to broker lost") for w in workers), timeout=30)
         wait_for(lambda: time.monotonic() - down >= 3, timeout=10)
         broker = RedisServer(port).start()
-        _faults(sim, latency_ms=0)
+        set_faults(sim, latency_ms=0)
         finals = [wait_for_status(job_id, timeout=90) for job_id in ids]
         assert finals == ["succeeded"] * 30
         assert all(w.proc.poll() is None for w in workers), "a worker exited"
@@ -191,13 +187,13 @@ def test_redis_sigkilled_and_restarted_empty_during_a_run(database_url: str, pas
 
 def test_postgresql_restarted_during_a_run(worker_processes, sim: httpx.Client, fault_report):
     worker_processes("pg1")
-    _faults(sim, latency_ms=300)
+    set_faults(sim, latency_ms=300)
     ids = [_submit("profiles.requested", new_device()) for _ in range(10)]
     version = subprocess.run(["ls", "/etc/postgresql"], capture_output=True,
                              text=True).stdout.split()[-1]
     subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
                    check=True, capture_output=True, timeout=60)
-    _faults(sim, latency_ms=0)
+    set_faults(sim, latency_ms=0)
     models.db.configure(database_url_of_test())
     finals = [wait_for_status(job_id, timeout=90) for job_id in ids]
     assert finals == ["succeeded"] * 10

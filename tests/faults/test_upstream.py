@@ -12,15 +12,10 @@ from sqlalchemy import func, select
 
 import models.db
 from models import Decision, Job, JobStep
-from tests.support import new_device, wait_for, wait_for_status
+from tests.support import new_device, set_faults, wait_for, wait_for_status
 from tests.worker.jobs.test_flows import authenticate, submit, view
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-
-
-def _faults(sim: httpx.Client, **knobs) -> None:
-    faults = sim.get("/_sim/faults").json()
-    sim.put("/_sim/faults", json={**faults, **knobs}).raise_for_status()
 
 
 def _attempts(job_id: str) -> int:
@@ -38,19 +33,19 @@ def _decisions(job_id: str) -> int:
             Decision.job_id == job_id))
 
 
-def _authorize(jobs_env: httpx.Client) -> tuple[str, object]:
+def _authorize(jobs_env: httpx.Client, **faults: object) -> str:
+    """An authenticated device asks to play, with the faults set before the event is sent: a
+    job that could finish before they are set would test nothing."""
     device = new_device()
     authenticate(jobs_env, device)
-    return submit("authorization.requested", device, mvpd="Cablevision", resource="REF30"), device
+    set_faults(jobs_env, **faults)
+    return submit("authorization.requested", device, mvpd="Cablevision", resource="REF30")
 
 
 def test_a_5xx_burst_is_ridden_out(jobs_env: httpx.Client, fault_report):
-    device = new_device()
-    authenticate(jobs_env, device)
-    _faults(jobs_env, error_rate=1.0, error_status=503, error_action="retry")
-    job_id = submit("authorization.requested", device, mvpd="Cablevision", resource="REF30")
+    job_id = _authorize(jobs_env, error_rate=1.0, error_status=503, error_action="retry")
     wait_for(lambda: _stat(jobs_env, "faults_error") >= 1)
-    _faults(jobs_env, error_rate=0.0)
+    set_faults(jobs_env, error_rate=0.0)
     assert wait_for_status(job_id, timeout=30) == "succeeded"
     assert _decisions(job_id) == 1 and _attempts(job_id) <= 3
     fault_report("Adobe Pass answers 503 for a second",
@@ -69,9 +64,8 @@ def test_endless_5xx_fail_the_job_within_one_retry_budget(jobs_env: httpx.Client
                                                           knobs, requests, case):
     """Checklist, Authorization Decisions Retrieval Retry: retries limited to 2-3 and only when
     the answer warrants one; one budget counted in requests, never nested in the client."""
-    job_id, _ = _authorize(jobs_env)
     before = _stat(jobs_env, "faults_error")
-    _faults(jobs_env, error_rate=1.0, **knobs)
+    job_id = _authorize(jobs_env, error_rate=1.0, **knobs)
     assert wait_for_status(job_id, timeout=40) == "failed"
     error = view(job_id)["error"]
     assert error["status"] == knobs["error_status"]
@@ -82,8 +76,7 @@ def test_endless_5xx_fail_the_job_within_one_retry_budget(jobs_env: httpx.Client
 
 
 def test_timeouts_fail_after_bounded_retries(jobs_env: httpx.Client, fault_report):
-    job_id, _ = _authorize(jobs_env)
-    _faults(jobs_env, timeout_rate=1.0, timeout_s=3.0)  # the client gives up after 2 s
+    job_id = _authorize(jobs_env, timeout_rate=1.0, timeout_s=3.0)  # the client gives up after 2 s
     assert wait_for_status(job_id, timeout=60) == "failed"
     error = view(job_id)["error"]
     assert error["code"] == "APITimeoutError" and _attempts(job_id) == 3
@@ -92,8 +85,7 @@ def test_timeouts_fail_after_bounded_retries(jobs_env: httpx.Client, fault_repor
 
 
 def test_slow_answers_still_succeed(jobs_env: httpx.Client, fault_report):
-    job_id, _ = _authorize(jobs_env)
-    _faults(jobs_env, latency_ms=1500)  # under the 2 s client timeout
+    job_id = _authorize(jobs_env, latency_ms=1500)  # under the 2 s client timeout
     started = time.monotonic()
     assert wait_for_status(job_id, timeout=30) == "succeeded"
     took = time.monotonic() - started
@@ -103,11 +95,10 @@ def test_slow_answers_still_succeed(jobs_env: httpx.Client, fault_report):
 
 
 def test_a_short_429_storm_is_waited_out(jobs_env: httpx.Client, fault_report):
-    job_id, _ = _authorize(jobs_env)
     before = _stat(jobs_env, "throttled")
-    _faults(jobs_env, throttle_rate=1.0)
+    job_id = _authorize(jobs_env, throttle_rate=1.0)
     wait_for(lambda: _stat(jobs_env, "throttled") > before)
-    _faults(jobs_env, throttle_rate=0.0)
+    set_faults(jobs_env, throttle_rate=0.0)
     assert wait_for_status(job_id, timeout=30) == "succeeded"
     answered = _stat(jobs_env, "throttled") - before
     assert answered in (1, 2) and _decisions(job_id) == 1  # each 429 waited >= 1 s
@@ -119,9 +110,8 @@ def test_a_short_429_storm_is_waited_out(jobs_env: httpx.Client, fault_report):
 def test_an_endless_429_storm_fails_within_the_retry_budget(jobs_env: httpx.Client,
                                                             fault_report):
     """Adobe's 429 is an error class of its own, with the one retry budget (2 retries)."""
-    job_id, _ = _authorize(jobs_env)
     before = _stat(jobs_env, "throttled")
-    _faults(jobs_env, throttle_rate=1.0)
+    job_id = _authorize(jobs_env, throttle_rate=1.0)
     assert wait_for_status(job_id, timeout=30) == "failed"
     error = view(job_id)["error"]
     assert (error["code"], error["status"]) == ("rate_limited", 429)
@@ -138,8 +128,7 @@ def test_an_endless_429_storm_fails_within_the_retry_budget(jobs_env: httpx.Clie
 ])
 def test_malformed_bodies_fail_the_step_without_retries(jobs_env: httpx.Client, fault_report,
                                                         body, case):
-    job_id, _ = _authorize(jobs_env)
-    _faults(jobs_env, malformed_rate=1.0, malformed_body=body)
+    job_id = _authorize(jobs_env, malformed_rate=1.0, malformed_body=body)
     assert wait_for_status(job_id, timeout=30) == "failed"
     error = view(job_id)["error"]
     assert error["code"] == "MalformedResponseError" and _attempts(job_id) == 1

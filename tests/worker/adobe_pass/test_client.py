@@ -12,7 +12,7 @@ import pytest
 from passflow.serving import BackgroundServer
 from simulator import SimConfig, create_app
 from simulator.fixtures import DEMO_SOFTWARE_STATEMENT, make_software_statement
-from tests.support import new_device
+from tests.support import new_device, set_faults
 from worker.adobe_pass import (
     AdobePass,
     APITimeoutError,
@@ -332,8 +332,7 @@ def test_too_many_resources_is_a_configuration_error(adobe, sim, device):
 
 def test_retry_action_deny_is_marked_for_retry(adobe, sim, device):
     login(adobe, sim, device)
-    faults = sim.get("/_sim/faults").json()
-    sim.put("/_sim/faults", json={**faults, "retry_deny_rate": 1.0}).raise_for_status()
+    set_faults(sim, retry_deny_rate=1.0)
     decision = adobe.decisions.authorize(SP, "Cablevision", resources=["REF30"],
                                          device=device).decisions[0]
     assert decision.decision == "Deny"
@@ -432,8 +431,7 @@ def test_http_error_handling_support_only_a_retry_action_or_a_bare_gateway_5xx_i
     with AdobePass(pass_url, software_statement=DEMO_SOFTWARE_STATEMENT,
                    sleep=sleeps.append) as client:
         client.profiles.list(SP, device=device)
-        faults = sim.get("/_sim/faults").json()
-        sim.put("/_sim/faults", json={**faults, "error_rate": 1.0, **knobs}).raise_for_status()
+        set_faults(sim, error_rate=1.0, **knobs)
         with pytest.raises(InternalServerError) as caught:
             client.profiles.list(SP, device=device)
     assert caught.value.status_code == knobs["error_status"]
@@ -442,11 +440,10 @@ def test_http_error_handling_support_only_a_retry_action_or_a_bare_gateway_5xx_i
 
 
 def test_timeout_becomes_a_timeout_error(pass_url: str, sim: httpx.Client, device):
-    faults = sim.get("/_sim/faults").json()
     with AdobePass(pass_url, software_statement=DEMO_SOFTWARE_STATEMENT, timeout=0.3,
                    max_retries=0) as client:
         client.profiles.list(SP, device=device)
-        sim.put("/_sim/faults", json={**faults, "timeout_rate": 1.0, "timeout_s": 1.0})
+        set_faults(sim, timeout_rate=1.0, timeout_s=1.0)
         with pytest.raises(APITimeoutError) as caught:
             client.profiles.list(SP, device=device)
     assert caught.value.retryable
@@ -454,8 +451,7 @@ def test_timeout_becomes_a_timeout_error(pass_url: str, sim: httpx.Client, devic
 
 def test_malformed_body_is_a_clear_error(adobe: AdobePass, sim: httpx.Client, device):
     adobe.profiles.list(SP, device=device)
-    faults = sim.get("/_sim/faults").json()
-    sim.put("/_sim/faults", json={**faults, "malformed_rate": 1.0}).raise_for_status()
+    set_faults(sim, malformed_rate=1.0)
     with pytest.raises(MalformedResponseError) as caught:
         adobe.profiles.list(SP, device=device)
     assert "profiles.list" in str(caught.value) and not caught.value.retryable

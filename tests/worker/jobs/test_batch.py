@@ -14,7 +14,7 @@ import models.db
 from models import Decision, Job, JobStep, Profile, utcnow
 from passflow.settings import get_settings
 from tests.factories import DeviceFactory, JobFactory
-from tests.support import new_device, wait_for, wait_for_status
+from tests.support import new_device, set_faults, wait_for, wait_for_status
 from tests.worker.jobs.test_flows import SP, _polls, count, submit, view
 from worker import dispatch, engine, jobs, policy
 from worker.steps import STEPS
@@ -69,9 +69,7 @@ def test_upstream_errors_in_a_batch_are_retried_then_fail_the_job(jobs_env: http
                                                                    batches):
     job_ids = _waiting(4)
     wait_for(lambda: len(batches) >= 1)
-    faults = jobs_env.get("/_sim/faults").json()
-    jobs_env.put("/_sim/faults", json={**faults, "error_rate": 1.0, "error_status": 503,
-                                       "error_action": "retry"})
+    set_faults(jobs_env, error_rate=1.0, error_status=503, error_action="retry")
     for job_id in job_ids:
         assert wait_for_status(job_id, timeout=60) == "failed"
         done = view(job_id)

@@ -14,7 +14,7 @@ import models.db
 from models import AuthSession, Decision, Job, Logout, Profile
 from passflow.crypto import cipher_from_settings
 from passflow.events import IDENTITY_ENC
-from tests.support import make_event, new_device, wait_for, wait_for_status
+from tests.support import make_event, new_device, set_faults, wait_for, wait_for_status
 from worker import dispatch
 from worker.views import job_view
 
@@ -191,8 +191,7 @@ def test_authorization_decisions_retrieval_retry_retry_denials_asked_again_at_mo
         jobs_env: httpx.Client):
     device = new_device()
     authenticate(jobs_env, device)
-    faults = jobs_env.get("/_sim/faults").json()
-    jobs_env.put("/_sim/faults", json={**faults, "retry_deny_rate": 1.0}).raise_for_status()
+    set_faults(jobs_env, retry_deny_rate=1.0)
     job_id = submit("authorization.requested", device, mvpd="Cablevision", resource="REF30")
     assert wait_for_status(job_id, timeout=30) == "succeeded"
     [decision] = view(job_id)["result"]["decisions"]
@@ -301,8 +300,7 @@ def test_preauthorization_decisions_retrieval_retry_only_the_retry_items_bounded
     retry", 2-3 times at most; then the Deny stands."""
     device = new_device()
     authenticate(jobs_env, device)
-    faults = jobs_env.get("/_sim/faults").json()
-    jobs_env.put("/_sim/faults", json={**faults, "retry_deny_rate": 1.0}).raise_for_status()
+    set_faults(jobs_env, retry_deny_rate=1.0)
     job_id = submit("preauthorization.requested", device, mvpd="Cablevision",
                     resources=["REF30", "CNN"])
     assert wait_for_status(job_id, timeout=30) == "succeeded"
