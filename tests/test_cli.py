@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import httpx
 
 from passflow.serving import free_port
+from tests.support import wait_for
 
 
 def test_passflow_simulator_serves_its_openapi_page():
@@ -18,16 +18,16 @@ def test_passflow_simulator_serves_its_openapi_page():
          "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
+
+    def served_spec() -> dict | None:
+        assert proc.poll() is None, proc.stdout.read().decode()
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1).json()
+        except httpx.TransportError:
+            return None
+
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                spec = httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1).json()
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stdout.read().decode()
-                assert time.monotonic() < deadline, "simulator did not start"
-                time.sleep(0.1)
+        spec = wait_for(served_spec)
         assert "/api/v2/{serviceProvider}/decisions/authorize/{mvpd}" in spec["paths"]
         assert "/o/client/register" in spec["paths"]
     finally:
