@@ -1,6 +1,6 @@
 """SQLAlchemy 2 records of passflow, the engine and the session helper."""
 
-from models.base import Base, utcnow
+from models.base import Base, utc_text, utcnow
 from models.entitlements import AuthSession, Decision, DecisionKind, Logout, Profile, SessionStatus
 from models.jobs import (
     FINAL_STATUSES,
@@ -18,5 +18,5 @@ from models.registration import Registration
 __all__ = [
     "FINAL_STATUSES", "ApiToken", "AuthSession", "Base", "Decision", "DecisionKind", "Device",
     "Event", "Job", "JobStatus", "JobStep", "Logout", "Profile", "Registration", "SessionStatus",
-    "StepStatus", "WebhookDelivery", "utcnow",
+    "StepStatus", "WebhookDelivery", "utc_text", "utcnow",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from models.base import utc_text
 from models.entitlements import AuthSession, Decision, Logout, Profile
 from models.jobs import Event, Job, JobStatus
 
@@ -27,9 +29,9 @@ _JOB_RANK = _KINDS["job"][0]
 _UNSUCCESSFUL = (JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELLED)
 
 
-def _time(model: type):
+def _time_field(model: type) -> str:
     """When an entry happened: a job's end (its outcome), any other record's creation."""
-    return model.finished_at if model is Job else model.created_at
+    return "finished_at" if model is Job else "created_at"
 
 
 # Which kind of entry an outcome filter selects.
@@ -58,7 +60,6 @@ class HistoryQuery:
     outcome: str | None = None
 
 
-
 _RANKS = frozenset(rank for rank, _ in _KINDS.values())
 
 
@@ -66,13 +67,23 @@ def _pack(*parts: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(parts)).encode()).decode().rstrip("=")
 
 
-def _unpack(cursor: str) -> tuple[datetime, list[Any]]:
-    """A cursor's time (checked: with its zone, in range once in UTC) and its other parts."""
-    at, *rest = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    moment = datetime.fromisoformat(at)
-    if moment.tzinfo is None:
-        raise ValueError("a time without its zone")
-    return moment.astimezone(UTC), rest  # OverflowError near year 1 or 9999
+def _unpack(cursor: str, check: Callable[[list[Any]], tuple[Any, ...]]) -> tuple[Any, ...]:
+    """A cursor's time and its other parts, everything checked as if hostile: the time has its
+    zone and is in range once in UTC, `check` vets (and returns) the rest."""
+    try:
+        at, *rest = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None:
+            raise ValueError("a time without its zone")
+        return (moment.astimezone(UTC), *check(rest))  # OverflowError near year 1 or 9999
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise BadCursor("cursor is not one this API gave out") from exc
+
+
+def _job_id(value: Any) -> str:
+    if type(value) is not str or len(value) > 36:
+        raise ValueError("not a job id")
+    return value
 
 
 def _encode_cursor(at: datetime, rank: int, row_id: int | str) -> str:
@@ -82,21 +93,20 @@ def _encode_cursor(at: datetime, rank: int, row_id: int | str) -> str:
 _MAX_ID = 2**63 - 1  # the largest key either database stores
 
 
+def _entry_key(rest: list[Any]) -> tuple[int, int | str]:
+    """A rank this module gives and an id a database can compare."""
+    rank, row_id = rest
+    if type(rank) is not int or rank not in _RANKS:
+        raise ValueError("not a rank")
+    if rank == _JOB_RANK:
+        return rank, _job_id(row_id)
+    if type(row_id) is not int or not 0 <= row_id <= _MAX_ID:
+        raise ValueError("not a record id")
+    return rank, row_id
+
+
 def _decode_cursor(cursor: str) -> tuple[datetime, int, int | str]:
-    """Everything in a cursor is checked as if hostile: the types, a time with its zone, a
-    rank this module gives, an id a database can compare."""
-    try:
-        moment, (rank, row_id) = _unpack(cursor)
-        if type(rank) is not int or rank not in _RANKS:
-            raise ValueError("not a rank")
-        if rank == _JOB_RANK:
-            if type(row_id) is not str or len(row_id) > 36:
-                raise ValueError("not a job id")
-        elif type(row_id) is not int or not 0 <= row_id <= _MAX_ID:
-            raise ValueError("not a record id")
-        return moment, rank, row_id
-    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
-        raise BadCursor("cursor is not one this API gave out") from exc
+    return _unpack(cursor, _entry_key)
 
 
 def _entry(kind: str, at: datetime, row: Any) -> dict[str, Any]:
@@ -105,14 +115,14 @@ def _entry(kind: str, at: datetime, row: Any) -> dict[str, Any]:
         "device_id": row.device_id,
         "mvpd": row.mvpd,
         "resource": None,
-        "at": at.isoformat().replace("+00:00", "Z"),
+        "at": utc_text(at),
         "job_id": row.id if kind == "job" else row.job_id,
     }
     if kind == "session":
         entry.update(outcome=row.status, code=row.code, reason=row.stop_reason)
     elif kind == "profile":
         entry.update(outcome="authenticated", profile_type=row.type,
-                     not_after=row.not_after.isoformat().replace("+00:00", "Z"))
+                     not_after=utc_text(row.not_after))
     elif kind == "decision":
         entry.update(resource=row.resource, outcome=row.decision, decision_kind=row.kind,
                      error_code=row.error_code, error_action=row.error_action,
@@ -136,7 +146,8 @@ def history(session: Session, query: HistoryQuery) -> tuple[list[dict[str, Any]]
             continue  # only decisions concern a resource
         if query.outcome is not None and kind not in OUTCOME_KINDS.get(query.outcome, ()):
             continue
-        at_ = _time(model)
+        field = _time_field(model)
+        at_ = getattr(model, field)
         stmt = select(model)
         if model is Job:
             stmt = stmt.where(Job.status.in_(_UNSUCCESSFUL), Job.finished_at.is_not(None))
@@ -164,7 +175,7 @@ def history(session: Session, query: HistoryQuery) -> tuple[list[dict[str, Any]]
             else:
                 stmt = stmt.where(at_ < at)
         stmt = stmt.order_by(at_.desc(), model.id.desc()).limit(query.limit + 1)
-        rows.extend((_when(model, row), rank, row.id, kind, row)
+        rows.extend((getattr(row, field), rank, row.id, kind, row)
                     for row in session.scalars(stmt))
     rows.sort(key=lambda r: (r[0], r[1], r[2]), reverse=True)
     page = rows[:query.limit]
@@ -173,10 +184,6 @@ def history(session: Session, query: HistoryQuery) -> tuple[list[dict[str, Any]]
         last = page[-1]
         cursor = _encode_cursor(last[0], last[1], last[2])
     return [_entry(kind, at, row) for at, _, _, kind, row in page], cursor
-
-
-def _when(model: type, row: Any) -> datetime:
-    return row.finished_at if model is Job else row.created_at
 
 
 def _outcome_column(model: type):
@@ -199,13 +206,7 @@ class JobQuery:
 
 
 def _decode_job_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        moment, (job_id,) = _unpack(cursor)
-        if type(job_id) is not str or len(job_id) > 36:
-            raise ValueError("not a job id")
-        return moment, job_id
-    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
-        raise BadCursor("cursor is not one this API gave out") from exc
+    return _unpack(cursor, lambda rest: (_job_id(*rest),))
 
 
 def job_summary(job: Job, event_id: str) -> dict[str, Any]:
@@ -213,9 +214,7 @@ def job_summary(job: Job, event_id: str) -> dict[str, Any]:
     return {
         "job_id": job.id, "event_id": event_id, "type": job.type, "status": job.status,
         "device_id": job.device_id, "mvpd": job.mvpd, "step": job.current_step,
-        "created_at": job.created_at.isoformat().replace("+00:00", "Z"),
-        "finished_at": job.finished_at.isoformat().replace("+00:00", "Z")
-        if job.finished_at else None,
+        "created_at": utc_text(job.created_at), "finished_at": utc_text(job.finished_at),
         "error_code": error.get("code"), "error_action": error.get("action"),
         "reason": error.get("message"), "retry_of": job.retry_of,
     }

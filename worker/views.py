@@ -21,14 +21,11 @@ from models import (
     JobStep,
     Logout,
     Profile,
+    utc_text,
     utcnow,
 )
 from passflow.crypto import Cipher
 from passflow.events import EventType
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def _millis(value: datetime | None) -> int | None:
@@ -104,13 +101,13 @@ def waiting_for(job: Job, steps: list[JobStep], now: datetime | None = None) -> 
         code = (job.result or {}).get("code")
         pick = "" if job.mvpd else "pick a provider and "
         return (f"the user to {pick}log in with code {code} on the second screen "
-                f"(polled by {step}, next at {_iso(job.next_run_at)})")
+                f"(polled by {step}, next at {utc_text(job.next_run_at)})")
     if job.lease_until is not None and job.lease_until > now:
-        return f"{step} running on {job.lease_owner} (lease until {_iso(job.lease_until)})"
+        return f"{step} running on {job.lease_owner} (lease until {utc_text(job.lease_until)})"
     if job.next_run_at is not None and job.next_run_at > now:
         why = f" after: {row.last_error}" if row is not None and row.last_error else ""
-        return f"{step} again at {_iso(job.next_run_at)}{why}"
-    return (f"a worker to run {step} (due since {_iso(job.next_run_at)}; none has taken it: "
+        return f"{step} again at {utc_text(job.next_run_at)}{why}"
+    return (f"a worker to run {step} (due since {utc_text(job.next_run_at)}; none has taken it: "
             "are workers running and the sweeper fresh in /healthz?)")
 
 
@@ -129,14 +126,14 @@ def job_view(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any
         "steps": [{"step": s.step, "status": s.status, "attempts": s.attempts,
                    "failures": s.failures, "rate_limited": s.rate_limited,
                    "last_error": s.last_error,
-                   "started_at": _iso(s.started_at), "finished_at": _iso(s.finished_at)}
+                   "started_at": utc_text(s.started_at), "finished_at": utc_text(s.finished_at)}
                   for s in steps],
         "result": job_result(session, job, cipher),
         "error": job.error,
         "waiting_for": waiting_for(job, steps),
         "retry_of": job.retry_of,
         "requested_by": job.requested_by,
-        "created_at": _iso(job.created_at),
-        "finished_at": _iso(job.finished_at),
+        "created_at": utc_text(job.created_at),
+        "finished_at": utc_text(job.finished_at),
         **({"redacted": REDACTED} if cipher is None else {}),
     }
