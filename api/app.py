@@ -315,7 +315,6 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
             raise HTTPException(404, "job not found") from exc
         except jobs.NotRetryable as exc:
             raise HTTPException(409, str(exc)) from exc
-        log.warning("job_retried", job_id=new_id, retry_of=job_id, requested_by=who)
         with session_scope() as session:
             return JobView.model_validate(job_view(session, session.get(Job, new_id), None))
 

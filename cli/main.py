@@ -244,7 +244,6 @@ def _forget(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-
     from models.db import session_scope
     from models.history import HistoryQuery, history
 
@@ -306,22 +305,24 @@ def _jobs(args: argparse.Namespace) -> int:
     if not args.job_id:
         print(f"passflow jobs {args.action}: give the job id", file=sys.stderr)
         return 2
-    with session_scope() as session:
-        job = session.get(Job, args.job_id)
-        if job is None:
-            print(f"passflow jobs {args.action}: no job {args.job_id}", file=sys.stderr)
-            return 1
-        view = job_view(session, job, None) if args.action == "show" else None
     if args.action == "retry":
         try:
             new_id = dispatch.retry(args.job_id,
                                     requested_by=f"cli:{os.environ.get('USER', 'unknown')}")
+        except LookupError:
+            print(f"passflow jobs retry: no job {args.job_id}", file=sys.stderr)
+            return 1
         except jobs.NotRetryable as exc:
             print(f"passflow jobs retry: {exc}", file=sys.stderr)
             return 1
         print(f"job {new_id} retries {args.job_id} (queued)")
         return 0
-    print(json.dumps(view, indent=2))
+    with session_scope() as session:
+        job = session.get(Job, args.job_id)
+        if job is None:
+            print(f"passflow jobs show: no job {args.job_id}", file=sys.stderr)
+            return 1
+        print(json.dumps(job_view(session, job, None), indent=2))
     return 0
 
 

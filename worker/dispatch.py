@@ -94,16 +94,18 @@ def submit_many(events: list[EventIn], *, default_service_provider: str,
 
 
 def retry(job_id: str, *, requested_by: str) -> str:
-    """Run a failed job again (`jobs.retry`) and send its first step at once: the API and the
-    CLI both retry here. Returns the new job's id; raises LookupError or jobs.NotRetryable."""
+    """Run a failed job again (`jobs.retry`), log who asked, and send its first step at once:
+    the API and the CLI both retry here. Returns the new job's id; raises LookupError or
+    jobs.NotRetryable."""
     with session_scope() as session:
         kind = session.scalar(select(Job.type).where(Job.id == job_id))
         if kind is None:
             raise LookupError("job not found")
         new = jobs.retry(session, job_id, first_step=FIRST_STEP[kind], requested_by=requested_by)
         sent = [(new.id, new.current_step, 0.0)]
+    log.warning("job_retried", job_id=new.id, retry_of=job_id, requested_by=requested_by)
     send_steps(sent)
-    return sent[0][0]
+    return new.id
 
 
 def notify(job_ids: list[str]) -> None:
