@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated, Any
 
@@ -47,6 +46,7 @@ from api.schemas import (
     ValidationProblem,
 )
 from models import Job, JobStatus, Registration
+from models.base import in_utc
 from models.db import session_scope
 from models.history import (
     OUTCOME_KINDS,
@@ -101,15 +101,8 @@ def _unprocessable(problems: list[dict[str, str]]) -> JSONResponse:
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
 
-def _in_utc(value: datetime) -> datetime:
-    try:
-        return value.astimezone(UTC)
-    except OverflowError as exc:  # year 1 east of UTC, year 9999 west of it
-        raise ValueError("out of range once in UTC") from exc
-
-
 # A query's time: with its zone (else which instant is meant?), comparable in UTC.
-Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+Instant = Annotated[AwareDatetime, AfterValidator(in_utc)]
 
 # Deeper than any event passflow reads (device info, a TempPass identity) nests.
 MAX_JSON_DEPTH = 16

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import UTC
 
 
 def _simulator(args: argparse.Namespace) -> int:
@@ -378,16 +377,16 @@ def _positive(text: str) -> int:
 def _instant(text: str):
     from datetime import datetime
 
+    from models.base import in_utc
+
     try:
         value = datetime.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError("give an ISO time, e.g. 2026-12-01T21:00Z") from exc
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError("give a timezone, e.g. Z or +01:00")
     try:
-        return value.astimezone(UTC)
-    except OverflowError as exc:
-        raise argparse.ArgumentTypeError("out of range once in UTC") from exc
+        return in_utc(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _add_paging(parser: argparse.ArgumentParser, *, default_limit: int) -> None:

@@ -21,6 +21,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def in_utc(value: datetime) -> datetime:
+    """A time given from outside (a query, a cursor) as the instant in UTC; ValueError when it
+    has no zone (which instant is meant?) or is out of range once in UTC (year 1 east of UTC,
+    year 9999 west of it)."""
+    if value.tzinfo is None:
+        raise ValueError("give a timezone, e.g. Z or +01:00")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("out of range once in UTC") from exc
+
+
 def utc_text(value: datetime | None) -> str | None:
     """A stored time as the API writes it: ISO 8601 in UTC with a Z."""
     return value.isoformat().replace("+00:00", "Z") if value else None

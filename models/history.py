@@ -7,13 +7,13 @@ import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from models.base import utc_text
+from models.base import in_utc, utc_text
 from models.entitlements import AuthSession, Decision, Logout, Profile
 from models.jobs import Event, Job, JobStatus
 
@@ -72,10 +72,7 @@ def _unpack(cursor: str, check: Callable[[list[Any]], tuple[Any, ...]]) -> tuple
     zone and is in range once in UTC, `check` vets (and returns) the rest."""
     try:
         at, *rest = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        moment = datetime.fromisoformat(at)
-        if moment.tzinfo is None:
-            raise ValueError("a time without its zone")
-        return (moment.astimezone(UTC), *check(rest))  # OverflowError near year 1 or 9999
+        return (in_utc(datetime.fromisoformat(at)), *check(rest))
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise BadCursor("cursor is not one this API gave out") from exc
 
