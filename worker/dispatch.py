@@ -9,9 +9,6 @@ from __future__ import annotations
 import contextlib
 from itertools import groupby
 
-from sqlalchemy import select
-
-from models import Job
 from models.db import session_scope
 from passflow import logs
 from passflow.events import EventIn
@@ -98,10 +95,7 @@ def retry(job_id: str, *, requested_by: str) -> str:
     the API and the CLI both retry here. Returns the new job's id; raises LookupError or
     jobs.NotRetryable."""
     with session_scope() as session:
-        kind = session.scalar(select(Job.type).where(Job.id == job_id))
-        if kind is None:
-            raise LookupError("job not found")
-        new = jobs.retry(session, job_id, first_step=FIRST_STEP[kind], requested_by=requested_by)
+        new = jobs.retry(session, job_id, first_steps=FIRST_STEP, requested_by=requested_by)
         sent = [(new.id, new.current_step, 0.0)]
     log.warning("job_retried", job_id=new.id, retry_of=job_id, requested_by=requested_by)
     send_steps(sent)

@@ -443,7 +443,8 @@ class NotRetryable(ValueError):
 RETRYABLE = frozenset({JobStatus.FAILED})
 
 
-def retry(session: Session, job_id: str, *, first_step: str, requested_by: str) -> Job:
+def retry(session: Session, job_id: str, *, first_steps: Mapping[str, str],
+          requested_by: str) -> Job:
     """A new job for a failed job's event, linked to it (`retry_of`) and saying who asked; due
     at once and marked sent (the caller sends it after commit; if that fails, the sweeper does
     once overdue, as for `accept`). The failed job stays as it was: both are in the history.
@@ -459,8 +460,9 @@ def retry(session: Session, job_id: str, *, first_step: str, requested_by: str) 
     now = utcnow()
     new = Job(id=new_id(), event_pk=old.event_pk, type=old.type, status=JobStatus.QUEUED,
               service_provider=old.service_provider, device_id=old.device_id, mvpd=old.mvpd,
-              current_step=first_step, next_run_at=now, dispatched_at=now, result={}, state={},
-              created_at=now, updated_at=now, retry_of=old.id, requested_by=requested_by[:200])
+              current_step=first_steps[old.type], next_run_at=now, dispatched_at=now, result={},
+              state={}, created_at=now, updated_at=now, retry_of=old.id,
+              requested_by=requested_by[:200])
     try:
         with session.begin_nested():  # two operators at once: the unique retry_of decides
             session.add(new)

@@ -8,6 +8,7 @@ from models import Device, Job
 from models.db import session_scope
 from tests.factories import AuthSessionFactory, JobFactory
 from worker import jobs
+from worker.steps import FIRST_STEP
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -54,7 +55,7 @@ def test_two_operators_retrying_one_failed_job_at_once_make_one_retry(factories_
         barrier.wait()
         try:
             with session_scope() as session:
-                return jobs.retry(session, failed.id, first_step="decisions.authorize",
+                return jobs.retry(session, failed.id, first_steps=FIRST_STEP,
                                   requested_by=who).id
         except jobs.NotRetryable as exc:
             return f"refused: {exc}"
