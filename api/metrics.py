@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC
 
 import redis
@@ -20,6 +22,17 @@ from models.db import session_scope
 from worker import metrics
 from worker.metrics import BUCKETS, COUNTERS, HISTOGRAMS, PREFIX
 from worker.sweeper import last_sweep
+
+
+@contextlib.contextmanager
+def _broker(url: str) -> Iterator[redis.Redis]:
+    """A connection for one scrape, with short timeouts: a broker that is down costs a scrape
+    seconds, not the scraper's whole timeout."""
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 class JobsCollector(Collector):
@@ -81,19 +94,16 @@ class WorkerProcessCollector(Collector):
     def collect(self):
         families = {source: kind(name, doc, labels=["worker"])
                     for source, (kind, name, doc) in self._FAMILIES.items()}
-        client = redis.Redis.from_url(self._broker_url, socket_timeout=2,
-                                      socket_connect_timeout=2)
         try:
-            for key in client.scan_iter(metrics.PROCESS_KEY + "*", count=500):
-                worker = key.decode().removeprefix(metrics.PROCESS_KEY)
-                for field, value in client.hgetall(key).items():
-                    family = families.get(field.decode())
-                    if family is not None:
-                        family.add_metric([worker], float(value))
+            with _broker(self._broker_url) as client:
+                for key in client.scan_iter(metrics.PROCESS_KEY + "*", count=500):
+                    worker = key.decode().removeprefix(metrics.PROCESS_KEY)
+                    for field, value in client.hgetall(key).items():
+                        family = families.get(field.decode())
+                        if family is not None:
+                            family.add_metric([worker], float(value))
         except redis.RedisError:
             return
-        finally:
-            client.close()
         yield from families.values()
 
 
@@ -105,14 +115,11 @@ class SweeperCollector(Collector):
         age = GaugeMetricFamily("passflow_sweeper_age_seconds",
                                 "Seconds since a worker last swept (polls and retries are sent "
                                 "by the sweep; stale above 15 s)")
-        client = redis.Redis.from_url(self._broker_url, socket_timeout=2,
-                                      socket_connect_timeout=2)
         try:
-            seen = last_sweep(client, self._database_url)
+            with _broker(self._broker_url) as client:
+                seen = last_sweep(client, self._database_url)
         except redis.RedisError:
             return
-        finally:
-            client.close()
         if seen.get("age_s") is not None:
             age.add_metric([], float(seen["age_s"]))
             yield age
@@ -123,25 +130,23 @@ class RedisMetricsCollector(Collector):
         self._url = url
 
     def collect(self):
-        client = redis.Redis.from_url(self._url, socket_timeout=2, socket_connect_timeout=2)
         try:
-            for name, (doc, labels) in COUNTERS.items():
-                family = CounterMetricFamily(name.removesuffix("_total"), doc, labels=labels)
-                for field, value in client.hgetall(PREFIX + "c:" + name).items():
-                    family.add_metric(json.loads(field), float(value))
-                yield family
-            for name, (doc, labels) in HISTOGRAMS.items():
-                series: dict[tuple, dict[str, float]] = defaultdict(dict)
-                for field, value in client.hgetall(PREFIX + "h:" + name).items():
-                    *label_values, le = json.loads(field)
-                    series[tuple(label_values)][le] = float(value)
-                family = HistogramMetricFamily(name, doc, labels=labels)
-                for label_values, points in series.items():
-                    buckets = [(str(b), points.get(str(b), 0.0)) for b in BUCKETS]
-                    buckets.append(("+Inf", points.get("+Inf", 0.0)))
-                    family.add_metric(list(label_values), buckets, points.get("sum", 0.0))
-                yield family
+            with _broker(self._url) as client:
+                for name, (doc, labels) in COUNTERS.items():
+                    family = CounterMetricFamily(name.removesuffix("_total"), doc, labels=labels)
+                    for field, value in client.hgetall(PREFIX + "c:" + name).items():
+                        family.add_metric(json.loads(field), float(value))
+                    yield family
+                for name, (doc, labels) in HISTOGRAMS.items():
+                    series: dict[tuple, dict[str, float]] = defaultdict(dict)
+                    for field, value in client.hgetall(PREFIX + "h:" + name).items():
+                        *label_values, le = json.loads(field)
+                        series[tuple(label_values)][le] = float(value)
+                    family = HistogramMetricFamily(name, doc, labels=labels)
+                    for label_values, points in series.items():
+                        buckets = [(str(b), points.get(str(b), 0.0)) for b in BUCKETS]
+                        buckets.append(("+Inf", points.get("+Inf", 0.0)))
+                        family.add_metric(list(label_values), buckets, points.get("sum", 0.0))
+                    yield family
         except redis.RedisError:
             return
-        finally:
-            client.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -123,10 +124,19 @@ class PurgePlan:
     newest: datetime | None  # the newest of them
 
 
+def _purgeable(older_than: timedelta) -> tuple[datetime, tuple[Any, ...]]:
+    """The cutoff, and which jobs go: finished ones created before it. Refuses an age under
+    MIN_PURGE_AGE: audit data is not one mistyped age from gone."""
+    if older_than < MIN_PURGE_AGE:
+        raise ValueError(f"--older-than must be at least {MIN_PURGE_AGE.days}d (audit data is "
+                         "kept at least that long). Nothing changed.")
+    cutoff = utcnow() - older_than
+    return cutoff, (Job.created_at < cutoff, Job.status.in_([s.value for s in FINAL_STATUSES]))
+
+
 def purge_plan(*, older_than: timedelta) -> PurgePlan:
     """What `purge` would delete, counted; nothing changed."""
-    cutoff = utcnow() - older_than
-    finished = (Job.created_at < cutoff, Job.status.in_([s.value for s in FINAL_STATUSES]))
+    cutoff, finished = _purgeable(older_than)
     with session_scope() as session:
         count, newest = session.execute(
             select(func.count(), func.max(Job.created_at)).where(*finished)).one()
@@ -135,17 +145,12 @@ def purge_plan(*, older_than: timedelta) -> PurgePlan:
 
 def purge(*, older_than: timedelta, batch: int = 1000) -> dict[str, int]:
     """Delete finished jobs (and their records) created before now - older_than, and devices
-    with nothing left that were last seen before then. Refuses an age under MIN_PURGE_AGE:
-    audit data is not one mistyped age from gone."""
-    if older_than < MIN_PURGE_AGE:
-        raise ValueError(f"--older-than must be at least {MIN_PURGE_AGE.days}d")
-    cutoff = utcnow() - older_than
+    with nothing left that were last seen before then (`_purgeable`: at least MIN_PURGE_AGE)."""
+    cutoff, finished = _purgeable(older_than)
     total: dict[str, int] = {}
     while True:
         with session_scope() as session:
-            ids = list(session.scalars(select(Job.id).where(
-                Job.created_at < cutoff, Job.status.in_([s.value for s in FINAL_STATUSES]))
-                .limit(batch)))
+            ids = list(session.scalars(select(Job.id).where(*finished).limit(batch)))
             _add(total, _delete_jobs(session, ids))
         if len(ids) < batch:
             break

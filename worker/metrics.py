@@ -147,15 +147,14 @@ def start_reporter(client: Callable[[], redis.Redis], *, name: str | None = None
         _reporter["started"] = True
 
     def run() -> None:
-        stop, next_figures = threading.Event(), 0.0
+        next_figures = 0.0
         while True:
             flush(client(), min_interval_s=0.0)
             named = _reporter["name"]
             if named is not None and time.monotonic() >= next_figures:
                 publish_process(client(), named)
                 next_figures = time.monotonic() + FIGURES_S
-            if stop.wait(FLUSH_S):
-                return
+            time.sleep(FLUSH_S)
 
     threading.Thread(target=run, name="passflow-metrics", daemon=True).start()
 
