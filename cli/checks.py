@@ -3,10 +3,21 @@ exits at once with one line naming the problem and its fix, instead of looking h
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import redis
 
 from passflow.database import schema_problem
 from passflow.settings import Settings
+
+
+def _shown(url: str) -> str:
+    """A broker URL fit for a message: its password, if any, as *** (as for the database's)."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def broker_problem(url: str, *, timeout_s: float = 3.0) -> str | None:
@@ -18,8 +29,8 @@ def broker_problem(url: str, *, timeout_s: float = 3.0) -> str | None:
     try:
         client.ping()
     except redis.RedisError as exc:
-        where = url.rsplit("@", 1)[-1]  # no password in the message
-        return f"cannot reach the broker at {where}: {exc}; check PASSFLOW_BROKER_URL"
+        return (f"cannot reach the broker at {_shown(url)}: {str(exc).rstrip('.')}; "
+                "check PASSFLOW_BROKER_URL")
     finally:
         client.close()
     return None

@@ -54,7 +54,7 @@ BROKEN = {
         lambda tmp: {"PASSFLOW_DATABASE_URL": _unmigrated(tmp)},
         "passflow db upgrade"),
     "an unreachable broker": (
-        lambda tmp: {"PASSFLOW_BROKER_URL": "redis://127.0.0.1:1/0"},
+        lambda tmp: {"PASSFLOW_BROKER_URL": "redis://:secret@127.0.0.1:1/0"},
         "cannot reach the broker"),
     "a weak secret key": (
         lambda tmp: {"PASSFLOW_SECRET_KEY": "x"}, "PASSFLOW_SECRET_KEY"),
