@@ -45,15 +45,21 @@ class BadCursor(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class HistoryQuery:
-    device_id: str | None = None
-    mvpd: str | None = None
-    resource: str | None = None
+@dataclass(frozen=True, kw_only=True)
+class Window:
+    """A time window, and one page of it (newest first) after `cursor`."""
+
     since: datetime | None = None
     until: datetime | None = None
     limit: int = 50
     cursor: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistoryQuery(Window):
+    device_id: str | None = None
+    mvpd: str | None = None
+    resource: str | None = None
     job_id: str | None = None
     # An entry's outcome: Permit or Deny (decisions), failed, expired or cancelled (attempts),
     # a session's status (pending, authenticated, ...).
@@ -190,16 +196,12 @@ def _outcome_column(model: type):
 
 # Jobs as operations look for them -------------------------------------------------------------
 
-@dataclass(frozen=True)
-class JobQuery:
+@dataclass(frozen=True, kw_only=True)
+class JobQuery(Window):
     status: str | None = None
     type: str | None = None
     device_id: str | None = None
     event_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    limit: int = 50
-    cursor: str | None = None
 
 
 def _decode_job_cursor(cursor: str) -> tuple[datetime, str]:
