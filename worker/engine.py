@@ -76,6 +76,10 @@ class _Settled:
         return self.note if not isinstance(t, Outcome) else str(t.status)
 
 
+# A job that another job of its run cancelled (a newer code superseded its session): final.
+_CANCELLED = Outcome(JobStatus.CANCELLED)
+
+
 def run(step_name: str, job_ids: list[str], *, owner: str) -> dict[str, str]:
     """Run `step_name` for the jobs (and others due, when behind). Returns each job's result."""
     step = STEPS[step_name]
@@ -145,8 +149,9 @@ def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, 
                     job_id = ctx.job.id
                     transitions.append((ctx.job, _decide(step, ctx, claims[job_id],
                                                          answers.get(job_id))))
-            jobs.settle(session, step.name, owner, transitions)
-        return {job.id: _Settled(t, _note(t)) for job, t in transitions}
+            cancelled = jobs.settle(session, step.name, owner, transitions)
+        return {job.id: _Settled(_CANCELLED, "cancelled") if job.id in cancelled
+                else _Settled(t, _note(t)) for job, t in transitions}
     except _DATABASE_DOWN as exc:
         log.warning("step_database_error", phase="apply", jobs=len(job_ids),
                     error=type(exc).__name__)

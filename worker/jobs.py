@@ -38,7 +38,9 @@ from passflow.events import EventIn, stored_payload
 from worker import metrics, policy, webhooks
 from worker.policy import EARLY_TOLERANCE_S
 
-_NOT_FINAL = [s.value for s in FINAL_STATUSES]
+_FINAL = [s.value for s in FINAL_STATUSES]
+# The jobs a transaction cancelled (session.info): a run settling many jobs skips them.
+_CANCELLED_HERE = "passflow.jobs.cancelled"
 
 
 @dataclass
@@ -205,7 +207,7 @@ def claim_many(session: Session, job_ids: list[str], step_name: str, owner: str,
         .where(
             Job.id.in_(job_ids),
             Job.current_step == step_name,
-            Job.status.not_in(_NOT_FINAL),
+            Job.status.not_in(_FINAL),
             or_(Job.lease_until.is_(None), Job.lease_until < now),
             or_(Job.next_run_at.is_(None), Job.next_run_at <= now + early),
         )
@@ -249,7 +251,7 @@ def due_for(session: Session, step_name: str, *, limit: int) -> list[str]:
     now = utcnow()
     query = (select(Job.id)
              .where(Job.current_step == step_name,
-                    Job.status.not_in(_NOT_FINAL),
+                    Job.status.not_in(_FINAL),
                     or_(Job.lease_until.is_(None), Job.lease_until < now),
                     Job.next_run_at <= now)
              .order_by(Job.next_run_at).limit(limit))
@@ -263,17 +265,21 @@ class LeaseLost(Exception):
 
 
 def settle(session: Session, step_name: str, owner: str,
-           transitions: list[tuple[Job, Outcome | Release]]) -> None:
+           transitions: list[tuple[Job, Outcome | Release]]) -> set[str]:
     """Record what a run of `step_name` decided for each of its jobs, in the caller's
     transaction (the one holding the records the step made): complete it with its Outcome, or
-    release it to run again. Raises LeaseLost, and the caller rolls back, if any job's lease was
-    taken over (the run was too slow)."""
+    release it to run again. A job that this transaction cancelled (another job of the run
+    superseded it) stays cancelled: returns those ids. Raises LeaseLost, and the caller rolls
+    back, if any job's lease was taken over (the run was too slow)."""
+    cancelled = set(session.info.pop(_CANCELLED_HERE, ()))
+    transitions = [(job, t) for job, t in transitions if job.id not in cancelled]
     _complete_many(session, step_name, owner,
                    [(job, t) for job, t in transitions if isinstance(t, Outcome)])
     for job, t in transitions:
         if isinstance(t, Release):
             release(session, job.id, step_name, owner, retry_in_s=t.retry_in_s, error=t.error,
                     counts=t.counts)
+    return cancelled
 
 
 def _complete_many(session: Session, step_name: str, owner: str,
@@ -363,7 +369,7 @@ def cancel(session: Session, job_ids: list[str], *, code: str = "cancelled",
         return []
     now = utcnow()
     rows = session.execute(
-        update(Job).where(Job.id.in_(job_ids), Job.status.not_in(_NOT_FINAL))
+        update(Job).where(Job.id.in_(job_ids), Job.status.not_in(_FINAL))
         .values(status=JobStatus.CANCELLED, current_step=None, next_run_at=None,
                 lease_owner=None, lease_until=None, finished_at=now, updated_at=now,
                 error={"status": None, "code": code, "action": "none",
@@ -371,6 +377,7 @@ def cancel(session: Session, job_ids: list[str], *, code: str = "cancelled",
         .returning(Job.id, Job.type, Job.mvpd).execution_options(synchronize_session=False)
     ).all()
     cancelled = [row.id for row in rows]
+    session.info.setdefault(_CANCELLED_HERE, set()).update(cancelled)
     for row in rows:
         metrics.inc_on_commit(session, "passflow_jobs_finished_total",
                               (row.type, JobStatus.CANCELLED, row.mvpd or "", code))
@@ -391,8 +398,11 @@ def supersede_sessions(session: Session, *, device_id: str, service_provider: st
     """A new code stops polling of the device's previous ones (checklist): their sessions end
     `superseded` and their jobs `cancelled`. Serialized on the device row (a row lock on
     PostgreSQL, the write lock on SQLite), so of two sessions created at once for one device,
-    the later commit supersedes the earlier."""
+    the later commit supersedes the earlier. Of two made in one run (one transaction), the later
+    applied supersedes the earlier: the run's new sessions are flushed first to be seen."""
     session.execute(update(Device).where(Device.id == device_id).values(updated_at=utcnow()))
+    if any(isinstance(new, AuthSession) and new.device_id == device_id for new in session.new):
+        session.flush()
     older = list(session.scalars(select(AuthSession.job_id).where(
         AuthSession.device_id == device_id, AuthSession.service_provider == service_provider,
         AuthSession.status == SessionStatus.PENDING, AuthSession.job_id != by_job_id)))

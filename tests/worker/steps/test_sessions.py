@@ -9,6 +9,7 @@ from models import AuthSession, Job, JobStatus, SessionStatus
 from models.db import session_scope
 from tests.factories import DeviceFactory, JobFactory
 from tests.worker.steps.conftest import ON_SQLITE, through
+from worker import engine
 from worker.steps import StepName, sessions
 
 pytestmark = ON_SQLITE
@@ -46,3 +47,22 @@ def test_a_new_code_supersedes_the_devices_older_one(step_env: httpx.Client):
         job = session.get_one(Job, older.id)
         assert (job.status, job.current_step) == (JobStatus.CANCELLED, None)
         assert job.error["code"] == "superseded" and newer.id in job.error["message"]
+
+
+def test_two_codes_for_one_device_in_one_run_leave_one_waiting(step_env: httpx.Client):
+    """Two authentication events for one device whose sessions are created in the same run
+    (one transaction): the one applied later supersedes the other, as across runs."""
+    device = DeviceFactory()
+    both = [JobFactory(type="authentication.requested", device=device,
+                       current_step=StepName.SESSIONS_CREATE).id for _ in range(2)]
+    results = engine.run(StepName.SESSIONS_CREATE, both, owner="test-run")
+    assert sorted(results.values()) == ["cancelled", "waiting_for_user"], results
+    with session_scope() as session:
+        jobs = {job_id: session.get_one(Job, job_id) for job_id in both}
+        statuses = sorted(job.status for job in jobs.values())
+        assert statuses == [JobStatus.CANCELLED, JobStatus.WAITING_FOR_USER]
+        [newer] = [j for j in both if jobs[j].status == JobStatus.WAITING_FOR_USER]
+        [older] = [j for j in both if j != newer]
+        assert jobs[older].error["code"] == "superseded" and newer in jobs[older].error["message"]
+    assert _session(older).status == SessionStatus.SUPERSEDED
+    assert _session(newer).status == SessionStatus.PENDING
