@@ -186,9 +186,12 @@ def test_redis_sigkilled_and_restarted_empty_during_a_run(database_url: str, pas
 
 
 def test_postgresql_restarted_during_a_run(worker_processes, sim: httpx.Client, fault_report):
-    worker_processes("pg1")
+    worker = worker_processes("pg1")
     set_faults(sim, latency_ms=300)
     ids = [_submit("profiles.requested", new_device()) for _ in range(10)]
+    # During a run: the worker is up and its steps are inside Adobe Pass (a worker still
+    # starting would meet a database that is shutting down, and rightly exit).
+    wait_for(lambda: _in_flight(sim), timeout=30)
     version = subprocess.run(["ls", "/etc/postgresql"], capture_output=True,
                              text=True).stdout.split()[-1]
     subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
@@ -197,6 +200,7 @@ def test_postgresql_restarted_during_a_run(worker_processes, sim: httpx.Client, 
     models.db.configure(database_url_of_test())
     finals = [wait_for_status(job_id, timeout=90) for job_id in ids]
     assert finals == ["succeeded"] * 10
+    assert worker.proc.poll() is None, "the worker exited"
     fault_report("PostgreSQL restarted with 10 jobs in flight",
                  "all 10 jobs succeeded; workers reconnected (pre-ping) and retried")
 
@@ -239,7 +243,7 @@ def test_sigkill_the_sweeping_worker_while_sessions_wait(worker_processes, sim: 
     and every user who logs in afterwards is found by a poll."""
     workers = {name: worker_processes(name) for name in ("s1", "s2")}
     ids = _waiting_sessions(5)
-    leader = wait_for(lambda: _sweeping(redis_client, workers), timeout=15)
+    leader = wait_for(lambda: _sweeping(redis_client, workers), timeout=30)
     survivor = next(name for name in workers if name != leader)
     workers[leader].kill()
     killed = time.monotonic()
@@ -259,7 +263,7 @@ def test_a_paused_sweeper_is_replaced_and_harmless_when_it_wakes(worker_processe
                                                                  redis_client, fault_report):
     workers = {name: worker_processes(name) for name in ("p1", "p2")}
     ids = _waiting_sessions(3)
-    leader = wait_for(lambda: _sweeping(redis_client, workers), timeout=15)
+    leader = wait_for(lambda: _sweeping(redis_client, workers), timeout=30)
     survivor = next(name for name in workers if name != leader)
     workers[leader].pause()
     try:
