@@ -272,9 +272,17 @@ def settle(session: Session, step_name: str, owner: str,
     superseded it) stays cancelled: returns those ids. Raises LeaseLost, and the caller rolls
     back, if any job's lease was taken over (the run was too slow)."""
     cancelled = set(session.info.pop(_CANCELLED_HERE, ()))
+    # The step of a job cancelled here ended (it made its session): its row says how.
+    stopped = [(job.id, t) for job, t in transitions if job.id in cancelled
+               and isinstance(t, Outcome) and t.next_step != step_name]
     transitions = [(job, t) for job, t in transitions if job.id not in cancelled]
     _complete_many(session, step_name, owner,
                    [(job, t) for job, t in transitions if isinstance(t, Outcome)])
+    for job_id, t in stopped:
+        session.execute(update(JobStep).where(JobStep.job_id == job_id,
+                                              JobStep.step == step_name)
+                        .values(status=_step_status(step_name, t), finished_at=utcnow())
+                        .execution_options(synchronize_session=False))
     for job, t in transitions:
         if isinstance(t, Release):
             release(session, job.id, step_name, owner, retry_in_s=t.retry_in_s, error=t.error,
@@ -308,9 +316,7 @@ def _complete_many(session: Session, step_name: str, owner: str,
         repeat = outcome.next_step == step_name
         step_rows.append({
             "_id": job.id,
-            "status": StepStatus.RUNNING if repeat else (
-                StepStatus.FAILED if outcome.status == JobStatus.FAILED
-                else StepStatus.SUCCEEDED),
+            "status": _step_status(step_name, outcome),
             "finished_at": None if repeat else now,
             "last_error": None if outcome.error is None else str(outcome.error)[:2000],
         })
@@ -337,6 +343,12 @@ def _complete_many(session: Session, step_name: str, owner: str,
         .values({name: bindparam(name) for name in step_rows[0] if name != "_id"}),
         step_rows,
     )
+
+
+def _step_status(step_name: str, outcome: Outcome) -> StepStatus:
+    if outcome.next_step == step_name:
+        return StepStatus.RUNNING
+    return StepStatus.FAILED if outcome.status == JobStatus.FAILED else StepStatus.SUCCEEDED
 
 
 def release(session: Session, job_id: str, step_name: str, owner: str, *, retry_in_s: float,

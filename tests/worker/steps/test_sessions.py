@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import select
 
-from models import AuthSession, Job, JobStatus, SessionStatus
+from models import AuthSession, Job, JobStatus, JobStep, SessionStatus, StepStatus
 from models.db import session_scope
 from tests.factories import DeviceFactory, JobFactory
 from tests.worker.steps.conftest import ON_SQLITE, through
@@ -64,5 +64,9 @@ def test_two_codes_for_one_device_in_one_run_leave_one_waiting(step_env: httpx.C
         [newer] = [j for j in both if jobs[j].status == JobStatus.WAITING_FOR_USER]
         [older] = [j for j in both if j != newer]
         assert jobs[older].error["code"] == "superseded" and newer in jobs[older].error["message"]
+        # Its step made a session before it was superseded: the step says it ended.
+        step = session.scalars(select(JobStep).where(JobStep.job_id == older)).one()
+        assert (step.step, step.status) == (StepName.SESSIONS_CREATE, StepStatus.SUCCEEDED)
+        assert step.finished_at is not None
     assert _session(older).status == SessionStatus.SUPERSEDED
     assert _session(newer).status == SessionStatus.PENDING
