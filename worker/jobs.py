@@ -272,27 +272,19 @@ def settle(session: Session, step_name: str, owner: str,
     superseded it) stays cancelled: returns those ids. Raises LeaseLost, and the caller rolls
     back, if any job's lease was taken over (the run was too slow)."""
     cancelled = set(session.info.pop(_CANCELLED_HERE, ()))
-    # The step of a job cancelled here ended (it made its session): its row says how.
-    stopped = [(job.id, t) for job, t in transitions if job.id in cancelled
-               and isinstance(t, Outcome) and t.next_step != step_name]
-    transitions = [(job, t) for job, t in transitions if job.id not in cancelled]
     _complete_many(session, step_name, owner,
-                   [(job, t) for job, t in transitions if isinstance(t, Outcome)])
-    for job_id, t in stopped:
-        session.execute(update(JobStep).where(JobStep.job_id == job_id,
-                                              JobStep.step == step_name)
-                        .values(status=_step_status(step_name, t), finished_at=utcnow())
-                        .execution_options(synchronize_session=False))
+                   [(job, t) for job, t in transitions if isinstance(t, Outcome)], cancelled)
     for job, t in transitions:
-        if isinstance(t, Release):
+        if isinstance(t, Release) and job.id not in cancelled:
             release(session, job.id, step_name, owner, retry_in_s=t.retry_in_s, error=t.error,
                     counts=t.counts)
     return cancelled
 
 
 def _complete_many(session: Session, step_name: str, owner: str,
-                   done: list[tuple[Job, Outcome]]) -> None:
-    """Two statements, each run for every job (executemany)."""
+                   done: list[tuple[Job, Outcome]], cancelled: set[str]) -> None:
+    """Two statements, each run for every job (executemany). A job in `cancelled` (by this
+    transaction) keeps its job row; its step row still says how the step ended."""
     if not done:
         return
     session.flush()  # the records the steps added, before the jobs say they are done
@@ -300,6 +292,17 @@ def _complete_many(session: Session, step_name: str, owner: str,
     jobs_table, steps_table = Job.__table__, JobStep.__table__
     job_rows, step_rows = [], []
     for job, outcome in done:
+        repeat = outcome.next_step == step_name
+        step_rows.append({
+            "_id": job.id,
+            "status": StepStatus.RUNNING if repeat else (
+                StepStatus.FAILED if outcome.status == JobStatus.FAILED
+                else StepStatus.SUCCEEDED),
+            "finished_at": None if repeat else now,
+            "last_error": None if outcome.error is None else str(outcome.error)[:2000],
+        })
+        if job.id in cancelled:
+            continue
         final = outcome.next_step is None
         job_rows.append({
             "_id": job.id,
@@ -312,13 +315,6 @@ def _complete_many(session: Session, step_name: str, owner: str,
             "state": {**(job.state or {}), **outcome.state},
             "error": outcome.error if outcome.error is not None else job.error,
             "finished_at": now if final else job.finished_at,
-        })
-        repeat = outcome.next_step == step_name
-        step_rows.append({
-            "_id": job.id,
-            "status": _step_status(step_name, outcome),
-            "finished_at": None if repeat else now,
-            "last_error": None if outcome.error is None else str(outcome.error)[:2000],
         })
         if final:
             webhooks.record(session, job.id, "job.finished")
@@ -334,21 +330,15 @@ def _complete_many(session: Session, step_name: str, owner: str,
         .values({**{name: bindparam(name) for name in job_rows[0] if name != "_id"},
                  "lease_owner": None, "lease_until": None, "updated_at": now}),
         job_rows,
-    ).rowcount
+    ).rowcount if job_rows else 0
     if changed != len(job_rows):
-        raise LeaseLost(", ".join(job.id for job, _ in done))
+        raise LeaseLost(", ".join(row["_id"] for row in job_rows))
     session.connection().execute(
         steps_table.update()
         .where(steps_table.c.job_id == bindparam("_id"), steps_table.c.step == step_name)
         .values({name: bindparam(name) for name in step_rows[0] if name != "_id"}),
         step_rows,
     )
-
-
-def _step_status(step_name: str, outcome: Outcome) -> StepStatus:
-    if outcome.next_step == step_name:
-        return StepStatus.RUNNING
-    return StepStatus.FAILED if outcome.status == JobStatus.FAILED else StepStatus.SUCCEEDED
 
 
 def release(session: Session, job_id: str, step_name: str, owner: str, *, retry_in_s: float,

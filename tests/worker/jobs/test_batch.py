@@ -132,9 +132,9 @@ def completed(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
     seen: list[set[str]] = []
     original = jobs._complete_many
 
-    def recording(session, step_name, owner, done):
+    def recording(session, step_name, owner, done, cancelled):
         seen.append({job.id for job, _ in done})
-        return original(session, step_name, owner, done)
+        return original(session, step_name, owner, done, cancelled)
 
     monkeypatch.setattr(jobs, "_complete_many", recording)
     return seen
