@@ -12,7 +12,7 @@ import hashlib
 import ipaddress
 import re
 from pathlib import Path
-from urllib.parse import parse_qs, quote, urljoin
+from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
 import redis
 from fastapi import APIRouter, Request
@@ -71,7 +71,8 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in fields.items()}
 
 
-def build_router(settings: Settings) -> APIRouter:
+def build_router(settings: Settings, public_url: str) -> APIRouter:
+    """The pages; `public_url`: where users' browsers reach them."""
     router = APIRouter(include_in_schema=False)
 
     def page(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
@@ -206,10 +207,11 @@ def build_router(settings: Settings) -> APIRouter:
             missing = set(info.missing_parameters)
             extra = {}
             if "redirectUrl" in missing:
-                extra["redirect_url"] = f"{settings.public_url.rstrip('/')}/landing"
+                extra["redirect_url"] = f"{public_url}/landing"
             if missing & {"domainName", "domain"}:
-                # The programmer's domain as Adobe Pass knows it (the configuration).
-                extra["domain_name"] = config.first_domain or _domain_of(settings)
+                # The programmer's domain as Adobe Pass knows it.
+                extra["domain_name"] = (settings.domain_name or config.first_domain
+                                        or urlsplit(public_url).hostname or "localhost")
             answer = runtime().adobe.sessions.resume(sp, code, device=browser, mvpd=mvpd,
                                                      **extra)
         except APIStatusError as exc:
@@ -304,12 +306,6 @@ def build_router(settings: Settings) -> APIRouter:
                        "will start in a moment.", 200, success=True, retry=False)
 
     return router
-
-
-def _domain_of(settings: Settings) -> str:
-    from urllib.parse import urlsplit
-
-    return urlsplit(settings.public_url).hostname or "localhost"
 
 
 def start_polling(job_id: str) -> bool:

@@ -1,4 +1,4 @@
-"""The HTTP API (CONTRACT.md): events in, jobs and history out, health and metrics."""
+"""The HTTP API (docs/api.md): events in, jobs and history out, health and metrics."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ from models.history import (
 from passflow import logs
 from passflow.crypto import cipher_from_settings
 from passflow.events import EventIn, EventType
-from passflow.settings import Settings, get_settings
+from passflow.settings import DEFAULT_PUBLIC_URL, Settings, get_settings
 from worker import dispatch, jobs, metrics
 from worker.runtime import runtime
 from worker.sweeper import last_sweep
@@ -128,8 +128,17 @@ def _schema_missing(exc: Exception) -> bool:
                                                                    "no such column"))
 
 
-def create_app(settings: Settings | None = None, *, tokens: list[str] | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, tokens: list[str] | None = None,
+               served_at: str | None = None) -> FastAPI:
+    """The API. `served_at`: the URL this process listens on, the public URL when
+    PASSFLOW_PUBLIC_URL is unset (published for the workers' redirect URLs)."""
     settings = settings or get_settings()
+    public_url = settings.public_url or served_at or DEFAULT_PUBLIC_URL
+    if served_at and not settings.public_url:
+        try:
+            runtime().publish_public_url(served_at)
+        except redis.RedisError as exc:
+            log.warning("public_url_not_published", error=type(exc).__name__)
     if tokens is None:
         tokens = [settings.api_token.get_secret_value()] if settings.api_token else []
     checker = TokenChecker(tokens)
@@ -143,12 +152,14 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
 
     public_docs = settings.api_docs
     app = FastAPI(title="passflow", version="1",
-                  description="Adobe Pass REST API V2 cookbook steps as jobs (CONTRACT.md). "
+                  description="Adobe Pass REST API V2 cookbook steps as jobs (docs/api.md). "
                               "Errors are RFC 9457 problem details.",
                   responses=problems.RESPONSES,
                   **({} if public_docs else {"docs_url": None, "redoc_url": None,
                                              "openapi_url": None}))
-    app.add_middleware(Guards, public_url=settings.public_url)
+    app.add_middleware(Guards, public_url=settings.public_url, on_refused_origin=lambda got,
+                       expected: log.warning("page_post_from_another_origin", origin=got,
+                                             expected=expected, setting="PASSFLOW_PUBLIC_URL"))
     app.add_middleware(RequestContext)  # outermost: every line of the request has its id
     metrics.start_reporter(lambda: runtime().redis)  # counts reach Redis off the event loop
     problems.install(app)
@@ -366,7 +377,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
 
     from api.activation import build_router, start_polling
 
-    app.include_router(build_router(settings))
+    app.include_router(build_router(settings, public_url))
 
     @app.post("/v1/jobs/{job_id}/landed", dependencies=ingest)
     def landed(job_id: str) -> Landed:

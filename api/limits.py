@@ -60,13 +60,40 @@ async def _problem(send: Send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class Guards:
-    """Body limits, page headers and the same-origin rule for page POSTs."""
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
-    def __init__(self, app: App, *, public_url: str):
+
+# The most distinct refused origins logged by one process (each once): forged ones are endless.
+LOGGED_ORIGINS = 100
+
+
+class Guards:
+    """Body limits, page headers and the same-origin rule for page POSTs: from the configured
+    public URL's origin when there is one, else from the host the browser itself addressed."""
+
+    def __init__(self, app: App, *, public_url: str | None, on_refused_origin=None):
         self.app = app
-        parts = urlsplit(public_url)
-        self.origin = f"{parts.scheme}://{parts.netloc}"
+        self.origin = origin_of(public_url) if public_url else None
+        self.on_refused_origin = on_refused_origin
+        self._logged: set[str] = set()
+
+    def _refusal(self, origin: str, host: str) -> str | None:
+        """Why a page POST from `origin` is refused, or None."""
+        if self.origin is None:
+            if urlsplit(origin).netloc.lower() == host.lower():
+                return None
+            return "cross-origin form posts are refused"
+        if origin == self.origin:
+            return None
+        if self.on_refused_origin is not None and origin not in self._logged \
+                and len(self._logged) < LOGGED_ORIGINS:
+            self._logged.add(origin)
+            self.on_refused_origin(origin, self.origin)
+        return (f"cross-origin form posts are refused: this form was sent from {origin}, and "
+                f"PASSFLOW_PUBLIC_URL says the pages are at {self.origin}; if users open them "
+                "at the other address, set PASSFLOW_PUBLIC_URL to it")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,8 +109,10 @@ class Guards:
         page = path.startswith(("/activate", "/landing"))
         if page and scope["method"] == "POST":
             origin = headers.get(b"origin")
-            if origin is not None and origin.decode("latin-1") != self.origin:
-                await _problem(send, 403, "cross-origin form posts are refused")
+            refusal = origin is not None and self._refusal(
+                origin.decode("latin-1"), headers.get(b"host", b"").decode("latin-1"))
+            if refusal:
+                await _problem(send, 403, refusal)
                 return
         seen = 0
 

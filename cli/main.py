@@ -106,6 +106,15 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _served_at(host: str, port: int) -> str:
+    """The URL of `passflow api --host H --port P` on this machine (any address: loopback)."""
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -124,10 +133,16 @@ def _api(args: argparse.Namespace) -> int:
     from passflow.serving import server_config
 
     logs.configure()
+    served_at = _served_at(args.host, args.port)
+    if not settings.public_url:
+        logs.get_logger("passflow.api").info(
+            "public_url_follows_listen_address", public_url=served_at,
+            hint="set PASSFLOW_PUBLIC_URL to the address users' browsers open")
     # Whose X-Forwarded-For is believed is passflow's setting, never uvicorn's default.
     trusted = settings.trusted_proxies
     uvicorn.Server(server_config(
-        create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
+        create_app(settings, served_at=served_at), host=args.host, port=args.port,
+        log_level=args.log_level,
         log_config=None, access_log=True, proxy_headers=bool(trusted),
         forwarded_allow_ips=",".join(trusted) if trusted else None)).run()
     return 0

@@ -103,8 +103,15 @@ def run(settings: Settings, out: Callable[[str], None] = print) -> int:
         config = adobe.configuration.retrieve(sp, device=device)
         config_holder["config"] = config
         assert config.mvpds, "the configuration lists no MVPD"
-        return (f"{len(config.mvpds)} MVPDs; passflow fetches it only when a provider must be "
-                f"picked, cached {settings.config_cache_s:g} s per platform")
+        if settings.domain_name:
+            domain = f"domainName {settings.domain_name} (PASSFLOW_DOMAIN_NAME)"
+        else:
+            assert config.first_domain, ("the configuration names no domain: set "
+                                         "PASSFLOW_DOMAIN_NAME")
+            rt.learn_domain(sp, config)
+            domain = f"domainName {config.first_domain} (learned from it, kept)"
+        return (f"{len(config.mvpds)} MVPDs; {domain}; passflow fetches it only when a "
+                f"provider must be picked, cached {settings.config_cache_s:g} s per platform")
 
     live("Configuration Retrieval", configuration)
 
@@ -121,7 +128,8 @@ def run(settings: Settings, out: Callable[[str], None] = print) -> int:
     def session() -> str:
         mvpd = next(m.id for m in config_holder["config"].mvpds if not m.is_temp_pass)
         created = adobe.sessions.create(sp, device=device, mvpd=mvpd,
-                                        domain_name=config_holder["config"].first_domain,
+                                        domain_name=settings.domain_name
+                                        or config_holder["config"].first_domain,
                                         redirect_url="https://example.com/preflight")
         assert created.code, f"no code in the session answer ({created.action_name})"
         session_holder["code"] = created.code

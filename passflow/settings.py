@@ -1,10 +1,12 @@
-"""All configuration, from PASSFLOW_* environment variables or a .env file (CONTRACT.md)."""
+"""All configuration, from PASSFLOW_* environment variables or a .env file (docs/api.md,
+"Configuration")."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from ipaddress import ip_network
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +22,10 @@ ENVIRONMENTS = {
     "staging": "https://sp.auth-staging.adobe.com",
     "prequal": "https://sp.auth-prequal.adobe.com",
 }
+
+
+# Where the pages are said to be before any `passflow api` has said where it listens.
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
 
 class Settings(BaseSettings):
@@ -45,8 +51,15 @@ class Settings(BaseSettings):
 
     # Beyond the contract: knobs an operator may need, with safe defaults.
     pass_timeout_s: float = Field(default=10.0, gt=0)
-    # Where the API is reachable from users' browsers (landing page, activation page).
-    public_url: str = "http://127.0.0.1:8000"
+    # Where the API is reachable from users' browsers (landing page, activation page). Unset:
+    # the address `passflow api` listens on, published to the workers through Redis (and
+    # DEFAULT_PUBLIC_URL before any API has started); page POSTs must then come from the
+    # origin the browser itself named (its Host).
+    public_url: str | None = None
+    # The programmer's domain, as Adobe Pass knows it (sessions' domainName). Unset: learned
+    # from the first configuration passflow reads, and kept (a login naming its MVPD then
+    # makes no configuration call: checklist, "only when requiring to prompt the user").
+    domain_name: str | None = Field(default=None, max_length=255)
     # A step holds its job for this long; a worker killed mid-step delays the job this much.
     # The step's upstream calls must end well within it (see worker.policy.CALL_SHARE_OF_LEASE).
     lease_s: float = Field(default=60.0, ge=5)
@@ -135,6 +148,21 @@ class Settings(BaseSettings):
                 except ValueError as exc:
                     raise ValueError(f"{item!r} is not an address or a network") from exc
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("give the URL users' browsers open, e.g. https://tv.example.com")
+        return value.rstrip("/")
+
+    @field_validator("domain_name")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
 
     @field_validator("pass_base_url")
     @classmethod

@@ -103,11 +103,17 @@ def make_event(event_id: str, type_: str, device, **fields) -> EventIn:
     })
 
 
+def child_env(extra: dict[str, str | None] | None) -> dict[str, str]:
+    """This process' environment with `extra` over it; a None value removes the variable."""
+    env = {**os.environ, **(extra or {})}
+    return {k: v for k, v in env.items() if v is not None}
+
+
 class WorkerProcess:
     """`passflow worker` in a subprocess, as operations run it."""
 
     def __init__(self, name: str, *, concurrency: int = 4, queues: str | None = None,
-                 env: dict[str, str] | None = None, loglevel: str = "WARNING",
+                 env: dict[str, str | None] | None = None, loglevel: str = "WARNING",
                  pool: str = "threads"):
         argv = [sys.executable, "-m", "cli", "worker", "--pool", pool,
                 "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
@@ -118,7 +124,7 @@ class WorkerProcess:
         self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"passflow-{name}-{os.getpid()}.log"
         self._log = self.log.open("wb")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})})
+                                     env=child_env(env))
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -191,7 +197,7 @@ def _pings(client) -> bool:
 class ApiProcess:
     """`passflow api` in a subprocess."""
 
-    def __init__(self, env: dict[str, str] | None = None, token: str = TOKEN):
+    def __init__(self, env: dict[str, str | None] | None = None, token: str = TOKEN):
         self.token = token
         self.headers = {"Authorization": f"Bearer {token}"}
         self.port = free_port()
@@ -199,7 +205,7 @@ class ApiProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli", "api", "--port", str(self.port),
              "--log-level", "warning"],
-            env={**os.environ, **(env or {}), "PASSFLOW_API_TOKEN": token},
+            env=child_env({**(env or {}), "PASSFLOW_API_TOKEN": token}),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import httpx
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
@@ -18,11 +19,15 @@ from typing import Any
 import redis
 
 from passflow.crypto import Cipher, cipher_from_settings
-from passflow.settings import Settings, get_settings
+from passflow.settings import DEFAULT_PUBLIC_URL, Settings, get_settings
 from worker.adobe_pass import AdobePass, Device
 from worker.adobe_pass.types import Configuration
 from worker.registration import SqlCredentialStore, redis_refresh_lock
 from worker.throttle import DeviceThrottle
+
+# Where `passflow api` says it listens when PASSFLOW_PUBLIC_URL is unset; read again after this.
+PUBLIC_URL_KEY = "passflow:public-url"
+PUBLISHED_URL_FRESH_S = 30.0
 
 # What makes a platform, for the configuration's cache (the restricted X-Device-Info keys).
 PLATFORM_KEYS = ("primaryHardwareType", "osName", "osFamily", "osVendor", "browserName")
@@ -32,6 +37,7 @@ class Runtime:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.pid = os.getpid()
+        self._published: tuple[str, float] | None = None
 
     @cached_property
     def redis(self) -> redis.Redis:
@@ -111,9 +117,48 @@ class Runtime:
             if cached:
                 return Configuration.model_validate_json(cached)
         config = self.adobe.configuration.retrieve(service_provider, device=device)
+        self.learn_domain(service_provider, config)
         if ttl:
             self.redis.set(key, config.model_dump_json(by_alias=True), ex=int(ttl))
         return config
+
+    def public_url(self) -> str:
+        """Where users' browsers reach the pages (sessions' redirectUrl): the setting, else the
+        address the last `passflow api` started listens on (api.app publishes it), else the
+        default."""
+        if self.settings.public_url:
+            return self.settings.public_url
+        now = time.monotonic()
+        if self._published is None or now - self._published[1] > PUBLISHED_URL_FRESH_S:
+            try:
+                raw = self.redis.get(PUBLIC_URL_KEY)
+            except redis.RedisError:
+                raw = None
+            self._published = (raw.decode() if raw else DEFAULT_PUBLIC_URL, now)
+        return self._published[0]
+
+    def publish_public_url(self, url: str) -> None:
+        """The API says where it listens, for workers with no PASSFLOW_PUBLIC_URL."""
+        self.redis.set(PUBLIC_URL_KEY, url)
+        self._published = (url, time.monotonic())
+
+    def domain_name(self, service_provider: str, *, device: Device) -> str | None:
+        """The programmer's domain for sessions (domainName): the setting, else the one learned
+        from a configuration and kept; a configuration is read only when neither is known."""
+        if self.settings.domain_name:
+            return self.settings.domain_name
+        learned = self.redis.get(self._domain_key(service_provider))
+        if learned:
+            return learned.decode()
+        return self.configuration(service_provider, device=device).first_domain
+
+    def learn_domain(self, service_provider: str, config: Configuration) -> None:
+        """Keep the domain a configuration names: logins naming an MVPD then need none."""
+        if config.first_domain:
+            self.redis.set(self._domain_key(service_provider), config.first_domain)
+
+    def _domain_key(self, service_provider: str) -> str:
+        return f"passflow:domain:{self.settings.pass_base_url}:{service_provider}"
 
     def close(self) -> None:
         if "adobe" in self.__dict__:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from passflow.serving import BackgroundServer, free_port
 from passflow.settings import get_settings
@@ -46,3 +47,22 @@ def activation_tries(redis_client) -> Iterator[None]:
     clear()
     yield
     clear()
+
+
+# Debian's Chromium, driven by Playwright (`playwright install` downloads nothing here). Flags a
+# root-run Chromium needs; the background ones keep it off the closed network.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Never skipped: without Chromium this fails and says how to get it."""
+    assert os.access(CHROMIUM, os.X_OK), (
+        f"{CHROMIUM} is missing: `make test` installs it (.ci/setup), or apt-get install chromium")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

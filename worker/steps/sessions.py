@@ -31,11 +31,11 @@ from worker.steps.base import (
 def plan(ctx: StepContext) -> Call:
     rt, sp, device, mvpd = ctx.runtime, ctx.sp, ctx.device, ctx.job.mvpd
     redirect_url = (ctx.event.get("redirect_url")
-                    or f"{ctx.settings.public_url.rstrip('/')}/landing?job={ctx.job.id}")
+                    or f"{rt.public_url()}/landing?job={ctx.job.id}")
     domain_name = ctx.event.get("domain_name")
 
     def call() -> SessionAction:
-        domain = domain_name or rt.configuration(sp, device=device).first_domain
+        domain = domain_name or rt.domain_name(sp, device=device)
         return rt.adobe.sessions.create(sp, device=device, mvpd=mvpd, domain_name=domain,
                                         redirect_url=redirect_url)
 

@@ -10,6 +10,7 @@ from models.db import session_scope
 from tests.factories import DeviceFactory, JobFactory
 from tests.worker.steps.conftest import ON_SQLITE, through
 from worker import engine
+from worker.runtime import runtime
 from worker.steps import StepName, sessions
 
 pytestmark = ON_SQLITE
@@ -70,3 +71,51 @@ def test_two_codes_for_one_device_in_one_run_leave_one_waiting(step_env: httpx.C
         assert step.finished_at is not None
     assert _session(older).status == SessionStatus.SUPERSEDED
     assert _session(newer).status == SessionStatus.PENDING
+
+
+def _configuration_calls(sim: httpx.Client) -> int:
+    return sum(n for name, n in sim.get("/_sim/stats").json().items()
+               if name.startswith("configuration "))
+
+
+def _domain_sent(code: str) -> str:
+    from tests.support import new_device
+
+    info = runtime().adobe.sessions.retrieve("REF30", code, device=new_device())
+    return info.existing_parameters["domainName"]
+
+
+def test_a_login_naming_its_mvpd_makes_no_configuration_call(step_env: httpx.Client,
+                                                             monkeypatch):
+    """Checklist, Configuration Retrieval: "only when requiring to prompt the user to select
+    their MVPD". With PASSFLOW_DOMAIN_NAME set, nothing learned yet, no configuration call."""
+    rt = runtime()
+    rt.redis.delete(rt._domain_key("REF30"))
+    monkeypatch.setattr(rt.settings, "domain_name", "tv.example.org")
+    job = JobFactory(type="authentication.requested", fields={"mvpd": "Cablevision"},
+                     current_step=StepName.SESSIONS_CREATE)
+    outcome = through(sessions.CREATE, job.id)
+    assert outcome.status == JobStatus.WAITING_FOR_USER
+    assert _configuration_calls(step_env) == 0
+    assert _domain_sent(outcome.result["code"]) == "tv.example.org"
+
+
+def test_without_the_setting_the_domain_is_learned_once_and_kept(step_env: httpx.Client,
+                                                                 monkeypatch):
+    rt = runtime()
+    rt.redis.delete(rt._domain_key("REF30"))
+    rt.redis.delete(*rt.redis.keys("passflow:configuration:*") or ["none"])
+    monkeypatch.setattr(rt.settings, "domain_name", None)
+    codes = []
+    for _ in range(3):
+        job = JobFactory(type="authentication.requested", fields={"mvpd": "Cablevision"},
+                         current_step=StepName.SESSIONS_CREATE)
+        codes.append(through(sessions.CREATE, job.id).result["code"])
+    assert _configuration_calls(step_env) == 1  # the first login, never again
+    # The configuration's cache expires; the learned domain does not.
+    rt.redis.delete(*rt.redis.keys("passflow:configuration:*"))
+    job = JobFactory(type="authentication.requested", fields={"mvpd": "Cablevision"},
+                     current_step=StepName.SESSIONS_CREATE)
+    codes.append(through(sessions.CREATE, job.id).result["code"])
+    assert _configuration_calls(step_env) == 1
+    assert {_domain_sent(code) for code in codes} == {"adobe.com"}
