@@ -1,7 +1,7 @@
 """Every 4xx and 5xx of the API in one shape: RFC 9457 problem details
 (`application/problem+json`: `type`, `title`, `status`, `detail`, and `errors`, a list of
 `{field, message, type}`, where the request had several faults). The one exception is the
-contract's: a bad event is a 422 whose body is the list itself (CONTRACT.md)."""
+contract's: a bad event is a 422 whose body is the list itself (docs/api.md, "Errors")."""
 
 from __future__ import annotations
 

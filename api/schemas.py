@@ -39,7 +39,7 @@ class JobError(BaseModel):
 
 
 class JobView(BaseModel):
-    """GET /v1/jobs/{job_id} (CONTRACT.md): `result` by type (code and url, profile, profiles,
+    """GET /v1/jobs/{job_id} (docs/api.md, "Jobs"): `result` by type (code and url, profile, profiles,
     decisions, logouts)."""
 
     job_id: str

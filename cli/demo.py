@@ -230,7 +230,43 @@ def _summary(demo: Demo) -> int:
     return failures
 
 
-def run_demo() -> int:
+def _command() -> str:
+    """How this shell reaches `passflow`: by name when it is on PATH (else `make demo`'s venv)."""
+    if shutil.which("passflow"):
+        return "passflow"
+    beside = Path(sys.executable).parent / "passflow"
+    with contextlib.suppress(ValueError):
+        return str(beside.relative_to(Path.cwd()))
+    return str(beside)
+
+
+def _next_steps(api_url: str, env_file: Path | None) -> None:
+    """What a newcomer opens and runs next."""
+    passflow = _command()
+    print("\nNext")
+    if env_file is None:
+        print(f"  {passflow} demo --keep   # the same, left running to look around:")
+        print("      the activation page, a device's history, the jobs")
+    else:
+        print(f"  {api_url}/activate   the second screen's page (a TV's code goes here)")
+        print(f"  set -a; . {env_file}; set +a   # this demo's settings, for the commands:")
+        print(f"  {passflow} history --device living-room-tv   # a device's story, with reasons")
+        print(f"  {passflow} jobs list --status failed          # what failed, and why")
+        print(f"  curl -H \"Authorization: Bearer $PASSFLOW_API_TOKEN\" {api_url}/v1/jobs")
+    print("  README.md: running passflow for real; docs/api.md: events, jobs, webhooks;")
+    print("  docs/operations.md: health, metrics, finding a subscriber's failed play")
+
+
+def _wait_for_ctrl_c(env_file: Path) -> None:
+    print(f"\nRunning until Ctrl-C (settings in {env_file})", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print()
+
+
+def run_demo(*, keep: bool = False) -> int:
     import logging
 
     from passflow import logs
@@ -290,6 +326,14 @@ def run_demo() -> int:
                       f"{stats.get('registrations', 0)} registrations (passflow and the "
                       "second-screen app), "
                       f"{stats.get('throttled', 0)} answered 429")
+                env_file = None
+                if keep:
+                    env_file = workdir / "demo.env"
+                    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+                    env_file.chmod(0o600)  # the demo's own token and key
+                _next_steps(api_server.url, env_file)
+                if env_file is not None:
+                    _wait_for_ctrl_c(env_file)
             worker.terminate()
             worker.wait(timeout=20)
             worker = None

@@ -372,7 +372,7 @@ def _preflight(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from cli.demo import run_demo
 
-    return run_demo()
+    return run_demo(keep=args.keep)
 
 
 LOG_LEVEL_HELP = "debug, info, warning or error (default: %(default)s)"
@@ -516,6 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.set_defaults(func=_preflight)
 
     demo = commands.add_parser("demo", help="run the main job on embedded defaults")
+    demo.add_argument("--keep", action="store_true",
+                      help="keep the API, a worker and the simulator running afterwards, to "
+                           "look around (the activation page, history, jobs); Ctrl-C stops them")
     demo.set_defaults(func=_demo)
     return parser
 

@@ -1,4 +1,4 @@
-"""The events the streaming platform's backend sends (CONTRACT.md, POST /v1/events)."""
+"""The events the streaming platform's backend sends (docs/api.md, "Events")."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class EventType(enum.StrEnum):
     TEMPPASS = "temppass.requested"
 
 
-# The fields each type needs beyond event_id, type and device (CONTRACT.md table).
+# The fields each type needs beyond event_id, type and device (docs/api.md, the events table).
 REQUIRED: dict[EventType, tuple[str, ...]] = {
     EventType.PROFILES: (),
     EventType.AUTHENTICATION: (),

@@ -37,7 +37,7 @@ session = scoped_session(models.db.new_session)
 DEVICE_INFO = {"primaryHardwareType": "SetTopBox", "model": "TV 5th Gen", "version": "5",
                "osName": "tvOS", "osVersion": "17.1", "connectionType": "LAN"}
 
-# What each event type carries by default (CONTRACT.md, the events table).
+# What each event type carries by default (docs/api.md, the events table).
 FIELDS: dict[str, dict[str, Any]] = {
     EventType.PROFILES: {},
     EventType.AUTHENTICATION: {"mvpd": "Cablevision"},

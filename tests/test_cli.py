@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 
@@ -52,6 +53,40 @@ def test_passflow_demo_walks_every_cookbook_step():
     assert "profile Spectrum (regular)" in out  # the second-screen device
     assert "9 jobs, 0 not succeeded" in out
     assert "stopped everything the demo started" in out
+    assert "demo --keep" in out.split("\nNext\n", 1)[1]  # where to go next
+
+
+def test_passflow_demo_keep_leaves_the_pages_and_history_to_look_at():
+    """`passflow demo --keep`: the activation page it names answers, the history command it
+    names runs with the settings file it names; Ctrl-C stops everything."""
+    import os
+    import re
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "demo", "--keep"], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Running until Ctrl-C"):
+                break
+        out = "".join(lines)
+        page = re.search(r"(http://127\.0\.0\.1:\d+/activate)", out).group(1)
+        assert httpx.get(page).status_code == 200
+        env_file = Path(re.search(r"\. (\S+demo\.env);", out).group(1))
+        settings = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+        story = subprocess.run([sys.executable, "-m", "cli", "history", "--device",
+                                "living-room-tv"], capture_output=True, text=True, timeout=60,
+                               env={**os.environ, **settings})
+        assert story.returncode == 0, story.stderr
+        assert "Permit" in story.stdout and "authorization_denied_by_mvpd" in story.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "stopped everything the demo started" in rest
+    assert not env_file.exists()
 
 
 def test_passflow_demo_starts_its_own_broker_when_none_answers():

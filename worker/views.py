@@ -1,4 +1,4 @@
-"""A job as the HTTP API and webhooks show it (CONTRACT.md, GET /v1/jobs/{job_id}).
+"""A job as the HTTP API and webhooks show it (docs/api.md, "Jobs").
 
 Personal data (profile attributes, media tokens) is shown only to whom a cipher is given: a
 view made with `cipher=None` leaves them out and says so in `redacted`."""

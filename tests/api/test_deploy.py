@@ -26,7 +26,8 @@ _NOT_METRICS = {"sum", "rate", "by", "max", "min", "and", "or", "absent", "histo
 
 def _promtool() -> str:
     found = shutil.which("promtool")
-    assert found, "promtool is missing: apt-get install prometheus (.ci/run does)"
+    assert found, ("promtool is missing: `make test` installs it (.ci/setup), or apt-get install "
+                   "prometheus")
     return found
 
 

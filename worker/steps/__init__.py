@@ -21,7 +21,7 @@ STEPS: dict[str, Step] = {step.name: step for step in (
 )}
 assert set(STEPS) == set(StepName), "every step name has its spec"
 
-# Where each event's job starts (CONTRACT.md, the events table).
+# Where each event's job starts (docs/api.md, the events table).
 FIRST_STEP: dict[str, str] = {
     EventType.PROFILES: StepName.PROFILES_RETRIEVE,
     EventType.AUTHENTICATION: StepName.PROFILES_CHECK,
