@@ -39,8 +39,8 @@ class JobError(BaseModel):
 
 
 class JobView(BaseModel):
-    """GET /v1/jobs/{job_id} (docs/api.md, "Jobs"): `result` by type (code and url, profile, profiles,
-    decisions, logouts)."""
+    """GET /v1/jobs/{job_id} (docs/api.md, "Jobs"): `result` by type (code and url, profile,
+    profiles, decisions, logouts)."""
 
     job_id: str
     event_id: str

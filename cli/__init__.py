@@ -1,1 +1,2 @@
-"""The `passflow` command line (docs/operations.md, "Commands"): the top layer, above api/ and worker/."""
+"""The `passflow` command line (docs/operations.md, "Commands"): the top layer, above api/ and
+worker/."""
