@@ -23,17 +23,18 @@ demo: $(BIN)/passflow
 machine:
 	@bash .ci/setup
 
-# pytest exits 5 when it collected no test: that is a failure here.
-PYTEST = @$(BIN)/python -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
+# pytest exits 5 when it collected no test: that is a failure here. $(1): pytest's options,
+# $(2): variables for it.
+PYTEST = @$(2) $(BIN)/python -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 # The whole suite.
 test: machine $(BIN)/passflow
-	$(call PYTEST,)
+	$(call PYTEST,,)
 
-# The edit loop: no process killed, no browser, nothing slow (the `slow` marker); see docs.
+# The edit loop: no process killed, no browser, nothing slow (the `slow` marker), SQLite only.
 test-fast: machine $(BIN)/passflow
-	$(call PYTEST,-m "not slow")
+	$(call PYTEST,-q -m "not slow",PASSFLOW_TEST_BACKENDS=sqlite)
 
 # docs/faults.md from the last whole, green `make test` (its record is build/faults-run.json).
 faults-table: $(BIN)/passflow

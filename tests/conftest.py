@@ -84,7 +84,12 @@ def redis_client() -> Iterator[redis.Redis]:
     client.close()
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+# Every test that needs a database runs on each backend; `make test-fast` runs SQLite only.
+BACKENDS = [name.strip() for name in
+            os.environ.get("PASSFLOW_TEST_BACKENDS", "sqlite,postgresql").split(",")]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
 def database_url(request, tmp_path_factory) -> Iterator[str]:
     """Each backend once, migrated with Alembic; the process' engine is bound to it."""
     if request.param == "sqlite":
@@ -157,6 +162,21 @@ def worker_processes(database_url: str, pass_env: str, redis_client: redis.Redis
     yield start
     for proc in started:
         proc.stop()
+
+
+# `make test-fast` leaves out the tests marked slow: those that kill or start processes, drive
+# the browser, or wait on purpose (a retry's backoff, a lease). Marked here by what they use, or
+# in their module (`pytestmark = pytest.mark.slow`) or on the test.
+SLOW_FIXTURES = {"worker_processes", "browser", "page"}
+SLOW_FOLDERS = ("tests/faults/",)
+
+
+def pytest_collection_modifyitems(config, items):
+    root = Path(__file__).resolve().parent.parent
+    for item in items:
+        where = Path(item.fspath).resolve().relative_to(root).as_posix()
+        if SLOW_FIXTURES & set(item.fixturenames) or where.startswith(SLOW_FOLDERS):
+            item.add_marker(pytest.mark.slow)
 
 
 # The faults run: what the fault and attack tests observed, recorded for `make faults-table` ----

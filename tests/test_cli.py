@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from passflow.serving import free_port
 from tests.support import wait_for
@@ -43,6 +44,7 @@ def _demo(env: dict[str, str]) -> subprocess.CompletedProcess:
                           text=True, timeout=120, env={**os.environ, **env})
 
 
+@pytest.mark.slow
 def test_passflow_demo_walks_every_cookbook_step():
     done = _demo({})
     assert done.returncode == 0, done.stdout + done.stderr
@@ -56,6 +58,7 @@ def test_passflow_demo_walks_every_cookbook_step():
     assert "demo --keep" in out.split("\nNext\n", 1)[1]  # where to go next
 
 
+@pytest.mark.slow
 def test_passflow_demo_keep_leaves_the_pages_and_history_to_look_at():
     """`passflow demo --keep`: the activation page it names answers, the history command it
     names runs with the settings file it names; Ctrl-C stops everything."""
@@ -89,6 +92,7 @@ def test_passflow_demo_keep_leaves_the_pages_and_history_to_look_at():
     assert not env_file.exists()
 
 
+@pytest.mark.slow
 def test_passflow_demo_starts_its_own_broker_when_none_answers():
     done = _demo({"PASSFLOW_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"})
     assert done.returncode == 0, done.stdout + done.stderr

@@ -18,6 +18,9 @@ from passflow.serving import BackgroundServer
 from passflow.settings import get_settings
 from tests.support import TOKEN
 
+# Each case starts `passflow api` or `passflow worker` (not in make test-fast).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def good_database(tmp_path_factory) -> str:

@@ -7,6 +7,7 @@ import sys
 import uuid
 
 import httpx
+import pytest
 
 from tests.support import new_device, wait_for_status
 
@@ -84,6 +85,7 @@ def test_history_rejects_bad_parameters(api: httpx.Client):
     assert api.get("/v1/history", params={"since": "2026-01-01T00:00:00"}).status_code == 422
 
 
+@pytest.mark.slow
 def test_history_command_prints_a_table_and_json(api: httpx.Client, jobs_env: httpx.Client,
                                                  database_url: str):
     device = _walk_a_device(api, jobs_env)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 import models.db
@@ -19,6 +20,7 @@ from tests.support import (
 )
 
 
+@pytest.mark.slow
 def test_event_accepted_while_the_broker_is_down_runs_when_it_returns(
         database_url: str, pass_env: str, sim: httpx.Client, fault_report):
     # No in-process worker here: only the processes started below may run the job.

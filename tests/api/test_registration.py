@@ -9,6 +9,7 @@ import sys
 import uuid
 
 import httpx
+import pytest
 
 from tests.support import new_device, wait_for_status
 
@@ -25,6 +26,7 @@ def _register(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_a_revoked_client_stops_work_until_passflow_register(api: httpx.Client,
                                                             jobs_env: httpx.Client):
     assert wait_for_status(_profiles_job(api)) == "succeeded"

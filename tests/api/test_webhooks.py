@@ -90,6 +90,7 @@ def test_waiting_and_finished_jobs_are_posted_signed(api: httpx.Client, receiver
     wait_for(lambda: recorded() == expected)
 
 
+@pytest.mark.slow
 def test_failed_deliveries_are_retried_with_backoff(api: httpx.Client, receiver: Receiver):
     receiver.fail_first = 2
     device = new_device()

@@ -88,6 +88,7 @@ def test_plain_http_and_private_addresses_are_refused():
     ("/huge.png", "larger than"),
     ("/drip.png", "deadline"),
 ])
+@pytest.mark.slow
 def test_hostile_logos_are_refused(host, path, reason, fault_report):
     started = time.monotonic()
     with pytest.raises(Refused, match=reason):

@@ -10,6 +10,7 @@ import re
 import uuid
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 import models.db
@@ -121,6 +122,7 @@ def test_text_at_a_terminal_json_otherwise():
     logs.configure(logging.INFO)
 
 
+@pytest.mark.slow
 def test_a_worker_writes_one_stream_without_a_banner(database_url: str, pass_env: str):
     """JSON from its first line, no banner, and nothing while idle (it said ~6 lines a second:
     Celery's two per poll task)."""

@@ -24,6 +24,7 @@ def _rss_mib(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
+@pytest.mark.slow
 def test_a_body_of_any_size_is_refused_before_it_is_read(database_url: str, pass_env: str,
                                                          fault_report):
     """No token needed on /activate: 300 MB declared, or streamed without a length, must not
@@ -124,6 +125,7 @@ def test_webhooks_are_never_sent_unsigned(database_url: str):
         assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trusted", [False, True])
 def test_forwarded_for_is_believed_only_from_trusted_proxies(database_url: str, pass_env: str,
                                                               activation_tries, trusted,

@@ -9,6 +9,7 @@ import uuid
 from datetime import timedelta
 
 import httpx
+import pytest
 from sqlalchemy import func, select, update
 
 import models.db
@@ -57,6 +58,7 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           text=True, timeout=60, env={**os.environ, **(env or {})})
 
 
+@pytest.mark.slow
 def test_forget_a_device_deletes_its_records_everywhere(api: httpx.Client,
                                                         jobs_env: httpx.Client, fault_report):
     device_id = _walk(api, jobs_env)
@@ -77,6 +79,7 @@ def test_forget_a_device_deletes_its_records_everywhere(api: httpx.Client,
                  "deleted; other devices untouched")
 
 
+@pytest.mark.slow
 def test_purge_deletes_only_old_finished_records(api: httpx.Client, jobs_env: httpx.Client,
                                                  fault_report):
     old = _walk(api, jobs_env)
@@ -98,6 +101,7 @@ def test_purge_deletes_only_old_finished_records(api: httpx.Client, jobs_env: ht
 NEW_KEY = "another-tests-only-secret-key-9876543210"
 
 
+@pytest.mark.slow
 def test_rotate_key_reencrypts_every_secret(api: httpx.Client, jobs_env: httpx.Client,
                                             fault_report):
     _walk(api, jobs_env)

@@ -8,6 +8,7 @@ import time
 import uuid
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 import models.db
@@ -56,6 +57,7 @@ def test_tokens_are_stored_hashed_and_scoped(api: httpx.Client, database_url: st
                  "403 each time; tokens stored as SHA-256 only")
 
 
+@pytest.mark.slow
 def test_a_revoked_token_stops_working(api: httpx.Client, database_url: str, fault_report):
     name = f"temp-{uuid.uuid4()}"
     token = _cli("token", "create", "--name", name, "--scope", "read").stdout.strip()
@@ -86,6 +88,7 @@ def test_the_api_refuses_to_start_without_a_token(database_url: str):
     assert done.returncode == 2 and "PASSFLOW_API_TOKEN" in done.stderr
 
 
+@pytest.mark.slow
 def test_scopes_keep_personal_data_to_tokens_granted_it(api: httpx.Client, factories_bound,
                                                        fault_report):
     """A scraper's token reads metrics and health only; a `read` token reads jobs without the

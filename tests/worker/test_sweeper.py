@@ -83,6 +83,7 @@ def test_one_worker_sweeps_at_a_time(fleet: Fleet, client: redis.Redis):
     assert last_sweep(client, SCOPE)["by"] == leader and last_sweep(client, SCOPE)["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_a_paused_sweeper_is_replaced_then_stands_down(fleet: Fleet):
     fleet.start("a")
     wait_for(lambda: fleet.leaders() == ["a"])

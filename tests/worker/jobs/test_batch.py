@@ -46,6 +46,7 @@ def _waiting(n: int) -> list[str]:
     return job_ids
 
 
+@pytest.mark.slow
 def test_due_polls_run_in_batches_until_login(jobs_env: httpx.Client, batches):
     job_ids = _waiting(6)
     wait_for(lambda: all(_polls(j) >= 2 for j in job_ids))
@@ -65,6 +66,7 @@ def test_due_polls_run_in_batches_until_login(jobs_env: httpx.Client, batches):
     assert all(view(j)["status"] == "waiting_for_user" for j in job_ids[3:])
 
 
+@pytest.mark.slow
 def test_upstream_errors_in_a_batch_are_retried_then_fail_the_job(jobs_env: httpx.Client,
                                                                    batches):
     job_ids = _waiting(4)
@@ -99,6 +101,7 @@ def _crashing_poll(monkeypatch: pytest.MonkeyPatch, odd: str, times: int, *,
     return crashed
 
 
+@pytest.mark.slow
 def test_a_job_a_run_cannot_settle_is_applied_alone(jobs_env: httpx.Client, batches,
                                                     monkeypatch: pytest.MonkeyPatch):
     """A run whose transaction fails for one job is rolled back and each job applied alone,

@@ -187,6 +187,7 @@ def test_enhanced_error_code_handling_support_the_job_fails_with_code_and_action
         "authenticated_profile_missing", "authentication", 403)
 
 
+@pytest.mark.slow
 def test_authorization_decisions_retrieval_retry_retry_denials_asked_again_at_most_twice(
         jobs_env: httpx.Client):
     device = new_device()
@@ -294,6 +295,7 @@ def test_encrypted_attributes_are_opened_with_the_configured_key_else_kept_seale
         get_settings.cache_clear()
 
 
+@pytest.mark.slow
 def test_preauthorization_decisions_retrieval_retry_only_the_retry_items_bounded(
         jobs_env: httpx.Client):
     """Enhanced-error-codes.md: "include in the repeated request only those items marked with
