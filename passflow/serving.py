@@ -1,58 +1,253 @@
-"""Serve an ASGI app with uvicorn: the HTTP protocol every passflow server uses (a request's head
-bounded), and a server in a background thread on a port the OS picks."""
+"""Serve an ASGI app with uvicorn: the HTTP protocol every passflow server uses, which bounds
+what one client can make the process hold, and a server in a background thread on a port the OS
+picks.
+
+uvicorn's httptools protocol, as it comes, reads without limit: a head of any size (httptools
+keeps it all), trailers of any size, pipelined requests queued without end, and connections kept
+for ever by clients that send half a head or nothing at all. BoundedHttpProtocol adds:
+- a head (request line, headers, and trailers with them) of at most MAX_HEAD_BYTES, however the
+  bytes arrive, and at most MAX_FRAMING_BYTES of a request that are not its body;
+- at most MAX_PIPELINED requests waiting behind the one being answered;
+- a deadline for a head (HEAD_TIMEOUT_S from its first byte, or from the connection) and for a
+  body (BODY_TIMEOUT_S from the end of the head); idle keep-alive ends after IDLE_TIMEOUT_S;
+- at most Limits.max_connections in all (below the process' file limit) and
+  Limits.max_per_client from one address (proxies trusted for X-Forwarded-For excepted).
+A refused request gets a short answer and the connection is closed.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ipaddress
+import resource
 import socket
 import threading
 import time
-from typing import Any
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-# The most a request line and headers together may take. httptools (uvicorn's fast parser)
-# has no such limit: an endless URL or header grew the process by 1 MB per MB sent.
 MAX_HEAD_BYTES = 32 * 1024
-_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain\r\n"
-              b"connection: close\r\ncontent-length: 36\r\n\r\n"
-              b"request line and headers over 32 KiB")
+MAX_FRAMING_BYTES = 64 * 1024
+MAX_PIPELINED = 8
+HEAD_TIMEOUT_S = 10.0
+BODY_TIMEOUT_S = 30.0
+IDLE_TIMEOUT_S = 5
+# File handles kept for everything but client connections (database and Redis pools, logs).
+RESERVED_FILES = 128
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_connections: int = 1000
+    max_per_client: int = 64
+    # Peers that may hold many connections (trusted proxies); None: every peer.
+    unlimited: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = ()
+    head_timeout_s: float = HEAD_TIMEOUT_S
+    body_timeout_s: float = BODY_TIMEOUT_S
+
+    def per_client_key(self, peer: str | None) -> str | None:
+        """Whose connections are counted together (None: not counted)."""
+        if peer is None or self.unlimited is None:
+            return None
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return peer
+        if address.version == 6 and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if any(address in network for network in self.unlimited):
+            return None
+        return str(address)
+
+
+def _answer(status: str, text: str) -> bytes:
+    body = text.encode()
+    return (f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
+
+
+_HEAD_TOO_LARGE = _answer("431 Request Header Fields Too Large",
+                          "request line and headers over 32 KiB")
+_TOO_MUCH_FRAMING = _answer("431 Request Header Fields Too Large",
+                            "request framing (chunk lines, trailers) over 64 KiB")
+_TOO_MANY_PIPELINED = _answer("429 Too Many Requests",
+                              f"more than {MAX_PIPELINED} requests sent ahead of their answers")
+_TOO_SLOW = _answer("408 Request Timeout", "the request did not arrive in time")
+_TOO_MANY_CONNECTIONS = _answer("503 Service Unavailable", "too many connections")
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing what remains of the bytes read."""
+
+
+@dataclass
+class _Shared:
+    """What every connection of one server counts together."""
+
+    per_client: Counter[str] = field(default_factory=Counter)
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, refusing a request whose head (request line and headers)
-    exceeds MAX_HEAD_BYTES: the bytes are counted as they arrive, before the parser keeps
-    them. Bodies are bounded by the app (api.limits)."""
+    """uvicorn's httptools protocol with the bounds of this module's docstring."""
 
-    _awaiting_head = True
-    _head_bytes = 0
+    limits: ClassVar[Limits] = Limits()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        shared = getattr(self.server_state, "passflow_limits", None)
+        if shared is None:
+            shared = _Shared()
+            self.server_state.passflow_limits = shared  # type: ignore[attr-defined]
+        self._shared: _Shared = shared
+        self._client_key: str | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._awaiting_head = True
+        self._head_bytes = 0  # request line and header fields, as the parser hands them over
+        self._read = 0  # bytes read for this request
+        self._body = 0  # of which body
+        self._refused = False
+
+    # The connection ----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        key = self.limits.per_client_key(self.client[0] if self.client else None)
+        if len(self.connections) > self.limits.max_connections or (
+                key is not None and self._shared.per_client[key] >= self.limits.max_per_client):
+            self._refuse(_TOO_MANY_CONNECTIONS)
+            return
+        if key is not None:
+            self._client_key = key
+            self._shared.per_client[key] += 1
+        self._arm(self.limits.head_timeout_s)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._client_key is not None:
+            counts = self._shared.per_client
+            counts[self._client_key] -= 1
+            if counts[self._client_key] <= 0:
+                del counts[self._client_key]
+            self._client_key = None
+        super().connection_lost(exc)
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(seconds, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _too_slow(self) -> None:
+        self._timer = None
+        self._refuse(_TOO_SLOW)
+
+    def _refuse(self, answer: bytes) -> None:
+        """Answer `answer` (unless an answer is under way) and close: nothing more is read."""
+        self._disarm()
+        if self._refused or self.transport.is_closing():
+            return
+        self._refused = True
+        if self.cycle is None or self.cycle.response_complete or not self.cycle.response_started:
+            self.transport.write(answer)
+        self.transport.close()
+
+    # Reading -----------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        # Counted before, judged after the parser saw the chunk: a chunk may end the head and
-        # carry the start of the body (asyncio reads at most 256 KiB at a time).
-        if self._awaiting_head:
-            self._head_bytes += len(data)
+        if self._refused or self.transport.is_closing():
+            return
+        self._read += len(data)
+        if self._awaiting_head and self._timer is None:
+            self._arm(self.limits.head_timeout_s)  # the first byte of a new request
         super().data_received(data)
-        if self._awaiting_head and self._head_bytes > MAX_HEAD_BYTES \
-                and not self.transport.is_closing():
-            self._awaiting_head = False  # nothing more is read from this connection
-            self.transport.write(_TOO_LARGE)
+        # Counted before, judged after the parser saw the bytes: a head or trailer that never
+        # ends is refused here, whatever the parser has made of it so far.
+        if self._read - self._body > MAX_FRAMING_BYTES:
+            self._refuse(_HEAD_TOO_LARGE if self._awaiting_head else _TOO_MUCH_FRAMING)
+
+    def send_400_response(self, msg: str) -> None:
+        if self._refused:  # a callback refused the request and has answered
             self.transport.close()
+            return
+        super().send_400_response(msg)
+
+    def _count_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self._refuse(_HEAD_TOO_LARGE)
+            raise _Refused
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._awaiting_head, self._head_bytes = True, 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # After the head, these are trailers: counted with it.
+        self._count_head(len(name) + len(value) + 4)
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._awaiting_head, self._head_bytes = False, 0
+        self._awaiting_head = False
+        self._arm(self.limits.body_timeout_s)
         super().on_headers_complete()
+        if len(self.pipeline) > MAX_PIPELINED:
+            self._refuse(_TOO_MANY_PIPELINED)
+            raise _Refused
+
+    def on_body(self, body: bytes) -> None:
+        self._body += len(body)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self._awaiting_head = True  # the next request on this connection
+        self._disarm()  # the app has the request; idle time counts again after its answer
+        self._awaiting_head, self._read, self._body = True, 0, 0
 
 
-def server_config(app: Any, **options: Any) -> uvicorn.Config:
-    """uvicorn's configuration for a passflow server: its bounded protocol (no access log
-    unless asked)."""
+def _file_limit() -> int:
+    """The soft limit on open files, raised to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft
+
+
+def limits_for(trusted_proxies: list[str] | None = None, *,
+               max_connections: int = Limits.max_connections,
+               max_per_client: int = Limits.max_per_client) -> Limits:
+    """The bounds of a server: connections below the file limit; trusted proxies ("*": any
+    peer) may hold more than one client's share."""
+    files = _file_limit()
+    unlimited: tuple | None = ()
+    if trusted_proxies:
+        unlimited = None if "*" in trusted_proxies else tuple(
+            ipaddress.ip_network(item, strict=False) for item in trusted_proxies)
+    return Limits(max_connections=max(16, min(max_connections, files - RESERVED_FILES)),
+                  max_per_client=max_per_client, unlimited=unlimited)
+
+
+def server_config(app: Any, *, limits: Limits | None = None, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration for a passflow server: its bounded protocol, idle keep-alive
+    connections closed after IDLE_TIMEOUT_S (no access log unless asked)."""
     options.setdefault("access_log", False)
-    return uvicorn.Config(app, http=BoundedHttpProtocol, **options)
+    options.setdefault("timeout_keep_alive", IDLE_TIMEOUT_S)
+    protocol = type("BoundedHttpProtocol", (BoundedHttpProtocol,),
+                    {"limits": limits or limits_for()})
+    return uvicorn.Config(app, http=protocol, **options)
 
 
 class BackgroundServer:

@@ -122,12 +122,9 @@ class Runtime:
             self.redis.set(key, config.model_dump_json(by_alias=True), ex=int(ttl))
         return config
 
-    def public_url(self) -> str:
-        """Where users' browsers reach the pages (sessions' redirectUrl): the setting, else the
-        address the last `passflow api` started listens on (api.app publishes it), else the
-        default."""
-        if self.settings.public_url:
-            return self.settings.public_url
+    def published_public_url(self) -> str:
+        """Where the last `passflow api` started said it listens (for a process with no
+        PASSFLOW_PUBLIC_URL), else the default; read again every PUBLISHED_URL_FRESH_S."""
         now = time.monotonic()
         if self._published is None or now - self._published[1] > PUBLISHED_URL_FRESH_S:
             try:
@@ -143,10 +140,9 @@ class Runtime:
         self._published = (url, time.monotonic())
 
     def domain_name(self, service_provider: str, *, device: Device) -> str | None:
-        """The programmer's domain for sessions (domainName): the setting, else the one learned
-        from a configuration and kept; a configuration is read only when neither is known."""
-        if self.settings.domain_name:
-            return self.settings.domain_name
+        """The programmer's domain learned from a configuration and kept; a configuration is
+        read only when none was learned yet (PASSFLOW_DOMAIN_NAME, when set, comes first: see
+        StepContext.domain_name)."""
         learned = self.redis.get(self._domain_key(service_provider))
         if learned:
             return learned.decode()

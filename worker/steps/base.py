@@ -107,6 +107,10 @@ class StepContext:
     def sp(self) -> str:
         return self.job.service_provider
 
+    def public_url(self) -> str:
+        """Where users' browsers reach passflow's pages (the default redirect URLs)."""
+        return self.settings.public_url or self.runtime.published_public_url()
+
     def poll_delay(self) -> float:
         """The poll interval plus a little jitter, so thousands of polls do not fire at once."""
         interval = self.settings.poll_interval_s

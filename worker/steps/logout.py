@@ -15,7 +15,7 @@ from worker.steps.base import Call, Step, StepContext, StepName, answer_or_raise
 
 def plan(ctx: StepContext) -> Call:
     adobe, sp, mvpd, device = ctx.adobe, ctx.sp, ctx.job.mvpd, ctx.device
-    redirect_url = ctx.event.get("redirect_url") or f"{ctx.runtime.public_url()}/landing"
+    redirect_url = ctx.event.get("redirect_url") or f"{ctx.public_url()}/landing"
     return lambda: adobe.logout.initiate(sp, mvpd, redirect_url=redirect_url, device=device)
 
 

@@ -30,9 +30,11 @@ from worker.steps.base import (
 
 def plan(ctx: StepContext) -> Call:
     rt, sp, device, mvpd = ctx.runtime, ctx.sp, ctx.device, ctx.job.mvpd
-    redirect_url = (ctx.event.get("redirect_url")
-                    or f"{rt.public_url()}/landing?job={ctx.job.id}")
-    domain_name = ctx.event.get("domain_name")
+    redirect_url = ctx.event.get("redirect_url") or f"{ctx.public_url()}/landing?job={ctx.job.id}"
+
+    # The domain: the event's, the setting, else the one learned from a configuration (read
+    # only by the first login ever, off the database, in the call).
+    domain_name = ctx.event.get("domain_name") or ctx.settings.domain_name
 
     def call() -> SessionAction:
         domain = domain_name or rt.domain_name(sp, device=device)

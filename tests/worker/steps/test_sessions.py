@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from models import AuthSession, Job, JobStatus, JobStep, SessionStatus, StepStatus
 from models.db import session_scope
+from passflow.settings import get_settings
 from tests.factories import DeviceFactory, JobFactory
 from tests.worker.steps.conftest import ON_SQLITE, through
 from worker import engine
@@ -91,7 +92,7 @@ def test_a_login_naming_its_mvpd_makes_no_configuration_call(step_env: httpx.Cli
     their MVPD". With PASSFLOW_DOMAIN_NAME set, nothing learned yet, no configuration call."""
     rt = runtime()
     rt.redis.delete(rt._domain_key("REF30"))
-    monkeypatch.setattr(rt.settings, "domain_name", "tv.example.org")
+    monkeypatch.setattr(get_settings(), "domain_name", "tv.example.org")
     job = JobFactory(type="authentication.requested", fields={"mvpd": "Cablevision"},
                      current_step=StepName.SESSIONS_CREATE)
     outcome = through(sessions.CREATE, job.id)
@@ -105,7 +106,7 @@ def test_without_the_setting_the_domain_is_learned_once_and_kept(step_env: httpx
     rt = runtime()
     rt.redis.delete(rt._domain_key("REF30"))
     rt.redis.delete(*rt.redis.keys("passflow:configuration:*") or ["none"])
-    monkeypatch.setattr(rt.settings, "domain_name", None)
+    monkeypatch.setattr(get_settings(), "domain_name", None)
     codes = []
     for _ in range(3):
         job = JobFactory(type="authentication.requested", fields={"mvpd": "Cablevision"},
