@@ -26,12 +26,19 @@ from models import AuthSession
 from models.db import session_scope
 from passflow.settings import Settings
 from worker import dispatch, jobs, policy
-from worker.adobe_pass import AdobePassError, APIStatusError, Device, ThrottledError
+from worker.adobe_pass import (
+    AdobePassError,
+    APIStatusError,
+    Device,
+    RateLimitError,
+    ThrottledError,
+)
 from worker.runtime import runtime
 
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 
 _CODE = re.compile(r"^[A-Z0-9]{4,16}$")
+_PRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 
 def normalize_code(raw: str) -> str:
@@ -59,7 +66,8 @@ def _client_key(request: Request) -> str:
 def _browser(request: Request) -> Device:
     """The user's browser, as Adobe Pass should see it (its own IP, its own bucket)."""
     ip = _client_ip(request)
-    agent = request.headers.get("user-agent", "")
+    # A header's bytes are Latin-1 to the server; Adobe Pass gets printable ASCII only.
+    agent = _PRINTABLE.sub("?", request.headers.get("user-agent", ""))
     ident = hashlib.sha256(f"{ip}|{agent}".encode()).hexdigest()[:32]
     # A browser sends no X-Device-Info: its User-Agent describes it (X-Device-Info page).
     return Device(id=f"activation-{ident}", ip=ip if ip != "unknown" else None,
@@ -91,8 +99,14 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
         """Count this try, for the client's address and for the code, before any call to Adobe
         Pass: one atomic transaction, so parallel tries each see their own count. A try counts
         as failed until it succeeds (`give_back`)."""
-        pipe = runtime().redis.pipeline(transaction=True)
-        for key in _try_keys(request, code):
+        store = runtime().redis
+        keys = _try_keys(request, code)
+        # Already refused: nothing is written (a locked-out client's codes leave no keys).
+        if any(int(count or 0) >= policy.ACTIVATION_MAX_FAILED_TRIES
+               for count in store.mget(keys)):
+            return False
+        pipe = store.pipeline(transaction=True)
+        for key in keys:
             pipe.incr(key)
             pipe.expire(key, policy.ACTIVATION_TRIES_WINDOW_S, nx=True)
         counts = pipe.execute()[::2]
@@ -111,9 +125,12 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
             return message(request, "Too many tries",
                            "Too many wrong codes from this device. Wait 15 minutes, then try "
                            "again with the code on your TV.", 429, retry=False)
-        response = check(request, code, *args)
-        if response.status_code != 400:  # a wrong or expired code keeps its count
-            give_back(request, code)
+        response = None
+        try:
+            response = check(request, code, *args)
+        finally:  # a fault of ours (an exception) never costs the user a try
+            if response is None or response.status_code != 400:
+                give_back(request, code)  # only a wrong or expired code keeps its count
         return response
 
     def service_provider_of(code: str) -> str:
@@ -151,14 +168,11 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
         fields = await _form(request)
         raw = fields.get("code", "")
         code = normalize_code(raw)
-        return await run_in_threadpool(counted, request, code, _check_format_and_continue, raw)
-
-    def _check_format_and_continue(request: Request, code: str, raw: str) -> Response:
-        if not _CODE.match(code):
+        if not _CODE.match(code):  # no call to Adobe Pass: not a try, nothing stored
             return page(request, "activate.html", 400, action="/activate", code=raw[:32],
                         error="That doesn't look like a code. Codes have letters and digits, "
                               "like 8ER640M.")
-        return _check_and_continue(request, code)
+        return await run_in_threadpool(counted, request, code, _check_and_continue)
 
     def _check_and_continue(request: Request, code: str) -> Response:
         sp = service_provider_of(code)
@@ -250,7 +264,7 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
                        "new code.", 400)
 
     def _unavailable(request: Request, error: Exception | None = None) -> HTMLResponse:
-        if isinstance(error, ThrottledError):
+        if isinstance(error, ThrottledError | RateLimitError):  # ours, or Adobe's 429
             return message(request, "One moment",
                            "Too many requests from this network in a short time. Wait a few "
                            "seconds, then try again.", 429)

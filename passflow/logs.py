@@ -27,6 +27,21 @@ def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+# Query values a log line must not carry: activation codes (a code shown on a TV is a sign-in
+# waiting to happen for whoever reads it).
+_SECRET_QUERY = re.compile(r"([?&](?:code|token)=)[^&#]*", re.I)
+
+
+class _AccessLogRedaction(logging.Filter):
+    """uvicorn's access lines name the path with its query: codes are kept out of them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (*args[:2], _SECRET_QUERY.sub(r"\1[redacted]", args[2]), *args[3:])
+        return True
+
+
 def _renderer(stream, fmt: str | None):
     if fmt is None:
         from passflow.settings import get_settings
@@ -71,6 +86,9 @@ def configure(level: int = logging.INFO, *, stream=None, fmt: str | None = None)
     root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)  # Python warnings (e.g. Celery's as root) in the same stream
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _AccessLogRedaction) for f in access.filters):
+        access.addFilter(_AccessLogRedaction())
     # httpx logs every request line at INFO; URLs hold no secret, but they are noise.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     _configured = True

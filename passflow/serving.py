@@ -10,8 +10,10 @@ for ever by clients that send half a head or nothing at all. BoundedHttpProtocol
 - at most MAX_PIPELINED requests waiting behind the one being answered;
 - a deadline for a head (HEAD_TIMEOUT_S from its first byte, or from the connection) and for a
   body (BODY_TIMEOUT_S from the end of the head); idle keep-alive ends after IDLE_TIMEOUT_S;
-- at most Limits.max_connections in all (below the process' file limit) and
-  Limits.max_per_client from one address (proxies trusted for X-Forwarded-For excepted).
+- at most Limits.max_per_client connections from one address (proxies trusted for
+  X-Forwarded-For excepted), and Limits.max_connections in all (below the process' file
+  limit): when every place is taken, the connection that has waited longest for a request
+  makes room for the new one.
 A refused request gets a short answer and the connection is closed.
 """
 
@@ -87,9 +89,11 @@ class _Refused(Exception):
 
 @dataclass
 class _Shared:
-    """What every connection of one server counts together."""
+    """What every connection of one server counts together: connections per client, and
+    those that wait for a request (oldest first), to make room when every place is taken."""
 
     per_client: Counter[str] = field(default_factory=Counter)
+    waiting: dict[BoundedHttpProtocol, None] = field(default_factory=dict)
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
@@ -117,16 +121,35 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         key = self.limits.per_client_key(self.client[0] if self.client else None)
-        if len(self.connections) > self.limits.max_connections or (
-                key is not None and self._shared.per_client[key] >= self.limits.max_per_client):
+        if key is not None and self._shared.per_client[key] >= self.limits.max_per_client:
             self._refuse(_TOO_MANY_CONNECTIONS)
             return
+        if len(self.connections) > self.limits.max_connections:
+            # Every place is taken: the connection that has waited longest for a request
+            # (idle, or sending a head slowly) makes room; if all are being answered, this one
+            # is refused.
+            if not self._shared.waiting:
+                self._refuse(_TOO_MANY_CONNECTIONS)
+                return
+            next(iter(self._shared.waiting))._refuse(_TOO_SLOW)
         if key is not None:
             self._client_key = key
             self._shared.per_client[key] += 1
+        self._wait()
         self._arm(self.limits.head_timeout_s)
 
+    def _wait(self) -> None:
+        """This connection now waits for a request: last in the line of those to evict."""
+        self._shared.waiting.pop(self, None)
+        self._shared.waiting[self] = None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.pipeline and self._awaiting_head:
+            self._wait()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self._shared.waiting.pop(self, None)
         self._disarm()
         if self._client_key is not None:
             counts = self._shared.per_client
@@ -152,6 +175,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def _refuse(self, answer: bytes) -> None:
         """Answer `answer` (unless an answer is under way) and close: nothing more is read."""
         self._disarm()
+        self._shared.waiting.pop(self, None)
         if self._refused or self.transport.is_closing():
             return
         self._refused = True
@@ -200,6 +224,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._awaiting_head = False
+        self._shared.waiting.pop(self, None)
         self._arm(self.limits.body_timeout_s)
         super().on_headers_complete()
         if len(self.pipeline) > MAX_PIPELINED:

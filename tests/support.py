@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -197,7 +198,8 @@ def _pings(client) -> bool:
 class ApiProcess:
     """`passflow api` in a subprocess."""
 
-    def __init__(self, env: dict[str, str | None] | None = None, token: str = TOKEN):
+    def __init__(self, env: dict[str, str | None] | None = None, token: str = TOKEN, *,
+                 file_limit: int | None = None):
         self.token = token
         self.headers = {"Authorization": f"Bearer {token}"}
         self.port = free_port()
@@ -206,7 +208,9 @@ class ApiProcess:
             [sys.executable, "-m", "cli", "api", "--port", str(self.port),
              "--log-level", "warning"],
             env=child_env({**(env or {}), "PASSFLOW_API_TOKEN": token}),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=None if file_limit is None else lambda: resource.setrlimit(
+                resource.RLIMIT_NOFILE, (file_limit, file_limit)))
         import httpx
 
         def up() -> bool:

@@ -36,11 +36,13 @@ def api(api_server: BackgroundServer, jobs_env: httpx.Client) -> Iterator[httpx.
 
 @pytest.fixture
 def activation_tries(redis_client) -> Iterator[None]:
-    """The activation pages' try counters start empty and are emptied after the test (every test
-    client is 127.0.0.1: one test's lockout must not lock out the next)."""
+    """The activation pages' try counters, and the request budget of the browsers' address,
+    start empty and are emptied after the test (every test client is 127.0.0.1: one test's
+    lockout or spent budget must not fall on the next)."""
 
     def clear() -> None:
-        keys = redis_client.keys("passflow:activate:tries:*")
+        keys = [*redis_client.keys("passflow:activate:tries:*"),
+                *redis_client.keys("passflow:throttle:127.0.0.1*")]
         if keys:
             redis_client.delete(*keys)
 

@@ -172,3 +172,60 @@ def test_api_docs_are_not_public_by_default(api_server):
     document = httpx.get(api_server.url + "/openapi.json",
                          headers={"Authorization": f"Bearer {TOKEN}"})
     assert "/v1/events" in document.json()["paths"]
+
+
+def test_a_non_ascii_user_agent_is_no_fault_and_costs_no_try(api: httpx.Client, api_server,
+                                                              activation_tries, redis_client):
+    """Any header byte: never a 500, and a right code still works afterwards."""
+    from tests.api.test_activation_browser import start_authentication
+
+    _, code = start_authentication(api)
+    agent = "Mozilla/5.0 (Télé; ünïcode) \u00a0Safari".encode().decode("latin-1")
+    for _ in range(6):
+        for path, data in (("/activate", {"code": code}),
+                           ("/activate/provider", {"code": code, "mvpd": "Spectrum"})):
+            answer = httpx.post(api_server.url + path, data=data,
+                                headers={"User-Agent": agent.encode("latin-1")})
+            assert answer.status_code < 500, (path, answer.status_code, answer.text[-900:])
+    counts = [int(v or 0) for v in redis_client.mget(
+        redis_client.keys("passflow:activate:tries:*") or ["none"])]
+    assert all(count == 0 for count in counts), counts
+
+
+def test_refused_and_malformed_tries_store_nothing(api_server, activation_tries, redis_client):
+    for n in range(50):
+        httpx.post(api_server.url + "/activate", data={"code": f"!{n}!"})  # malformed
+    assert not redis_client.keys("passflow:activate:tries:*")
+    for n in range(5):
+        httpx.post(api_server.url + "/activate", data={"code": f"WRONG{n:03d}"})
+    before = set(redis_client.keys("passflow:activate:tries:*"))
+    for n in range(200):  # locked out now: refused, and nothing new is kept
+        assert httpx.post(api_server.url + "/activate",
+                          data={"code": f"OTHER{n:03d}"}).status_code == 429
+    assert set(redis_client.keys("passflow:activate:tries:*")) == before
+
+
+def test_activation_codes_stay_out_of_the_access_log():
+    """uvicorn's access line for `GET /activate?code=...`, through passflow's log set-up (as
+    `passflow api` has it: uvicorn's loggers propagate to passflow's handler)."""
+    import io
+    import logging
+
+    from passflow import logs
+
+    stream = io.StringIO()
+    logs.configure(logging.INFO, stream=stream)
+    try:
+        access = logging.getLogger("uvicorn.access")
+        record = access.makeRecord("uvicorn.access", logging.INFO, __file__, 1,
+                                   '%s - "%s %s HTTP/%s" %d',
+                                   ("203.0.113.9:5000", "GET", "/activate?code=8ER640M&x=1",
+                                    "1.1", 200), None)
+        assert access.filter(record)
+        for handler in logging.getLogger().handlers:
+            if getattr(handler, "stream", None) is stream:
+                handler.handle(record)
+    finally:
+        logs.configure(logging.INFO)
+    line = stream.getvalue()
+    assert "8ER640M" not in line and "/activate?code=[redacted]&x=1" in line

@@ -1,0 +1,175 @@
+"""The HTTP server attacked through its connections (issue 20): pipelined requests never read,
+trailers without end, whole heads over the cap in one read, and thousands of slow clients, each
+against `passflow api` in a child process whose memory and file handles are measured."""
+
+from __future__ import annotations
+
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from passflow.serving import HEAD_TIMEOUT_S, MAX_PIPELINED
+from tests.support import ApiProcess, wait_for
+
+# The database plays no part: one backend.
+pytestmark = [pytest.mark.slow,
+              pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
+
+MIB = 1024 * 1024
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def _open_files(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def _send_until_closed(sock: socket.socket, chunks, limit: int) -> int:
+    """Send chunks until the server closes (or `limit` bytes); the bytes it took."""
+    sent = 0
+    try:
+        for chunk in chunks:
+            sock.sendall(chunk)
+            sent += len(chunk)
+            if sent >= limit:
+                break
+    except OSError:  # reset or broken pipe: the server closed
+        pass
+    return sent
+
+
+def _answers(sock: socket.socket) -> bytes:
+    sock.settimeout(5)
+    got = b""
+    try:
+        while chunk := sock.recv(65536):
+            got += chunk
+    except OSError:
+        pass
+    return got
+
+
+@pytest.fixture
+def api(database_url: str, pass_env: str):
+    proc = ApiProcess({})
+    yield proc
+    proc.stop()
+
+
+def test_pipelined_requests_never_read_stay_bounded(api: ApiProcess, fault_report):
+    request = b"GET /activate HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", api.port)) as sock:
+        sock.settimeout(10)
+        sent = _send_until_closed(sock, iter(lambda: request * 1000, None), 50 * MIB)
+        answers = _answers(sock)
+    after = _rss_mib(api.proc.pid)
+    assert sent < 50 * MIB  # the server closed the connection long before
+    assert b"429 Too Many Requests" in answers
+    assert answers.count(b"HTTP/1.1 200") <= MAX_PIPELINED + 1
+    assert after < 300, after
+    assert httpx.get(api.url + "/livez", timeout=2).status_code == 200
+    fault_report("pipelined GET /activate written without reading the answers",
+                 f"closed after {sent // 1024} KiB with 429 (at most {MAX_PIPELINED} waiting); "
+                 f"API at {after:.0f} MiB")
+
+
+def test_endless_trailers_are_refused(api: ApiProcess, fault_report):
+    head = (b"POST /activate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n\r\n"
+            b"9\r\ncode=AB12\r\n0\r\n")
+    trailer = b"X-Trailer: " + b"a" * 1000 + b"\r\n"
+    endless_line = b"X-Endless: " + b"b" * 65536
+    sent_total = 0
+    for lines in (iter(lambda: trailer * 64, None), iter(lambda: endless_line, None)):
+        with socket.create_connection(("127.0.0.1", api.port)) as sock:
+            sock.settimeout(10)
+            sock.sendall(head)
+            sent = _send_until_closed(sock, lines, 250 * MIB)
+            answers = _answers(sock)
+        sent_total += sent
+        assert sent < 250 * MIB
+        assert b"431" in answers, answers[:200]
+    after = _rss_mib(api.proc.pid)
+    assert after < 300, after
+    fault_report("chunked POST /activate, then endless trailer lines (two connections)",
+                 f"431 and closed after {sent_total // 1024} KiB in all; API at {after:.0f} MiB")
+
+
+def test_whole_heads_over_the_cap_are_refused_in_one_read(api: ApiProcess, fault_report):
+    big = b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", api.port)) as sock:
+        sock.sendall(big)  # one write: it may arrive in one read
+        assert _answers(sock).startswith(b"HTTP/1.1 431")
+    body = b"code=AB12CD3"
+    almost = (b"POST /activate HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 +
+              b"\r\nContent-Length: " + str(len(body) + 1).encode() + b"\r\n\r\n" + body)
+
+    def hold() -> bytes:
+        with socket.create_connection(("127.0.0.1", api.port)) as sock:
+            sock.sendall(almost)
+            return _answers(sock)[:12]
+
+    with ThreadPoolExecutor(50) as pool:
+        answers = list(pool.map(lambda _: hold(), range(1000)))
+    assert set(answers) == {b"HTTP/1.1 431"}, set(answers)
+    after = _rss_mib(api.proc.pid)
+    assert after < 200, after
+    fault_report("1000 connections with 100 KB heads and almost-complete bodies",
+                 f"each 431 at once; API at {after:.0f} MiB after")
+
+
+def test_slow_clients_cannot_take_the_api_down(database_url: str, pass_env: str,
+                                               fault_report):
+    """4000 connections that send nothing or half a head, from many addresses, against an API
+    allowed 1024 open files: /livez keeps answering within a second, and the slow ones are
+    closed by the head deadline."""
+    api = ApiProcess({}, file_limit=1024)
+    held: list[socket.socket] = []
+    worst = 0.0
+
+    def livez_time() -> float:
+        started = time.monotonic()
+        assert httpx.get(api.url + "/livez", timeout=5).status_code == 200
+        return time.monotonic() - started
+
+    try:
+        opened = 0
+        for n in range(4000):
+            source = f"127.0.{1 + n // 400}.{1 + n % 400 // 100}"  # 40 addresses, 100 each
+            try:
+                sock = socket.socket()
+                sock.bind((source, 0))
+                sock.settimeout(2)
+                sock.connect(("127.0.0.1", api.port))
+                if n % 4:
+                    sock.sendall(b"GET /activate HTTP/1.1\r\nHost: x\r\nX-Half: ")
+                held.append(sock)
+                opened += 1
+            except OSError:
+                sock.close()
+            if n % 250 == 0:
+                worst = max(worst, livez_time())
+        files = _open_files(api.proc.pid)
+        assert files < 1024, files
+        worst = max(worst, livez_time())
+        # The deadline: every slow connection is closed, none is kept.
+        wait_for(lambda: _open_files(api.proc.pid) < 100, timeout=HEAD_TIMEOUT_S + 10)
+        assert api.proc.poll() is None
+        worst = max(worst, livez_time())
+    finally:
+        for sock in held:
+            sock.close()
+        api.stop()
+    assert worst < 1.0, worst
+    fault_report("4000 idle and half-head connections from 40 addresses, API at 1024 files",
+                 f"/livez at worst {worst * 1000:.0f} ms; at most {files} files open; all "
+                 f"closed within {HEAD_TIMEOUT_S:g} s")
