@@ -8,13 +8,13 @@ provider picker and is resumed with the choice; then the browser goes to Adobe P
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import re
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
-import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from api import logos
 from models import AuthSession
 from models.db import session_scope
+from passflow.serving import client_address
 from passflow.settings import Settings
 from worker import dispatch, jobs, policy
 from worker.adobe_pass import (
@@ -39,6 +40,8 @@ templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates"))
 
 _CODE = re.compile(r"^[A-Z0-9]{4,16}$")
 _PRINTABLE = re.compile(r"[^\x20-\x7e]")
+# A service provider's or an MVPD's id, as Adobe Pass writes them ("." and ".." are not ids).
+_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.\-]{1,100}$")
 
 
 def normalize_code(raw: str) -> str:
@@ -51,12 +54,12 @@ def _client_ip(request: Request) -> str:
 
 
 def _client_key(request: Request) -> str:
-    """Whom the tries are counted for: the address, or its /64 for IPv6 (one user's devices
-    share a /64; a fresh address per try must not mean fresh tries)."""
+    """Whom the tries are counted for: the IPv4 address (an IPv4-mapped IPv6 one counted as
+    the IPv4 it is), or the /64 of an IPv6 address (one user's devices share a /64; a fresh
+    address per try must not mean fresh tries)."""
     raw = _client_ip(request)
-    try:
-        address = ipaddress.ip_address(raw)
-    except ValueError:
+    address = client_address(raw)
+    if address is None:
         return raw
     if address.version == 6:
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
@@ -272,22 +275,32 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
                        "Your TV provider's sign-in service did not answer. Please try again.",
                        503)
 
+    inflight: dict[str, asyncio.Future] = {}
+
     @router.get("/activate/logos/{sp}/{mvpd}")
-    def logo(sp: str, mvpd: str) -> Response:
-        """An MVPD's logo from passflow's own origin (api.logos fetches it, hostile until shown
-        otherwise); a logo that cannot be had safely is a 404 for a minute."""
-        if len(sp) > 200 or len(mvpd) > 200:
+    async def logo(request: Request, sp: str, mvpd: str) -> Response:
+        """An MVPD's logo from passflow's own origin. Only logos of a configuration passflow
+        read from Adobe Pass (a provider picker it showed) are known: anything else is a 404
+        that costs no call to Adobe Pass. A fetch (api.logos: hostile until shown otherwise)
+        is made once per logo at a time, at most LOGO_FETCHES_PER_MINUTE per client address;
+        a logo that cannot be had safely is a 404 for a minute."""
+        if not (_ID.match(sp) and _ID.match(mvpd)):
             return Response(status_code=404)
         key = "passflow:logo:" + hashlib.sha256(f"{sp}\n{mvpd}".encode()).hexdigest()
-        store = runtime().redis
-        cached = store.hgetall(key)
+        rt = runtime()
+        cached = await run_in_threadpool(rt.redis.hgetall, key)
         if not cached:
-            try:
-                # One fetch per logo at a time; the others wait for its answer.
-                with store.lock(key + ":fetching", timeout=10, blocking_timeout=7):
-                    cached = store.hgetall(key) or _fetch_logo(store, key, sp, mvpd)
-            except redis.exceptions.LockError:
-                return Response(status_code=404)
+            url = await run_in_threadpool(rt.logo_url, sp, mvpd)
+            if url is None:
+                return Response(status_code=404, headers={"Cache-Control": "max-age=60"})
+            future = inflight.get(key)
+            if future is None:
+                if not await run_in_threadpool(_fetch_budget, request):
+                    return Response(status_code=429, headers={"Retry-After": "60"})
+                future = asyncio.ensure_future(_fetch_logo(rt.redis, key, url))
+                inflight[key] = future
+                future.add_done_callback(lambda _: inflight.pop(key, None))
+            cached = await asyncio.shield(future)  # one fetch; every waiter gets its answer
         if b"body" not in cached:
             return Response(status_code=404, headers={"Cache-Control": "max-age=60"})
         return Response(cached[b"body"], media_type=cached[b"type"].decode(), headers={
@@ -295,19 +308,21 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
             "Content-Security-Policy": "default-src 'none'",
             "X-Content-Type-Options": "nosniff"})
 
-    def _fetch_logo(store, key: str, sp: str, mvpd: str) -> dict[bytes, bytes]:
+    def _fetch_budget(request: Request) -> bool:
+        budget = f"passflow:logo-fetches:{_client_key(request)}"
+        pipe = runtime().redis.pipeline(transaction=True)
+        pipe.incr(budget)
+        pipe.expire(budget, 60, nx=True)
+        return pipe.execute()[0] <= policy.LOGO_FETCHES_PER_MINUTE
+
+    async def _fetch_logo(store, key: str, url: str) -> dict[bytes, bytes]:
         try:
-            config = runtime().configuration(sp, device=Device(id=f"passflow-logos-{sp}"))
-            entry = config.mvpd(mvpd)
-            if entry is None or not entry.logo_url:
-                raise logos.Refused("no such MVPD or no logo")
-            found = logos.fetch(entry.logo_url, trusted_hosts=settings.logo_trusted_hosts)
+            found = await logos.fetch(url, trusted_hosts=settings.logo_trusted_hosts)
             cached = {b"type": found.media_type.encode(), b"body": found.body}
             ttl = 24 * 3600
-        except (AdobePassError, logos.Refused):
+        except logos.Refused:
             cached, ttl = {b"missing": b"1"}, 60  # failures cached briefly
-        store.hset(key, mapping=cached)
-        store.expire(key, ttl)
+        await run_in_threadpool(_keep, store, key, cached, ttl)
         return cached
 
     @router.get("/landing", response_class=HTMLResponse)
@@ -320,6 +335,13 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
                        "will start in a moment.", 200, success=True, retry=False)
 
     return router
+
+
+def _keep(store, key: str, cached: dict[bytes, bytes], ttl: int) -> None:
+    pipe = store.pipeline(transaction=True)
+    pipe.hset(key, mapping=cached)
+    pipe.expire(key, ttl)
+    pipe.execute()
 
 
 def start_polling(job_id: str) -> bool:

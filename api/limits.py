@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +22,8 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_DOT_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)")
 
 # The largest body of each kind of route: an event, a form of the activation pages, anything else.
 EVENT_BYTES = 64 * 1024
@@ -100,6 +103,9 @@ class Guards:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        if _DOT_SEGMENT.search(path):  # "/a/../b": never routed, never passed on upstream
+            await _problem(send, 400, "a path with . or .. segments")
+            return
         headers = dict(scope["headers"])
         limit = body_limit(path)
         declared = headers.get(b"content-length")

@@ -297,6 +297,8 @@ def run_demo(*, keep: bool = False) -> int:
                 "PASSFLOW_SWEEP_INTERVAL_S": "1",
                 "PASSFLOW_SWEEP_GRACE_S": "3",
                 "PASSFLOW_SOFTWARE_STATEMENT": DEMO_SOFTWARE_STATEMENT,
+                # The simulator serves the MVPD logos: a development host.
+                "PASSFLOW_LOGO_TRUSTED_HOSTS": f'["127.0.0.1:{simulator.port}"]',
             }
             os.environ.update(env)
             get_settings.cache_clear()

@@ -46,7 +46,7 @@ RESERVED_FILES = 128
 @dataclass(frozen=True)
 class Limits:
     max_connections: int = 1000
-    max_per_client: int = 64
+    max_per_client: int = 256  # a NAT (an office, a carrier) puts many users behind one
     # Peers that may hold many connections (trusted proxies); None: every peer.
     unlimited: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = ()
     head_timeout_s: float = HEAD_TIMEOUT_S
@@ -56,15 +56,24 @@ class Limits:
         """Whose connections are counted together (None: not counted)."""
         if peer is None or self.unlimited is None:
             return None
-        try:
-            address = ipaddress.ip_address(peer)
-        except ValueError:
+        address = client_address(peer)
+        if address is None:
             return peer
-        if address.version == 6 and address.ipv4_mapped:
-            address = address.ipv4_mapped
         if any(address in network for network in self.unlimited):
             return None
         return str(address)
+
+
+def client_address(raw: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A client's address, an IPv4-mapped IPv6 one as the IPv4 address it is (a dual-stack
+    proxy writes every IPv4 client so); None when `raw` is no address."""
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def _answer(status: str, text: str) -> bytes:

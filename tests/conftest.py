@@ -17,8 +17,6 @@ TEST_ENV = {
     "PASSFLOW_PUBLIC_URL": "http://127.0.0.1:8000",
     "PASSFLOW_STEP_RETRIES": "2",
     "PASSFLOW_PASS_TIMEOUT_S": "2",
-    # The simulator serves the MVPD logos from 127.0.0.1 (development host).
-    "PASSFLOW_LOGO_TRUSTED_HOSTS": '["127.0.0.1"]',
 }
 os.environ.update(TEST_ENV)
 from simulator.fixtures import DEMO_SOFTWARE_STATEMENT  # noqa: E402  (imports no settings)
@@ -45,8 +43,11 @@ from worker.runtime import reset_runtime
 
 @pytest.fixture(scope="session")
 def simulator_server() -> Iterator[BackgroundServer]:
-    """The Adobe Pass simulator, served by uvicorn on a free port, for the whole run."""
+    """The Adobe Pass simulator, served by uvicorn on a free port, for the whole run. It
+    serves the MVPD logos too: a development host, trusted on its port."""
     with BackgroundServer(create_app(SimConfig.load())) as server:
+        os.environ["PASSFLOW_LOGO_TRUSTED_HOSTS"] = f'["127.0.0.1:{server.port}"]'
+        get_settings.cache_clear()
         yield server
 
 

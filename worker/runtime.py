@@ -28,6 +28,8 @@ from worker.throttle import DeviceThrottle
 # Where `passflow api` says it listens when PASSFLOW_PUBLIC_URL is unset; read again after this.
 PUBLIC_URL_KEY = "passflow:public-url"
 PUBLISHED_URL_FRESH_S = 30.0
+# How long the logo URLs of a configuration read stay fetchable by the public picker.
+LOGO_INDEX_S = 24 * 3600
 
 # What makes a platform, for the configuration's cache (the restricted X-Device-Info keys).
 PLATFORM_KEYS = ("primaryHardwareType", "osName", "osFamily", "osVendor", "browserName")
@@ -118,6 +120,7 @@ class Runtime:
                 return Configuration.model_validate_json(cached)
         config = self.adobe.configuration.retrieve(service_provider, device=device)
         self.learn_domain(service_provider, config)
+        self._index_logos(service_provider, config)
         if ttl:
             self.redis.set(key, config.model_dump_json(by_alias=True), ex=int(ttl))
         return config
@@ -147,6 +150,24 @@ class Runtime:
         if learned:
             return learned.decode()
         return self.configuration(service_provider, device=device).first_domain
+
+    def _logos_key(self, service_provider: str) -> str:
+        return f"passflow:logo-urls:{self.settings.pass_base_url}:{service_provider}"
+
+    def _index_logos(self, service_provider: str, config: Configuration) -> None:
+        """The logos of a configuration read from Adobe Pass: the only ones the public picker
+        may fetch (it never asks Adobe Pass itself)."""
+        urls = {m.id: m.logo_url for m in config.mvpds if m.id and m.logo_url}
+        if urls:
+            key = self._logos_key(service_provider)
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hset(key, mapping=urls)
+            pipe.expire(key, LOGO_INDEX_S)
+            pipe.execute()
+
+    def logo_url(self, service_provider: str, mvpd: str) -> str | None:
+        found = self.redis.hget(self._logos_key(service_provider), mvpd)
+        return found.decode() if found else None
 
     def learn_domain(self, service_provider: str, config: Configuration) -> None:
         """Keep the domain a configuration names: logins naming an MVPD then need none."""
