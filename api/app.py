@@ -29,6 +29,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from api import problems
 from api.auth import TokenChecker, sees_personal_data
 from api.context import RequestContext
+from api.forwarded import TrustedProxies
 from api.intake import Intake
 from api.limits import Guards
 from api.metrics import (
@@ -160,7 +161,8 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     app.add_middleware(Guards, public_url=settings.public_url, on_refused_origin=lambda got,
                        expected: log.warning("page_post_from_another_origin", origin=got,
                                              expected=expected, setting="PASSFLOW_PUBLIC_URL"))
-    app.add_middleware(RequestContext)  # outermost: every line of the request has its id
+    app.add_middleware(RequestContext)  # every line of the request has its id
+    app.add_middleware(TrustedProxies, trusted=settings.trusted_proxies)  # outermost
     metrics.start_reporter(lambda: runtime().redis)  # counts reach Redis off the event loop
     problems.install(app)
 

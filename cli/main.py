@@ -130,7 +130,7 @@ def _api(args: argparse.Namespace) -> int:
         return 2
     from api.app import create_app
     from passflow import logs
-    from passflow.serving import server_config
+    from passflow.serving import limits_for, server_config
 
     logs.configure()
     served_at = _served_at(args.host, args.port)
@@ -138,13 +138,12 @@ def _api(args: argparse.Namespace) -> int:
         logs.get_logger("passflow.api").info(
             "public_url_follows_listen_address", public_url=served_at,
             hint="set PASSFLOW_PUBLIC_URL to the address users' browsers open")
-    # Whose X-Forwarded-For is believed is passflow's setting, never uvicorn's default.
-    trusted = settings.trusted_proxies
+    # Whose X-Forwarded-For is believed is passflow's setting (api.forwarded), never uvicorn's
+    # default; trusted proxies may hold more connections than one client.
     uvicorn.Server(server_config(
         create_app(settings, served_at=served_at), host=args.host, port=args.port,
-        log_level=args.log_level,
-        log_config=None, access_log=True, proxy_headers=bool(trusted),
-        forwarded_allow_ips=",".join(trusted) if trusted else None)).run()
+        log_level=args.log_level, log_config=None, access_log=True, proxy_headers=False,
+        limits=limits_for(settings.trusted_proxies))).run()
     return 0
 
 

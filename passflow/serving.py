@@ -76,6 +76,21 @@ def client_address(raw: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | 
     return address
 
 
+_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
+
+def networks(items: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Addresses or networks (not "*") as networks, IPv4-mapped ones as the IPv4 they map."""
+    found = []
+    for item in items:
+        network = ipaddress.ip_network(item, strict=False)
+        if network.version == 6 and network.prefixlen >= 96 and network.subnet_of(_MAPPED):
+            network = ipaddress.ip_network(
+                (int(network.network_address) & 0xFFFFFFFF, network.prefixlen - 96))
+        found.append(network)
+    return found
+
+
 def _answer(status: str, text: str) -> bytes:
     body = text.encode()
     return (f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -268,17 +283,18 @@ def limits_for(trusted_proxies: list[str] | None = None, *,
     files = _file_limit()
     unlimited: tuple | None = ()
     if trusted_proxies:
-        unlimited = None if "*" in trusted_proxies else tuple(
-            ipaddress.ip_network(item, strict=False) for item in trusted_proxies)
+        unlimited = None if "*" in trusted_proxies else tuple(networks(trusted_proxies))
     return Limits(max_connections=max(16, min(max_connections, files - RESERVED_FILES)),
                   max_per_client=max_per_client, unlimited=unlimited)
 
 
 def server_config(app: Any, *, limits: Limits | None = None, **options: Any) -> uvicorn.Config:
     """uvicorn's configuration for a passflow server: its bounded protocol, idle keep-alive
-    connections closed after IDLE_TIMEOUT_S (no access log unless asked)."""
+    connections closed after IDLE_TIMEOUT_S, no proxy headers (no access log unless asked)."""
     options.setdefault("access_log", False)
     options.setdefault("timeout_keep_alive", IDLE_TIMEOUT_S)
+    # X-Forwarded-For is the app's to believe or not (api.forwarded), never uvicorn's default.
+    options.setdefault("proxy_headers", False)
     protocol = type("BoundedHttpProtocol", (BoundedHttpProtocol,),
                     {"limits": limits or limits_for()})
     return uvicorn.Config(app, http=protocol, **options)

@@ -229,3 +229,23 @@ def test_activation_codes_stay_out_of_the_access_log():
         logs.configure(logging.INFO)
     line = stream.getvalue()
     assert "8ER640M" not in line and "/activate?code=[redacted]&x=1" in line
+
+
+@pytest.mark.slow
+def test_any_proxy_trusted_still_counts_the_address_the_proxy_saw(database_url: str,
+                                                                   pass_env: str,
+                                                                   activation_tries,
+                                                                   fault_report):
+    """PASSFLOW_TRUSTED_PROXIES=["*"]: a client behind a proxy invents a new leftmost
+    X-Forwarded-For per guess; the proxy appends the address it saw, and that is counted."""
+    api = ApiProcess({"PASSFLOW_TRUSTED_PROXIES": '["*"]'})
+    seen_by_proxy = f"2001:db8:{random.randrange(0x10000):x}:7::1"
+    try:
+        answers = [httpx.post(api.url + "/activate", data={"code": f"WRONG{n:03d}"},
+                              headers={"X-Forwarded-For": f"198.51.100.{n + 1}, {seen_by_proxy}"})
+                   .status_code for n in range(10)]
+    finally:
+        api.stop()
+    assert answers == [400] * 5 + [429] * 5, answers
+    fault_report('PASSFLOW_TRUSTED_PROXIES=["*"], ten wrong codes, each with an invented '
+                 "leftmost X-Forwarded-For", "the address the proxy saw is locked out after 5")
