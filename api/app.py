@@ -64,7 +64,7 @@ from passflow.settings import DEFAULT_PUBLIC_URL, Settings, get_settings
 from worker import dispatch, jobs, metrics
 from worker.runtime import runtime
 from worker.sweeper import last_sweep
-from worker.views import job_view
+from worker.views import job_view, redact_entries
 
 log = logs.get_logger(__name__)
 
@@ -156,6 +156,9 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                   description="Adobe Pass REST API V2 cookbook steps as jobs (docs/api.md). "
                               "Errors are RFC 9457 problem details.",
                   responses=problems.RESPONSES,
+                  # "/landing/" is a 404, not a redirect built from the request's Host header
+                  # (an open redirect for anyone who can set it).
+                  redirect_slashes=False,
                   **({} if public_docs else {"docs_url": None, "redoc_url": None,
                                              "openapi_url": None}))
     app.add_middleware(Guards, public_url=settings.public_url, on_refused_origin=lambda got,
@@ -271,6 +274,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         "device_id", "mvpd", "resource", "job_id", "outcome", "since", "until", "limit",
         "cursor")])
     def get_history(
+        request: Request,
         device_id: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
         mvpd: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
         resource: Annotated[str | None, Query(max_length=500, pattern=_PRINTABLE)] = None,
@@ -289,6 +293,8 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                              outcome=outcome)
         with session_scope() as session:
             entries, next_cursor = history(session, query)
+        if not sees_personal_data(request):
+            entries = redact_entries(entries)
         return HistoryPage(entries=entries, next_cursor=next_cursor)
 
     @app.get("/v1/jobs", dependencies=[*authorized, known_query(

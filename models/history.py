@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,8 +84,11 @@ def _unpack(cursor: str, check: Callable[[list[Any]], tuple[Any, ...]]) -> tuple
         raise BadCursor("cursor is not one this API gave out") from exc
 
 
+_JOB_ID = re.compile(r"[0-9a-fA-F-]{1,36}")
+
+
 def _job_id(value: Any) -> str:
-    if type(value) is not str or len(value) > 36:
+    if type(value) is not str or not _JOB_ID.fullmatch(value):
         raise ValueError("not a job id")
     return value
 

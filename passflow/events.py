@@ -90,6 +90,23 @@ class DeviceIn(BaseModel):
         return self
 
 
+def _well_formed(value: Any, where: str, depth: int = 0) -> None:
+    if depth > 20:
+        return  # nesting is bounded elsewhere (a 422 of its own)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where} holds a lone surrogate: not text") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():  # (a key is never echoed: it may be the culprit)
+            _well_formed(key, where, depth + 1)
+            _well_formed(item, where, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _well_formed(item, where, depth + 1)
+
+
 class EventIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -111,6 +128,14 @@ class EventIn(BaseModel):
 
     _check_ids = field_validator("event_id", "mvpd", "resource")(
         lambda v: v if v is None else _no_control_chars(v))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        """Every string is text (JSON can carry a lone surrogate, which no database or header
+        takes): refused here, never accepted to fail later."""
+        _well_formed(value, "event")
+        return value
 
     @field_validator("resources")
     @classmethod

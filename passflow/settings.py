@@ -138,6 +138,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"the token {problem}; `passflow token create` makes one")
         return value
 
+    @field_validator("webhook_secret")
+    @classmethod
+    def _strong_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        """The receiver trusts what it signs (media tokens): as strong as a key."""
+        if value is not None and value.get_secret_value():
+            problem = weakness(value.get_secret_value())
+            if problem:
+                raise ValueError(f"the webhook secret {problem}; `python -c 'import secrets; "
+                                 "print(secrets.token_urlsafe(32))'` makes one")
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies(cls, value: list[str]) -> list[str]:

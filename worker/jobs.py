@@ -319,7 +319,7 @@ def _complete_many(session: Session, step_name: str, owner: str,
         if final:
             webhooks.record(session, job.id, "job.finished")
             metrics.inc_on_commit(session, "passflow_jobs_finished_total", (
-                job.type, outcome.status, job.mvpd or "",
+                job.type, outcome.status, metrics.mvpd_label(job.mvpd),
                 str((outcome.error or {}).get("code") or "")))
         elif (outcome.status == JobStatus.WAITING_FOR_USER
               and job.status != JobStatus.WAITING_FOR_USER):
@@ -382,7 +382,8 @@ def cancel(session: Session, job_ids: list[str], *, code: str = "cancelled",
     session.info.setdefault(_CANCELLED_HERE, set()).update(cancelled)
     for row in rows:
         metrics.inc_on_commit(session, "passflow_jobs_finished_total",
-                              (row.type, JobStatus.CANCELLED, row.mvpd or "", code))
+                              (row.type, JobStatus.CANCELLED, metrics.mvpd_label(row.mvpd),
+                               code))
     stop = SessionStatus.SUPERSEDED if code == "superseded" else SessionStatus.CANCELLED
     session.execute(
         update(AuthSession).where(AuthSession.job_id.in_(job_ids),

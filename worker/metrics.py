@@ -47,6 +47,16 @@ HISTOGRAMS = {
                                      ("route", "method", "status")),
 }
 
+# MVPD ids Adobe Pass has shown to exist (in a configuration, a profile or a Permit): the only
+# values of the `mvpd` label; any other is "other", so an event naming made-up MVPDs cannot
+# create series without end. Shared by the pool in Redis, bounded, read again every KNOWN_S.
+KNOWN_MVPDS_KEY = PREFIX + "mvpds"
+MAX_KNOWN_MVPDS = 2000
+KNOWN_S = 30.0
+_known: set[str] = set()
+_new_known: set[str] = set()
+_known_read_at = 0.0
+
 _buffer: dict[tuple[str, str], float] = defaultdict(float)
 _lock = threading.Lock()
 _last_flush = 0.0
@@ -56,10 +66,46 @@ def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()
     _buffer.clear()  # the parent's increments are the parent's to flush
+    _new_known.clear()
     _reporter.update(started=False, name=None)  # threads do not cross a fork
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def know_mvpds(*mvpds: str) -> None:
+    """Adobe Pass named these MVPDs: they may be label values (reported with the counts)."""
+    with _lock:
+        for mvpd in mvpds:
+            if mvpd and mvpd not in _known and len(_known) < MAX_KNOWN_MVPDS:
+                _known.add(mvpd)
+                _new_known.add(mvpd)
+
+
+def mvpd_label(mvpd: str | None) -> str:
+    """The `mvpd` label value of `mvpd`: itself when Adobe Pass named it, else "other"."""
+    if not mvpd:
+        return ""
+    return mvpd if mvpd in _known else "other"
+
+
+def _share_known(client: redis.Redis) -> None:
+    """This process's new MVPDs to the pool, the pool's to this process (every KNOWN_S)."""
+    global _known_read_at
+    with _lock:
+        new = list(_new_known)
+        _new_known.clear()
+    try:
+        if new and client.scard(KNOWN_MVPDS_KEY) < MAX_KNOWN_MVPDS:
+            client.sadd(KNOWN_MVPDS_KEY, *new)
+        if time.monotonic() - _known_read_at >= KNOWN_S:
+            shared = {m.decode() for m in client.srandmember(KNOWN_MVPDS_KEY, MAX_KNOWN_MVPDS)}
+            _known_read_at = time.monotonic()
+            with _lock:
+                _known.update(list(shared)[:max(0, MAX_KNOWN_MVPDS - len(_known))])
+    except redis.RedisError:
+        with _lock:
+            _new_known.update(new)
 
 
 def inc(name: str, labels: tuple[str, ...], value: float = 1.0) -> None:
@@ -150,6 +196,7 @@ def start_reporter(client: Callable[[], redis.Redis], *, name: str | None = None
         next_figures = 0.0
         while True:
             flush(client(), min_interval_s=0.0)
+            _share_known(client())
             named = _reporter["name"]
             if named is not None and time.monotonic() >= next_figures:
                 publish_process(client(), named)

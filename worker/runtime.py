@@ -20,6 +20,7 @@ import redis
 
 from passflow.crypto import Cipher, cipher_from_settings
 from passflow.settings import DEFAULT_PUBLIC_URL, Settings, get_settings
+from worker import metrics
 from worker.adobe_pass import AdobePass, Device
 from worker.adobe_pass.types import Configuration
 from worker.registration import SqlCredentialStore, redis_refresh_lock
@@ -121,6 +122,7 @@ class Runtime:
         config = self.adobe.configuration.retrieve(service_provider, device=device)
         self.learn_domain(service_provider, config)
         self._index_logos(service_provider, config)
+        metrics.know_mvpds(*(m.id for m in config.mvpds if m.id))
         if ttl:
             self.redis.set(key, config.model_dump_json(by_alias=True), ex=int(ttl))
         return config

@@ -32,8 +32,8 @@ def _millis(value: datetime | None) -> int | None:
     return int(value.timestamp() * 1000) if value else None
 
 
-REDACTED = ("media tokens and profile attributes are left out: they need a token of the "
-            "personal (or admin) scope")
+REDACTED = ("media tokens, profile attributes and activation codes are left out: they need a "
+            "token of the personal (or admin) scope")
 
 
 def profile_view(profile: Profile, cipher: Cipher | None) -> dict[str, Any]:
@@ -68,8 +68,9 @@ def job_result(session: Session, job: Job, cipher: Cipher | None) -> dict[str, A
     result: dict[str, Any] = {}
     kind = EventType(job.type)
     if kind == EventType.AUTHENTICATION:
+        # A live code signs in whoever types it first: personal data too (the URL holds it).
         for key in ("code", "url"):
-            if stored.get(key):
+            if stored.get(key) and cipher is not None:
                 result[key] = stored[key]
         profile = session.scalars(select(Profile).where(Profile.job_id == job.id)).first()
         if profile is not None:
@@ -90,15 +91,17 @@ def job_result(session: Session, job: Job, cipher: Cipher | None) -> dict[str, A
     return result
 
 
-def waiting_for(job: Job, steps: list[JobStep], now: datetime | None = None) -> str | None:
-    """What a job that is not final waits for, in words an operator can act on."""
+def waiting_for(job: Job, steps: list[JobStep], now: datetime | None = None, *,
+                with_code: bool = True) -> str | None:
+    """What a job that is not final waits for, in words an operator can act on (the code
+    itself only `with_code`)."""
     if job.status in FINAL_STATUSES or job.current_step is None:
         return None
     now = now or utcnow()
     step = job.current_step
     row = next((s for s in steps if s.step == step), None)
     if job.status == JobStatus.WAITING_FOR_USER:
-        code = (job.result or {}).get("code")
+        code = (job.result or {}).get("code") if with_code else "(redacted)"
         pick = "" if job.mvpd else "pick a provider and "
         return (f"the user to {pick}log in with code {code} on the second screen "
                 f"(polled by {step}, next at {utc_text(job.next_run_at)})")
@@ -109,6 +112,11 @@ def waiting_for(job: Job, steps: list[JobStep], now: datetime | None = None) -> 
         return f"{step} again at {utc_text(job.next_run_at)}{why}"
     return (f"a worker to run {step} (due since {utc_text(job.next_run_at)}; none has taken it: "
             "are workers running and the sweeper fresh in /healthz?)")
+
+
+def redact_entries(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """History entries for a token without personal data: no activation code."""
+    return [{k: v for k, v in entry.items() if k != "code"} for entry in entries]
 
 
 def job_view(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any]:
@@ -130,7 +138,7 @@ def job_view(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any
                   for s in steps],
         "result": job_result(session, job, cipher),
         "error": job.error,
-        "waiting_for": waiting_for(job, steps),
+        "waiting_for": waiting_for(job, steps, with_code=cipher is not None),
         "retry_of": job.retry_of,
         "requested_by": job.requested_by,
         "created_at": utc_text(job.created_at),

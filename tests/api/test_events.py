@@ -237,3 +237,24 @@ def test_devices_that_share_passflows_address_may_come_without_one():
              "device": {"id": "d", "info": D["info"]}}
     assert EventIn.model_validate(event, context={"devices_share_address": True}).device.ip \
         is None
+
+
+def test_made_up_mvpds_create_no_metric_series(api: httpx.Client, fault_report):
+    """An ingest token naming MVPDs Adobe Pass never named cannot grow /metrics without end:
+    their jobs are counted under mvpd="other"."""
+    made_up = [f"MadeUp{uuid.uuid4().hex[:8]}" for _ in range(20)]
+    jobs = [api.post("/v1/events", json=event("authorization.requested", mvpd=mvpd,
+                                              resource="REF30")).json()["job_id"]
+            for mvpd in made_up]
+    for job_id in jobs:
+        wait_for_status(job_id)
+
+    def counted() -> str | None:
+        body = api.get("/metrics").text
+        return body if re.search(r'passflow_jobs_finished_total\{[^}]*mvpd="other"[^}]*'
+                                 r'type="authorization.requested"\} [1-9]', body) else None
+
+    body = wait_for(counted, interval=0.3)
+    assert not any(mvpd in body for mvpd in made_up)
+    fault_report("20 authorization events naming made-up MVPDs",
+                 'no metric series names them: counted as mvpd="other"')

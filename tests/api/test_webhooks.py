@@ -20,7 +20,7 @@ from passflow.settings import get_settings
 from tests.support import device_json, new_device, wait_for, wait_for_status
 from worker.webhooks import SIGNATURE_HEADER, sign, verify
 
-SECRET = "webhook-test-secret"
+SECRET = "webhook-test-secret-0123456789-ABCDEF"
 
 
 class Receiver:

@@ -110,3 +110,30 @@ def test_deeply_nested_events_are_a_422(api: httpx.Client, depth, fault_report):
     assert _stored() == before
     fault_report("an event nested 20 to 20,000 levels deep (RecursionError before)",
                  "422 json_too_deep; nothing stored")
+
+
+@pytest.mark.parametrize("path", ["/v1/history?device_id=d&cursor=", "/v1/jobs?cursor="])
+def test_a_cursor_hiding_a_lone_surrogate_is_a_422(api: httpx.Client, path, fault_report):
+    from models.history import _JOB_RANK
+
+    for parts in (["2024-01-01T00:00:00+00:00", _JOB_RANK, "\ud800"],
+                  ["2024-01-01T00:00:00+00:00", "\ud800"]):
+        cursor = base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+        answer = api.get(path + cursor)
+        assert answer.status_code == 422, answer.text
+    fault_report("history and jobs cursors whose JSON holds a lone surrogate",
+                 "422 naming the cursor, never a 500")
+
+
+def test_an_event_with_a_lone_surrogate_is_refused_whole(api: httpx.Client, fault_report):
+    before = _stored()
+    body = ('{"event_id":"e-surrogate","type":"temppass.requested","mvpd":"flexibleTempPass",'
+            '"resource":"CNN","temppass_identity":{"email":"\\ud800@example.com"},'
+            '"device":{"id":"d","ip":"203.0.113.1","info":{"model":"m","version":"1",'
+            '"osName":"tvOS","osVersion":"1","connectionType":"LAN"}}}')
+    answer = api.post("/v1/events", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert "lone surrogate" in answer.text
+    assert _stored() == before
+    fault_report("a TempPass identity holding a lone surrogate",
+                 "422 at intake (was accepted, then failed internal_error); nothing stored")

@@ -249,3 +249,11 @@ def test_any_proxy_trusted_still_counts_the_address_the_proxy_saw(database_url: 
     assert answers == [400] * 5 + [429] * 5, answers
     fault_report('PASSFLOW_TRUSTED_PROXIES=["*"], ten wrong codes, each with an invented '
                  "leftmost X-Forwarded-For", "the address the proxy saw is locked out after 5")
+
+
+def test_a_trailing_slash_is_no_open_redirect(api_server):
+    for path in ("/landing/", "/activate/", "/v1/jobs/", "/livez/"):
+        answer = httpx.get(api_server.url + path, headers={"Host": "evil.example"},
+                           follow_redirects=False)
+        assert not answer.is_redirect, (path, answer.headers.get("location"))
+        assert "evil.example" not in answer.headers.get("location", "")

@@ -23,12 +23,16 @@ STRONG_KEY = os.environ["PASSFLOW_SECRET_KEY"]
     ("PASSFLOW_SECRET_KEY", "a" * 40, "different characters"),
     ("PASSFLOW_API_TOKEN", " " * 40, "white space"),
     ("PASSFLOW_API_TOKEN", "short-token", "at least 32 characters"),
+    ("PASSFLOW_API_TOKEN", "abcdefghijklmnopqrstuvwxyzabcdef", "too predictable"),
+    ("PASSFLOW_SECRET_KEY", "10e5eae13327bc0e9292355be68b6af7", "too predictable"),
+    ("PASSFLOW_WEBHOOK_SECRET", "a", "at least 32 characters"),
 ])
 @pytest.mark.parametrize("command", ["api", "worker"])
 def test_weak_secrets_are_refused_at_start(command, variable, value, problem, fault_report):
     """Refused with the settings, before any database or broker is looked at (so run once,
     not per database backend)."""
-    env = {**os.environ, "PASSFLOW_API_TOKEN": TOKEN, variable: value}
+    env = {**os.environ, "PASSFLOW_API_TOKEN": TOKEN,
+           "PASSFLOW_WEBHOOK_URL": "https://hooks.example/passflow", variable: value}
     done = subprocess.run([sys.executable, "-m", "cli", command], capture_output=True,
                           text=True, env=env, timeout=60)
     assert done.returncode == 2

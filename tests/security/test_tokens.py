@@ -14,7 +14,7 @@ from sqlalchemy import select
 import models.db
 from api.auth import create_token, token_hash
 from models import ApiToken
-from tests.factories import DecisionFactory, ProfileFactory
+from tests.factories import AuthSessionFactory, DecisionFactory, ProfileFactory
 from tests.support import device_json, new_device, wait_for
 
 
@@ -121,3 +121,37 @@ def test_scopes_keep_personal_data_to_tokens_granted_it(api: httpx.Client, facto
     fault_report("a metrics token reads jobs; a read token reads a job with a Permit",
                  "403; the job without its media token or profile attributes (`redacted` says "
                  "why); a personal token sees them")
+
+
+def test_live_activation_codes_are_personal_data(api: httpx.Client, factories_bound,
+                                                  fault_report):
+    """A code waiting on a TV signs in whoever types it first: a `read` token sees neither
+    the code nor its URL, in the job or in the history; a personal token does."""
+    from sqlalchemy import update
+
+    from models import Job
+
+    auth = AuthSessionFactory()
+    with models.db.session_scope() as session:
+        session.execute(update(Job).where(Job.id == auth.job_id).values(
+            result={"code": auth.code, "url": auth.url}))
+    with models.db.session_scope() as session:
+        tokens = {scope: create_token(session, name=f"{scope}-{uuid.uuid4()}", scope=scope)
+                  for scope in ("read", "personal")}
+    base = str(api.base_url)
+
+    def seen(scope: str) -> str:
+        headers = {"Authorization": f"Bearer {tokens[scope]}"}
+        job = httpx.get(f"{base}/v1/jobs/{auth.job_id}", headers=headers)
+        story = httpx.get(f"{base}/v1/history", params={"device_id": auth.device_id},
+                          headers=headers)
+        assert job.status_code == story.status_code == 200
+        return job.text + story.text
+
+    wait_for(lambda: httpx.get(f"{base}/v1/jobs/{auth.job_id}", headers={
+        "Authorization": f"Bearer {tokens['personal']}"}).status_code == 200,
+        timeout=10, interval=0.25)  # new tokens reach the API within seconds
+    assert auth.code not in seen("read")
+    assert auth.code in seen("personal")
+    fault_report("a read token reads a job and a history with a live activation code",
+                 "no code and no URL; a personal token sees them")

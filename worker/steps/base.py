@@ -150,6 +150,7 @@ def save_profile(ctx: StepContext, profile: PassProfile) -> None:
         Profile.job_id == ctx.job.id, Profile.mvpd == profile.mvpd)).first()
     if exists:
         return
+    metrics.know_mvpds(profile.mvpd)  # Adobe Pass made a profile of it
     attributes = {k: _readable(ctx, v.model_dump(mode="json"))
                   for k, v in profile.attributes.items()}
     ctx.session.add(Profile(
@@ -202,8 +203,10 @@ def decided_resources(ctx: StepContext, kind: str) -> set[str]:
 
 def save_decision(ctx: StepContext, kind: str, mvpd: str, decision: PassDecision) -> None:
     token = decision.token
+    if decision.decision == "Permit":  # Adobe Pass knows the MVPD
+        metrics.know_mvpds(mvpd)
     metrics.inc_on_commit(ctx.session, "passflow_decisions_total",
-                          (kind, decision.decision, mvpd))
+                          (kind, decision.decision, metrics.mvpd_label(mvpd)))
     ctx.session.add(Decision(
         job_id=ctx.job.id, device_id=ctx.job.device_id, service_provider=ctx.sp, mvpd=mvpd,
         kind=kind, resource=decision.resource, decision=decision.decision,
