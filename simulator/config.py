@@ -33,6 +33,8 @@ class Throttle(_Model):
     enabled: bool = True
     rate_per_s: float = Field(default=1.0, gt=0)
     burst: int = Field(default=10, ge=0)
+    # The burst is granted once per client (the page's words); False: it refills (benchmarks).
+    one_time_burst: bool = True
 
 
 class Faults(_Model):

@@ -136,6 +136,7 @@ class SimState:
         self.clock_offset = 0.0
         self.throttle = TokenBuckets(
             rate_per_s=self.config.throttle.rate_per_s, burst=self.config.throttle.burst,
+            one_time_burst=self.config.throttle.one_time_burst,
             clock=self.now,
         )
         self.clients: dict[str, RegisteredClient] = clients

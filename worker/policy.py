@@ -85,6 +85,8 @@ def webhook_backoff(attempts: int) -> float:
 # Wrong or expired codes from one client within the window before it is refused: codes are short,
 # and a user typing one needs a few tries, an attacker guessing them thousands.
 ACTIVATION_MAX_FAILED_TRIES = 5
+# How long a device's throttle state (its burst spent) is remembered after its last call.
+THROTTLE_MEMORY_S = 7 * 24 * 3600
 # Logo fetches (cache misses) one client address may cause a minute on the public picker.
 LOGO_FETCHES_PER_MINUTE = 30
 ACTIVATION_TRIES_WINDOW_S = 15 * 60

@@ -74,6 +74,7 @@ class Runtime:
             # A registration and a token request, and a margin.
             refresh_lock=redis_refresh_lock(self.redis, ttl_s=2 * s.pass_timeout_s + 5),
             rate_limiter=self.throttle,
+            on_throttled=self.throttle.answered_429,
             on_response=observe_adobe_call,
         )
 

@@ -24,3 +24,22 @@ def test_clients_have_separate_buckets():
     buckets = TokenBuckets(rate_per_s=1.0, burst=0, clock=lambda: 0.0)
     assert buckets.take("a") and buckets.take("b")
     assert not buckets.take("a")
+
+
+def test_the_burst_is_granted_once():
+    """Once the client has found its bucket empty, a second's wait gives one call, never the
+    burst again: the page's "one-time allowance on the first interaction"."""
+    now = [0.0]
+    buckets = TokenBuckets(rate_per_s=1.0, burst=10, clock=lambda: now[0])
+    assert all(buckets.take("c") for _ in range(11))
+    assert not buckets.take("c")
+    now[0] = 3600.0  # an hour later
+    assert buckets.take("c") and not buckets.take("c")
+
+
+def test_the_lenient_model_refills_the_burst():
+    now = [0.0]
+    buckets = TokenBuckets(rate_per_s=1.0, burst=10, clock=lambda: now[0], one_time_burst=False)
+    assert all(buckets.take("c") for _ in range(11)) and not buckets.take("c")
+    now[0] = 3600.0
+    assert all(buckets.take("c") for _ in range(11))

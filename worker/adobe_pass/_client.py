@@ -31,6 +31,7 @@ from worker.adobe_pass._exceptions import (
     ThrottledError,
     make_registration_error,
     make_status_error,
+    retry_after_of,
 )
 from worker.adobe_pass.credentials import (
     CredentialStore,
@@ -90,6 +91,7 @@ class AdobePass:
         transport: httpx.BaseTransport | None = None,
         on_response: Callable[[str, int, float], None] | None = None,
         rate_limiter: Callable[[str, Mapping[str, str]], float] | None = None,
+        on_throttled: Callable[[str, Mapping[str, str], float], None] | None = None,
         user_agent: str = "passflow",
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -105,6 +107,7 @@ class AdobePass:
         self._refresh_lock = refresh_lock or self._in_process_lock
         self._observers = [on_response] if on_response is not None else []
         self._rate_limiter = rate_limiter
+        self._on_throttled = on_throttled
         self._sleep = sleep
         self._clock = clock
         # One small connection pool per thread: httpcore checks every pooled connection on each
@@ -340,6 +343,9 @@ class AdobePass:
             self._observe(endpoint, 0, started)
             raise APIConnectionError(f"{endpoint}: {type(exc).__name__}") from exc
         self._observe(endpoint, response.status_code, started)
+        if response.status_code == 429 and self._on_throttled is not None:
+            # Every call of this identity waits now, not only this one (throttling page).
+            self._on_throttled(endpoint, headers, retry_after_of(response) or 0.0)
         return response
 
     def _observe(self, endpoint: str, status: int, started: float) -> None:

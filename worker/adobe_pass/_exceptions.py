@@ -123,7 +123,7 @@ class RateLimitError(APIStatusError):
 
     def __init__(self, response: httpx.Response, error: EnhancedError | None, *, endpoint: str):
         super().__init__(response, error, endpoint=endpoint)
-        self.retry_after = max(MIN_THROTTLE_WAIT_S, _retry_after(response) or 0.0)
+        self.retry_after = max(MIN_THROTTLE_WAIT_S, retry_after_of(response) or 0.0)
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]
@@ -161,7 +161,8 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
 }
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def retry_after_of(response: httpx.Response) -> float | None:
+    """Retry-After in seconds, when the answer says."""
     value = response.headers.get("retry-after")
     if not value:
         return None

@@ -116,6 +116,37 @@ def test_forty_plays_for_one_device_are_all_decided_in_order_without_a_429(
                  "device's budget were served in order of arrival; no 429, none rate_limited")
 
 
+def test_eighty_plays_for_five_devices_under_a_one_time_burst(worker_processes,
+                                                               sim: httpx.Client, fault_report):
+    """Adobe's burst read strictly (granted once per device, the simulator's default): each
+    device has already spent its burst; 16 plays each, posted together, on 2 workers, pace at
+    one a second per device: 80 Permits, no 429."""
+    for name in ("w1", "w2"):
+        worker_processes(name)
+    devices = [new_device() for _ in range(5)]
+    sim.post("/_sim/profiles", json={"service_provider": SP, "mvpd": "Cablevision",
+                                     "device_ids": [d.id for d in devices]}).raise_for_status()
+    # Each device's first interaction spends its burst (10 plays at once), then it idles.
+    warm = [_submit("authorization.requested", device, mvpd="Cablevision", resource=f"warm-{i}")
+            for i in range(10) for device in devices]
+    assert [wait_for_status(j, timeout=60) for j in warm] == ["succeeded"] * 50
+    started = time.monotonic()
+    job_ids = [_submit("authorization.requested", device, mvpd="Cablevision",
+                       resource=f"res-{i}") for i in range(16) for device in devices]
+    assert [wait_for_status(j, timeout=120) for j in job_ids] == ["succeeded"] * 80
+    elapsed = time.monotonic() - started
+    stats = sim.get("/_sim/stats").json()
+    assert stats.get("throttled", 0) == 0, stats
+    with models.db.session_scope() as session:
+        permits = session.scalar(select(func.count()).select_from(Decision).where(
+            Decision.job_id.in_(job_ids), Decision.decision == "Permit"))
+    assert permits == 80
+    fault_report("80 plays for 5 devices posted together, the simulator granting each device's "
+                 "burst once",
+                 f"80 Permits in {elapsed:.0f} s, no 429: passflow paced each device once its "
+                 "burst was spent")
+
+
 def test_a_burst_of_plays_with_tokens_that_live_40_s(worker_processes, sim: httpx.Client,
                                                      fault_report):
     """Many devices, two plays each, while Adobe's access tokens live 40 s: every play decided,
