@@ -77,11 +77,12 @@ class Settings(BaseSettings):
     # "usually up to 5" resources per preauthorization call (cookbook, step 5).
     preauthorize_batch: int = Field(default=5, ge=1, le=100)
     # Bounded retries of decisions denied with action "retry" (checklist: 2-3).
-    decision_retries: int = Field(default=2, ge=0, le=3)
-    # Retries of a job's request after a retryable error (a `retry` action, a gateway 5xx, a
-    # timeout) before the job fails: one budget, counted in requests, never nested inside the
-    # client (checklist: "limits retries to a reasonable number (i.e., 2-3)").
-    step_retries: int = Field(default=2, ge=0, le=3)
+    decision_retries: int = Field(default=2, ge=0, le=2)
+    # Requests a step may make again, whatever the cause (a `retry` action or Deny, a gateway
+    # 5xx, a timeout, a 429) before the job fails: one budget, counted in requests, never
+    # nested inside the client; at most 2, so a play makes at most 3 requests (checklist:
+    # "limits retries to a reasonable number (i.e., 2-3)").
+    step_retries: int = Field(default=2, ge=0, le=2)
     # Database connections per process (PostgreSQL); size them to the worker's concurrency.
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)

@@ -254,14 +254,18 @@ async def put_degradation(body: DegradationUpdate, request: Request) -> dict[str
 
 class ThrottleUpdate(BaseModel):
     enabled: bool
+    # False: the burst refills (the lenient reading), for a benchmark that wants it.
+    one_time_burst: bool = True
 
 
-@router.put("/throttle", summary="Turn throttling on or off")
+@router.put("/throttle", summary="Turn throttling on or off; the burst once, or refilling")
 async def put_throttle(body: ThrottleUpdate, request: Request) -> dict[str, bool]:
     state = sim(request)
     state.config.throttle.enabled = body.enabled
+    state.config.throttle.one_time_burst = body.one_time_burst
     state.throttle.reset()
-    return {"enabled": body.enabled}
+    state.throttle.one_time_burst = body.one_time_burst
+    return {"enabled": body.enabled, "one_time_burst": body.one_time_burst}
 
 
 @router.get("/stats", summary="Counters: requests, 429s, registrations, decisions, ...")

@@ -173,6 +173,9 @@ def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, 
 def _decide(step: Step, ctx: StepContext, claim: Claim, answer: Any) -> Outcome | Release:
     """The retry and throttle policy: what the job's answer means for the job."""
     settings = ctx.settings
+    # One budget of requests made again, whatever made them necessary (checklist: 2-3).
+    ctx.retries_spent = (claim.failures + claim.rate_limited
+                         + (ctx.job.state or {}).get("retry_rounds", 0))
     try:
         return step.apply(ctx, answer)
     except ThrottledError as exc:
@@ -187,13 +190,14 @@ def _decide(step: Step, ctx: StepContext, claim: Claim, answer: Any) -> Outcome 
         return Release(exc.retry_after, str(exc))
     except RateLimitError as exc:
         # Adobe answered 429: an error class with its own count, waited out (>= 1 s).
-        if claim.rate_limited >= settings.step_retries:
-            return _rate_limited(step, exc, f"Adobe Pass answered 429 {claim.rate_limited + 1} "
-                                 "times")
+        if not ctx.may_retry():
+            return _rate_limited(step, exc, f"Adobe Pass answered 429 (request "
+                                 f"{ctx.retries_spent + 1} of at most "
+                                 f"{settings.step_retries + 1})")
         return Release(exc.retry_after, str(exc), counts="rate_limited")
     except (AdobePassError, redis.RedisError) as exc:
         retryable = not isinstance(exc, AdobePassError) or exc.retryable
-        if retryable and claim.failures < settings.step_retries:
+        if retryable and ctx.may_retry():
             return Release(retry_backoff(claim.failures), _reason(exc), counts="failures")
         return Outcome(JobStatus.FAILED, error=error_of(exc))
     except Exception as exc:

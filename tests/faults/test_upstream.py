@@ -109,16 +109,39 @@ def test_a_short_429_storm_is_waited_out(jobs_env: httpx.Client, fault_report):
 
 def test_an_endless_429_storm_fails_within_the_retry_budget(jobs_env: httpx.Client,
                                                             fault_report):
-    """Adobe's 429 is an error class of its own, with the one retry budget (2 retries)."""
+    """Adobe's 429 spends the play's one retry budget (2 retries) like any failure."""
     before = _stat(jobs_env, "throttled")
     job_id = _authorize(jobs_env, throttle_rate=1.0)
     assert wait_for_status(job_id, timeout=30) == "failed"
     error = view(job_id)["error"]
     assert (error["code"], error["status"]) == ("rate_limited", 429)
-    assert "answered 429 3 times" in error["message"]
+    assert "request 3 of at most 3" in error["message"]
     assert _stat(jobs_env, "throttled") - before == 3
     fault_report("429 storm that never ends", f"job failed {error['code']} after 3 requests "
                  "(1 + 2 retries), each at least 1 s after the last; no crash loop")
+
+
+def test_no_play_makes_more_than_three_requests_whatever_fails(jobs_env: httpx.Client,
+                                                               fault_report):
+    """503s with action retry, 429s and successes mixed at random: each play, one at a time,
+    makes at most 3 requests (checklist item 14: retries limited to 2-3), whatever the mix."""
+    most = 0
+    for _ in range(8):
+        device = new_device()
+        authenticate(jobs_env, device)
+        set_faults(jobs_env, error_rate=0.35, error_status=503, error_action="retry",
+                   throttle_rate=0.35)
+        before = _stat(jobs_env, "requests")
+        job_id = submit("authorization.requested", device, mvpd="Cablevision",
+                        resource="REF30")
+        wait_for_status(job_id, timeout=30)
+        made = _stat(jobs_env, "requests") - before
+        set_faults(jobs_env, error_rate=0.0, throttle_rate=0.0)
+        assert 1 <= made <= 3, made
+        most = max(most, made)
+    fault_report("8 plays with 503s (action retry) and 429s at random",
+                 f"each made at most 3 requests (the most: {most}), failures and 429s sharing "
+                 "one budget")
 
 
 @pytest.mark.parametrize("body,case", [

@@ -79,6 +79,13 @@ class StepContext:
     job: Job
     settings: Settings
     runtime: Runtime
+    # Requests of this step already made again, whatever the cause (failures, 429s, Denies
+    # with action retry): one budget, PASSFLOW_STEP_RETRIES (set by the engine).
+    retries_spent: int = 0
+
+    def may_retry(self) -> bool:
+        """Whether one more request fits the step's one retry budget."""
+        return self.retries_spent < self.settings.step_retries
 
     @property
     def adobe(self) -> AdobePass:

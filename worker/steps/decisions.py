@@ -35,7 +35,10 @@ from worker.steps.base import (
 
 
 def _wants_retry(ctx: StepContext, decision: PassDecision) -> bool:
+    """A Deny with action retry is asked again while the step's one budget allows (shared
+    with failures and 429s) and within PASSFLOW_DECISION_RETRIES rounds."""
     return (decision.error is not None and decision.error.action == "retry"
+            and ctx.may_retry()
             and ctx.job.state.get("retry_rounds", 0) < ctx.settings.decision_retries)
 
 
