@@ -358,7 +358,8 @@ def _register(args: argparse.Namespace) -> int:
         print("Nothing changed. Run `passflow register --yes` to register.", file=sys.stderr)
         return 1
     client = runtime().adobe.register()
-    print(f"registered: client {client.client_id} (scopes: {' '.join(client.scopes)})")
+    print(f"registered: client {client.client_id} (scopes: {' '.join(client.scopes)}); stored "
+          "profiles and the Permits under them are no longer reused")
     return 0
 
 

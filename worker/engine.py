@@ -26,6 +26,7 @@ the jobs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable
@@ -53,7 +54,7 @@ from worker.policy import (
 )
 from worker.runtime import Runtime, runtime
 from worker.steps import STEPS, Step
-from worker.steps.base import StepContext, error_of
+from worker.steps.base import StepContext, error_of, forget_profiles, voided_by_adobe
 
 log = logs.get_logger(__name__)
 
@@ -147,8 +148,8 @@ def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, 
             with session.no_autoflush:
                 for ctx in _contexts(session, step, job_ids, settings, rt):
                     job_id = ctx.job.id
-                    transitions.append((ctx.job, _decide(step, ctx, claims[job_id],
-                                                         answers.get(job_id))))
+                    transition = _decide(step, ctx, claims[job_id], answers.get(job_id))
+                    transitions.append((ctx.job, _told(ctx, transition)))
             cancelled = jobs.settle(session, step.name, owner, transitions)
         return {job.id: _Settled(_CANCELLED, "cancelled") if job.id in cancelled
                 else _Settled(t, _note(t)) for job, t in transitions}
@@ -202,6 +203,23 @@ def _decide(step: Step, ctx: StepContext, claim: Claim, answer: Any) -> Outcome 
         return Outcome(JobStatus.FAILED, error=error_of(exc))
     except Exception as exc:
         raise _Bug(type(exc).__name__) from exc
+
+
+def _told(ctx: StepContext, transition: Outcome | Release) -> Outcome | Release:
+    """A job that failed because Adobe Pass said the device's authentication is gone: its
+    stored profiles and the Permits under them are forgotten, and the job says so."""
+    if not (isinstance(transition, Outcome) and transition.status == JobStatus.FAILED
+            and voided_by_adobe(transition.error)):
+        return transition
+    forgotten = forget_profiles(ctx, ctx.job.mvpd)
+    if not forgotten:
+        return transition
+    note = (f" (passflow forgot {forgotten} stored profile(s) of this device: the user must "
+            "sign in again)")
+    error = dict(transition.error or {})
+    error["message"] = f"{error.get('message') or ''}{note}"
+    error["profiles_forgotten"] = forgotten
+    return dataclasses.replace(transition, error=error)
 
 
 def _rate_limited(step: Step, exc: AdobePassError, why: str) -> Outcome:

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from models import Registration, utcnow
+from models import Profile, Registration, utcnow
 from models.db import session_scope
 from passflow.crypto import Cipher
 from worker import metrics
@@ -60,6 +60,11 @@ class SqlCredentialStore:
             row.token_lifetime_s = None
             row.problem = None
             row.problem_at = None
+            # New client credentials: every profile obtained with other ones (an earlier
+            # registration, another environment) is gone at Adobe Pass, and so here.
+            session.execute(update(Profile).where(Profile.logged_out_at.is_(None))
+                            .values(logged_out_at=utcnow())
+                            .execution_options(synchronize_session=False))
 
     def problem(self, key: str) -> str | None:
         with session_scope() as session:

@@ -11,6 +11,9 @@ import uuid
 import httpx
 import pytest
 
+import models.db
+from models import Profile
+from tests.factories import ProfileFactory
 from tests.support import new_device, wait_for_status
 
 
@@ -28,7 +31,9 @@ def _register(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_a_revoked_client_stops_work_until_passflow_register(api: httpx.Client,
-                                                            jobs_env: httpx.Client):
+                                                            jobs_env: httpx.Client,
+                                                            factories_bound):
+    kept = ProfileFactory()  # a device's stored profile, from the old credentials
     assert wait_for_status(_profiles_job(api)) == "succeeded"
     registrations = jobs_env.get("/_sim/stats").json().get("registrations", 0)
     jobs_env.post("/_sim/forget-clients").raise_for_status()  # Adobe revokes the client
@@ -52,3 +57,5 @@ def test_a_revoked_client_stops_work_until_passflow_register(api: httpx.Client,
     assert jobs_env.get("/_sim/stats").json().get("registrations", 0) == registrations + 1
     assert api.get("/healthz").json()["registration"] == "ok"
     assert wait_for_status(_profiles_job(api)) == "succeeded"
+    with models.db.session_scope() as session:  # not reused: Adobe forgot it with the client
+        assert session.get(Profile, kept.id).logged_out_at is not None

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from models import Decision, Device, Job, JobStatus, Profile, utcnow
@@ -169,6 +169,28 @@ def save_profile(ctx: StepContext, profile: PassProfile) -> None:
     ctx.device_row.last_mvpd = profile.mvpd
 
 
+def voided_by_adobe(error: dict[str, Any] | None) -> bool:
+    """Whether Adobe Pass said the device's authentication is gone: an
+    `authenticated_profile_*` code, or any error whose action is `authentication`."""
+    error = error or {}
+    return str(error.get("code") or "").startswith("authenticated_profile_") \
+        or error.get("action") == "authentication"
+
+
+def forget_profiles(ctx: StepContext, mvpd: str | None) -> int:
+    """Adobe Pass said so: the device's stored profiles (of `mvpd`, or every one of the service
+    provider) are not reused from now on, nor the preauthorization Permits decided under them
+    (server-to-server cookbook: invalidate when told). How many were forgotten."""
+    query = update(Profile).where(
+        Profile.device_id == ctx.job.device_id, Profile.service_provider == ctx.sp,
+        Profile.logged_out_at.is_(None))
+    if mvpd is not None:
+        query = query.where(Profile.mvpd == mvpd)
+    done = ctx.session.execute(query.values(logged_out_at=utcnow())
+                               .execution_options(synchronize_session=False))
+    return done.rowcount or 0
+
+
 def stored_profile(ctx: StepContext, mvpd: str | None) -> Profile | None:
     """The device's latest stored profile (for `mvpd`, or any), while it is valid and no
     logout ended it (checklist, Profiles Caching: reused, no call)."""
@@ -210,6 +232,9 @@ def decided_resources(ctx: StepContext, kind: str) -> set[str]:
 
 def save_decision(ctx: StepContext, kind: str, mvpd: str, decision: PassDecision) -> None:
     token = decision.token
+    if decision.error is not None and voided_by_adobe(
+            {"code": decision.error.code, "action": decision.error.action}):
+        forget_profiles(ctx, mvpd)
     if decision.decision == "Permit":  # Adobe Pass knows the MVPD
         metrics.know_mvpds(mvpd)
     metrics.inc_on_commit(ctx.session, "passflow_decisions_total",

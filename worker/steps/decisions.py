@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from models import Decision, DecisionKind, JobStatus, utcnow
+from models import Decision, DecisionKind, JobStatus, Profile, utcnow
 from passflow.events import temppass_identity
 from worker.adobe_pass import RateLimitError, ThrottledError
 from worker.adobe_pass.types import Decision as PassDecision
@@ -31,6 +31,7 @@ from worker.steps.base import (
     decided_resources,
     failed,
     save_decision,
+    stored_profile,
 )
 
 
@@ -64,12 +65,21 @@ def _cached_permits(ctx: StepContext, resources: list[str]) -> dict[str, Decisio
     ttl = ctx.settings.preauthorization_cache_s
     if not ttl or not resources:
         return {}
+    # Only under a profile still good, and never from before Adobe Pass (or a logout) ended
+    # one: a Permit is worth what the authentication it was given under is worth.
+    if stored_profile(ctx, ctx.job.mvpd) is None:
+        return {}
+    since = utcnow() - timedelta(seconds=ttl)
+    ended = ctx.session.scalar(select(func.max(Profile.logged_out_at)).where(
+        Profile.device_id == ctx.job.device_id, Profile.service_provider == ctx.sp,
+        Profile.mvpd == ctx.job.mvpd))
+    if ended is not None:
+        since = max(since, ended)
     rows = ctx.session.scalars(select(Decision).where(
         Decision.device_id == ctx.job.device_id, Decision.service_provider == ctx.sp,
         Decision.mvpd == ctx.job.mvpd, Decision.kind == DecisionKind.PREAUTHORIZE,
         Decision.decision == "Permit", Decision.resource.in_(resources),
-        Decision.job_id != ctx.job.id,
-        Decision.created_at > utcnow() - timedelta(seconds=ttl)))
+        Decision.job_id != ctx.job.id, Decision.created_at > since))
     return {row.resource: row for row in rows}
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from models import Decision, JobStatus
+from models import Decision, Job, JobStatus, Profile, utcnow
 from models.db import session_scope
 from passflow.crypto import cipher_from_settings
-from tests.factories import JobFactory
+from tests.factories import DecisionFactory, DeviceFactory, JobFactory, ProfileFactory
 from tests.worker.steps.conftest import ON_SQLITE, through
-from worker.steps import decisions, temppass
+from worker import engine
+from worker.steps import StepName, decisions, profiles, temppass
 
 pytestmark = ON_SQLITE
 
@@ -57,8 +58,10 @@ def test_temppass_authorizes_without_a_login(step_env):
 
 def test_preauthorization_decisions_caching_permits_are_reused_denies_asked_again(logged_in,
                                                                                 step_env):
-    """Checklist, Preauthorization Decisions Caching: recent Permits are reused (no call);
-    a Deny is asked again; a play never uses them (decisions.authorize always asks)."""
+    """Checklist, Preauthorization Decisions Caching: recent Permits are reused (no call)
+    while the device's stored profile holds; a Deny is asked again; a play never uses them
+    (decisions.authorize always asks)."""
+    ProfileFactory(job__device=logged_in)  # passflow's record of the device's login
     fields = {"mvpd": "Cablevision", "resources": ["REF30", "CNN", "HBO"]}
     first = JobFactory(type="preauthorization.requested", device=logged_in, fields=fields)
     through(decisions.PREAUTHORIZE, first.id)
@@ -73,3 +76,41 @@ def test_preauthorization_decisions_caching_permits_are_reused_denies_asked_agai
     play = JobFactory(device=logged_in)  # authorization of REF30
     through(decisions.AUTHORIZE, play.id)
     assert step_env.get("/_sim/stats").json()["decisions.authorize 200"] == 1
+
+
+def test_a_play_refused_for_a_missing_profile_forgets_what_passflow_kept(step_env):
+    """Adobe Pass answers a play authenticated_profile_missing while passflow holds a profile
+    and Permits for the device: both are forgotten (the server-to-server cookbook: invalidate
+    when told), the job says so, and the next authentication and preauthorization ask Adobe."""
+    device = DeviceFactory()
+    ProfileFactory(job__device=device)  # Adobe Pass has no profile for it
+    DecisionFactory(job__device=device, kind="preauthorize", resource="CNN")
+    play = JobFactory(device=device, current_step=StepName.DECISIONS_AUTHORIZE)
+    engine.run(StepName.DECISIONS_AUTHORIZE, [play.id], owner="test")
+    with session_scope() as session:
+        error = session.get_one(Job, play.id).error
+    assert error["code"] == "authenticated_profile_missing"
+    assert error["profiles_forgotten"] == 1 and "sign in again" in error["message"]
+
+    login = JobFactory(type="authentication.requested", device=device)
+    outcome = through(profiles.CHECK, login.id)
+    assert outcome.next_step == StepName.SESSIONS_CREATE  # not "already authenticated"
+    before = step_env.get("/_sim/stats").json().get("decisions.preauthorize 403", 0)
+    catalogue = JobFactory(type="preauthorization.requested", device=device,
+                           fields={"mvpd": "Cablevision", "resources": ["CNN"]})
+    engine.run(StepName.DECISIONS_PREAUTHORIZE, [catalogue.id], owner="test")
+    assert "passflow-cache" not in {d.source for d in _decided(catalogue.id).values()}
+    assert step_env.get("/_sim/stats").json().get("decisions.preauthorize 403", 0) == before + 1
+
+
+def test_permits_are_not_reused_after_a_logout(step_env, logged_in):
+    ProfileFactory(job__device=logged_in)
+    DecisionFactory(job__device=logged_in, kind="preauthorize", resource="CNN")
+    with session_scope() as session:  # as logout.initiate ends them
+        for row in session.scalars(select(Profile).where(Profile.device_id == logged_in.id)):
+            row.logged_out_at = utcnow()
+    ProfileFactory(job__device=logged_in)  # signed in again since
+    job = JobFactory(type="preauthorization.requested", device=logged_in,
+                     fields={"mvpd": "Cablevision", "resources": ["CNN"]})
+    through(decisions.PREAUTHORIZE, job.id)
+    assert _decided(job.id)["CNN"].source != "passflow-cache"
