@@ -246,8 +246,11 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         log.info("event_accepted" if accepted.created else "event_repeated",
                  event_id=event.event_id, job_id=accepted.job_id, type=event.type,
                  device_id=event.device.id)
-        return JSONResponse({"job_id": accepted.job_id, "status": accepted.status},
-                            status_code=202 if accepted.created else 200)
+        answer: dict[str, Any] = {"job_id": accepted.job_id, "status": accepted.status}
+        if event.warnings:
+            answer["warnings"] = event.warnings
+            log.warning("event_warnings", event_id=event.event_id, warnings=event.warnings)
+        return JSONResponse(answer, status_code=202 if accepted.created else 200)
 
     @app.get("/v1/jobs/{job_id}", dependencies=authorized)
     def get_job(job_id: str, request: Request) -> JobView:

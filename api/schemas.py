@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict
 class Accepted(BaseModel):
     job_id: str
     status: str
+    # Accepted, but departing from Adobe's pages (device info): said, never silent.
+    warnings: list[str] | None = None
 
 
 class ValidationProblem(BaseModel):

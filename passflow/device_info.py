@@ -1,6 +1,10 @@
-"""What X-Device-Info must hold (rest-api-v2/appendix/headers/rest-api-v2-appendix-headers-
+"""What X-Device-Info should hold (rest-api-v2/appendix/headers/rest-api-v2-appendix-headers-
 x-device-info.md): the keys the page marks required, and the values of the restricted keys.
-Checked when an event is accepted, so a device is never sent to Adobe Pass half described."""
+
+Adobe's own pages do not keep to it (their first sample has no connectionType; the Roku recipe
+sends osName "Roku" and connectionType "WifiConnection"), and Adobe Pass fills in what it can
+from the request: an event whose device info departs from the table is accepted, and the
+departures come back as warnings (in the answer and the log), never silently."""
 
 from __future__ import annotations
 
@@ -35,8 +39,8 @@ RESTRICTED: dict[str, frozenset[Any]] = {
 
 
 def problems(info: Mapping[str, Any]) -> list[str]:
-    """What keeps `info` from being a valid X-Device-Info, in words; empty when it is."""
-    found = [f"{key} is required (the X-Device-Info header page marks it so)"
+    """Where `info` departs from the X-Device-Info table, in words; empty when it does not."""
+    found = [f"{key} is missing (the X-Device-Info header page marks it required)"
              for key in REQUIRED_KEYS if info.get(key) in (None, "")]
     for key, allowed in RESTRICTED.items():
         if key in info and info[key] not in allowed:

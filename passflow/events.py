@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -58,6 +59,7 @@ class DeviceIn(BaseModel):
     # calls when given.
     user_agent: str | None = Field(default=None, max_length=500)
     visitor_id: str | None = Field(default=None, max_length=200)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
 
     _check_id = field_validator("id", "user_agent", "visitor_id")(
         lambda v: v if v is None else _no_control_chars(v))
@@ -78,10 +80,10 @@ class DeviceIn(BaseModel):
 
     @model_validator(mode="after")
     def _reaches_adobe_pass(self, context: ValidationInfo) -> DeviceIn:
-        """Every event type reaches Adobe Pass: the device must be describable to it."""
-        found = device_info.problems(self.info)
-        if found:
-            raise ValueError("device.info is not a valid X-Device-Info: " + "; ".join(found))
+        """Every event type reaches Adobe Pass: the device must be describable to it. Device
+        info that departs from Adobe's table is sent as it is, with warnings."""
+        self._warnings = [f"device.info: {problem}" for problem in
+                          device_info.problems(self.info)]
         shared = bool((context.context or {}).get("devices_share_address"))
         if self.ip is None and not shared:
             raise ValueError("device.ip is required: Adobe Pass throttles each device by its "
@@ -153,6 +155,11 @@ class EventIn(BaseModel):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an absolute http(s) URL")
         return value
+
+    @property
+    def warnings(self) -> list[str]:
+        """What was accepted though Adobe's pages would have it otherwise."""
+        return list(self.device._warnings)
 
     @model_validator(mode="after")
     def _type_needs(self) -> EventIn:

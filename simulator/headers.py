@@ -17,9 +17,10 @@ RESTRICTED: dict[str, frozenset[str]] = {
         "GamesConsole", "GeolocationTracker", "Glasses", "MediaPlayer", "MobilePhone",
         "PaymentTerminal", "PluginModem", "SetTopBox", "TV", "Tablet", "WirelessHotspot",
         "Wristwatch", "Unknown"}),
+    # "Roku": what the page's own Roku OS recipe hardcodes (Adobe Pass takes its own advice).
     "osName": frozenset({
-        "Android", "Chrome OS", "Linux", "Mac OS", "OS X", "OpenBSD", "Roku OS", "Windows",
-        "iOS", "tvOS", "webOS"}),
+        "Android", "Chrome OS", "Linux", "Mac OS", "OS X", "OpenBSD", "Roku OS", "Roku",
+        "Windows", "iOS", "tvOS", "webOS"}),
     "osFamily": frozenset({
         "Android", "BSD", "Linux", "PlayStation OS", "Roku OS", "Symbian", "Tizen", "Windows",
         "iOS", "tvOS", "macOS", "webOS"}),
@@ -33,7 +34,9 @@ RESTRICTED: dict[str, frozenset[str]] = {
         "Amazon", "Apple", "Google", "Microsoft", "Motorola", "Mozilla", "Netscape", "Nintendo",
         "Nokia", "Samsung", "Sony Ericsson"}),
 }
-REQUIRED_DEVICE_INFO_KEYS = ("model", "version", "osName", "osVersion", "connectionType")
+# The table marks connectionType required too, but the page's own example leaves it out: Adobe
+# Pass takes a device info without it (and fills in what it can from the request).
+REQUIRED_DEVICE_INFO_KEYS = ("model", "version", "osName", "osVersion")
 
 
 def _b64decode(value: str) -> bytes:
