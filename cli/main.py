@@ -366,7 +366,7 @@ def _register(args: argparse.Namespace) -> int:
 def _preflight(args: argparse.Namespace) -> int:
     from cli.preflight import main as preflight
 
-    return preflight()
+    return preflight(with_session=args.with_session)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -512,7 +512,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     pre = commands.add_parser(
         "preflight", help="check the configured Adobe environment against the REST API V2 "
-                          "checklist (one line per item)")
+                          "checklist (one line per item); makes no session at Adobe Pass "
+                          "unless told")
+    pre.add_argument("--with-session", action="store_true",
+                     help="also create an authentication session at Adobe Pass and poll it "
+                          "once (a real session: not against production unless you mean it)")
     pre.set_defaults(func=_preflight)
 
     demo = commands.add_parser("demo", help="run the main job on embedded defaults")

@@ -20,7 +20,7 @@ def test_lifecycle_testing_preflight_prints_each_of_the_23_checklist_items(
     for (phase, item), line in zip(ITEMS, items, strict=True):
         assert f"{phase} / {item}:" in line
     verified = [line for line in items if line.startswith("PASS")]
-    assert len(verified) >= 15 and done.returncode == 0, done.stdout
+    assert len(verified) >= 14 and done.returncode == 0, done.stdout  # 15 --with-session
     assert "custom" in lines[0]  # the simulator is no Adobe environment
 
 
@@ -33,3 +33,17 @@ def test_polling_mechanism_configuring_preflight_fails_an_interval_under_3_s(
                               text=True, env=env, timeout=120)
         assert f"{verdict} Authentication / Polling Mechanism Configuring" in done.stdout, \
             done.stdout
+
+
+def test_preflight_makes_no_session_unless_told(database_url: str, pass_env: str, sim):
+    """Preflight against a real environment must not leave sessions behind: only with
+    --with-session does it create (and poll) one."""
+    env = {**os.environ, "PASSFLOW_POLL_INTERVAL_S": "5"}
+    for args, sessions in (([], 0), (["--with-session"], 1)):
+        sim.post("/_sim/reset", params={"keep_registrations": "true"}).raise_for_status()
+        done = subprocess.run([sys.executable, "-m", "cli", "preflight", *args],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert sim.get("/_sim/stats").json().get("sessions.create 201", 0) == sessions
+        line = next(x for x in done.stdout.splitlines() if "Polling Mechanism Starting" in x)
+        assert line.startswith("PASS" if sessions else "DESIGN"), line
