@@ -54,7 +54,11 @@ class Runtime:
     @cached_property
     def throttle(self) -> DeviceThrottle:
         # Without a forwarded IP Adobe sees passflow's own address: one bucket for all of them.
-        return DeviceThrottle(self.redis, shared_key="passflow-egress"
+        # Per Adobe environment: each keeps its own buckets (a device's burst spent at staging
+        # is not spent in production, nor at a simulator started anew).
+        environment = hashlib.sha256(self.settings.pass_base_url.encode()).hexdigest()[:8]
+        return DeviceThrottle(self.redis, prefix=f"passflow:throttle:{environment}:",
+                              shared_key="passflow-egress"
                               if self.settings.devices_share_address else None)
 
     @cached_property

@@ -42,7 +42,7 @@ def activation_tries(redis_client) -> Iterator[None]:
 
     def clear() -> None:
         keys = [*redis_client.keys("passflow:activate:tries:*"),
-                *redis_client.keys("passflow:throttle:127.0.0.1*")]
+                *redis_client.keys("passflow:throttle:*127.0.0.1*")]
         if keys:
             redis_client.delete(*keys)
 

@@ -22,7 +22,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 @pytest.fixture
 def page(browser: Browser, api: httpx.Client, redis_client: redis.Redis) -> Iterator[Page]:
     # Each test starts with a clean slate for this browser's address: retry count and budget.
-    for pattern in ("passflow:activate:fails:*", "passflow:throttle:127.0.0.1"):
+    for pattern in ("passflow:activate:tries:*", "passflow:throttle:*127.0.0.1*"):
         for key in redis_client.scan_iter(pattern):
             redis_client.delete(key)
     context = browser.new_context(viewport={"width": 390, "height": 844},

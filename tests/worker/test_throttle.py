@@ -13,11 +13,11 @@ def test_a_spent_burst_is_never_assumed_again(redis_client):
     device_ip = "198.51.100.251"
     assert [throttle.wait_for(device_ip) for _ in range(throttle.capacity)] == \
         [0.0] * throttle.capacity
-    state = f"passflow:throttle:{device_ip}"
+    state = f"{throttle.prefix}{device_ip}"
     redis_client.hset(state, "ts", float(redis_client.hget(state, "ts")) - 60)  # a minute on
     assert throttle.wait_for(device_ip) == 0.0
     assert throttle.wait_for(device_ip) > 0.5
-    for key in redis_client.keys(f"passflow:throttle:{device_ip}*"):
+    for key in redis_client.keys(f"{throttle.prefix}{device_ip}*"):
         redis_client.delete(key)
 
 
@@ -32,5 +32,5 @@ def test_a_429_pauses_every_job_of_that_device(redis_client):
     throttle.answered_429("decisions.authorize", {"X-Forwarded-For": device_ip}, 0.0)
     waits = [throttle.wait_for(device_ip, member=f"job-{n}", arrival=n) for n in range(3)]
     assert all(wait >= 0.9 for wait in waits), waits
-    for key in redis_client.keys(f"passflow:throttle:{device_ip}*"):
+    for key in redis_client.keys(f"{throttle.prefix}{device_ip}*"):
         redis_client.delete(key)
