@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 
+import passflow
 from passflow.crypto import Cipher, cipher_from_settings
 from passflow.settings import DEFAULT_PUBLIC_URL, Settings, get_settings
 from worker import metrics
@@ -77,6 +78,9 @@ class Runtime:
             max_retries=0,  # the engine owns the one retry budget (worker.engine._decide)
             # A registration and a token request, and a margin.
             refresh_lock=redis_refresh_lock(self.redis, ttl_s=2 * s.pass_timeout_s + 5),
+            # Says what calls, and which version (a device's own User-Agent goes instead on
+            # its calls, when its event carries one).
+            user_agent=f"passflow/{passflow.__version__} (Adobe Pass REST API V2 client)",
             rate_limiter=self.throttle,
             on_throttled=self.throttle.answered_429,
             on_response=observe_adobe_call,

@@ -77,10 +77,14 @@ def partner_framework_status(
     })
 
 
-def device_headers(device: Device) -> dict[str, str]:
-    """Headers that identify the device on every REST API V2 call."""
-    headers = {"AP-Device-Identifier": device_identifier(device.id)}
-    if device.info:
+def device_headers(device: Device, *, identified: bool = True) -> dict[str, str]:
+    """Headers that describe the device on a REST API V2 call. `identified=False` for the calls
+    whose pages list neither AP-Device-Identifier nor X-Device-Info (a session's or a profile's
+    look-up by code, made from a second screen): only its address, visitor id and agent."""
+    headers: dict[str, str] = {}
+    if identified:
+        headers["AP-Device-Identifier"] = device_identifier(device.id)
+    if identified and device.info:
         headers["X-Device-Info"] = device_info(device.info, ip=device.ip, port=device.port)
     # else a browser, which "will automatically send a minimal set of required information in
     # the User-Agent header" (X-Device-Info page, Browsers): its User-Agent goes instead.

@@ -87,3 +87,36 @@ def test_restricted_device_info_values_are_reported():
     assert info == {"osName": "Plan9"}
     assert problems == ["osName='Plan9' is not one of the allowed values"]
     assert parse_device_info("not base64 json!")[0] is None
+
+
+def test_device_headers_only_where_the_page_lists_them():
+    """sessions/{code} and profiles/code/{code} list neither AP-Device-Identifier nor
+    X-Device-Info: a look-up by code carries the device's address and agent only."""
+    import respx
+    from httpx import Response
+
+    from worker.adobe_pass import AdobePass
+
+    device = Device(id="tv-1", ip="203.0.113.5", port=50000, info={"model": "TV"},
+                    user_agent="TV/1.0")
+    with respx.mock(base_url="https://pass.test", assert_all_called=False) as mock:
+        mock.post("/o/client/register").mock(return_value=Response(
+            201, json={"client_id": "c", "client_secret": "s", "scopes": ["api:client:v2"]}))
+        mock.post("/o/client/token").mock(return_value=Response(
+            200, json={"access_token": "t", "expires_in": 3600, "token_type": "bearer"}))
+        session = mock.get("/api/v2/REF30/sessions/CODE1").mock(return_value=Response(
+            200, json={"existingParameters": {}}))
+        code = mock.get("/api/v2/REF30/profiles/code/CODE1").mock(return_value=Response(
+            200, json={"profiles": {}}))
+        mvpd = mock.get("/api/v2/REF30/profiles/Cablevision").mock(return_value=Response(
+            200, json={"profiles": {}}))
+        with AdobePass("https://pass.test", software_statement="stmt", max_retries=0) as adobe:
+            adobe.sessions.retrieve("REF30", "CODE1", device=device)
+            adobe.profiles.for_code("REF30", "CODE1", device=device)
+            adobe.profiles.for_mvpd("REF30", "Cablevision", device=device)
+    for route in (session, code):
+        sent = route.calls.last.request.headers
+        assert "AP-Device-Identifier" not in sent and "X-Device-Info" not in sent
+        assert sent["X-Forwarded-For"] == "203.0.113.5" and sent["User-Agent"] == "TV/1.0"
+    sent = mvpd.calls.last.request.headers
+    assert sent["AP-Device-Identifier"].startswith("fingerprint ") and "X-Device-Info" in sent

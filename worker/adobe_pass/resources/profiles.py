@@ -10,8 +10,9 @@ from worker.adobe_pass.resources._base import Resource, seg
 from worker.adobe_pass.types import Profiles
 
 
-def _headers(device: Device, identity: Mapping[str, Any] | str | None) -> dict[str, str]:
-    headers = device_headers(device)
+def _headers(device: Device, identity: Mapping[str, Any] | str | None, *,
+             identified: bool = True) -> dict[str, str]:
+    headers = device_headers(device, identified=identified)
     if identity is not None:
         headers["AP-TempPass-Identity"] = temppass_identity(identity)
     return headers
@@ -42,5 +43,7 @@ class ProfilesResource(Resource):
         """GET /api/v2/{serviceProvider}/profiles/code/{code}."""
         return self._client.request(
             "GET", f"/api/v2/{seg(service_provider)}/profiles/code/{seg(code)}", cast=Profiles,
-            endpoint="profiles.code", headers=_headers(device, temppass_identity),
+            endpoint="profiles.code",
+            # The page lists neither AP-Device-Identifier nor X-Device-Info here.
+            headers=_headers(device, temppass_identity, identified=False),
         )

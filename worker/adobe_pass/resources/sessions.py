@@ -52,7 +52,8 @@ class SessionsResource(Resource):
         """GET /api/v2/{serviceProvider}/sessions/{code}."""
         return self._client.request(
             "GET", f"/api/v2/{seg(service_provider)}/sessions/{seg(code)}", cast=SessionInfo,
-            endpoint="sessions.retrieve", headers=device_headers(device),
+            # The page lists neither AP-Device-Identifier nor X-Device-Info here.
+            endpoint="sessions.retrieve", headers=device_headers(device, identified=False),
         )
 
     def authenticate_url(self, service_provider: str, code: str) -> str:
