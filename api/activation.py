@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import logos
 from models import AuthSession
+from models import Device as DeviceRow
 from models.db import session_scope
 from passflow.serving import client_address
 from passflow.settings import Settings
@@ -121,7 +122,7 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
             pipe.decr(key)
         pipe.execute()
 
-    def counted(request: Request, code: str, check, *args) -> Response:
+    def counted(request: Request, code: str, check, *args, **kwargs) -> Response:
         """Run a check of the code against Adobe Pass as a counted try: refused when the
         address or the code had too many; the try is given back unless the code was wrong."""
         if not take_try(request, code):
@@ -130,7 +131,7 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
                            "again with the code on your TV.", 429, retry=False)
         response = None
         try:
-            response = check(request, code, *args)
+            response = check(request, code, *args, **kwargs)
         finally:  # a fault of ours (an exception) never costs the user a try
             if response is None or response.status_code != 400:
                 give_back(request, code)  # only a wrong or expired code keeps its count
@@ -203,7 +204,20 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
                   "logo": f"/activate/logos/{quote(sp, safe='')}/{quote(m.id, safe='')}"}
                  for m in config.mvpds if not m.is_temp_pass]
         mvpds.sort(key=lambda m: m["name"].lower())
-        return page(request, "picker.html", action="/activate/provider", code=code, mvpds=mvpds)
+        # Checklist, TV Provider Selection Caching: the provider this device chose last is
+        # offered first (still one tap, so a user who changed provider is not signed in with
+        # the old one).
+        last = _last_mvpd(code, sp)
+        remembered = next((m for m in mvpds if m["id"] == last), None)
+        return page(request, "picker.html", action="/activate/provider", code=code, mvpds=mvpds,
+                    remembered=remembered)
+
+    def _last_mvpd(code: str, sp: str) -> str | None:
+        with session_scope() as session:
+            return session.scalar(select(DeviceRow.last_mvpd).join(
+                AuthSession, AuthSession.device_id == DeviceRow.id).where(
+                AuthSession.code == code, AuthSession.service_provider == sp)
+                .order_by(AuthSession.id.desc()).limit(1))
 
     @router.post("/activate/provider", response_class=HTMLResponse)
     async def choose_provider(request: Request) -> Response:
@@ -213,24 +227,26 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
         if not _CODE.match(code) or not mvpd or len(mvpd) > 200:
             return message(request, "Something is missing",
                            "Pick a provider from the list.", 400)
-        return await run_in_threadpool(counted, request, code, _resume_with, mvpd)
+        return await run_in_threadpool(counted, request, code, _resume_with, mvpd,
+                                       picked=True)
 
-    def _resume_with(request: Request, code: str, mvpd: str) -> Response:
+    def _resume_with(request: Request, code: str, mvpd: str, *, picked: bool = False) -> Response:
+        """Resume the session with `mvpd` and whatever else it lacks. The configuration is
+        read only for what the user picked here (its name and logo, from the picker's cached
+        list): the checklist's "only when requiring to prompt the user"."""
         sp = service_provider_of(code)
         browser = _browser(request)
+        rt = runtime()
         try:
-            info = runtime().adobe.sessions.retrieve(sp, code, device=browser)
-            config = runtime().configuration(sp, device=browser)  # cached a few minutes
-            missing = set(info.missing_parameters)
-            extra = {}
-            if "redirectUrl" in missing:
-                extra["redirect_url"] = f"{public_url}/landing"
-            if missing & {"domainName", "domain"}:
-                # The programmer's domain as Adobe Pass knows it.
-                extra["domain_name"] = (settings.domain_name or config.first_domain
-                                        or urlsplit(public_url).hostname or "localhost")
-            answer = runtime().adobe.sessions.resume(sp, code, device=browser, mvpd=mvpd,
-                                                     **extra)
+            info = rt.adobe.sessions.retrieve(sp, code, device=browser)
+            answer = rt.adobe.sessions.resume(sp, code, device=browser, mvpd=mvpd,
+                                              **_missing(sp, browser, info.missing_parameters))
+            if answer.action_name == "retry" and answer.missing_parameters:
+                # Adobe still lacks a parameter: given once more, not shown as an outage.
+                answer = rt.adobe.sessions.resume(
+                    sp, code, device=browser, mvpd=mvpd,
+                    **_missing(sp, browser, answer.missing_parameters))
+            chosen = rt.configuration(sp, device=browser).mvpd(mvpd) if picked else None
         except APIStatusError as exc:
             if exc.status_code == 400 and exc.code != "invalid_parameter_mvpd":
                 return code_problem(request, code, exc)
@@ -240,12 +256,24 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
             return _unavailable(request, exc)
         except AdobePassError as exc:
             return _unavailable(request, exc)
-        picked = config.mvpd(mvpd)
-        with session_scope() as session:
-            jobs.provider_picked(session, service_provider=sp, code=code, mvpd=mvpd,
-                                 display_name=picked.display_name if picked else None,
-                                 logo_url=picked.logo_url if picked else None)
+        if picked:
+            with session_scope() as session:
+                jobs.provider_picked(session, service_provider=sp, code=code, mvpd=mvpd,
+                                     display_name=chosen.display_name if chosen else None,
+                                     logo_url=chosen.logo_url if chosen else None)
         return _follow(request, sp, code, answer)
+
+    def _missing(sp: str, browser: Device, missing: list[str]) -> dict[str, str]:
+        """What passflow can give of the parameters a session lacks (besides the MVPD)."""
+        extra = {}
+        if "redirectUrl" in missing:
+            extra["redirect_url"] = f"{public_url}/landing"
+        if set(missing) & {"domainName", "domain"}:
+            # The programmer's domain: the setting, or the one learned and kept.
+            extra["domain_name"] = (settings.domain_name
+                                    or runtime().domain_name(sp, device=browser)
+                                    or urlsplit(public_url).hostname or "localhost")
+        return extra
 
     def _follow(request: Request, sp: str, code: str, answer) -> Response:
         """Where the resume answer's actionName says the browser goes next."""
@@ -259,9 +287,9 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
                            "No sign-in is needed. You can go back to your TV: it will start in "
                            "a moment.", 200, success=True, retry=False)
         if answer.action_name == "retry":
-            return message(request, "Try again in a moment",
-                           "Your TV provider's sign-in service asked us to try again. Please "
-                           "try again in a few seconds.", 503)
+            return message(request, "This code needs a fresh start",
+                           "Adobe Pass still lacks something to sign you in with this code. "
+                           "Start again on your TV to get a new code.", 400)
         return message(request, "Something went wrong",
                        "This code can't be used to sign in. Start again on your TV to get a "
                        "new code.", 400)

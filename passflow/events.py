@@ -84,6 +84,10 @@ class DeviceIn(BaseModel):
         info that departs from Adobe's table is sent as it is, with warnings."""
         self._warnings = [f"device.info: {problem}" for problem in
                           device_info.problems(self.info)]
+        if self.ip is not None and self.port is None:
+            self._warnings.append(
+                "device.port is missing: the server-to-server cookbook asks for the device's "
+                "source port (sent as connectionPort), which home-based authentication uses")
         shared = bool((context.context or {}).get("devices_share_address"))
         if self.ip is None and not shared:
             raise ValueError("device.ip is required: Adobe Pass throttles each device by its "

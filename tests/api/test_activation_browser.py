@@ -38,8 +38,8 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def start_authentication(api: httpx.Client, **fields) -> tuple[str, str]:
-    device = new_device()
+def start_authentication(api: httpx.Client, device=None, **fields) -> tuple[str, str]:
+    device = device or new_device()
     body = {"event_id": f"evt-{uuid.uuid4()}", "type": "authentication.requested",
             "device": device_json(device), **fields}
     job_id = api.post("/v1/events", json=body).json()["job_id"]
@@ -158,3 +158,40 @@ def test_polling_mechanism_starting_primary_screen_polls_from_the_landing(
     page.goto(f"{api_server.url}/landing?job={job_id}")
     expect(page.get_by_role("heading")).to_have_text("You're signed in")
     assert wait_for_status(job_id) == "succeeded"
+
+
+def test_a_returning_user_is_offered_the_provider_it_chose_last(page: Page, api: httpx.Client,
+                                                               api_server: BackgroundServer,
+                                                               jobs_env: httpx.Client):
+    """Checklist, TV Provider Selection Caching: the provider the TV chose last is offered
+    first, one tap; the full list stays below."""
+    device = new_device()
+    job_id, code = start_authentication(api, device)
+    page.goto(f"{api_server.url}/activate")
+    page.get_by_label("Code shown on your TV").fill(code)
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_text("Continue with")).to_have_count(0)  # nothing remembered yet
+    page.get_by_role("button", name="Spectrum").click()
+    sign_in_at_the_mvpd(page, "Spectrum")
+    assert wait_for_status(job_id) == "succeeded"
+    # Some days later the sign-in has ended (Adobe Pass and passflow no longer hold it); the
+    # device still remembers its provider.
+    jobs_env.post("/_sim/reset", params={"keep_registrations": "true"}).raise_for_status()
+    from sqlalchemy import update
+
+    import models.db
+    from models import Profile
+    with models.db.session_scope() as session:
+        session.execute(update(Profile).where(Profile.device_id == device.id)
+                        .values(logged_out_at=Profile.created_at))
+
+    again, code = start_authentication(api, device)
+    page.goto(f"{api_server.url}/activate")
+    page.get_by_label("Code shown on your TV").fill(code)
+    page.get_by_role("button", name="Continue").click()
+    remembered = page.get_by_role("button", name="Continue with Spectrum")
+    expect(remembered).to_be_visible()
+    shot(page, "2b-picker-remembered")
+    remembered.click()
+    sign_in_at_the_mvpd(page, "Spectrum")
+    assert wait_for_status(again) == "succeeded"
