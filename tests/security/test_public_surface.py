@@ -192,16 +192,19 @@ def test_a_non_ascii_user_agent_is_no_fault_and_costs_no_try(api: httpx.Client, 
     assert all(count == 0 for count in counts), counts
 
 
-def test_refused_and_malformed_tries_store_nothing(api_server, activation_tries, redis_client):
+def test_refused_and_malformed_tries_store_nothing(database_url, api_server, jobs_env,
+                                                  activation_tries, redis_client):
     for n in range(50):
         httpx.post(api_server.url + "/activate", data={"code": f"!{n}!"})  # malformed
     assert not redis_client.keys("passflow:activate:tries:*")
-    for n in range(5):
-        httpx.post(api_server.url + "/activate", data={"code": f"WRONG{n:03d}"})
+    for n in range(5):  # five wrong codes (a try the throttle deferred is tried again)
+        wait_for(lambda n=n: httpx.post(api_server.url + "/activate",
+                                        data={"code": f"WRONG{n:03d}"}).status_code == 400,
+                 timeout=20, interval=0.5)
     before = set(redis_client.keys("passflow:activate:tries:*"))
     for n in range(200):  # locked out now: refused, and nothing new is kept
-        assert httpx.post(api_server.url + "/activate",
-                          data={"code": f"OTHER{n:03d}"}).status_code == 429
+        refused = httpx.post(api_server.url + "/activate", data={"code": f"OTHER{n:03d}"})
+        assert refused.status_code == 429 and "Too many tries" in refused.text
     assert set(redis_client.keys("passflow:activate:tries:*")) == before
 
 
