@@ -30,6 +30,7 @@ from worker.steps.base import (
     answer_or_raise,
     decided_resources,
     failed,
+    from_millis,
     save_decision,
     stored_profile,
 )
@@ -165,8 +166,41 @@ def authorize_apply(ctx: StepContext, answer: Any) -> Outcome:
         return failed("decision_missing", f"Adobe Pass answered without a decision for {resource}")
     if _wants_retry(ctx, decision):
         return _again(ctx)
+    problem = media_token_problem(decision, service_provider=ctx.sp, mvpd=ctx.job.mvpd)
+    if problem:  # never handed on: the player would start on a token that fails verification
+        return failed("media_token_invalid", f"Permit for {resource} not passed on: {problem}",
+                      action="retry")
     save_decision(ctx, DecisionKind.AUTHORIZE, ctx.job.mvpd, decision)
     return Outcome(JobStatus.SUCCEEDED)
+
+
+# A verifier's clock may differ from Adobe's by this much (media-tokens.md: the TTL "is
+# designed to account for potential clock synchronization issues").
+CLOCK_SKEW_S = 60
+
+
+def media_token_problem(decision: PassDecision, *, service_provider: str,
+                        mvpd: str | None) -> str | None:
+    """Why a Permit's media token must not be handed on, or None. Read from the decision's own
+    fields (Adobe advises against parsing the token itself): a token there, inside its
+    validity window, for this requestor and MVPD. Its signature is the Media Token Verifier's
+    to check, in the programmer's playback service."""
+    if decision.decision != "Permit":
+        return None
+    token = decision.token
+    if token is None or not token.serialized_token:
+        return "the Permit carries no media token"
+    now = utcnow()
+    not_after, not_before = from_millis(token.not_after), from_millis(token.not_before)
+    if not_after is not None and not_after <= now:
+        return f"its media token expired at {not_after.isoformat()}"
+    if not_before is not None and not_before > now + timedelta(seconds=CLOCK_SKEW_S):
+        return f"its media token is valid only from {not_before.isoformat()}"
+    if decision.service_provider and decision.service_provider != service_provider:
+        return f"it was issued for requestor {decision.service_provider}"
+    if decision.mvpd and mvpd and decision.mvpd != mvpd:
+        return f"it was issued for MVPD {decision.mvpd}"
+    return None
 
 
 AUTHORIZE = Step(StepName.DECISIONS_AUTHORIZE, Queue.DECISIONS, authorize_plan, authorize_apply)

@@ -7,10 +7,13 @@ from sqlalchemy import select
 from models import Decision, Job, JobStatus, Profile, utcnow
 from models.db import session_scope
 from passflow.crypto import cipher_from_settings
+from passflow.settings import get_settings
 from tests.factories import DecisionFactory, DeviceFactory, JobFactory, ProfileFactory
 from tests.worker.steps.conftest import ON_SQLITE, through
 from worker import engine
+from worker.runtime import runtime
 from worker.steps import StepName, decisions, profiles, temppass
+from worker.steps.base import StepContext
 
 pytestmark = ON_SQLITE
 
@@ -114,3 +117,34 @@ def test_permits_are_not_reused_after_a_logout(step_env, logged_in):
                      fields={"mvpd": "Cablevision", "resources": ["CNN"]})
     through(decisions.PREAUTHORIZE, job.id)
     assert _decided(job.id)["CNN"].source != "passflow-cache"
+
+
+def test_authorization_decisions_retrieval_a_media_token_that_fails_is_not_handed_on(
+        step_env):
+    """A Permit whose media token is expired, not yet valid, or for another requestor or MVPD
+    is reported with its reason (media_token_invalid), never passed on silently."""
+    import time
+
+    from worker.adobe_pass.types import Decisions
+
+    now_ms = int(time.time() * 1000)
+    cases = {
+        "expired": {"notBefore": now_ms - 600_000, "notAfter": now_ms - 1000},
+        "not yet valid": {"notBefore": now_ms + 3_600_000, "notAfter": now_ms + 4_000_000},
+        "another requestor": {"notBefore": now_ms, "notAfter": now_ms + 400_000,
+                              "serviceProvider": "OTHER"},
+    }
+    for case, fields in cases.items():
+        token = {"notBefore": fields["notBefore"], "notAfter": fields["notAfter"],
+                 "serializedToken": "c2lnbmVk"}
+        answer = Decisions.model_validate({"decisions": [{
+            "resource": "REF30", "serviceProvider": fields.get("serviceProvider", "REF30"),
+            "mvpd": "Cablevision", "authorized": True, "token": token}]})
+        # (already final: not a due job for a worker of a later test to run)
+        play = JobFactory(status=JobStatus.FAILED.value, current_step=None)
+        with session_scope() as session:
+            ctx = StepContext(session, session.get_one(Job, play.id), get_settings(), runtime())
+            outcome = decisions.authorize_apply(ctx, answer)
+        assert outcome.status == JobStatus.FAILED, case
+        assert outcome.error["code"] == "media_token_invalid", case
+        assert _decided(play.id) == {}, case  # no Permit stored to hand on
