@@ -86,21 +86,3 @@ def cipher_from_settings() -> Cipher:
     if key is None or not key.get_secret_value():
         raise SecretKeyMissing("PASSFLOW_SECRET_KEY is required to store secrets")
     return Cipher(key.get_secret_value())
-
-
-def open_sealed(private_key_pem: str, sealed: str) -> object:
-    """A user metadata attribute Adobe sent encrypted for the programmer's certificate:
-    RSA-OAEP (SHA-256) over its JSON, Base64 (the simulator's scheme; the reference leaves it
-    to the certificate). Raises ValueError when it cannot be opened."""
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
-    key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError("the user metadata key is not an RSA private key")
-    try:
-        plain = key.decrypt(base64.b64decode(sealed), padding.OAEP(
-            mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
-    except Exception as exc:  # wrong key, not Base64, not ours
-        raise ValueError("the attribute cannot be opened with the configured key") from exc
-    return json.loads(plain)

@@ -8,7 +8,7 @@ from ipaddress import ip_network
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from passflow.strength import weakness
@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     # attributes Adobe sends encrypted ("state": "enc", e.g. zip) are then stored readable
     # (still encrypted at rest with PASSFLOW_SECRET_KEY); without it they are kept sealed.
     metadata_private_key: SecretStr | None = None
+    # Its passphrase, when the key is protected (Adobe's openssl recipe makes it so).
+    metadata_key_passphrase: SecretStr | None = None
     # Hosts whose MVPD logos may be fetched over plain http or from a private address (a
     # development simulator); every other logo host must be public and https.
     logo_trusted_hosts: list[str] = []
@@ -138,6 +140,20 @@ class Settings(BaseSettings):
             if problem:
                 raise ValueError(f"the token {problem}; `passflow token create` makes one")
         return value
+
+    @model_validator(mode="after")
+    def _metadata_key_opens(self) -> Settings:
+        """A metadata key that cannot be loaded is said at start, not by a failed job."""
+        if self.metadata_private_key is not None:
+            from passflow.sealed import metadata_key
+
+            passphrase = self.metadata_key_passphrase
+            try:
+                metadata_key(self.metadata_private_key.get_secret_value(),
+                             passphrase.get_secret_value() if passphrase else None)
+            except ValueError as exc:
+                raise ValueError(f"PASSFLOW_METADATA_PRIVATE_KEY: {exc}") from None
+        return self
 
     @field_validator("webhook_secret")
     @classmethod

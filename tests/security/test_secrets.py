@@ -63,3 +63,24 @@ def test_data_written_by_earlier_versions_still_decrypts():
     with pytest.raises(InvalidToken):
         legacy.decrypt(rotated.encode())
     assert cipher.decrypt(rotated) == "written before the KDF"
+
+
+def test_a_protected_metadata_key_without_its_passphrase_is_said_at_start():
+    """Adobe's openssl recipe makes a passphrase-protected key: without the passphrase the
+    settings say so in one line (it was a TypeError in a job)."""
+    import pydantic
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from passflow.settings import Settings
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    protected = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"the-passphrase")).decode()
+    with pytest.raises(pydantic.ValidationError, match="passphrase-protected"):
+        Settings(metadata_private_key=protected)
+    with pytest.raises(pydantic.ValidationError, match="wrong passphrase"):
+        Settings(metadata_private_key=protected, metadata_key_passphrase="not-it")
+    assert Settings(metadata_private_key=protected,
+                    metadata_key_passphrase="the-passphrase").metadata_private_key

@@ -25,7 +25,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from models import Decision, Device, Job, JobStatus, Profile, utcnow
-from passflow.crypto import Cipher, open_sealed
+from passflow.crypto import Cipher
+from passflow.sealed import open_sealed
 from passflow.settings import Settings
 from worker import metrics
 from worker.adobe_pass import AdobePass, APIStatusError
@@ -219,7 +220,9 @@ def _readable(ctx: StepContext, attribute: dict[str, Any]) -> dict[str, Any]:
     if attribute.get("state") != "enc" or key is None:
         return attribute
     try:
-        return {"value": open_sealed(key.get_secret_value(), attribute["value"]),
+        passphrase = ctx.settings.metadata_key_passphrase
+        return {"value": open_sealed(key.get_secret_value(), attribute["value"],
+                                     passphrase.get_secret_value() if passphrase else None),
                 "state": "decrypted"}
     except ValueError:
         return attribute

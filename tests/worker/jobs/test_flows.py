@@ -282,9 +282,12 @@ def test_encrypted_attributes_are_opened_with_the_configured_key_else_kept_seale
     zip_code = view(sealed)["result"]["profile"]["attributes"]["zip"]
     assert zip_code["state"] == "enc" and zip_code["value"] != "10001"  # kept sealed
 
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
+    # Protected with a passphrase, as Adobe's openssl recipe makes it.
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"metadata-passphrase")).decode()
     monkeypatch.setenv("PASSFLOW_METADATA_PRIVATE_KEY", private)
+    monkeypatch.setenv("PASSFLOW_METADATA_KEY_PASSPHRASE", "metadata-passphrase")
     get_settings.cache_clear()
     try:
         opened = authenticate(jobs_env, new_device())
