@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
+    Info,
     ProcessCollector,
     generate_latest,
 )
@@ -59,6 +60,7 @@ from models.history import (
 )
 from passflow import logs
 from passflow.crypto import cipher_from_settings
+from passflow.database import build_info
 from passflow.events import EventIn, EventType
 from passflow.settings import DEFAULT_PUBLIC_URL, Settings, get_settings
 from worker import dispatch, jobs, metrics
@@ -152,7 +154,8 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     admin = [Depends(checker.require("admin"))]
 
     public_docs = settings.api_docs
-    app = FastAPI(title="passflow", version="1",
+    build = build_info()
+    app = FastAPI(title="passflow", version=f"{build['version']} (schema {build['schema']})",
                   description="Adobe Pass REST API V2 cookbook steps as jobs (docs/api.md). "
                               "Errors are RFC 9457 problem details.",
                   responses=problems.RESPONSES,
@@ -214,6 +217,8 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     registry.register(WorkerProcessCollector(settings.broker_url))
     registry.register(RedisMetricsCollector(settings.broker_url))
     ProcessCollector(registry=registry)  # this API process: memory, CPU, open files
+    Info("passflow_build", "The version of passflow and the schema revision it needs",
+         registry=registry).info(build)
 
     @app.post("/v1/events", status_code=202, dependencies=ingest,
               responses={200: {"model": Accepted, "description": "event_id seen before"},
@@ -369,7 +374,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     def healthz() -> JSONResponse:
         """Every check with its detail; 503 when any fails."""
         failing, checks = health()
-        return JSONResponse({"status": "failing" if failing else "ok", **checks},
+        return JSONResponse({"status": "failing" if failing else "ok", **build, **checks},
                             status_code=503 if failing else 200)
 
     @app.get("/readyz")

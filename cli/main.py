@@ -70,11 +70,11 @@ def _worker(args: argparse.Namespace) -> int:
     from worker.queues import ALL_QUEUES
     from worker.tasks import register
 
-    if _webhooks_refused("worker") or _cannot_start("worker", get_settings()):
-        return 2
-    if get_settings().software_statement is None:
+    if get_settings().software_statement is None:  # a setting: said before any connection
         print("passflow worker: set PASSFLOW_SOFTWARE_STATEMENT (the software statement of your "
               "application, from Adobe's TVE Dashboard)", file=sys.stderr)
+        return 2
+    if _webhooks_refused("worker") or _cannot_start("worker", get_settings()):
         return 2
 
     if args.concurrency:
@@ -544,12 +544,10 @@ def settings_problem() -> str | None:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from passflow.database import build_info
 
-    try:
-        return version("passflow")
-    except PackageNotFoundError:
-        return "(not installed)"
+    build = build_info()
+    return f"{build['version']} (schema revision {build['schema']})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,14 @@ def head() -> str:
     return heads[0]
 
 
+def build_info() -> dict[str, str]:
+    """passflow's version and the schema revision this code needs (`passflow --version`,
+    /healthz, the passflow_build_info metric, the OpenAPI document)."""
+    import passflow
+
+    return {"version": passflow.__version__, "schema": head()}
+
+
 def shown(url: str) -> str:
     """A database URL fit for a message: without its password."""
     try:

@@ -155,6 +155,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"PASSFLOW_METADATA_PRIVATE_KEY: {exc}") from None
         return self
 
+    @field_validator("software_statement")
+    @classmethod
+    def _statement(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty statement is no statement (a worker refuses to start without one)."""
+        return value if value is not None and value.get_secret_value().strip() else None
+
     @field_validator("webhook_secret")
     @classmethod
     def _strong_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:

@@ -81,8 +81,12 @@ def test_version_and_help_on_every_option():
     from cli.main import build_parser
 
     parser = build_parser()
-    assert subprocess.run([sys.executable, "-m", "cli", "--version"], capture_output=True,
-                          text=True).stdout.startswith("passflow ")
+    from passflow import __version__
+    from passflow.database import head
+
+    shown = subprocess.run([sys.executable, "-m", "cli", "--version"], capture_output=True,
+                           text=True).stdout
+    assert shown.strip() == f"passflow {__version__} (schema revision {head()})", shown
     commands = next(a for a in parser._actions if a.dest == "command").choices
     for name, sub in commands.items():
         for action in sub._actions:

@@ -176,6 +176,30 @@ def test_healthz_checks_database_broker_and_the_sweeper(api: httpx.Client):
     assert health["sweeper"]["by"]
 
 
+def test_the_build_is_in_healthz_metrics_and_the_api_document(api: httpx.Client):
+    from passflow import __version__
+    from passflow.database import head
+
+    health = api.get("/healthz").json()
+    assert (health["version"], health["schema"]) == (__version__, head())
+    assert (f'passflow_build_info{{schema="{head()}",version="{__version__}"}} 1.0'
+            in api.get("/metrics").text)
+    assert api.get("/openapi.json").json()["info"]["version"].startswith(__version__)
+
+
+def test_an_empty_software_statement_stops_a_worker():
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "cli", "worker"], capture_output=True,
+                          text=True, timeout=60,
+                          env={**os.environ, "PASSFLOW_SOFTWARE_STATEMENT": "  ",
+                               "PASSFLOW_DATABASE_URL": "sqlite:////nonexistent/passflow.db"})
+    [line] = done.stderr.strip().splitlines()  # one line, and about the statement
+    assert done.returncode == 2 and "PASSFLOW_SOFTWARE_STATEMENT" in line, done.stderr
+
+
 def test_healthz_fails_when_no_worker_sweeps(database_url: str, pass_env: str):
     """An API whose broker no worker uses (another Redis database): nothing sweeps there, so
     polls and retries would never be sent, and /healthz says so."""
