@@ -244,11 +244,22 @@ def _purge(args: argparse.Namespace) -> int:
 
 
 def _forget(args: argparse.Namespace) -> int:
+    """Deletes at once only with --yes; otherwise says first what would go."""
     from models.maintenance import forget_device
 
+    def said(counts: dict[str, int]) -> str:
+        return ", ".join(f"{n} {what}" for what, n in counts.items() if n) or "nothing"
+
+    if not args.yes:
+        plan = forget_device(args.device, dry_run=True)
+        print(f"device {args.device}: would delete {said(plan)}")
+        if args.dry_run:
+            return 0
+        print("Nothing changed. Run `passflow forget --device ID --yes` to delete.",
+              file=sys.stderr)
+        return 1
     counts = forget_device(args.device)
-    print(f"device {args.device} forgotten: "
-          + ", ".join(f"{n} {what}" for what, n in counts.items()))
+    print(f"device {args.device} forgotten: deleted {said(counts)}")
     return 0
 
 
@@ -314,6 +325,14 @@ def _jobs(args: argparse.Namespace) -> int:
     if not args.job_id:
         print(f"passflow jobs {args.action}: give the job id", file=sys.stderr)
         return 2
+    with session_scope() as session:  # the 8 characters `passflow demo` prints will do
+        found = _job_ids(session, args.job_id)
+    if len(found) > 1:
+        print(f"passflow jobs {args.action}: {len(found)} jobs start with {args.job_id}: give "
+              "more of the id", file=sys.stderr)
+        return 2
+    if found:
+        args.job_id = found[0]
     if args.action == "retry":
         try:
             new_id = dispatch.retry(args.job_id,
@@ -333,6 +352,19 @@ def _jobs(args: argparse.Namespace) -> int:
             return 1
         print(json.dumps(job_view(session, job, None), indent=2))
     return 0
+
+
+def _job_ids(session, given: str) -> list[str]:
+    """The job `given` names: its whole id, or a start of 6 characters or more of one."""
+    from sqlalchemy import select
+
+    from models import Job
+
+    if session.get(Job, given) is not None or len(given) < 6 \
+            or not all(c in "0123456789abcdef-" for c in given.lower()):
+        return [given]
+    return list(session.scalars(select(Job.id).where(Job.id.startswith(given.lower()))
+                                .order_by(Job.id).limit(2)))
 
 
 def _register(args: argparse.Namespace) -> int:
@@ -501,6 +533,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     forget = commands.add_parser("forget", help="delete a device's records everywhere")
     forget.add_argument("--device", required=True, help="the device's id")
+    forget.add_argument("--yes", action="store_true",
+                        help="delete (without it, only say what would be deleted)")
+    forget.add_argument("--dry-run", action="store_true",
+                        help="say what would be deleted, change nothing, exit 0")
     forget.set_defaults(func=_forget)
 
     register = commands.add_parser(

@@ -89,6 +89,8 @@ def test_the_cli_finds_and_retries_as_the_api_does(api: httpx.Client, jobs_env: 
     assert [j["job_id"] for j in json.loads(listed.stdout)["jobs"]] == [failed]
     shown = json.loads(_cli("jobs", "show", failed).stdout)
     assert shown["status"] == "failed" and shown["error"]["code"]
+    # The 8 characters `passflow demo` prints are enough.
+    assert json.loads(_cli("jobs", "show", failed[:8]).stdout)["job_id"] == failed
     retried = _cli("jobs", "retry", failed)
     assert retried.returncode == 0, retried.stderr
     again = _cli("jobs", "retry", failed)

@@ -64,7 +64,12 @@ def test_forget_a_device_deletes_its_records_everywhere(api: httpx.Client,
     device_id = _walk(api, jobs_env)
     other = _walk(api, jobs_env)
     assert _count(Job, device_id=device_id) == 3
-    done = _cli("forget", "--device", device_id)
+    planned = _cli("forget", "--device", device_id, "--dry-run")
+    assert planned.returncode == 0 and "3 jobs" in planned.stdout, planned.stdout
+    refused = _cli("forget", "--device", device_id)  # no --yes: nothing changes
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert _count(Job, device_id=device_id) == 3
+    done = _cli("forget", "--device", device_id, "--yes")
     assert done.returncode == 0, done.stderr
     for model in (Job, AuthSession, Profile, Decision, Logout):
         assert _count(model, device_id=device_id) == 0, model
