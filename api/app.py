@@ -77,16 +77,22 @@ Outcome = Enum("Outcome", {name: name for name in OUTCOME_KINDS}, type=str)  # t
 
 def known_query(*names: str) -> Any:
     """A dependency refusing query parameters the route does not know (a typo in a filter
-    must not silently return everything)."""
+    must not silently return everything), and a filter given twice (one of the two would be
+    dropped silently)."""
     allowed = frozenset(names)
 
     def check(request: Request) -> None:
         unknown = sorted(set(request.query_params) - allowed)
-        if unknown:
-            raise HTTPException(422, [{"field": name, "type": "unknown_parameter",
-                                       "message": f"unknown parameter; known: "
-                                                  f"{', '.join(sorted(allowed))}"}
-                                      for name in unknown])
+        repeated = sorted(name for name in set(request.query_params) & allowed
+                          if len(request.query_params.getlist(name)) > 1)
+        problems = [{"field": name, "type": "unknown_parameter",
+                     "message": f"unknown parameter; known: {', '.join(sorted(allowed))}"}
+                    for name in unknown]
+        problems += [{"field": name, "type": "repeated_parameter",
+                      "message": "given more than once: one value per filter"}
+                     for name in repeated]
+        if problems:
+            raise HTTPException(422, problems)
 
     return Depends(check)
 

@@ -272,9 +272,11 @@ def _history(args: argparse.Namespace) -> int:
                          until=args.until, limit=args.limit, cursor=args.cursor)
     with session_scope() as session:
         entries, next_cursor = history(session, query)
+    columns = ("at", "kind", "mvpd", "resource", "outcome", "reason", "job_id")
+    whose = f"device {args.device}" if args.device else "any device"
     return _page(args, "entries", entries, next_cursor,
-                 ("at", "kind", "mvpd", "resource", "outcome", "reason", "job_id"),
-                 empty=f"no history for device {args.device} with these filters")
+                 columns if args.device else ("at", "device_id", *columns[1:]),
+                 empty=f"no history for {whose} with these filters")
 
 
 def _page(args: argparse.Namespace, name: str, items: list[dict], next_cursor: str | None,
@@ -485,9 +487,10 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(func=_api)
 
     hist = commands.add_parser(
-        "history", help="entitlement history of a device: sessions, profiles, decisions, "
-                        "logouts, and failed or cancelled attempts with their reason")
-    hist.add_argument("--device", required=True, help="the device's id")
+        "history", help="entitlement history: sessions, profiles, decisions, logouts, and "
+                        "failed or cancelled attempts with their reason, newest first")
+    hist.add_argument("--device", help="only this device (without it: every device, with its "
+                                       "id shown)")
     hist.add_argument("--mvpd", help="only this MVPD")
     hist.add_argument("--resource", help="only decisions about this resource")
     hist.add_argument("--job", help="only this job's entries")

@@ -70,7 +70,11 @@ def _exposed(text: str) -> set[str]:
 
 
 def test_every_metric_the_dashboard_and_rules_use_is_exposed(api: httpx.Client):
+    from worker.runtime import runtime
+
     device = new_device()
+    # Adobe Pass names its MVPDs (a configuration read): only those are label values.
+    runtime().configuration("REF30", device=device)
     job = api.post("/v1/events", json={"event_id": f"evt-{uuid.uuid4()}",
                                        "type": "authorization.requested", "mvpd": "Cablevision",
                                        "resource": "REF30", "device": device_json(device)})
@@ -88,3 +92,20 @@ def test_every_metric_the_dashboard_and_rules_use_is_exposed(api: httpx.Client):
     # are its own; each test starts with an empty Redis).
     wait_for(lambda: re.search(r'passflow_worker_resident_memory_bytes\{worker="[^"]+"\} [1-9]',
                                api.get("/metrics").text), timeout=2 * FIGURES_S + 2)
+
+
+def test_every_runbook_command_in_the_rules_runs_as_written(database_url: str):
+    """An on-call engineer copies the command an alert names: it must run (labels filled in
+    as Prometheus would)."""
+    import sys
+
+    rules = yaml.safe_load(RULES.read_text())
+    texts = [value for group in rules["groups"] for rule in group["rules"]
+             for value in rule.get("annotations", {}).values()]
+    commands = [found for text in texts for found in re.findall(r"`(passflow [^`]+)`", text)]
+    assert commands, "the rules name no passflow command"
+    for command in commands:
+        argv = command.replace("{{ $labels.mvpd }}", "Spectrum").split()[1:]
+        done = subprocess.run([sys.executable, "-m", "cli", *argv], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, (command, done.stderr)

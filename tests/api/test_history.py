@@ -83,6 +83,12 @@ def test_history_rejects_bad_parameters(api: httpx.Client):
     assert api.get("/v1/history", params={"limit": 0}).status_code == 422
     assert api.get("/v1/history", params={"since": "yesterday"}).status_code == 422
     assert api.get("/v1/history", params={"since": "2026-01-01T00:00:00"}).status_code == 422
+    # A filter given twice is a 422, not one of the two dropped silently.
+    for path, name, values in (("/v1/jobs", "status", ["failed", "succeeded"]),
+                               ("/v1/history", "mvpd", ["Cablevision", "Spectrum"])):
+        twice = api.get(path, params=[(name, v) for v in values])
+        assert twice.status_code == 422, twice.text
+        assert twice.json()["errors"][0]["type"] == "repeated_parameter"
 
 
 @pytest.mark.slow
@@ -93,6 +99,12 @@ def test_history_command_prints_a_table_and_json(api: httpx.Client, jobs_env: ht
                             device.id], capture_output=True, text=True, timeout=60, check=True)
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["AT", "KIND", "MVPD", "RESOURCE", "OUTCOME", "REASON", "JOB_ID"]
+    # Without --device (the alert rules' runbook command): every device, each named.
+    denies = subprocess.run([sys.executable, "-m", "cli", "history", "--mvpd", "Cablevision",
+                             "--outcome", "Deny"], capture_output=True, text=True, timeout=60,
+                            check=True)
+    assert denies.stdout.splitlines()[0].split()[:2] == ["AT", "DEVICE_ID"]
+    assert device.id in denies.stdout and "Permit" not in denies.stdout
     assert len(lines) == 6 and "HBO" in table.stdout
     [deny] = [line for line in lines if "Deny" in line]
     assert "action" in deny  # the Deny's reason: its error code and action
