@@ -28,6 +28,21 @@ ENVIRONMENTS = {
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
 
+_MAKE_ONE = "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+
+
+def _strong(value: SecretStr | None, what: str, remedy: str, *,
+            first_of_list: bool = False) -> SecretStr | None:
+    """`value` when strong enough (passflow.strength), else a ValueError saying why and how to
+    get one, never the value."""
+    if value is not None and value.get_secret_value():
+        secret = value.get_secret_value()
+        problem = weakness(secret.split(",")[0] if first_of_list else secret)
+        if problem:
+            raise ValueError(f"{what} {problem}; {remedy}")
+    return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PASSFLOW_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
@@ -123,23 +138,19 @@ class Settings(BaseSettings):
     def _strong_key(cls, value: SecretStr | None) -> SecretStr | None:
         """The first key encrypts: it must be strong. Later ones only decrypt, being rotated
         away (`passflow rotate-key`)."""
-        if value is not None and value.get_secret_value():
-            first = value.get_secret_value().split(",")[0]
-            problem = weakness(first)
-            if problem:
-                raise ValueError(f"the (first) key {problem}; give a Fernet key or a passphrase,"
-                                 " e.g. from `python -c 'import secrets; "
-                                 "print(secrets.token_urlsafe(32))'`")
-        return value
+        return _strong(value, "the (first) key", "give a Fernet key or a passphrase, e.g. from "
+                       f"{_MAKE_ONE}", first_of_list=True)
 
     @field_validator("api_token")
     @classmethod
     def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            problem = weakness(value.get_secret_value())
-            if problem:
-                raise ValueError(f"the token {problem}; `passflow token create` makes one")
-        return value
+        return _strong(value, "the token", "`passflow token create` makes one")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _strong_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        """The receiver trusts what it signs (media tokens): as strong as a key."""
+        return _strong(value, "the webhook secret", f"{_MAKE_ONE} makes one")
 
     @model_validator(mode="after")
     def _metadata_key_opens(self) -> Settings:
@@ -160,17 +171,6 @@ class Settings(BaseSettings):
     def _statement(cls, value: SecretStr | None) -> SecretStr | None:
         """An empty statement is no statement (a worker refuses to start without one)."""
         return value if value is not None and value.get_secret_value().strip() else None
-
-    @field_validator("webhook_secret")
-    @classmethod
-    def _strong_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
-        """The receiver trusts what it signs (media tokens): as strong as a key."""
-        if value is not None and value.get_secret_value():
-            problem = weakness(value.get_secret_value())
-            if problem:
-                raise ValueError(f"the webhook secret {problem}; `python -c 'import secrets; "
-                                 "print(secrets.token_urlsafe(32))'` makes one")
-        return value
 
     @field_validator("trusted_proxies")
     @classmethod
