@@ -6,7 +6,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from cli.preflight import ITEMS
+
+# Each runs `passflow preflight` in a process of its own (not in make test-fast).
+pytestmark = pytest.mark.slow
 
 
 def test_lifecycle_testing_preflight_prints_each_of_the_23_checklist_items(
