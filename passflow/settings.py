@@ -14,13 +14,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from passflow.strength import weakness
 
 # Adobe Pass environments by name (checklist, Lifecycle Testing: Prequal-Production and
-# Release-Staging before Release-Production). Production and staging hosts are those the
-# reference pages show (sp.auth.adobe.com in its samples, sp.auth-staging.adobe.com for its test
-# tool); the prequal host follows the same pattern and is not shown there: confirm it with Adobe.
+# Release-Staging before Release-Production). Release hosts are those the reference pages show
+# (sp.auth.adobe.com in its samples, sp.auth-staging.adobe.com for its test tool); the prequal
+# hosts are those of Adobe's tech note "Setting up your environment and testing in Pre-Qual"
+# (sp-prequal.auth.adobe.com; its staging profile differs only by the auth-staging domain).
 ENVIRONMENTS = {
     "production": "https://sp.auth.adobe.com",
     "staging": "https://sp.auth-staging.adobe.com",
-    "prequal": "https://sp.auth-prequal.adobe.com",
+    "prequal": "https://sp-prequal.auth.adobe.com",
+    "prequal-staging": "https://sp-prequal.auth-staging.adobe.com",
 }
 
 
@@ -107,6 +109,10 @@ class Settings(BaseSettings):
     metadata_private_key: SecretStr | None = None
     # Its passphrase, when the key is protected (Adobe's openssl recipe makes it so).
     metadata_key_passphrase: SecretStr | None = None
+    # The certificate (PEM, or the path of a PEM file) media tokens are verified with before a
+    # Permit is handed on (passflow/media_tokens.py); unset: their window, requestor and MVPD
+    # are checked, their signature is left to the playback service's Media Token Verifier.
+    media_token_certificate: str | None = None
     # Hosts whose MVPD logos may be fetched over plain http or from a private address (a
     # development simulator); every other logo host must be public and https.
     logo_trusted_hosts: list[str] = []
@@ -165,6 +171,26 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"PASSFLOW_METADATA_PRIVATE_KEY: {exc}") from None
         return self
+
+    @field_validator("media_token_certificate")
+    @classmethod
+    def _media_token_certificate(cls, value: str | None) -> str | None:
+        """Read (from its file when a path is given) and loaded once at start: a certificate
+        that cannot be used is said here, not by every play failing."""
+        if value is None or not value.strip():
+            return None
+        if "-----BEGIN" not in value:
+            from pathlib import Path
+
+            try:
+                value = Path(value.strip()).read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"cannot read {value.strip()!r}: {exc.__class__.__name__}") \
+                    from None
+        from passflow.media_tokens import verification_key
+
+        verification_key(value)
+        return value
 
     @field_validator("software_statement")
     @classmethod

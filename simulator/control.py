@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
+from simulator import signing
 from simulator.common import sim
 from simulator.config import TTL, Faults
 from simulator.state import AuthSession, Profile, SimState
@@ -266,6 +267,11 @@ async def put_throttle(body: ThrottleUpdate, request: Request) -> dict[str, bool
     state.throttle.reset()
     state.throttle.one_time_burst = body.one_time_burst
     return {"enabled": body.enabled, "one_time_burst": body.one_time_burst}
+
+
+@router.get("/media-token-certificate", summary="The certificate media tokens verify with (PEM)")
+def media_token_certificate() -> Response:
+    return Response(signing.certificate_pem(), media_type="application/x-pem-file")
 
 
 @router.get("/stats", summary="Counters: requests, 429s, registrations, decisions, ...")

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import random
 import uuid
+from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
+from simulator import signing
 from simulator.common import (
     FORM,
     JSON,
@@ -31,7 +32,6 @@ from simulator.common import (
 )
 from simulator.config import Mvpd
 from simulator.errors import PassError, error_object
-from simulator.fixtures import SIGNING_KEY
 from simulator.state import AuthSession, SimState
 
 router = APIRouter(tags=["REST API V2"])
@@ -354,14 +354,11 @@ def _media_token(sp: str, mvpd: str, resource: str, device: str, issued: float,
                  ttl: float) -> str:
     auth_token = (
         f"<authToken><sessionGUID>{uuid.uuid4()}</sessionGUID><requestorID>{sp}</requestorID>"
-        f"<resourceID>{resource}</resourceID><ttl>{int(ttl * 1000)}</ttl>"
+        f"<resourceID>{escape(resource)}</resourceID><ttl>{int(ttl * 1000)}</ttl>"
         f"<issueTime>{_ms(issued)}</issueTime><mvpdId>{mvpd}</mvpdId>"
         f"<deviceId>{hashlib.sha256(device.encode()).hexdigest()}</deviceId></authToken>"
     )
-    signature = hmac.new(SIGNING_KEY, auth_token.encode(), hashlib.sha256).hexdigest()
-    return base64.b64encode(
-        f"<signatureInfo>{signature}</signatureInfo>{auth_token}".encode()
-    ).decode()
+    return signing.sign(auth_token)
 
 
 async def _resources(request: Request, limit: int) -> list[str]:

@@ -52,3 +52,17 @@ def test_preflight_makes_no_session_unless_told(database_url: str, pass_env: str
         assert sim.get("/_sim/stats").json().get("sessions.create 200", 0) == sessions
         line = next(x for x in done.stdout.splitlines() if "Polling Mechanism Starting" in x)
         assert line.startswith("PASS" if sessions else "DESIGN"), line
+
+
+@pytest.mark.parametrize(("name", "host"), [
+    ("prequal", "https://sp-prequal.auth.adobe.com"),
+    ("prequal-staging", "https://sp-prequal.auth-staging.adobe.com"),
+    ("staging", "https://sp.auth-staging.adobe.com"),
+    ("production", "https://sp.auth.adobe.com"),
+])
+def test_lifecycle_testing_each_adobe_environment_by_its_name(name: str, host: str):
+    """Adobe's hosts (its Pre-Qual tech note for prequal): the name given, the host called, and
+    the name said back by preflight's first line."""
+    from passflow.settings import Settings
+    settings = Settings(pass_base_url=name.upper(), _env_file=None)
+    assert settings.pass_base_url == host and settings.pass_environment == name

@@ -63,6 +63,13 @@ BROKEN = {
         lambda tmp: {"PASSFLOW_SECRET_KEY": "x"}, "PASSFLOW_SECRET_KEY"),
     "no secret key": (
         lambda tmp: {"PASSFLOW_SECRET_KEY": ""}, "PASSFLOW_SECRET_KEY is required"),
+    "a media token certificate that is none": (
+        lambda tmp: {"PASSFLOW_MEDIA_TOKEN_CERTIFICATE":
+                     "-----BEGIN CERTIFICATE-----\nbm90IG9uZQ==\n-----END CERTIFICATE-----"},
+        "PASSFLOW_MEDIA_TOKEN_CERTIFICATE"),
+    "a media token certificate file that is missing": (
+        lambda tmp: {"PASSFLOW_MEDIA_TOKEN_CERTIFICATE": f"{tmp}/adobe.pem"},
+        "adobe.pem"),
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from models import Decision, DecisionKind, JobStatus, Profile, utcnow
+from passflow import media_tokens
 from passflow.events import temppass_identity
 from worker.adobe_pass import RateLimitError, ThrottledError
 from worker.adobe_pass.types import Decision as PassDecision
@@ -166,7 +167,9 @@ def authorize_apply(ctx: StepContext, answer: Any) -> Outcome:
         return failed("decision_missing", f"Adobe Pass answered without a decision for {resource}")
     if _wants_retry(ctx, decision):
         return _again(ctx)
-    problem = media_token_problem(decision, service_provider=ctx.sp, mvpd=ctx.job.mvpd)
+    problem = media_token_problem(decision, service_provider=ctx.sp, mvpd=ctx.job.mvpd,
+                                  resource=resource,
+                                  certificate=ctx.settings.media_token_certificate)
     if problem:  # never handed on: the player would start on a token that fails verification
         return failed("media_token_invalid", f"Permit for {resource} not passed on: {problem}",
                       action="retry")
@@ -179,12 +182,15 @@ def authorize_apply(ctx: StepContext, answer: Any) -> Outcome:
 CLOCK_SKEW_S = 60
 
 
-def media_token_problem(decision: PassDecision, *, service_provider: str,
-                        mvpd: str | None) -> str | None:
+def media_token_problem(decision: PassDecision, *, service_provider: str, mvpd: str | None,
+                        resource: str | None = None,
+                        certificate: str | None = None) -> str | None:
     """Why a Permit's media token must not be handed on, or None. Read from the decision's own
     fields (Adobe advises against parsing the token itself): a token there, inside its
-    validity window, for this requestor and MVPD. Its signature is the Media Token Verifier's
-    to check, in the programmer's playback service."""
+    validity window, for this requestor and MVPD. With a verification certificate configured,
+    its signature too, and the requestor, resource and MVPD it was signed for
+    (passflow/media_tokens.py); without one, that is the playback service's Media Token
+    Verifier's to check."""
     if decision.decision != "Permit":
         return None
     token = decision.token
@@ -200,6 +206,21 @@ def media_token_problem(decision: PassDecision, *, service_provider: str,
         return f"it was issued for requestor {decision.service_provider}"
     if decision.mvpd and mvpd and decision.mvpd != mvpd:
         return f"it was issued for MVPD {decision.mvpd}"
+    return _signature_problem(token.serialized_token, certificate, service_provider, mvpd,
+                              resource) if certificate else None
+
+
+def _signature_problem(serialized: str, certificate: str, service_provider: str,
+                       mvpd: str | None, resource: str | None) -> str | None:
+    try:
+        signed = media_tokens.verify(serialized, certificate)
+    except ValueError as exc:
+        return str(exc)
+    for what, signed_for, expected in (("requestor", signed.requestor, service_provider),
+                                       ("resource", signed.resource, resource),
+                                       ("MVPD", signed.mvpd, mvpd)):
+        if expected and signed_for != expected:
+            return f"its media token was signed for {what} {signed_for or '(none)'}"
     return None
 
 

@@ -4,14 +4,17 @@ sockets."""
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
+from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
 import models.db
-from models import AuthSession, Decision, Job, Logout, Profile
+from models import AuthSession, Decision, Job, Logout, Profile, utcnow
 from passflow.crypto import cipher_from_settings
 from passflow.events import IDENTITY_ENC
 from tests.support import make_event, new_device, set_faults, wait_for, wait_for_status
@@ -175,6 +178,51 @@ def test_authorization_decisions_retrieval_every_play_asks_adobe_permit_and_deny
     with models.db.session_scope() as session:
         stored = session.scalars(select(Decision).where(Decision.job_id == permit)).one()
         assert stored.media_token_enc and granted["media_token"] not in stored.media_token_enc
+
+
+def test_authorization_decisions_retrieval_media_tokens_verified_with_the_certificate(
+        jobs_env: httpx.Client, monkeypatch):
+    """PASSFLOW_MEDIA_TOKEN_CERTIFICATE (a path here): a media token signed by Adobe Pass (the
+    simulator's certificate, fetched as a programmer gets Adobe's) is handed on; with another
+    certificate, the same play fails media_token_invalid saying the signature does not verify,
+    and no media token is stored."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    from passflow.settings import get_settings
+
+    adobe = jobs_env.get("/_sim/media-token-certificate")
+    adobe.raise_for_status()
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not Adobe")])
+    other = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+             .public_key(key.public_key()).serial_number(1)
+             .not_valid_before(utcnow() - timedelta(days=1))
+             .not_valid_after(utcnow() + timedelta(days=1)).sign(key, hashes.SHA256()))
+    device = new_device()
+    authenticate(jobs_env, device)
+    outcomes = {}
+    for label, pem in (("adobe", adobe.text),
+                       ("other", other.public_bytes(serialization.Encoding.PEM).decode())):
+        path = Path(tempfile.mkdtemp()) / f"{label}.pem"
+        path.write_text(pem)
+        monkeypatch.setenv("PASSFLOW_MEDIA_TOKEN_CERTIFICATE", str(path))
+        get_settings.cache_clear()
+        try:
+            play = submit("authorization.requested", device, mvpd="Cablevision",
+                          resource="REF30")
+            outcomes[label] = (wait_for_status(play), view(play))
+        finally:
+            monkeypatch.undo()
+            get_settings.cache_clear()
+    status, verified = outcomes["adobe"]
+    assert status == "succeeded" and verified["result"]["decisions"][0]["media_token"]
+    status, refused = outcomes["other"]
+    assert status == "failed" and refused["error"]["code"] == "media_token_invalid"
+    assert "signature does not verify" in refused["error"]["message"]
+    assert count(Decision, job_id=refused["job_id"]) == 0
 
 
 def test_enhanced_error_code_handling_support_the_job_fails_with_code_and_action(

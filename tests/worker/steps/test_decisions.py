@@ -148,3 +148,39 @@ def test_authorization_decisions_retrieval_a_media_token_that_fails_is_not_hande
         assert outcome.status == JobStatus.FAILED, case
         assert outcome.error["code"] == "media_token_invalid", case
         assert _decided(play.id) == {}, case  # no Permit stored to hand on
+
+
+def test_authorization_decisions_retrieval_a_token_signed_for_something_else_is_refused(
+        database_url: str):
+    """With the verification certificate, the signed fields count, not the answer's: a token
+    signed for another resource or requestor, altered after signing, or not Adobe's layout is
+    refused with its reason."""
+    import base64
+
+    from passflow.media_tokens import verify
+    from simulator import signing
+
+    cert = signing.certificate_pem()
+    token = signing.sign("<authToken><requestorID>REF30</requestorID><resourceID>&lt;rss&gt;"
+                         "</resourceID><mvpdId>Cablevision</mvpdId></authToken>")
+    signed = verify(token, cert)
+    assert (signed.requestor, signed.resource, signed.mvpd) == ("REF30", "<rss>", "Cablevision")
+    altered = base64.b64encode(base64.b64decode(token).replace(b"REF30", b"REF31")).decode()
+    for bad, reason in ((altered, "does not verify"), ("c2lnbmVk", "no signature"),
+                        ("not base64!", "not Base64"), ("A" * 20_000, "too long")):
+        try:
+            verify(bad, cert)
+        except ValueError as exc:
+            assert reason in str(exc), (reason, exc)
+        else:
+            raise AssertionError(f"{reason}: accepted")
+    from worker.adobe_pass.types import Decisions
+
+    now_ms = int(utcnow().timestamp() * 1000)
+    [decision] = Decisions.model_validate({"decisions": [{
+        "resource": "CNN", "serviceProvider": "REF30", "mvpd": "Cablevision",
+        "authorized": True, "token": {"notBefore": now_ms, "notAfter": now_ms + 400_000,
+                                      "serializedToken": token}}]}).decisions
+    problem = decisions.media_token_problem(decision, service_provider="REF30",
+                                            mvpd="Cablevision", resource="CNN", certificate=cert)
+    assert problem == "its media token was signed for resource <rss>"
