@@ -172,6 +172,12 @@ SLOW_FIXTURES = {"worker_processes", "browser", "page"}
 SLOW_FOLDERS = ("tests/faults/",)
 
 
+def pytest_configure(config):
+    from tests.checklist_gate import ChecklistGate
+
+    config.pluginmanager.register(ChecklistGate(), "passflow-checklist-gate")
+
+
 def pytest_collection_modifyitems(config, items):
     root = Path(__file__).resolve().parent.parent
     for item in items:

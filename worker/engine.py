@@ -88,7 +88,7 @@ def run(step_name: str, job_ids: list[str], *, owner: str) -> dict[str, str]:
     logs.clear()
     logs.bind(step=step.name)
     try:
-        claims, answers, arrivals = _claim_and_plan(step, job_ids, owner, settings, rt)
+        claims, answers, arrivals, budgets = _claim_and_plan(step, job_ids, owner, settings, rt)
     except _DATABASE_DOWN as exc:
         log.warning("step_database_error", phase="claim", error=type(exc).__name__)
         return {}
@@ -97,20 +97,25 @@ def run(step_name: str, job_ids: list[str], *, owner: str) -> dict[str, str]:
     started = time.perf_counter()
     calls = {job_id: call for job_id, call in answers.items() if callable(call)}
     deadline = time.monotonic() + settings.lease_s * CALL_SHARE_OF_LEASE
-    answers.update(rt.call_all(calls, deadline=deadline, arrivals=arrivals))
-    settled = _apply(step, owner, claims, answers, settings, rt, list(claims))
+    called, resent = rt.call_all(calls, deadline=deadline, arrivals=arrivals, resends={
+        job_id: max(0, settings.step_retries - spent) for job_id, spent in budgets.items()})
+    answers.update(called)
+    settled = _apply(step, owner, claims, answers, settings, rt, list(claims), resent)
     _after_commit(step, claims, settled, time.perf_counter() - started, rt)
     return {job_id: s.result for job_id, s in settled.items()}
 
 
 def _claim_and_plan(step: Step, job_ids: list[str], owner: str, settings: Settings,
-                    rt: Runtime) -> tuple[dict[str, Claim], dict[str, Any], dict[str, float]]:
+                    rt: Runtime) -> tuple[dict[str, Claim], dict[str, Any], dict[str, float],
+                                          dict[str, int]]:
     """Claim the jobs and plan their calls. Each job's entry in the second dict is its call,
     None (no call needed), or the exception its plan raised (handed to apply as the answer);
-    the third holds when each job's event was accepted (its place in a busy device's queue)."""
+    the third holds when each job's event was accepted (its place in a busy device's queue),
+    the fourth the requests each has already sent again (its retry budget spent)."""
     lease = timedelta(seconds=settings.lease_s)
     plans: dict[str, Any] = {}
     arrivals: dict[str, float] = {}
+    budgets: dict[str, int] = {}
     with session_scope() as session:
         claims = jobs.claim_many(session, job_ids, step.name, owner, lease=lease)
         room = settings.batch_size - len(claims)
@@ -121,11 +126,20 @@ def _claim_and_plan(step: Step, job_ids: list[str], owner: str, settings: Settin
             claims.update(jobs.claim_many(session, more, step.name, owner, lease=lease))
         for ctx in _contexts(session, step, claims, settings, rt):
             arrivals[ctx.job.id] = ctx.job.created_at.timestamp()
+            budgets[ctx.job.id] = _retries_spent(claims[ctx.job.id], ctx.job)
             try:
                 plans[ctx.job.id] = step.plan(ctx)
             except Exception as exc:  # handed to apply, then to the policy
                 plans[ctx.job.id] = exc
-    return claims, plans, arrivals
+    return claims, plans, arrivals, budgets
+
+
+def _retries_spent(claim: Claim, job: Job) -> int:
+    """Requests of the step already made again, whatever the cause (failures, 401 resends,
+    429s, re-asks of a `retry` Deny): one budget (checklist: 2-3 requests)."""
+    state = job.state or {}
+    return (claim.failures + claim.rate_limited + state.get("retry_rounds", 0)
+            + state.get("resent", 0))
 
 
 def _contexts(session: Session, step: Step, job_ids: Iterable[str], settings: Settings,
@@ -138,7 +152,8 @@ def _contexts(session: Session, step: Step, job_ids: Iterable[str], settings: Se
 
 
 def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, Any],
-           settings: Settings, rt: Runtime, job_ids: list[str]) -> dict[str, _Settled]:
+           settings: Settings, rt: Runtime, job_ids: list[str],
+           resent: dict[str, int]) -> dict[str, _Settled]:
     """Apply the answers of `job_ids` and settle the jobs in one transaction; split it job by
     job when it cannot commit for all."""
     try:
@@ -148,7 +163,8 @@ def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, 
             with session.no_autoflush:
                 for ctx in _contexts(session, step, job_ids, settings, rt):
                     job_id = ctx.job.id
-                    transition = _decide(step, ctx, claims[job_id], answers.get(job_id))
+                    transition = _decide(step, ctx, claims[job_id], answers.get(job_id),
+                                         resent.get(job_id, 0))
                     transitions.append((ctx.job, _told(ctx, transition)))
             cancelled = jobs.settle(session, step.name, owner, transitions)
         return {job.id: _Settled(_CANCELLED, "cancelled") if job.id in cancelled
@@ -162,7 +178,8 @@ def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, 
         if len(job_ids) > 1:
             settled: dict[str, _Settled] = {}
             for job_id in job_ids:
-                settled.update(_apply(step, owner, claims, answers, settings, rt, [job_id]))
+                settled.update(_apply(step, owner, claims, answers, settings, rt, [job_id],
+                                      resent))
             return settled
         [job_id] = job_ids
         if isinstance(exc, LeaseLost):
@@ -171,12 +188,24 @@ def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, 
         return {job_id: _fail_alone(step, owner, job_id, exc.__cause__ or exc)}
 
 
-def _decide(step: Step, ctx: StepContext, claim: Claim, answer: Any) -> Outcome | Release:
-    """The retry and throttle policy: what the job's answer means for the job."""
+def _decide(step: Step, ctx: StepContext, claim: Claim, answer: Any,
+            resent: int = 0) -> Outcome | Release:
+    """The retry and throttle policy: what the job's answer means for the job. `resent`:
+    requests this run's call sent again after a 401, spent from the same budget."""
+    transition = _decide_spent(step, ctx, claim, answer, resent)
+    if resent and isinstance(transition, Release):
+        return dataclasses.replace(transition, resent=resent)
+    if resent and transition.next_step == step.name:  # asked again (a `retry` Deny)
+        before = (ctx.job.state or {}).get("resent", 0)
+        return dataclasses.replace(transition, state={**transition.state,
+                                                      "resent": before + resent})
+    return transition
+
+
+def _decide_spent(step: Step, ctx: StepContext, claim: Claim, answer: Any,
+                  resent: int) -> Outcome | Release:
     settings = ctx.settings
-    # One budget of requests made again, whatever made them necessary (checklist: 2-3).
-    ctx.retries_spent = (claim.failures + claim.rate_limited
-                         + (ctx.job.state or {}).get("retry_rounds", 0))
+    ctx.retries_spent = _retries_spent(claim, ctx.job) + resent
     try:
         return step.apply(ctx, answer)
     except ThrottledError as exc:

@@ -64,6 +64,9 @@ class Release:
     retry_in_s: float
     error: str
     counts: str | None = None
+    # Requests the run also sent again after a 401's token refresh: counted as failures, in
+    # the same budget.
+    resent: int = 0
 
     @property
     def failed(self) -> bool:
@@ -277,7 +280,7 @@ def settle(session: Session, step_name: str, owner: str,
     for job, t in transitions:
         if isinstance(t, Release) and job.id not in cancelled:
             release(session, job.id, step_name, owner, retry_in_s=t.retry_in_s, error=t.error,
-                    counts=t.counts)
+                    counts=t.counts, resent=t.resent)
     return cancelled
 
 
@@ -342,7 +345,7 @@ def _complete_many(session: Session, step_name: str, owner: str,
 
 
 def release(session: Session, job_id: str, step_name: str, owner: str, *, retry_in_s: float,
-            error: str, counts: str | None = None) -> None:
+            error: str, counts: str | None = None, resent: int = 0) -> None:
     """Give the lease back and set when the step is due again (see Release)."""
     now = utcnow()
     session.execute(
@@ -353,8 +356,11 @@ def release(session: Session, job_id: str, step_name: str, owner: str, *, retry_
         ).execution_options(synchronize_session=False)
     )
     values: dict[str, Any] = {"last_error": error[:2000]}
-    if counts is not None:
-        values[counts] = getattr(JobStep, counts) + 1
+    added = {counts: 1} if counts is not None else {}
+    if resent:
+        added["failures"] = added.get("failures", 0) + resent
+    for counter, more in added.items():
+        values[counter] = getattr(JobStep, counter) + more
     session.execute(
         update(JobStep).where(JobStep.job_id == job_id, JobStep.step == step_name)
         .values(**values).execution_options(synchronize_session=False)

@@ -94,25 +94,35 @@ class Runtime:
 
     def call_all(self, calls: Mapping[str, Callable[[], Any]], *,
                  deadline: float | None = None,
-                 arrivals: Mapping[str, float] | None = None) -> dict[str, Any]:
-        """Run the calls at once, keyed by job id; each one's answer, or the exception it
-        raised. Adobe Pass calls end by `deadline` (time.monotonic(): see AdobePass.deadline)
-        and wait their turn for request budget as their job (see DeviceThrottle)."""
+                 arrivals: Mapping[str, float] | None = None,
+                 resends: Mapping[str, int] | None = None,
+                 ) -> tuple[dict[str, Any], dict[str, int]]:
+        """Run the calls at once, keyed by job id: each one's answer, or the exception it
+        raised, and how many requests each sent again after a 401 (at most its `resends`
+        entry: the room left in its step's retry budget). Adobe Pass calls end by `deadline`
+        (time.monotonic(): see AdobePass.deadline) and wait their turn for request budget as
+        their job (see DeviceThrottle)."""
+        resent: dict[str, int] = {}
 
         def capture(key: str, call: Callable[[], Any]) -> Any:
             try:
                 with self.adobe.deadline(deadline), \
+                        self.adobe.resend_budget((resends or {}).get(key)) as spent, \
                         self.throttle.waiting_as(key, (arrivals or {}).get(key, 0.0)):
-                    return call()
+                    try:
+                        return call()
+                    finally:
+                        if spent[0]:
+                            resent[key] = spent[0]
             except Exception as exc:
                 return exc
 
         if not calls:
-            return {}
+            return {}, resent
         if len(calls) == 1:
-            return {key: capture(key, call) for key, call in calls.items()}
+            return {key: capture(key, call) for key, call in calls.items()}, resent
         futures = {key: self.call_pool.submit(capture, key, call) for key, call in calls.items()}
-        return {key: future.result() for key, future in futures.items()}
+        return {key: future.result() for key, future in futures.items()}, resent
 
     def configuration(self, service_provider: str, *, device: Device) -> Configuration:
         """The service provider's configuration, cached in Redis for the whole pool and the

@@ -2,7 +2,8 @@
 
 Retries stay small (a couple, jittered, honouring Retry-After and the 1 s throttle wait); long
 waits belong to Celery's countdown. A 401 refreshes the access token once, then the call is
-retried (checklist: "first refreshes the access token before retrying the original request").
+retried (checklist: "first refreshes the access token before retrying the original request")
+when the step's retry budget has room (`resend_budget`).
 """
 
 from __future__ import annotations
@@ -163,6 +164,26 @@ class AdobePass:
         finally:
             self._per_thread.deadline = previous
 
+    @contextmanager
+    def resend_budget(self, allowed: int | None) -> Iterator[list[int]]:
+        """Calls made by this thread inside may send a request again after a 401's token
+        refresh at most `allowed` times (None: once per call, as outside a step); yields a
+        one-item list counting the requests sent again, for the step's one retry budget."""
+        previous = getattr(self._per_thread, "resends", None)
+        spent = [0]
+        self._per_thread.resends = (allowed, spent)
+        try:
+            yield spent
+        finally:
+            self._per_thread.resends = previous
+
+    def _may_resend(self) -> bool:
+        allowed, spent = getattr(self._per_thread, "resends", None) or (None, [0])
+        if allowed is not None and spent[0] >= allowed:
+            return False
+        spent[0] += 1
+        return True
+
     def _time_left(self) -> float | None:
         at = getattr(self._per_thread, "deadline", None)
         return None if at is None else at - time.monotonic()
@@ -298,10 +319,14 @@ class AdobePass:
                         # The token is not valid for this service provider: a new token
                         # would not be either (a configuration fault, not an expiry).
                         raise error
-                    # Checklist: refresh the access token before retrying the request.
+                    # Checklist: refresh the access token before retrying the request, when
+                    # the step's retry budget has room for one more request (else the next
+                    # attempt, if any, starts with a fresh token).
                     refreshed = True
                     self.invalidate_token(token)
-                    continue
+                    if self._may_resend():
+                        continue
+                    raise error
                 if response.is_success:
                     return self._parse(response, cast, endpoint)
                 error = (make_registration_error if registration else make_status_error)(

@@ -248,6 +248,25 @@ def test_authorization_decisions_retrieval_retry_retry_denials_asked_again_at_mo
     assert jobs_env.get("/_sim/stats").json()["decisions.authorize 200"] == 3  # 1 + 2 retries
 
 
+def test_authorization_decisions_retrieval_retry_a_401_resend_is_in_the_same_budget(
+        jobs_env: httpx.Client):
+    """A 401's token refresh and resend is one of the play's 3 requests: after it, a `retry`
+    Deny is asked again once, not twice (401, resend, one re-ask; never 4)."""
+    device = new_device()
+    authenticate(jobs_env, device)
+    jobs_env.post("/_sim/revoke-tokens").raise_for_status()
+    set_faults(jobs_env, retry_deny_rate=1.0)
+    before = jobs_env.get("/_sim/stats").json()
+    job_id = submit("authorization.requested", device, mvpd="Cablevision", resource="REF30")
+    assert wait_for_status(job_id, timeout=30) == "succeeded"
+    after = jobs_env.get("/_sim/stats").json()
+    made = {key: after.get(key, 0) - before.get(key, 0)
+            for key in ("decisions.authorize 401", "decisions.authorize 200")}
+    assert made == {"decisions.authorize 401": 1, "decisions.authorize 200": 2}, made
+    [decision] = view(job_id)["result"]["decisions"]
+    assert decision["decision"] == "Deny" and decision["error"]["action"] == "retry"
+
+
 def test_logout_support_records_each_removed_profile_with_its_action(jobs_env: httpx.Client):
     device = new_device()
     authenticate(jobs_env, device)
