@@ -200,7 +200,8 @@ def run(settings: Settings, out: Callable[[str], None] = print, *,
     environment = settings.pass_environment
     results["Lifecycle Testing"] = (
         Result("PASS", f"running against {environment}; repeat on the other non-production "
-               "environment, then Release-Production") if environment in ("prequal", "prequal-staging", "staging")
+               "environment, then Release-Production")
+        if environment in ("prequal", "prequal-staging", "staging")
         else Result("DESIGN", f"{environment} environment: run preflight against prequal and "
                     "staging (PASSFLOW_PASS_BASE_URL=prequal|prequal-staging|staging) before "
                     "production"))
