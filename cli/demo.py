@@ -8,7 +8,9 @@ prints a summary, stops everything it started and exits 0.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -197,6 +199,33 @@ def guest_tablet(demo: Demo) -> None:
               tablet["id"], FINAL)
 
 
+def _platform_token(user: str) -> str:
+    """What Amazon's identity service gives every app of a Fire TV for `user` (a JWS; the
+    simulator reads its subject)."""
+    def part(value: dict[str, str]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256'})}.{part({'sub': user, 'iss': 'amazon'})}.ZGVtbw"
+
+
+def fire_tv_apps(demo: Demo) -> None:
+    """Single sign-on: two apps of one Fire TV user; the second signs in with no login."""
+    sso = {"subject_token": _platform_token("fire-tv-user-1")}
+    first = {**_device("fire-tv-app-one", "203.0.113.14", osName="Android"), "sso": sso}
+    second = {**_device("fire-tv-app-two", "203.0.113.14", osName="Android"), "sso": sso}
+    job_id = demo.send("authentication.requested", first, mvpd="Cablevision",
+                       redirect_url="https://example.com/one/done", domain_name="example.com")
+    waiting = demo.wait(job_id, first["id"], {"waiting_for_user"} | FINAL)
+    demo.log_in_like_a_browser(waiting["result"]["url"], first["id"])
+    demo.wait(job_id, first["id"], FINAL)
+    signed = demo.wait(demo.send("authentication.requested", second, mvpd="Cablevision"),
+                       second["id"], FINAL)
+    kind = (signed["result"].get("profile") or {}).get("type")
+    demo.say(second["id"], f"signed in with no login: a {kind} profile (single sign-on)")
+    demo.wait(demo.send("authorization.requested", second, mvpd="Cablevision",
+                        resource="REF30"), second["id"], FINAL)
+
+
 def _summary(demo: Demo) -> int:
     print("\nJobs")
     print(f"  {'type':<28}{'device':<17}{'status':<11}result")
@@ -322,6 +351,7 @@ def run_demo(*, keep: bool = False) -> int:
                 living_room_tv(demo)
                 kitchen_stick(demo)
                 guest_tablet(demo)
+                fire_tv_apps(demo)
                 failures = _summary(demo)
                 stats = httpx.get(simulator.url + "/_sim/stats").json()
                 print(f"Adobe Pass saw {stats.get('requests', 0)} calls, "

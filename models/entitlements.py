@@ -124,4 +124,8 @@ class Logout(Base):
     action_name: Mapped[str] = mapped_column(String(64))
     action_type: Mapped[str] = mapped_column(String(64))
     url: Mapped[str | None] = mapped_column(String(2000))
+    # A single logout: the single sign-on methods whose headers went with it (e.g.
+    # "platformSSO"), whose profiles Adobe Pass ended for every app of the user; None: the
+    # device's own logout.
+    single_sign_on: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -140,7 +140,8 @@ def _entry(kind: str, at: datetime, row: Any) -> dict[str, Any]:
                      error_action=error.get("action"), reason=error.get("message"),
                      retry_of=row.retry_of)
     else:
-        entry.update(outcome=row.action_name, action_type=row.action_type)
+        entry.update(outcome=row.action_name, action_type=row.action_type,
+                     single_logout=row.single_sign_on)
     return entry
 
 

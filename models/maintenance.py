@@ -25,8 +25,9 @@ from models import (
     utcnow,
 )
 from models.db import session_scope
+from passflow import flows
 from passflow.crypto import Cipher, cipher_from_settings
-from passflow.events import IDENTITY_ENC, EventType
+from passflow.flows import FLOWS, EventType
 
 # (model, encrypted columns): everything stored encrypted with PASSFLOW_SECRET_KEY.
 ENCRYPTED = [
@@ -62,25 +63,20 @@ def rotate_key(batch: int = 500) -> dict[str, int]:
 
 
 def _rotate_identities(cipher: Cipher, batch: int) -> int:
-    """TempPass identities in stored events: re-encrypted, and sealed where an earlier version
-    stored them in the clear."""
+    """The sealed fields of stored events (passflow.flows: single sign-on tokens, TempPass
+    identities): re-encrypted, and sealed where an earlier version stored them in the clear."""
     done, last_id = 0, ""
     while True:
         with session_scope() as session:
-            rows = session.scalars(select(Event).where(
-                Event.type == EventType.TEMPPASS, Event.id > last_id)
-                .order_by(Event.id).limit(batch)).all()
+            rows = session.scalars(select(Event).where(Event.id > last_id)
+                                   .order_by(Event.id).limit(batch)).all()
             for event in rows:
                 last_id = event.id
-                payload = dict(event.payload)
-                if IDENTITY_ENC in payload:
-                    payload[IDENTITY_ENC] = cipher.rotate(payload[IDENTITY_ENC])
-                elif payload.get("temppass_identity") is not None:
-                    payload[IDENTITY_ENC] = cipher.encrypt_json(payload.pop("temppass_identity"))
-                else:
-                    continue
-                event.payload = payload
-                done += 1
+                resealed = flows.reseal(FLOWS[EventType(event.type)], dict(event.payload),
+                                        cipher)
+                if resealed is not None:
+                    event.payload = resealed
+                    done += 1
         if len(rows) < batch:
             return done
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from ipaddress import ip_address
 from typing import Any, Literal
 
@@ -16,36 +15,78 @@ from pydantic import (
     model_validator,
 )
 
-from passflow import device_info
+from passflow import device_info, flows
 from passflow.crypto import Cipher
+from passflow.flows import FLOWS, EventType
 
 _ID = {"min_length": 1, "max_length": 200}
 
 
-class EventType(enum.StrEnum):
-    PROFILES = "profiles.requested"
-    AUTHENTICATION = "authentication.requested"
-    PREAUTHORIZATION = "preauthorization.requested"
-    AUTHORIZATION = "authorization.requested"
-    LOGOUT = "logout.requested"
-    TEMPPASS = "temppass.requested"
-
-
 # The fields each type needs beyond event_id, type and device (docs/api.md, the events table).
-REQUIRED: dict[EventType, tuple[str, ...]] = {
-    EventType.PROFILES: (),
-    EventType.AUTHENTICATION: (),
-    EventType.PREAUTHORIZATION: ("mvpd", "resources"),
-    EventType.AUTHORIZATION: ("mvpd", "resource"),
-    EventType.LOGOUT: ("mvpd",),
-    EventType.TEMPPASS: ("mvpd", "resource"),
-}
+REQUIRED: dict[EventType, tuple[str, ...]] = {kind: flow.required for kind, flow in FLOWS.items()}
 
 
 def _no_control_chars(value: str) -> str:
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise ValueError("must not contain control characters")
     return value
+
+
+_TOKEN = {"default": None, "min_length": 1, "max_length": 8192}
+ACCESS_STATUSES = ("granted", "denied", "restricted", "notDetermined")
+
+
+def partner_status_problems(status: Any) -> list[str]:
+    """What AP-Partner-Framework-Status's page requires and `status` lacks (its header page:
+    frameworkPermissionInfo.accessStatus one of four values, frameworkProviderInfo.id, and
+    frameworkProviderInfo.expirationDate as milliseconds in a string)."""
+    if not isinstance(status, dict):
+        return ["must be a JSON object"]
+    problems = []
+    permission = status.get("frameworkPermissionInfo")
+    if not isinstance(permission, dict) or permission.get("accessStatus") not in ACCESS_STATUSES:
+        problems.append("frameworkPermissionInfo.accessStatus must be one of "
+                        + ", ".join(ACCESS_STATUSES))
+    provider = status.get("frameworkProviderInfo")
+    if not isinstance(provider, dict) or not isinstance(provider.get("id"), str) \
+            or not provider["id"]:
+        problems.append("frameworkProviderInfo.id is required")
+    expiration = provider.get("expirationDate") if isinstance(provider, dict) else None
+    if not (isinstance(expiration, str) and expiration.isdigit()):
+        problems.append("frameworkProviderInfo.expirationDate is required: milliseconds since "
+                        "the epoch, as a string")
+    return problems
+
+
+class SsoIn(BaseModel):
+    """What the device's platform gave it for single sign-on (docs/api.md): sent as the headers
+    the single sign-on pages name, stored sealed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject_token: str | None = Field(**_TOKEN)  # Adobe-Subject-Token (Amazon)
+    roku_connect_token: str | None = Field(**_TOKEN)  # X-Roku-Reserved-Roku-Connect-Token
+    service_token: str | None = Field(**_TOKEN)  # AD-Service-Token
+    partner_framework_status: dict[str, Any] | None = None  # AP-Partner-Framework-Status
+
+    @field_validator("subject_token", "roku_connect_token", "service_token")
+    @classmethod
+    def _header_safe(cls, value: str | None) -> str | None:
+        if value is not None and (not value.isascii() or any(
+                ord(ch) < 33 or ord(ch) == 127 for ch in value)):
+            raise ValueError("must be a token: printable ASCII, no spaces")
+        return value
+
+    @field_validator("partner_framework_status")
+    @classmethod
+    def _partner_status(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            if len(repr(value)) > 4000:
+                raise ValueError("is too large")
+            problems = partner_status_problems(value)
+            if problems:
+                raise ValueError("; ".join(problems))
+        return value
 
 
 class DeviceIn(BaseModel):
@@ -59,6 +100,7 @@ class DeviceIn(BaseModel):
     # calls when given.
     user_agent: str | None = Field(default=None, max_length=500)
     visitor_id: str | None = Field(default=None, max_length=200)
+    sso: SsoIn | None = None
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
     _check_id = field_validator("id", "user_agent", "visitor_id")(
@@ -177,19 +219,15 @@ IDENTITY_ENC = "temppass_identity_enc"
 
 
 def stored_payload(event: EventIn, cipher: Cipher | None) -> dict[str, Any]:
-    """The event as stored: a TempPass identity (personal data) encrypted like profiles are."""
-    payload = event.model_dump(mode="json")
-    identity = payload.pop("temppass_identity", None)
-    if identity is not None:
-        if cipher is None:
-            raise ValueError("an event with a TempPass identity is stored encrypted")
-        payload[IDENTITY_ENC] = cipher.encrypt_json(identity)
-    return payload
+    """The event as stored: its flow's sealed fields (passflow.flows) encrypted like profiles
+    are."""
+    return flows.seal(FLOWS[event.type], event.model_dump(mode="json"), cipher)
+
+
+def needs_cipher(event: EventIn) -> bool:
+    """Whether storing the event needs the key (it carries a field its flow seals)."""
+    return flows.has_sealed_values(FLOWS[event.type], event.model_dump(mode="json"))
 
 
 def temppass_identity(payload: dict[str, Any], cipher: Cipher) -> dict[str, Any] | str | None:
-    sealed = payload.get(IDENTITY_ENC)
-    if sealed:
-        return cipher.decrypt_json(sealed)
-    # Stored in the clear by earlier versions; `passflow rotate-key` seals those.
-    return payload.get("temppass_identity")
+    return flows.opened(payload, "temppass_identity", cipher)

@@ -8,6 +8,7 @@ import random
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
+from simulator.common import SSO_HEADER_PAGES
 from simulator.config import SimConfig
 from simulator.errors import DcrError, PassError, error_object
 from simulator.headers import client_identity
@@ -89,6 +90,12 @@ def create_app(config: SimConfig | None = None) -> FastAPI:
             route = request.scope.get("route")
             name = getattr(route, "name", None) or "unmatched"
             sim.stats[f"{name} {response.status_code}"] += 1
+            for header in SSO_HEADER_PAGES:
+                if header in request.headers:
+                    # Which calls carried it, and any whose page does not list it.
+                    sim.stats[f"{name} {header}"] += 1
+                    if name not in SSO_HEADER_PAGES[header]:
+                        sim.stats[f"unlisted {header}"] += 1
         return response
 
     @app.exception_handler(PassError)

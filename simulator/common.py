@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -93,3 +96,49 @@ def device_info(request: Request, *, required: bool) -> dict[str, Any]:
 def is_absolute_url(value: str) -> bool:
     parts = urlsplit(value)
     return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+# The calls whose pages list each single sign-on header (apis/*: sessions create, the profiles
+# of all MVPDs and of one, decisions, logout; the partner status also on the partner calls).
+_SSO_CALLS = frozenset({"sessions.create", "profiles.list", "profiles.mvpd",
+                        "decisions.preauthorize", "decisions.authorize", "logout"})
+SSO_HEADER_PAGES: dict[str, frozenset[str]] = {
+    "adobe-subject-token": _SSO_CALLS,
+    "x-roku-reserved-roku-connect-token": _SSO_CALLS,
+    "ad-service-token": _SSO_CALLS,
+    "ap-partner-framework-status": frozenset({
+        "profiles.list", "profiles.mvpd", "decisions.preauthorize", "decisions.authorize",
+        "partner.sessions", "partner.profiles"}),
+}
+
+# The single sign-on headers and the profile type a login made with each gives (the single
+# sign-on flows and the Profiles pages: platformSSO, serviceTokenSSO).
+_SSO_HEADERS = (("adobe-subject-token", "platformSSO", "amazon"),
+                ("x-roku-reserved-roku-connect-token", "platformSSO", "roku"),
+                ("ad-service-token", "serviceTokenSSO", "service"))
+
+
+def _token_user(token: str) -> str | None:
+    """The user a single sign-on token names: a JWS's `sub` (the simulator cannot check the
+    platform's signature; the user is what tells two users apart); an opaque token is its
+    own identity. A JWS whose payload cannot be read names no one."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None if len(parts) > 1 else hashlib.sha256(token.encode()).hexdigest()
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    sub = claims.get("sub") if isinstance(claims, dict) else None
+    return sub if isinstance(sub, str) and sub else None
+
+
+def sso_identities(request: Request) -> tuple[tuple[str, str], ...]:
+    """(profile type, user) for each single sign-on header the request carries."""
+    found = []
+    for header, kind, source in _SSO_HEADERS:
+        value = request.headers.get(header)
+        user = _token_user(value) if value else None
+        if user is not None:
+            found.append((kind, f"{source}:{user}"))
+    return tuple(found)

@@ -29,6 +29,7 @@ from simulator.common import (
     json_body,
     service_provider,
     sim,
+    sso_identities,
 )
 from simulator.config import Mvpd
 from simulator.errors import PassError, error_object
@@ -144,7 +145,7 @@ def _session_answer(state: SimState, session: AuthSession, *, missing_action: st
         if cfg.degradation == "authn_all":
             return {"actionName": "authorize", "actionType": "direct",
                     "reasonType": "degraded", "url": authorize_url, **base}
-        profile = state.profile(sp, session.device_id, mvpd_id)
+        profile = state.profile(sp, session.device_id, mvpd_id, session.sso)
         if profile is not None and profile.not_after > state.now():
             return {"actionName": "authorize", "actionType": "direct",
                     "reasonType": "authenticated", "url": authorize_url, **base}
@@ -173,6 +174,7 @@ async def create_session(serviceProvider: str, request: Request) -> JSONResponse
     _check_session_params(state, params)
     session = state.new_session(service_provider=serviceProvider, device_id=device,
                                 device_info=info, params=params)
+    session.sso = sso_identities(request)
     return JSONResponse(_session_answer(state, session, missing_action="resume"))
 
 
@@ -291,10 +293,12 @@ async def profiles(serviceProvider: str, request: Request) -> JSONResponse:
     device_info(request, required=True)
     state = sim(request)
     now = state.now()
-    found = {
+    found = {mvpd: p.as_json() for mvpd, p in state.sso_profiles_of(sso_identities(request))
+             .items() if state.config.mvpd(mvpd) is not None}
+    found.update({
         p.mvpd: p.as_json() for (sp, dev, _), p in state.profiles.items()
         if sp == serviceProvider and dev == device and p.not_after > now and p.visible()
-    }
+    })
     for (sp, mvpd_id, who), use in state.temppass.items():
         if sp == serviceProvider and who == device and use.expires_at > now:
             found[mvpd_id] = state.temppass_profile(mvpd_id, who, use)
@@ -332,7 +336,7 @@ async def profile_for_mvpd(serviceProvider: str, mvpd: str, request: Request) ->
     if cfg.temppass:
         return JSONResponse({"profiles": _temppass_profiles(request, state, serviceProvider,
                                                             cfg, device)})
-    profile = state.profile(serviceProvider, device, mvpd)
+    profile = state.profile(serviceProvider, device, mvpd, sso_identities(request))
     found = {mvpd: profile.as_json()} if profile and profile.not_after > state.now() else {}
     if not found and cfg.degradation == "authn_all":
         found = {mvpd: _degraded_profile(state, mvpd, device)}
@@ -392,7 +396,7 @@ def _decide(request: Request, kind: str, sp: str, mvpd: str, device: str,
                 error = error_object("authorization_denied_by_degradation_rule")
         else:
             item["source"] = "mvpd"
-            profile = state.profile(sp, device, mvpd)
+            profile = state.profile(sp, device, mvpd, sso_identities(request))
             assert profile is not None  # checked by the caller
             error = _mvpd_decision(state, kind, mvpd, profile.username, resource)
         if error:
@@ -463,7 +467,7 @@ async def _decisions(request: Request, kind: str, sp_id: str, mvpd: str) -> JSON
         else limits.authorize_resources,
     )
     if not cfg.temppass and cfg.degradation != "authn_all":
-        profile = state.profile(sp_id, device, mvpd)
+        profile = state.profile(sp_id, device, mvpd, sso_identities(request))
         if profile is None:
             raise PassError("authenticated_profile_missing")
         if profile.not_after <= state.now():
@@ -501,14 +505,16 @@ async def logout(serviceProvider: str, mvpd: str, request: Request,
     cfg = _mvpd(state, mvpd)
     answer: dict[str, Any] = {"mvpd": mvpd}
     profile = state.profile(serviceProvider, device, mvpd)
+    # The single logout flow: the regular and the single sign-on profiles both deleted.
+    single = state.single_logout(mvpd, sso_identities(request))
     if cfg.temppass:
         answer.update(actionName="complete", actionType="none")
-    elif profile is None or profile.not_after <= state.now():
+    elif (profile is None or profile.not_after <= state.now()) and not single:
         if profile is not None:
             state.profiles.pop((serviceProvider, device, mvpd), None)
         answer.update(actionName="invalid", actionType="none")
     else:
-        del state.profiles[(serviceProvider, device, mvpd)]
+        state.profiles.pop((serviceProvider, device, mvpd), None)
         if cfg.logout_endpoint:
             query = urlencode({"requestor_id": serviceProvider, "redirect_url": redirectUrl})
             # A URL relative to Adobe Pass, as answers may give one: the client resolves it.

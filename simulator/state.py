@@ -8,8 +8,9 @@ import string
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from simulator.config import SimConfig
@@ -66,6 +67,9 @@ class AuthSession:
     not_after: float
     completed_mvpd: str | None = None
     client_id: str | None = None  # the client application that created it
+    # The single sign-on identities its creation carried: (profile type, user), e.g.
+    # ("platformSSO", "amazon:user-1"); a login then also saves a profile for each.
+    sso: tuple[tuple[str, str], ...] = ()
 
     REQUIRED = ("mvpd", "domainName", "redirectUrl")
 
@@ -143,6 +147,9 @@ class SimState:
         self.tokens: dict[str, AccessToken] = tokens
         self.sessions: dict[str, AuthSession] = {}
         self.profiles: dict[tuple[str, str, str], Profile] = {}
+        # Single sign-on profiles, by (profile type, user, MVPD): seen by every application
+        # (any client, any device) whose requests carry the same identity.
+        self.sso_profiles: dict[tuple[str, str, str], Profile] = {}
         self.temppass: dict[tuple[str, str, str], TempPassUse] = {}
         self.stats: Counter[str] = Counter()
 
@@ -214,14 +221,38 @@ class SimState:
             encrypted=frozenset(self.config.encrypted_attributes),
         )
         self.profiles[(session.service_provider, session.device_id, mvpd)] = profile
+        for kind, user in session.sso:
+            self.sso_profiles[(kind, user, mvpd)] = replace(profile, type=kind, client_id=None)
         session.completed_mvpd = mvpd
         self.stats["logins"] += 1
         return profile
 
-    def profile(self, service_provider: str, device_id: str, mvpd: str) -> Profile | None:
-        """The device's profile for the MVPD, as the requesting client may see it."""
+    def profile(self, service_provider: str, device_id: str, mvpd: str,
+                sso: Iterable[tuple[str, str]] = ()) -> Profile | None:
+        """The device's profile for the MVPD, as the requesting client may see it; else a
+        single sign-on profile of an identity the request carries, still valid."""
         found = self.profiles.get((service_provider, device_id, mvpd))
-        return found if found is not None and found.visible() else None
+        if found is not None and found.visible():
+            return found
+        now = self.now()
+        return next((p for kind, user in sso
+                     if (p := self.sso_profiles.get((kind, user, mvpd))) is not None
+                     and p.not_after > now), None)
+
+    def sso_profiles_of(self, sso: Iterable[tuple[str, str]]) -> dict[str, Profile]:
+        """The valid single sign-on profiles of the identities, by MVPD."""
+        now, wanted = self.now(), set(sso)
+        return {mvpd: p for (kind, user, mvpd), p in self.sso_profiles.items()
+                if (kind, user) in wanted and p.not_after > now}
+
+    def single_logout(self, mvpd: str, sso: Iterable[tuple[str, str]]) -> int:
+        """Delete the identities' single sign-on profiles of the MVPD (the single logout
+        flow); how many."""
+        gone = [key for key in self.sso_profiles
+                if key[2] == mvpd and (key[0], key[1]) in set(sso)]
+        for key in gone:
+            del self.sso_profiles[key]
+        return len(gone)
 
     # TempPass --------------------------------------------------------------------------------
     def temppass_use(self, service_provider: str, mvpd: str, who: str, *, start: bool):

@@ -28,7 +28,7 @@ from models import (
 )
 from models.jobs import new_id
 from passflow.crypto import Cipher, cipher_from_settings
-from passflow.events import EventType
+from passflow.flows import FLOWS, EventType
 from worker.steps import FIRST_STEP
 
 # One session per thread for the factories, on whichever database the test bound.
@@ -37,15 +37,8 @@ session = scoped_session(models.db.new_session)
 DEVICE_INFO = {"primaryHardwareType": "SetTopBox", "model": "TV 5th Gen", "version": "5",
                "osName": "tvOS", "osVersion": "17.1", "connectionType": "LAN"}
 
-# What each event type carries by default (docs/api.md, the events table).
-FIELDS: dict[str, dict[str, Any]] = {
-    EventType.PROFILES: {},
-    EventType.AUTHENTICATION: {"mvpd": "Cablevision"},
-    EventType.PREAUTHORIZATION: {"mvpd": "Cablevision", "resources": ["REF30", "CNN"]},
-    EventType.AUTHORIZATION: {"mvpd": "Cablevision", "resource": "REF30"},
-    EventType.LOGOUT: {"mvpd": "Cablevision"},
-    EventType.TEMPPASS: {"mvpd": "TempPass_TEST40", "resource": "REF30"},
-}
+# What each event type carries by default: its flow's example (passflow.flows).
+FIELDS = {kind: dict(flow.example) for kind, flow in FLOWS.items()}
 
 
 class _Factory(SQLAlchemyModelFactory):

@@ -53,7 +53,9 @@ def test_passflow_demo_walks_every_cookbook_step():
     assert "REF30=Permit [TempPass]" in out
     assert "Cablevision logout/interactive" in out
     assert "profile Spectrum (regular)" in out  # the second-screen device
-    assert "9 jobs, 0 not succeeded" in out
+    assert "profile Cablevision (platformSSO)" in out  # a second Fire TV app, no login
+    assert "signed in with no login: a platformSSO profile" in out
+    assert "12 jobs, 0 not succeeded" in out
     assert "stopped everything the demo started" in out
     assert "demo --keep" in out.split("\nNext\n", 1)[1]  # where to go next
 

@@ -34,3 +34,12 @@ def test_every_setting_is_documented():
     undocumented = [f"PASSFLOW_{name.upper()}" for name in Settings.model_fields
                     if f"PASSFLOW_{name.upper()}" not in documented]
     assert not undocumented, f"not in docs/api.md or docs/operations.md: {undocumented}"
+
+
+def test_every_test_the_readmes_flow_table_names_exists():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| flow | event | test |"):readme.index("## Where to read on")]
+    named = re.findall(r"`(test_\w+)`", table)
+    defined = {name for path in (ROOT / "tests").rglob("test_*.py")
+               for name in re.findall(r"^def (test_\w+)", path.read_text(), re.M)}
+    assert len(named) >= 9 and not set(named) - defined, set(named) - defined

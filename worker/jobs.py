@@ -34,7 +34,7 @@ from models import (
 )
 from models.jobs import new_id
 from passflow.crypto import cipher_from_settings
-from passflow.events import EventIn, stored_payload
+from passflow.events import EventIn, needs_cipher, stored_payload
 from worker import metrics, policy, webhooks
 from worker.policy import EARLY_TOLERANCE_S
 
@@ -173,9 +173,8 @@ def _insert_events(session: Session, events: list[EventIn], now) -> dict[str, st
     """event_id -> primary key of the events inserted here; an event_id another transaction
     stored first is skipped (PostgreSQL waits for that transaction to end)."""
     table = Event.__table__
-    # Only a TempPass event carries personal data (and needs the key) before any step runs.
-    cipher = (cipher_from_settings() if any(e.temppass_identity is not None for e in events)
-              else None)
+    # The key only for events that carry a field their flow seals (passflow.flows).
+    cipher = cipher_from_settings() if any(needs_cipher(e) for e in events) else None
     statement = (_dialect_insert(session)(table)
                  .on_conflict_do_nothing(index_elements=[table.c.event_id])
                  .returning(table.c.event_id, table.c.id))

@@ -35,6 +35,9 @@ COUNTERS = {
                                                                  "error_code")),
     "passflow_decisions_total": ("Decisions stored, by kind, outcome and MVPD",
                                  ("kind", "decision", "mvpd")),
+    "passflow_profiles_total": (
+        "Profiles Adobe Pass returned, by type (regular, platformSSO, serviceTokenSSO, appleSSO, "
+        "temporary, degraded; other) and MVPD", ("type", "mvpd")),
     "passflow_webhook_deliveries_total": (
         "Webhook delivery attempts by outcome: delivered, retry (will be tried again), failed "
         "(given up)", ("outcome",)),
@@ -80,6 +83,15 @@ def know_mvpds(*mvpds: str) -> None:
             if mvpd and mvpd not in _known and len(_known) < MAX_KNOWN_MVPDS:
                 _known.add(mvpd)
                 _new_known.add(mvpd)
+
+
+# Adobe's profile types (the Profiles pages): the only values of the `type` label.
+PROFILE_TYPES = frozenset({"regular", "platformSSO", "serviceTokenSSO", "appleSSO", "temporary",
+                           "degraded"})
+
+
+def profile_type_label(kind: str | None) -> str:
+    return kind if kind in PROFILE_TYPES else "other"
 
 
 def mvpd_label(mvpd: str | None) -> str:

@@ -25,7 +25,7 @@ from models import (
     utcnow,
 )
 from passflow.crypto import Cipher
-from passflow.events import EventType
+from passflow.flows import FLOWS, EventType, Result
 
 
 def _millis(value: datetime | None) -> int | None:
@@ -63,32 +63,50 @@ def decision_view(decision: Decision, cipher: Cipher | None) -> dict[str, Any]:
     return view
 
 
-def job_result(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any]:
-    stored = job.result or {}
-    result: dict[str, Any] = {}
-    kind = EventType(job.type)
-    if kind == EventType.AUTHENTICATION:
-        # A live code signs in whoever types it first: personal data too (the URL holds it).
-        for key in ("code", "url"):
-            if stored.get(key) and cipher is not None:
-                result[key] = stored[key]
-        profile = session.scalars(select(Profile).where(Profile.job_id == job.id)).first()
-        if profile is not None:
-            result["profile"] = profile_view(profile, cipher)
-    elif kind == EventType.PROFILES:
-        profiles = session.scalars(select(Profile).where(Profile.job_id == job.id)
-                                   .order_by(Profile.id))
-        result["profiles"] = [profile_view(p, cipher) for p in profiles]
-    elif kind in (EventType.PREAUTHORIZATION, EventType.AUTHORIZATION, EventType.TEMPPASS):
-        decisions = session.scalars(select(Decision).where(Decision.job_id == job.id)
-                                    .order_by(Decision.id))
-        result["decisions"] = [decision_view(d, cipher) for d in decisions]
-    elif kind == EventType.LOGOUT:
-        logouts = session.scalars(select(Logout).where(Logout.job_id == job.id)
-                                  .order_by(Logout.id))
-        result["logouts"] = [{"mvpd": lo.mvpd, "actionName": lo.action_name,
-                              "actionType": lo.action_type, "url": lo.url} for lo in logouts]
+def _authentication_result(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any]:
+    stored, result = job.result or {}, {}
+    # A live code signs in whoever types it first: personal data too (the URL holds it).
+    for key in ("code", "url"):
+        if stored.get(key) and cipher is not None:
+            result[key] = stored[key]
+    profile = session.scalars(select(Profile).where(Profile.job_id == job.id)).first()
+    if profile is not None:
+        result["profile"] = profile_view(profile, cipher)
     return result
+
+
+def _profiles_result(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any]:
+    profiles = session.scalars(select(Profile).where(Profile.job_id == job.id)
+                               .order_by(Profile.id))
+    return {"profiles": [profile_view(p, cipher) for p in profiles]}
+
+
+def _decisions_result(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any]:
+    decisions = session.scalars(select(Decision).where(Decision.job_id == job.id)
+                                .order_by(Decision.id))
+    return {"decisions": [decision_view(d, cipher) for d in decisions]}
+
+
+def _logouts_result(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any]:
+    logouts = session.scalars(select(Logout).where(Logout.job_id == job.id)
+                              .order_by(Logout.id))
+    return {"logouts": [{"mvpd": lo.mvpd, "actionName": lo.action_name,
+                         "actionType": lo.action_type, "url": lo.url,
+                         "single_logout": lo.single_sign_on} for lo in logouts]}
+
+
+# The view of each kind of result a flow declares (passflow.flows.Result).
+RESULTS = {
+    Result.AUTHENTICATION: _authentication_result,
+    Result.PROFILES: _profiles_result,
+    Result.DECISIONS: _decisions_result,
+    Result.LOGOUTS: _logouts_result,
+}
+assert set(RESULTS) == set(Result), "every kind of result has its view"
+
+
+def job_result(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any]:
+    return RESULTS[FLOWS[EventType(job.type)].result](session, job, cipher)
 
 
 def waiting_for(job: Job, steps: list[JobStep], now: datetime | None = None, *,

@@ -32,6 +32,9 @@ class Device:
     info: Mapping[str, Any] = field(default_factory=dict)
     visitor_id: str | None = None  # ECID, for AP-Visitor-Identifier
     user_agent: str | None = None  # the device's own, sent as User-Agent
+    # Single sign-on, as the event's device.sso gave it: subject_token, roku_connect_token,
+    # service_token, partner_framework_status (a dict).
+    sso: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -64,24 +67,35 @@ def temppass_identity(identity: Mapping[str, Any] | str) -> str:
     return _b64_json(identity)
 
 
-def partner_framework_status(
-    *, access_status: str, provider_id: str, expiration_ms: int | None = None
-) -> str:
-    """AP-Partner-Framework-Status: Base64 of the partner framework status JSON."""
-    provider: dict[str, Any] = {"id": provider_id}
-    if expiration_ms is not None:
-        provider["expirationDate"] = str(expiration_ms)  # "expressed as a string"
-    return _b64_json({
-        "frameworkPermissionInfo": {"accessStatus": access_status},
-        "frameworkProviderInfo": provider,
-    })
+def partner_framework_status(status: Mapping[str, Any]) -> str:
+    """AP-Partner-Framework-Status: Base64 of the partner framework status JSON (checked at
+    intake against the header page's required attributes)."""
+    return _b64_json(status)
 
 
-def device_headers(device: Device, *, identified: bool = True) -> dict[str, str]:
-    """Headers that describe the device on a REST API V2 call. `identified=False` for the calls
-    whose pages list neither AP-Device-Identifier nor X-Device-Info (a session's or a profile's
-    look-up by code, made from a second screen): only its address, visitor id and agent."""
+# The single sign-on headers, by the device.sso key that carries each (appendix/headers).
+SSO_HEADERS = {
+    "subject_token": "Adobe-Subject-Token",
+    "roku_connect_token": "X-Roku-Reserved-Roku-Connect-Token",
+    "service_token": "AD-Service-Token",
+}
+
+
+def device_headers(device: Device, *, identified: bool = True, sso: bool = False,
+                   partner: bool = False) -> dict[str, str]:
+    """Every header the device carries on a REST API V2 call, built here only. `identified=
+    False` for the calls whose pages list neither AP-Device-Identifier nor X-Device-Info (a
+    session's or a profile's look-up by code, made from a second screen): only its address,
+    visitor id and agent. `sso`: the call's page lists the single sign-on headers (sessions
+    create, profiles, decisions, logout); `partner`: it lists AP-Partner-Framework-Status
+    (profiles, decisions, the partner endpoints)."""
     headers: dict[str, str] = {}
+    if sso:
+        headers.update({name: device.sso[key] for key, name in SSO_HEADERS.items()
+                        if device.sso.get(key)})
+    if partner and device.sso.get("partner_framework_status"):
+        headers["AP-Partner-Framework-Status"] = partner_framework_status(
+            device.sso["partner_framework_status"])
     if identified:
         headers["AP-Device-Identifier"] = device_identifier(device.id)
     if identified and device.info:

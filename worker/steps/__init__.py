@@ -3,7 +3,7 @@ and their registry: the engine, the tasks and the job state read step specs from
 
 from __future__ import annotations
 
-from passflow.events import EventType
+from passflow.flows import FLOWS
 from worker.steps import configuration, decisions, logout, profiles, sessions, temppass
 from worker.steps.base import Step, StepName
 
@@ -21,14 +21,9 @@ STEPS: dict[str, Step] = {step.name: step for step in (
 )}
 assert set(STEPS) == set(StepName), "every step name has its spec"
 
-# Where each event's job starts (docs/api.md, the events table).
-FIRST_STEP: dict[str, str] = {
-    EventType.PROFILES: StepName.PROFILES_RETRIEVE,
-    EventType.AUTHENTICATION: StepName.PROFILES_CHECK,
-    EventType.PREAUTHORIZATION: StepName.DECISIONS_PREAUTHORIZE,
-    EventType.AUTHORIZATION: StepName.DECISIONS_AUTHORIZE,
-    EventType.LOGOUT: StepName.LOGOUT_INITIATE,
-    EventType.TEMPPASS: StepName.TEMPPASS_AUTHORIZE,
-}
+# Where each event's job starts (passflow.flows, one declaration a flow).
+FIRST_STEP: dict[str, str] = {kind: StepName(flow.first_step) for kind, flow in FLOWS.items()}
+for _flow in FLOWS.values():
+    assert _flow.first_step in _flow.steps and _flow.steps <= set(STEPS), _flow.type
 
 __all__ = ["FIRST_STEP", "STEPS", "Step", "StepName"]

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from models import Decision, Device, Job, JobStatus, Profile, utcnow
 from passflow.crypto import Cipher
+from passflow.flows import opened
 from passflow.sealed import open_sealed
 from passflow.settings import Settings
 from worker import metrics
@@ -105,7 +106,8 @@ class StepContext:
         row = self.device_row
         sent = self.event.get("device") or {}
         return PassDevice(id=row.id, ip=row.last_ip, port=row.last_port, info=row.last_info or {},
-                          visitor_id=sent.get("visitor_id"), user_agent=sent.get("user_agent"))
+                          visitor_id=sent.get("visitor_id"), user_agent=sent.get("user_agent"),
+                          sso=opened(self.event, "device.sso", self.cipher) or {})
 
     @cached_property
     def event(self) -> dict[str, Any]:
@@ -159,6 +161,8 @@ def save_profile(ctx: StepContext, profile: PassProfile) -> None:
     if exists:
         return
     metrics.know_mvpds(profile.mvpd)  # Adobe Pass made a profile of it
+    metrics.inc("passflow_profiles_total", (metrics.profile_type_label(profile.type),
+                                            metrics.mvpd_label(profile.mvpd)))
     attributes = {k: _readable(ctx, v.model_dump(mode="json"))
                   for k, v in profile.attributes.items()}
     ctx.session.add(Profile(

@@ -21,6 +21,7 @@ def plan(ctx: StepContext) -> Call:
 
 def apply(ctx: StepContext, answer: Any) -> Outcome:
     logouts = answer_or_raise(answer).logouts
+    single = single_sign_on_methods(ctx.device.sso)
     recorded = set(ctx.session.scalars(select(Logout.mvpd).where(Logout.job_id == ctx.job.id)))
     for mvpd, action in logouts.items():
         if mvpd in recorded:
@@ -29,7 +30,8 @@ def apply(ctx: StepContext, answer: Any) -> Outcome:
             job_id=ctx.job.id, device_id=ctx.job.device_id, service_provider=ctx.sp, mvpd=mvpd,
             action_name=action.action_name, action_type=action.action_type,
             # A relative URL is Adobe Pass's: the app's user agent needs it whole.
-            url=urljoin(ctx.adobe.base_url + "/", action.url) if action.url else None))
+            url=urljoin(ctx.adobe.base_url + "/", action.url) if action.url else None,
+            single_sign_on=single))
     # The stored profiles of the MVPD are not reused after a logout.
     ctx.session.execute(update(Profile).where(
         Profile.device_id == ctx.job.device_id, Profile.service_provider == ctx.sp,
@@ -38,6 +40,15 @@ def apply(ctx: StepContext, answer: Any) -> Outcome:
     if ctx.device_row.last_mvpd == ctx.job.mvpd:
         ctx.device_row.last_mvpd = None
     return Outcome(JobStatus.SUCCEEDED)
+
+
+def single_sign_on_methods(sso: dict[str, Any]) -> str | None:
+    """The single sign-on methods a device's headers carry, as Adobe names its profile types:
+    a logout with them is a single logout (the single sign-on logout flow)."""
+    methods = [name for name, keys in (("platformSSO", ("subject_token", "roku_connect_token")),
+                                       ("serviceTokenSSO", ("service_token",)))
+               if any(sso.get(key) for key in keys)]
+    return ",".join(methods) or None
 
 
 INITIATE = Step(StepName.LOGOUT_INITIATE, Queue.LOGOUT, plan, apply)

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from models import AuthSession, Job, JobStatus, SessionStatus, utcnow
+from passflow.events import temppass_identity
 from worker import metrics
 from worker.adobe_pass import BadRequestError
 from worker.adobe_pass.types import Profiles
@@ -156,7 +157,7 @@ POLL = Step(StepName.PROFILES_POLL, Queue.POLLING, _poll_plan, _poll_apply,
 def _fetch_plan(ctx: StepContext) -> Call:
     mvpd = ctx.job.state.get("mvpd") or ctx.job.mvpd
     adobe, sp, device = ctx.adobe, ctx.sp, ctx.device
-    identity = ctx.event.get("temppass_identity")
+    identity = temppass_identity(ctx.event, ctx.cipher)
     return lambda: adobe.profiles.for_mvpd(sp, mvpd, device=device,
                                            temppass_identity=identity)
 

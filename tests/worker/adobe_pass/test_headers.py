@@ -9,8 +9,7 @@ from worker.adobe_pass.headers import (
     device_headers,
     device_identifier,
     device_info,
-    partner_framework_status,
-    temppass_identity,
+        temppass_identity,
 )
 
 
@@ -59,13 +58,22 @@ def test_temppass_identity_matches_the_reference_samples():
     assert temppass_identity({"email": "foo@bar.com"}) == "eyJlbWFpbCI6ImZvb0BiYXIuY29tIn0="
 
 
-def test_partner_framework_status_has_the_documented_shape():
-    value = _decode(partner_framework_status(access_status="granted", provider_id="Spectrum",
-                                             expiration_ms=1735689600000))
-    assert value == {
-        "frameworkPermissionInfo": {"accessStatus": "granted"},
-        "frameworkProviderInfo": {"id": "Spectrum", "expirationDate": "1735689600000"},
-    }
+def test_single_sign_on_headers_only_on_the_calls_whose_pages_list_them():
+    """Adobe-Subject-Token, X-Roku-Reserved-Roku-Connect-Token and AD-Service-Token go with
+    `sso` (sessions create, profiles, decisions, logout), AP-Partner-Framework-Status with
+    `partner` (profiles, decisions), Base64 of the status JSON; neither by default."""
+    status = {"frameworkPermissionInfo": {"accessStatus": "granted"},
+              "frameworkProviderInfo": {"id": "Spectrum", "expirationDate": "1735689600000"}}
+    device = Device(id="tv-1", ip="203.0.113.7", sso={
+        "subject_token": "jws.amazon.1", "roku_connect_token": "roku-1",
+        "service_token": "svc-1", "partner_framework_status": status})
+    assert not {"Adobe-Subject-Token", "AD-Service-Token",
+                "AP-Partner-Framework-Status"} & set(device_headers(device))
+    both = device_headers(device, sso=True, partner=True)
+    assert (both["Adobe-Subject-Token"], both["X-Roku-Reserved-Roku-Connect-Token"],
+            both["AD-Service-Token"]) == ("jws.amazon.1", "roku-1", "svc-1")
+    assert _decode(both["AP-Partner-Framework-Status"]) == status
+    assert "AP-Partner-Framework-Status" not in device_headers(device, sso=True)
 
 
 def test_send_ap_device_identifier_header_every_call_names_the_device_and_its_ip():

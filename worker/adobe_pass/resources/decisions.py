@@ -15,7 +15,7 @@ class DecisionsResource(Resource):
                 device: Device, identity: Mapping[str, Any] | str | None) -> Decisions:
         if not resources:
             raise ValueError("at least one resource is needed")
-        headers = device_headers(device)
+        headers = device_headers(device, sso=True, partner=True)
         if identity is not None:
             headers["AP-TempPass-Identity"] = temppass_identity(identity)
         return self._client.request(

@@ -13,6 +13,6 @@ class LogoutResource(Resource):
         """GET /api/v2/{serviceProvider}/logout/{mvpd}?redirectUrl=..."""
         return self._client.request(
             "GET", f"/api/v2/{seg(service_provider)}/logout/{seg(mvpd)}", cast=Logouts,
-            endpoint="logout", headers=device_headers(device),
+            endpoint="logout", headers=device_headers(device, sso=True),
             params={"redirectUrl": redirect_url},
         )

@@ -12,22 +12,20 @@ from worker.adobe_pass.types import Profiles
 
 def _headers(device: Device, identity: Mapping[str, Any] | str | None, *,
              identified: bool = True) -> dict[str, str]:
-    headers = device_headers(device, identified=identified)
+    # The pages of all profiles and of one MVPD's list the single sign-on headers and the
+    # partner status; the look-up by code lists neither.
+    headers = device_headers(device, identified=identified, sso=identified, partner=identified)
     if identity is not None:
         headers["AP-TempPass-Identity"] = temppass_identity(identity)
     return headers
 
 
 class ProfilesResource(Resource):
-    def list(self, service_provider: str, *, device: Device,
-             partner_framework_status: str | None = None) -> Profiles:
+    def list(self, service_provider: str, *, device: Device) -> Profiles:
         """GET /api/v2/{serviceProvider}/profiles."""
-        headers = device_headers(device)
-        if partner_framework_status:
-            headers["AP-Partner-Framework-Status"] = partner_framework_status
         return self._client.request(
             "GET", f"/api/v2/{seg(service_provider)}/profiles", cast=Profiles,
-            endpoint="profiles.list", headers=headers,
+            endpoint="profiles.list", headers=_headers(device, None),
         )
 
     def for_mvpd(self, service_provider: str, mvpd: str, *, device: Device,

@@ -27,7 +27,7 @@ class SessionsResource(Resource):
         """POST /api/v2/{serviceProvider}/sessions (form body)."""
         return self._client.request(
             "POST", f"/api/v2/{seg(service_provider)}/sessions", cast=SessionAction,
-            endpoint="sessions.create", headers=device_headers(device),
+            endpoint="sessions.create", headers=device_headers(device, sso=True),
             data=_form(mvpd, domain_name, redirect_url),
         )
 

@@ -1,0 +1,137 @@
+"""Single sign-on through the public HTTP API against the simulator: platform identity (Amazon's
+Adobe-Subject-Token, Roku's connect token), service token, and single logout. The simulator
+counts, per call, each single sign-on header it received and any on a call whose page does not
+list it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+import models.db
+from models import Event
+from tests.support import device_json, new_device, wait_for_status
+
+
+def _jws(user: str) -> str:
+    """A platform's identity token for `user`: a JWS (its signature is the platform's; the
+    simulator reads the user from `sub`, as Adobe tells two users apart)."""
+    def part(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256'})}.{part({'sub': user, 'iss': 'platform'})}.c2lnbmF0dXJl"
+
+
+def _send(api: httpx.Client, type_: str, device, sso: dict | None, **fields) -> str:
+    body = {"event_id": f"evt-{uuid.uuid4()}", "type": type_,
+            "device": {**device_json(device), **({"sso": sso} if sso else {})}, **fields}
+    answer = api.post("/v1/events", json=body)
+    assert answer.status_code == 202, answer.text
+    return answer.json()["job_id"]
+
+
+def _sign_in(api: httpx.Client, sim: httpx.Client, device, sso: dict) -> dict:
+    job_id = _send(api, "authentication.requested", device, sso, mvpd="Cablevision")
+    status = wait_for_status(job_id, "waiting_for_user", "succeeded")
+    if status == "waiting_for_user":
+        code = api.get(f"/v1/jobs/{job_id}").json()["result"]["code"]
+        sim.post("/_sim/login", json={"code": code}).raise_for_status()
+        assert wait_for_status(job_id) == "succeeded"
+    return api.get(f"/v1/jobs/{job_id}").json()
+
+
+@pytest.mark.parametrize(("key", "header", "profile_type"), [
+    ("subject_token", "adobe-subject-token", "platformSSO"),
+    ("roku_connect_token", "x-roku-reserved-roku-connect-token", "platformSSO"),
+    ("service_token", "ad-service-token", "serviceTokenSSO"),
+])
+def test_a_second_app_of_the_same_user_signs_in_with_no_login(
+        api: httpx.Client, jobs_env: httpx.Client, key: str, header: str, profile_type: str):
+    """The first app logs in (a regular profile); a second app (another device id) of the same
+    user signs in with no login and plays, its profile of Adobe's single sign-on type shown in
+    the job, the history and the metrics; another user's token shares nothing. The token went on
+    every call whose page lists it, on none other, and is stored sealed."""
+    user, other = {key: _jws("user-a")}, {key: _jws("user-b")}
+    first = _sign_in(api, jobs_env, new_device(), user)
+    assert first["result"]["profile"]["type"] == "regular"
+    logins = jobs_env.get("/_sim/stats").json()["logins"]
+
+    second = new_device()
+    signed = _sign_in(api, jobs_env, second, user)
+    assert signed["result"]["profile"]["type"] == profile_type
+    assert jobs_env.get("/_sim/stats").json()["logins"] == logins  # no login
+    play = _send(api, "authorization.requested", second, user, mvpd="Cablevision",
+                 resource="REF30")
+    assert wait_for_status(play) == "succeeded"
+    assert api.get(f"/v1/jobs/{play}").json()["result"]["decisions"][0]["decision"] == "Permit"
+    history = api.get("/v1/history", params={"device_id": second.id}).json()["entries"]
+    assert [e["profile_type"] for e in history if e["kind"] == "profile"] == [profile_type]
+    assert f'passflow_profiles_total{{mvpd="Cablevision",type="{profile_type}"}}' in \
+        api.get("/metrics").text.replace(f'type="{profile_type}",mvpd="Cablevision"',
+                                         f'mvpd="Cablevision",type="{profile_type}"')
+
+    stranger = _send(api, "authentication.requested", new_device(), other, mvpd="Cablevision")
+    assert wait_for_status(stranger, "waiting_for_user") == "waiting_for_user"
+
+    stats = jobs_env.get("/_sim/stats").json()
+    for call in ("sessions.create", "profiles.mvpd", "decisions.authorize"):
+        assert stats.get(f"{call} {header}", 0) >= 1, (call, stats)
+    assert stats.get(f"unlisted {header}", 0) == 0, stats
+    with models.db.session_scope() as session:
+        payload = session.scalars(select(Event.payload).where(
+            Event.event_id == signed["event_id"])).one()
+    assert "sso" not in payload["device"] and payload["device"]["sso_enc"]
+    assert user[key] not in json.dumps(payload)
+
+
+def test_single_logout_ends_the_single_sign_on_profile_for_every_app(
+        api: httpx.Client, jobs_env: httpx.Client):
+    """A logout carrying the platform identity is a single logout: recorded so in the job and
+    the history; afterwards the app must sign in again (Adobe's single sign-on profile is gone,
+    and passflow does not reuse what it kept)."""
+    user = {"subject_token": _jws("user-logout")}
+    _sign_in(api, jobs_env, new_device(), user)
+    second = new_device()
+    assert _sign_in(api, jobs_env, second, user)["result"]["profile"]["type"] == "platformSSO"
+
+    logout = _send(api, "logout.requested", second, user, mvpd="Cablevision")
+    assert wait_for_status(logout) == "succeeded"
+    [record] = api.get(f"/v1/jobs/{logout}").json()["result"]["logouts"]
+    assert record["single_logout"] == "platformSSO" and record["actionName"] == "logout"
+    entries = api.get("/v1/history", params={"device_id": second.id}).json()["entries"]
+    assert entries[0]["kind"] == "logout" and entries[0]["single_logout"] == "platformSSO"
+    assert jobs_env.get("/_sim/stats").json().get("logout adobe-subject-token", 0) == 1
+
+    again = _sign_in_waits(api, second, user)
+    assert again == "waiting_for_user"  # the single sign-on profile is gone at Adobe
+
+
+def _sign_in_waits(api: httpx.Client, device, sso: dict) -> str:
+    job_id = _send(api, "authentication.requested", device, sso, mvpd="Cablevision")
+    return wait_for_status(job_id, "waiting_for_user", "succeeded")
+
+
+@pytest.mark.parametrize(("sso", "says"), [
+    ({"subject_token": "two words"}, "printable ASCII"),
+    ({"service_token": ""}, "at least 1"),
+    ({"unknown_token": "x"}, "extra"),
+    ({"partner_framework_status": {"frameworkPermissionInfo": {"accessStatus": "maybe"},
+                                   "frameworkProviderInfo": {"id": "Spectrum"}}},
+     "accessStatus"),
+    ({"partner_framework_status": {"frameworkPermissionInfo": {"accessStatus": "granted"},
+                                   "frameworkProviderInfo": {"id": "Spectrum",
+                                                             "expirationDate": 1735689600000}}},
+     "expirationDate"),
+])
+def test_single_sign_on_fields_adobe_would_refuse_are_a_422(api: httpx.Client, sso: dict,
+                                                              says: str):
+    body = {"event_id": f"evt-{uuid.uuid4()}", "type": "authentication.requested",
+            "device": {**device_json(new_device()), "sso": sso}}
+    answer = api.post("/v1/events", json=body)
+    assert answer.status_code == 422 and says in answer.text, answer.text
+    assert "two words" not in answer.text  # a token is never echoed
