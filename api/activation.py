@@ -144,7 +144,7 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
         return found or settings.service_provider
 
     def authenticate_url(sp: str, code: str) -> str:
-        return runtime().adobe.sessions.authenticate_url(sp, code)
+        return runtime().adobe_for(sp).sessions.authenticate_url(sp, code)
 
     def code_problem(request: Request, code: str, error: APIStatusError) -> HTMLResponse:
         if error.code == "invalid_authentication_session":
@@ -180,7 +180,7 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
 
     def _check_and_continue(request: Request, code: str) -> Response:
         sp = service_provider_of(code)
-        adobe = runtime().adobe
+        adobe = runtime().adobe_for(sp)
         try:
             info = adobe.sessions.retrieve(sp, code, device=_browser(request))
         except APIStatusError as exc:
@@ -238,12 +238,13 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
         browser = _browser(request)
         rt = runtime()
         try:
-            info = rt.adobe.sessions.retrieve(sp, code, device=browser)
-            answer = rt.adobe.sessions.resume(sp, code, device=browser, mvpd=mvpd,
-                                              **_missing(sp, browser, info.missing_parameters))
+            adobe = rt.adobe_for(sp)
+            info = adobe.sessions.retrieve(sp, code, device=browser)
+            answer = adobe.sessions.resume(sp, code, device=browser, mvpd=mvpd,
+                                           **_missing(sp, browser, info.missing_parameters))
             if answer.action_name == "retry" and answer.missing_parameters:
                 # Adobe still lacks a parameter: given once more, not shown as an outage.
-                answer = rt.adobe.sessions.resume(
+                answer = adobe.sessions.resume(
                     sp, code, device=browser, mvpd=mvpd,
                     **_missing(sp, browser, answer.missing_parameters))
             chosen = rt.configuration(sp, device=browser).mvpd(mvpd) if picked else None
@@ -278,7 +279,7 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
     def _follow(request: Request, sp: str, code: str, answer) -> Response:
         """Where the resume answer's actionName says the browser goes next."""
         if answer.action_name == "authenticate":
-            url = (urljoin(runtime().adobe.base_url + "/", answer.url) if answer.url
+            url = (urljoin(runtime().adobe_for(sp).base_url + "/", answer.url) if answer.url
                    else authenticate_url(sp, code))
             return RedirectResponse(url, status_code=303)
         if answer.action_name == "authorize":

@@ -26,6 +26,7 @@ from sqlalchemy.exc import (
     ProgrammingError,
 )
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+from starlette.concurrency import run_in_threadpool
 
 from api import problems
 from api.auth import TokenChecker, sees_personal_data
@@ -251,6 +252,13 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
             event = EventIn.model_validate(data, context=event_context)
         except ValidationError as exc:
             return _unprocessable(_problems(exc))
+        brand = event.service_provider or settings.service_provider
+        if brand != settings.service_provider and not await run_in_threadpool(
+                runtime().served, brand):
+            return _unprocessable([{
+                "field": "service_provider", "type": "not_served", "message":
+                    "not a service provider this deployment serves (`passflow "
+                    "service-providers list`; `add` one with its software statement)"}])
         accepted = await intake.submit(event, request.state.request_id)
         metrics.inc("passflow_events_total",
                            (event.type, "accepted" if accepted.created else "repeated"))
@@ -286,10 +294,12 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
 
     @app.get("/v1/history", dependencies=[*authorized, known_query(
         "device_id", "mvpd", "resource", "job_id", "outcome", "since", "until", "limit",
-        "cursor")])
+        "cursor", "service_provider")])
     def get_history(
         request: Request,
         device_id: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
+        service_provider: Annotated[str | None, Query(max_length=200,
+                                                      pattern=_PRINTABLE)] = None,
         mvpd: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
         resource: Annotated[str | None, Query(max_length=500, pattern=_PRINTABLE)] = None,
         job_id: Annotated[str | None, Query(max_length=36, pattern=_PRINTABLE)] = None,
@@ -304,7 +314,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         action and reason."""
         query = HistoryQuery(device_id=device_id, mvpd=mvpd, resource=resource, since=since,
                              until=until, limit=limit, cursor=cursor, job_id=job_id,
-                             outcome=outcome)
+                             outcome=outcome, service_provider=service_provider)
         with session_scope() as session:
             entries, next_cursor = history(session, query)
         if not sees_personal_data(request):
@@ -312,10 +322,13 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         return HistoryPage(entries=entries, next_cursor=next_cursor)
 
     @app.get("/v1/jobs", dependencies=[*authorized, known_query(
-        "status", "type", "device_id", "event_id", "since", "until", "limit", "cursor")])
+        "status", "type", "device_id", "event_id", "since", "until", "limit", "cursor",
+        "service_provider")])
     def list_jobs(
         status: JobStatus | None = None,
         type: EventType | None = None,  # noqa: A002 (the contract's name)
+        service_provider: Annotated[str | None, Query(max_length=200,
+                                                      pattern=_PRINTABLE)] = None,
         device_id: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
         event_id: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
         since: Instant | None = None,
@@ -325,7 +338,8 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     ) -> JobsPage:
         """Jobs newest first; an event id finds its first job and every retry of it."""
         query = JobQuery(status=status, type=type, device_id=device_id, event_id=event_id,
-                         since=since, until=until, limit=limit, cursor=cursor)
+                         since=since, until=until, limit=limit, cursor=cursor,
+                         service_provider=service_provider)
         with session_scope() as session:
             found, next_cursor = jobs_page(session, query)
         return JobsPage(jobs=found, next_cursor=next_cursor)

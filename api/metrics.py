@@ -135,7 +135,10 @@ class RedisMetricsCollector(Collector):
                 for name, (doc, labels) in COUNTERS.items():
                     family = CounterMetricFamily(name.removesuffix("_total"), doc, labels=labels)
                     for field, value in client.hgetall(PREFIX + "c:" + name).items():
-                        family.add_metric(json.loads(field), float(value))
+                        # A label added since (a rolling upgrade): empty in older series.
+                        values = json.loads(field)
+                        values += [""] * (len(labels) - len(values))
+                        family.add_metric(values[:len(labels)], float(value))
                     yield family
                 for name, (doc, labels) in HISTOGRAMS.items():
                     series: dict[tuple, dict[str, float]] = defaultdict(dict)

@@ -68,6 +68,7 @@ class JobSummary(BaseModel):
     type: str
     status: str
     device_id: str
+    service_provider: str
     mvpd: str | None
     step: str | None
     created_at: str
@@ -90,6 +91,7 @@ class HistoryEntry(BaseModel):
     model_config = ConfigDict(extra="allow")
     kind: str
     device_id: str
+    service_provider: str
     mvpd: str | None
     resource: str | None
     at: str

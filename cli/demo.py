@@ -226,9 +226,34 @@ def fire_tv_apps(demo: Demo) -> None:
                         resource="REF30"), second["id"], FINAL)
 
 
+def second_brand(demo: Demo, workdir: Path) -> None:
+    """A second brand (service provider CNN) added as an operator would, while the worker runs:
+    its own software statement, registration and token."""
+    from simulator.fixtures import make_software_statement
+
+    statement = workdir / "cnn-statement.jwt"
+    statement.write_text(make_software_statement("passflow-demo-cnn"))
+    added = subprocess.run([sys.executable, "-m", "cli", "service-providers", "add", "CNN",
+                            "--software-statement-file", str(statement)],
+                           capture_output=True, text=True, env=os.environ.copy(), check=False)
+    if added.returncode != 0:
+        raise RuntimeError(f"passflow service-providers add: {added.stderr.strip()}")
+    tablet = _device("cnn-app-tablet", "203.0.113.15", primaryHardwareType="Tablet",
+                     osName="iOS")
+    demo.say(tablet["id"], "passflow service-providers add CNN: a second brand, no restart")
+    job_id = demo.send("authentication.requested", tablet, service_provider="CNN",
+                       mvpd="Spectrum", redirect_url="https://example.com/cnn/done",
+                       domain_name="example.com")
+    waiting = demo.wait(job_id, tablet["id"], {"waiting_for_user"} | FINAL)
+    demo.log_in_like_a_browser(waiting["result"]["url"], tablet["id"])
+    demo.wait(job_id, tablet["id"], FINAL)
+    demo.wait(demo.send("authorization.requested", tablet, service_provider="CNN",
+                        mvpd="Spectrum", resource="CNN"), tablet["id"], FINAL)
+
+
 def _summary(demo: Demo) -> int:
     print("\nJobs")
-    print(f"  {'type':<28}{'device':<17}{'status':<11}result")
+    print(f"  {'type':<28}{'device':<17}{'brand':<7}{'status':<11}result")
     failures = 0
     for job in demo.jobs:
         result = job["result"]
@@ -250,7 +275,8 @@ def _summary(demo: Demo) -> int:
         if job["status"] != "succeeded":
             failures += 1
             text = f"{job['error']}"
-        print(f"  {job['type']:<28}{job['device_id']:<17}{job['status']:<11}{text}")
+        print(f"  {job['type']:<28}{job['device_id']:<17}{job['service_provider']:<7}"
+              f"{job['status']:<11}{text}")
     decisions = [d for job in demo.jobs for d in job["result"].get("decisions", [])]
     permits = sum(d["decision"] == "Permit" for d in decisions)
     print(f"\n{len(demo.jobs)} jobs, {failures} not succeeded; {len(decisions)} decisions: "
@@ -352,11 +378,12 @@ def run_demo(*, keep: bool = False) -> int:
                 kitchen_stick(demo)
                 guest_tablet(demo)
                 fire_tv_apps(demo)
+                second_brand(demo, workdir)
                 failures = _summary(demo)
                 stats = httpx.get(simulator.url + "/_sim/stats").json()
                 print(f"Adobe Pass saw {stats.get('requests', 0)} calls, "
-                      f"{stats.get('registrations', 0)} registrations (passflow and the "
-                      "second-screen app), "
+                      f"{stats.get('registrations', 0)} registrations (passflow's two "
+                      "brands and the second-screen app), "
                       f"{stats.get('throttled', 0)} answered 429")
                 env_file = None
                 if keep:

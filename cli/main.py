@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 
 def _simulator(args: argparse.Namespace) -> int:
@@ -217,6 +218,114 @@ def _token(args: argparse.Namespace) -> int:
     return 1
 
 
+def _service_providers(args: argparse.Namespace) -> int:
+    """The brands served: add one with its software statement (stored encrypted), list them
+    with their registration, retire one (no new events; its accepted jobs still finish)."""
+
+    from models import ServiceProvider, utcnow
+    from models.db import session_scope
+    from passflow.crypto import cipher_from_settings
+    from passflow.settings import get_settings
+
+    settings = get_settings()
+    if args.action == "list":
+        return _service_provider_list(settings)
+    if not args.id:
+        print(f"passflow service-providers {args.action}: give the service provider's id",
+              file=sys.stderr)
+        return 2
+    if args.id == settings.service_provider:
+        print(f"passflow service-providers {args.action}: {args.id} is PASSFLOW_SERVICE_PROVIDER "
+              "(configured, always served; its statement is PASSFLOW_SOFTWARE_STATEMENT)",
+              file=sys.stderr)
+        return 2
+    with session_scope() as session:
+        row = session.get(ServiceProvider, args.id)
+        if args.action == "retire":
+            if row is None or row.status != "active":
+                print(f"passflow service-providers retire: {args.id} is not served",
+                      file=sys.stderr)
+                return 1
+            row.status, row.retired_at = "retired", utcnow()
+            print(f"{args.id} retired: its events are refused from now on (422); jobs "
+                  "already accepted finish")
+            return 0
+        statement = _statement_file(args.software_statement_file)
+        if statement is None:
+            return 2
+        sealed = cipher_from_settings().encrypt(statement)
+        if row is None:
+            session.add(ServiceProvider(id=args.id, software_statement_enc=sealed,
+                                        status="active", added_by=_who()))
+        else:
+            row.software_statement_enc, row.status, row.retired_at = sealed, "active", None
+            row.added_by = _who()
+    print(f"{args.id} served: running workers register it with Adobe Pass at its first job "
+          "(no restart)")
+    return 0
+
+
+def _statement_file(path: str | None) -> str | None:
+    """A software statement from its file, or None after saying why in one line."""
+    if not path:
+        print("passflow service-providers add: give --software-statement-file PATH (the "
+              "statement from Adobe's TVE Dashboard)", file=sys.stderr)
+        return None
+    try:
+        statement = Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"passflow service-providers add: cannot read {path}: {type(exc).__name__}",
+              file=sys.stderr)
+        return None
+    if statement.count(".") != 2 or any(ch.isspace() for ch in statement):
+        print(f"passflow service-providers add: {path} does not hold a software statement "
+              "(a JWT: three dot-separated parts)", file=sys.stderr)
+        return None
+    return statement
+
+
+def _who() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def _service_provider_list(settings) -> int:
+    import hashlib
+
+    from sqlalchemy import select
+
+    from models import Registration, ServiceProvider
+    from models.db import session_scope
+    from passflow.crypto import cipher_from_settings
+
+    cipher = cipher_from_settings()
+
+    def registration(session, statement: str | None) -> str:
+        if statement is None:
+            return "no statement"
+        key = hashlib.sha256(f"{settings.pass_base_url.rstrip('/')}\n{statement}".encode()
+                             ).hexdigest()[:32]
+        row = session.scalar(select(Registration).where(Registration.key == key))
+        if row is None or not row.client_id:
+            return "not yet registered"
+        return f"problem: {row.problem}" if row.problem else f"registered {row.client_id}"
+
+    with session_scope() as session:
+        configured = settings.software_statement.get_secret_value() \
+            if settings.software_statement else None
+        rows = [[settings.service_provider, "configured", "-",
+                 registration(session, configured)]]
+        for sp in session.scalars(select(ServiceProvider).order_by(ServiceProvider.id)):
+            rows.append([sp.id, sp.status, f"{sp.added_at:%Y-%m-%d %H:%M}",
+                         registration(session, cipher.decrypt(sp.software_statement_enc))])
+    _table(("service provider", "status", "added", "registration"), rows)
+    return 0
+
+
 def _rotate_key(args: argparse.Namespace) -> int:
     from models.maintenance import rotate_key
 
@@ -269,7 +378,8 @@ def _history(args: argparse.Namespace) -> int:
 
     query = HistoryQuery(device_id=args.device, mvpd=args.mvpd, resource=args.resource,
                          job_id=args.job, outcome=args.outcome, since=args.since,
-                         until=args.until, limit=args.limit, cursor=args.cursor)
+                         until=args.until, limit=args.limit, cursor=args.cursor,
+                         service_provider=args.service_provider)
     with session_scope() as session:
         entries, next_cursor = history(session, query)
     columns = ("at", "kind", "mvpd", "resource", "outcome", "reason", "job_id")
@@ -319,7 +429,8 @@ def _jobs(args: argparse.Namespace) -> int:
     if args.action == "list":
         query = JobQuery(status=args.status, type=args.type, device_id=args.device,
                          event_id=args.event, since=args.since, until=args.until,
-                         limit=args.limit, cursor=args.cursor)
+                         limit=args.limit, cursor=args.cursor,
+                         service_provider=args.service_provider)
         with session_scope() as session:
             found, next_cursor = jobs_page(session, query)
         return _page(args, "jobs", found, next_cursor, ("created_at", "job_id", "type",
@@ -379,19 +490,26 @@ def _register(args: argparse.Namespace) -> int:
     from worker.runtime import runtime
 
     settings = get_settings()
-    if settings.software_statement is None:
+    sp = args.service_provider or settings.service_provider
+    if sp == settings.service_provider and settings.software_statement is None:
         print("passflow register: set PASSFLOW_SOFTWARE_STATEMENT", file=sys.stderr)
+        return 2
+    try:
+        adobe = runtime().adobe_for(sp)
+    except LookupError as exc:
+        print(f"passflow register: {exc}", file=sys.stderr)
         return 2
     with session_scope() as session:
         devices = session.scalar(select(func.count(distinct(Profile.device_id))).where(
-            Profile.not_after > utcnow())) or 0
-    print(f"This registers passflow again with Adobe Pass at {settings.pass_base_url}. New "
+            Profile.not_after > utcnow(), Profile.service_provider == sp,
+            Profile.logged_out_at.is_(None))) or 0
+    print(f"This registers {sp} again with Adobe Pass at {settings.pass_base_url}. New "
           "client credentials invalidate every profile obtained with the current ones: "
           f"{devices} device(s) with a stored, unexpired profile will have to log in again.")
     if not args.yes:
         print("Nothing changed. Run `passflow register --yes` to register.", file=sys.stderr)
         return 1
-    client = runtime().adobe.register()
+    client = adobe.register()
     print(f"registered: client {client.client_id} (scopes: {' '.join(client.scopes)}); stored "
           "profiles and the Permits under them are no longer reused")
     return 0
@@ -492,6 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--device", help="only this device (without it: every device, with its "
                                        "id shown)")
     hist.add_argument("--mvpd", help="only this MVPD")
+    hist.add_argument("--service-provider", metavar="ID", help="only this brand")
     hist.add_argument("--resource", help="only decisions about this resource")
     hist.add_argument("--job", help="only this job's entries")
     hist.add_argument("--outcome", choices=sorted(OUTCOME_KINDS),
@@ -506,6 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--status", choices=[s.value for s in JobStatus], help="only this status")
     job.add_argument("--type", choices=[t.value for t in EventType], help="only this type")
     job.add_argument("--device", help="only this device's jobs")
+    job.add_argument("--service-provider", metavar="ID", help="only this brand's jobs")
     job.add_argument("--event", help="only this event id's jobs (its first and retries)")
     _add_paging(job, default_limit=50)
     job.set_defaults(func=_jobs)
@@ -521,6 +641,17 @@ def build_parser() -> argparse.ArgumentParser:
                           "personal data; personal: read with media tokens and profile "
                           "attributes; ingest: send events; admin: all (default: read)")
     tok.set_defaults(func=_token)
+
+    brands = commands.add_parser(
+        "service-providers", help="the brands (Adobe service providers) this deployment "
+                                  "serves, each with its own software statement")
+    brands.add_argument("action", choices=["add", "list", "retire"],
+                        help="add one (with its statement), list them with their "
+                             "registration, or retire one (its events refused, its jobs finish)")
+    brands.add_argument("id", nargs="?", help="the service provider's id (add, retire)")
+    brands.add_argument("--software-statement-file", metavar="PATH",
+                        help="the statement from Adobe's TVE Dashboard (add)")
+    brands.set_defaults(func=_service_providers)
 
     rotate = commands.add_parser(
         "rotate-key", help="re-encrypt stored secrets with the first key of PASSFLOW_SECRET_KEY "
@@ -547,6 +678,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "every user's profile; passflow never does it by itself)")
     register.add_argument("--yes", action="store_true",
                           help="register (without it, only say what it would invalidate)")
+    register.add_argument("--service-provider", metavar="ID",
+                          help="the brand to register (default: PASSFLOW_SERVICE_PROVIDER)")
     register.set_defaults(func=_register)
 
     pre = commands.add_parser(

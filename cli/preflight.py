@@ -70,7 +70,7 @@ def run(settings: Settings, out: Callable[[str], None] = print, *,
     calls: list[tuple[str, int]] = []
     results: dict[str, Result] = {}
     rt = runtime()
-    adobe = rt.adobe
+    adobe = rt.adobe_for(settings.service_provider)
     adobe.add_observer(lambda endpoint, status, _seconds: calls.append((endpoint, status)))
     sp = settings.service_provider
     # A test device of its own each run (its address from the documentation range): its

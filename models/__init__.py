@@ -13,10 +13,10 @@ from models.jobs import (
     StepStatus,
     WebhookDelivery,
 )
-from models.registration import Registration
+from models.registration import Registration, ServiceProvider
 
 __all__ = [
     "FINAL_STATUSES", "ApiToken", "AuthSession", "Base", "Decision", "DecisionKind", "Device",
-    "Event", "Job", "JobStatus", "JobStep", "Logout", "Profile", "Registration", "SessionStatus",
-    "StepStatus", "WebhookDelivery", "utc_text", "utcnow",
+    "Event", "Job", "JobStatus", "JobStep", "Logout", "Profile", "Registration",
+    "ServiceProvider", "SessionStatus", "StepStatus", "WebhookDelivery", "utc_text", "utcnow",
 ]

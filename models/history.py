@@ -59,6 +59,7 @@ class Window:
 @dataclass(frozen=True, kw_only=True)
 class HistoryQuery(Window):
     device_id: str | None = None
+    service_provider: str | None = None
     mvpd: str | None = None
     resource: str | None = None
     job_id: str | None = None
@@ -120,6 +121,7 @@ def _entry(kind: str, at: datetime, row: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "kind": kind,
         "device_id": row.device_id,
+        "service_provider": row.service_provider,
         "mvpd": row.mvpd,
         "resource": None,
         "at": utc_text(at),
@@ -163,6 +165,8 @@ def history(session: Session, query: HistoryQuery) -> tuple[list[dict[str, Any]]
             stmt = stmt.where(model.device_id == query.device_id)
         if query.mvpd is not None:
             stmt = stmt.where(model.mvpd == query.mvpd)
+        if query.service_provider is not None:
+            stmt = stmt.where(model.service_provider == query.service_provider)
         if query.resource is not None:
             stmt = stmt.where(model.resource == query.resource)
         if query.job_id is not None:
@@ -205,6 +209,7 @@ def _outcome_column(model: type):
 class JobQuery(Window):
     status: str | None = None
     type: str | None = None
+    service_provider: str | None = None
     device_id: str | None = None
     event_id: str | None = None
 
@@ -217,7 +222,8 @@ def job_summary(job: Job, event_id: str) -> dict[str, Any]:
     error = job.error or {}
     return {
         "job_id": job.id, "event_id": event_id, "type": job.type, "status": job.status,
-        "device_id": job.device_id, "mvpd": job.mvpd, "step": job.current_step,
+        "device_id": job.device_id, "service_provider": job.service_provider, "mvpd": job.mvpd,
+        "step": job.current_step,
         "created_at": utc_text(job.created_at), "finished_at": utc_text(job.finished_at),
         "error_code": error.get("code"), "error_action": error.get("action"),
         "reason": error.get("message"), "retry_of": job.retry_of,
@@ -228,7 +234,8 @@ def jobs_page(session: Session, query: JobQuery) -> tuple[list[dict[str, Any]], 
     """Jobs newest first, by status, type, device or event id (its first job and retries)."""
     stmt = select(Job, Event.event_id).join(Event, Event.id == Job.event_pk)
     for column, value in ((Job.status, query.status), (Job.type, query.type),
-                          (Job.device_id, query.device_id), (Event.event_id, query.event_id)):
+                          (Job.device_id, query.device_id), (Event.event_id, query.event_id),
+                          (Job.service_provider, query.service_provider)):
         if value is not None:
             stmt = stmt.where(column == value)
     if query.since is not None:

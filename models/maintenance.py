@@ -21,6 +21,7 @@ from models import (
     Logout,
     Profile,
     Registration,
+    ServiceProvider,
     WebhookDelivery,
     utcnow,
 )
@@ -34,6 +35,7 @@ ENCRYPTED = [
     (Registration, ("client_secret_enc", "access_token_enc")),
     (Profile, ("attributes_enc",)),
     (Decision, ("media_token_enc",)),
+    (ServiceProvider, ("software_statement_enc",)),
 ]
 
 
@@ -43,11 +45,13 @@ def rotate_key(batch: int = 500) -> dict[str, int]:
     counts: dict[str, int] = {}
     for model, columns in ENCRYPTED:
         done = 0
-        last_id = 0
+        last_id: Any = None
         while True:
             with session_scope() as session:
-                rows = session.scalars(select(model).where(model.id > last_id)
-                                       .order_by(model.id).limit(batch)).all()
+                query = select(model).order_by(model.id).limit(batch)
+                if last_id is not None:
+                    query = query.where(model.id > last_id)
+                rows = session.scalars(query).all()
                 for row in rows:
                     for column in columns:
                         value = getattr(row, column)

@@ -33,3 +33,19 @@ class Registration(Base):
     registered_at: Mapped[datetime | None]
     registrations: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ServiceProvider(Base):
+    """A brand (an Adobe service provider) the deployment serves beyond the configured
+    PASSFLOW_SERVICE_PROVIDER, with its own software statement (encrypted like client secrets):
+    `passflow service-providers add/list/retire`. A retired one takes no new events; its jobs
+    already accepted still finish."""
+
+    __tablename__ = "service_providers"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    software_statement_enc: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+    added_by: Mapped[str | None] = mapped_column(String(200))
+    retired_at: Mapped[datetime | None]

@@ -169,12 +169,16 @@ class EventIn(BaseModel):
     domain_name: str | None = Field(default=None, max_length=255)
     # Promotional TempPass: the user identity sent as AP-TempPass-Identity.
     temppass_identity: dict[str, Any] | str | None = None
+    # Partner single sign-on: the partner (e.g. Apple), and the SAML response its framework
+    # returned (stored sealed).
+    partner: str | None = Field(default=None, min_length=1, max_length=100)
+    partner_response: str | None = Field(default=None, min_length=1, max_length=60_000)
     # Where the user logs in. "secondary": polling starts with the session (a code on the TV);
     # "primary": the device opens the URL itself, polling starts when the user reaches
     # redirect_url (checklist), reported by GET /landing or POST /v1/jobs/{id}/landed.
     screen: Literal["primary", "secondary"] = "secondary"
 
-    _check_ids = field_validator("event_id", "mvpd", "resource")(
+    _check_ids = field_validator("event_id", "mvpd", "resource", "partner")(
         lambda v: v if v is None else _no_control_chars(v))
 
     @model_validator(mode="before")
@@ -209,10 +213,18 @@ class EventIn(BaseModel):
 
     @model_validator(mode="after")
     def _type_needs(self) -> EventIn:
-        missing = [name for name in REQUIRED[self.type] if getattr(self, name) in (None, [])]
+        missing = [name for name in REQUIRED[self.type] if _value(self, name) in (None, [])]
         if missing:
             raise ValueError(f"{self.type} needs: {', '.join(missing)}")
         return self
+
+
+def _value(event: BaseModel, path: str) -> Any:
+    """A field of the event by its dotted path (device.sso.partner_framework_status)."""
+    value: Any = event
+    for part in path.split("."):
+        value = getattr(value, part, None)
+    return value
 
 
 IDENTITY_ENC = "temppass_identity_enc"

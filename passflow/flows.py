@@ -26,6 +26,8 @@ class EventType(enum.StrEnum):
     AUTHORIZATION = "authorization.requested"
     LOGOUT = "logout.requested"
     TEMPPASS = "temppass.requested"
+    PARTNER_REQUESTED = "partner_authentication.requested"
+    PARTNER_RESPONDED = "partner_authentication.responded"
 
 
 class Result(enum.StrEnum):
@@ -35,11 +37,13 @@ class Result(enum.StrEnum):
     PROFILES = "profiles"
     DECISIONS = "decisions"
     LOGOUTS = "logouts"
+    PARTNER = "partner"  # Adobe's partner request while waiting, then the profile
 
 
 # Sealed in every flow (any event may carry them): what the device's platform gave it for single
-# sign-on is a credential; a TempPass user identity is personal data.
-SEALED_FOR_ALL: tuple[str, ...] = ("device.sso", "temppass_identity")
+# sign-on is a credential; a TempPass user identity and a partner's SAML response are personal
+# data.
+SEALED_FOR_ALL: tuple[str, ...] = ("device.sso", "temppass_identity", "partner_response")
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,16 @@ FLOWS: dict[EventType, Flow] = {flow.type: flow for flow in (
     Flow(EventType.TEMPPASS, ("mvpd", "resource"), "temppass.authorize",
          frozenset({"temppass.authorize"}), Result.DECISIONS,
          {"mvpd": "TempPass_TEST40", "resource": "REF30"}),
+    # Partner single sign-on (Apple): Adobe's request for the partner framework, then the job
+    # waits for the framework's response (the next flow); Adobe's fallback goes on as an
+    # authentication with a code.
+    Flow(EventType.PARTNER_REQUESTED, ("partner", "device.sso.partner_framework_status"),
+         "partner.request", frozenset({"partner.request", "partner.wait", "profiles.poll",
+                                       "profiles.fetch"}),
+         Result.PARTNER, {"partner": "Apple"}),
+    Flow(EventType.PARTNER_RESPONDED, ("partner", "partner_response"), "partner.profile",
+         frozenset({"partner.profile"}), Result.PARTNER,
+         {"partner": "Apple", "partner_response": "PHNhbWxwOlJlc3BvbnNlLz4="}),
 )}
 
 

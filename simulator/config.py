@@ -67,6 +67,9 @@ class Mvpd(_Model):
     displayName: str
     logoUrl: str
     logout_endpoint: bool = False
+    # Partner single sign-on (Apple) enabled for this MVPD's integration; off: Adobe answers a
+    # partner request with configuration_fallback.
+    partner_sso: bool = True
     temppass: Literal["basic", "promotional"] | None = None
     temppass_ttl_s: float = 180
     temppass_max_resources: int = 0

@@ -269,6 +269,50 @@ async def put_throttle(body: ThrottleUpdate, request: Request) -> dict[str, bool
     return {"enabled": body.enabled, "one_time_burst": body.one_time_burst}
 
 
+class Software(BaseModel):
+    software_id: str
+    service_providers: list[str]
+
+
+@router.put("/software", summary="Approve a software statement for some service providers")
+def software(body: Software, request: Request) -> dict[str, Any]:
+    """What the TVE Dashboard does for a brand: its application's statement (software_id) is
+    approved, and its tokens cover only the service providers listed (a token of one is
+    refused on another's paths). Until /_sim/reset."""
+    config = sim(request).config
+    if body.software_id not in config.approved_software_ids:
+        config.approved_software_ids.append(body.software_id)
+    config.software_service_providers[body.software_id] = list(body.service_providers)
+    return {"software_id": body.software_id, "service_providers": body.service_providers}
+
+
+class PartnerSignIn(BaseModel):
+    request: str  # the authenticationRequest's `request` Adobe handed the device
+    username: str = "apple-user-1"
+
+
+@router.post("/partner/respond", summary="The partner framework (Apple) answers a request")
+def partner_respond(body: PartnerSignIn) -> dict[str, str]:
+    """What Apple's framework gives the app once the user is signed in with the provider at
+    the system level: a SAML response to Adobe's request (Base64), for the second event."""
+    import base64
+    import re
+
+    try:
+        saml = base64.b64decode(body.request, validate=True).decode()
+    except ValueError:
+        raise HTTPException(400, "not Adobe's partner request") from None
+    found = re.search(r'ID="([^"]{1,200})"', saml)
+    if found is None:
+        raise HTTPException(400, "not Adobe's partner request")
+    response = (f'<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
+                f'xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" '
+                f'InResponseTo="{found.group(1)}"><saml:Assertion><saml:Subject>'
+                f"<saml:NameID>{escape(body.username)}</saml:NameID></saml:Subject>"
+                f"</saml:Assertion></samlp:Response>")
+    return {"SAMLResponse": base64.b64encode(response.encode()).decode()}
+
+
 @router.get("/media-token-certificate", summary="The certificate media tokens verify with (PEM)")
 def media_token_certificate() -> Response:
     return Response(signing.certificate_pem(), media_type="application/x-pem-file")

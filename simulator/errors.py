@@ -19,6 +19,13 @@ ENHANCED: dict[str, tuple[int, str, str]] = {
         400, "none", "The service provider parameter value is missing or invalid."),
     "invalid_parameter_mvpd": (400, "none", "The mvpd parameter value is missing or invalid."),
     "invalid_parameter_code": (400, "none", "The code parameter value is missing or invalid."),
+    "invalid_parameter_partner": (
+        400, "none", "The partner parameter value is missing or invalid."),
+    "invalid_parameter_saml_response": (
+        400, "none", "The SAML response parameter value is missing or invalid."),
+    "invalid_header_pfs_permission_access_not_granted": (
+        400, "none", "The permission access status value from the partner framework status "
+        "header is not granted."),
     "invalid_parameter_resources": (
         400, "none", "The resources parameter value is missing or invalid."),
     "invalid_parameter_redirect_url": (

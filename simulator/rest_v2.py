@@ -7,8 +7,11 @@ rest-apis/rest-api-v2/flows/temporary-access-flows/rest-api-v2-access-temporary-
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import json
 import random
+import re
 import uuid
 from html import escape
 from typing import Any
@@ -33,7 +36,7 @@ from simulator.common import (
 )
 from simulator.config import Mvpd
 from simulator.errors import PassError, error_object
-from simulator.state import AuthSession, SimState
+from simulator.state import CURRENT_CLIENT, AuthSession, SimState
 
 router = APIRouter(tags=["REST API V2"])
 
@@ -487,6 +490,119 @@ async def preauthorize(serviceProvider: str, mvpd: str, request: Request) -> JSO
              summary="Retrieve authorization decisions using specific mvpd")
 async def authorize(serviceProvider: str, mvpd: str, request: Request) -> JSONResponse:
     return await _decisions(request, "authorize", serviceProvider, mvpd)
+
+
+# Partner single sign-on (Apple) -----------------------------------------------------------------
+
+PARTNERS = ("Apple",)
+SAML_ATTRIBUTES = ["uid", "NameID", "uniqueId"]
+
+
+def _partner_status(request: Request) -> dict[str, Any] | None:
+    """AP-Partner-Framework-Status as the header page defines it, or None when missing or not
+    readable."""
+    raw = request.headers.get("ap-partner-framework-status")
+    if not raw:
+        return None
+    try:
+        value = json.loads(base64.b64decode(raw, validate=True))
+    except (ValueError, binascii.Error):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _partner_mvpd(state: SimState, status: dict[str, Any] | None) -> tuple[str | None, bool]:
+    """The MVPD the partner framework names (when Adobe knows it), and whether it may be used
+    for partner sign-on: access granted and the provider information not expired."""
+    if status is None:
+        return None, False
+    permission = status.get("frameworkPermissionInfo") or {}
+    provider = status.get("frameworkProviderInfo") or {}
+    mvpd = provider.get("id") if state.config.mvpd(provider.get("id")) is not None else None
+    expires = str(provider.get("expirationDate") or "")
+    granted = (permission.get("accessStatus") == "granted" and expires.isdigit()
+               and int(expires) > _ms(state.now()))
+    return mvpd, granted and mvpd is not None
+
+
+@router.post("/api/v2/{serviceProvider}/sessions/sso/{partner}", name="partner.sessions",
+             summary="Retrieve partner authentication request", openapi_extra=_SESSION_BODY)
+async def partner_request(serviceProvider: str, partner: str, request: Request) -> JSONResponse:
+    bearer(request)
+    service_provider(request, serviceProvider)
+    device = device_id(request, required=True)
+    info = device_info(request, required=True)
+    if partner not in PARTNERS:
+        raise PassError("invalid_parameter_partner")
+    fields = await form_fields(request)
+    if fields is None:
+        raise PassError("invalid_parameter_mvpd", details="The body must be form-urlencoded")
+    state = sim(request)
+    params = _session_params(fields)
+    mvpd, granted = _partner_mvpd(state, _partner_status(request))
+    fallback = "pfs_fallback" if not granted else (
+        "configuration_fallback" if not _mvpd(state, mvpd).partner_sso else None)
+    if mvpd is not None:
+        params.setdefault("mvpd", mvpd)
+    session = state.new_session(service_provider=serviceProvider, device_id=device,
+                                device_info=info, params=params)
+    if fallback or session.missing:
+        answer = _session_answer(state, session, missing_action="resume")
+        if answer["actionName"] in ("authenticate", "resume"):
+            answer["reasonType"] = fallback or "missing_parameters_fallback"
+        return JSONResponse(answer)
+    del state.sessions[session.code]  # no code: the partner signs the user in
+    existing = state.profile(serviceProvider, device, mvpd)
+    base = {"sessionId": session.session_id, "mvpd": mvpd, "serviceProvider": serviceProvider}
+    if existing is not None and existing.not_after > state.now():
+        return JSONResponse({
+            "actionName": "authorize", "actionType": "direct",
+            "reasonType": "authenticatedSSO" if existing.type == "appleSSO" else "authenticated",
+            "url": f"/api/v2/{serviceProvider}/decisions/authorize/{mvpd}", **base})
+    request_id = f"_{uuid.uuid4().hex}"
+    state.partner_requests[request_id] = (serviceProvider, device, mvpd, CURRENT_CLIENT.get())
+    saml = (f'<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
+            f'ID="{request_id}" Version="2.0" ProviderName="{escape(mvpd)}"/>')
+    return JSONResponse({
+        "actionName": "partner_profile", "actionType": "direct", "reasonType": "none",
+        "url": f"/api/v2/{serviceProvider}/profiles/sso/{partner}", **base,
+        "authenticationRequest": {"type": "saml",
+                                  "request": base64.b64encode(saml.encode()).decode(),
+                                  "attributesNames": SAML_ATTRIBUTES}})
+
+
+_IN_RESPONSE_TO = re.compile(r'InResponseTo="([^"]{1,200})"')
+_NAME_ID = re.compile(r"<saml:NameID>([^<]{1,200})</saml:NameID>")
+
+
+@router.post("/api/v2/{serviceProvider}/profiles/sso/{partner}", name="partner.profiles",
+             summary="Retrieve profile using partner authentication response")
+async def partner_profile(serviceProvider: str, partner: str, request: Request) -> JSONResponse:
+    bearer(request)
+    service_provider(request, serviceProvider)
+    device = device_id(request, required=True)
+    device_info(request, required=True)
+    if partner not in PARTNERS:
+        raise PassError("invalid_parameter_partner")
+    status = _partner_status(request)
+    if status is not None and (status.get("frameworkPermissionInfo") or {}).get(
+            "accessStatus") != "granted":
+        raise PassError("invalid_header_pfs_permission_access_not_granted")
+    fields = await form_fields(request)
+    raw = (fields or {}).get("SAMLResponse", [""])[0]
+    try:
+        saml = base64.b64decode(raw, validate=True).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise PassError("invalid_parameter_saml_response") from None
+    answered, user = _IN_RESPONSE_TO.search(saml), _NAME_ID.search(saml)
+    state = sim(request)
+    pending = state.partner_requests.get(answered.group(1)) if answered else None
+    if pending is None or user is None or pending[:2] != (serviceProvider, device):
+        raise PassError("invalid_parameter_saml_response")
+    del state.partner_requests[answered.group(1)]
+    mvpd = pending[2]
+    profile = state.partner_login(serviceProvider, device, mvpd, user.group(1), pending[3])
+    return JSONResponse({"profiles": {mvpd: profile.as_json()}}, status_code=201)
 
 
 # Logout ----------------------------------------------------------------------------------------

@@ -151,6 +151,9 @@ class SimState:
         # (any client, any device) whose requests carry the same identity.
         self.sso_profiles: dict[tuple[str, str, str], Profile] = {}
         self.temppass: dict[tuple[str, str, str], TempPassUse] = {}
+        # Partner authentication requests awaiting the partner's response, by request id:
+        # (service provider, device, MVPD, client).
+        self.partner_requests: dict[str, tuple[str, str, str, str | None]] = {}
         self.stats: Counter[str] = Counter()
 
     def now(self) -> float:
@@ -225,6 +228,18 @@ class SimState:
             self.sso_profiles[(kind, user, mvpd)] = replace(profile, type=kind, client_id=None)
         session.completed_mvpd = mvpd
         self.stats["logins"] += 1
+        return profile
+
+    def partner_login(self, service_provider: str, device_id: str, mvpd: str, user: str,
+                      client_id: str | None) -> Profile:
+        """The profile a partner's authentication response makes (type appleSSO)."""
+        now = self.now()
+        profile = Profile(
+            service_provider=service_provider, device_id=device_id, mvpd=mvpd, not_before=now,
+            not_after=now + self.config.ttl.profile_s, issuer="Apple", type="appleSSO",
+            attributes={"userID": user, "mvpd": mvpd}, username=user, client_id=client_id)
+        self.profiles[(service_provider, device_id, mvpd)] = profile
+        self.stats["partner_logins"] += 1
         return profile
 
     def profile(self, service_provider: str, device_id: str, mvpd: str,

@@ -17,18 +17,24 @@ from worker.steps import FIRST_STEP, STEPS
 from worker.views import RESULTS
 
 SECRETS = {"subject_token": "amazon.jws.secret-1", "service_token": "service-secret-2",
-           "temppass_identity": {"email": "viewer@example.com"}}
+           "temppass_identity": {"email": "viewer@example.com"},
+           "partner_response": "PHNhbWxwOlJlc3BvbnNlPnNlY3JldC1zYW1sPC9zYW1scDpSZXNwb25zZT4="}
 
 
 def _event(kind) -> EventIn:
     return EventIn.model_validate({
         "event_id": f"evt-{kind}", "type": kind, **FLOWS[kind].example,
         "temppass_identity": SECRETS["temppass_identity"],
+        "partner_response": SECRETS["partner_response"],
         "device": {"id": "tv-1", "ip": "203.0.113.9", "port": 4000,
                    "info": {"model": "TV", "version": "1", "osName": "tvOS",
                             "osVersion": "17"},
                    "sso": {"subject_token": SECRETS["subject_token"],
-                           "service_token": SECRETS["service_token"]}}})
+                           "service_token": SECRETS["service_token"],
+                           "partner_framework_status": {
+                               "frameworkPermissionInfo": {"accessStatus": "granted"},
+                               "frameworkProviderInfo": {"id": "Cablevision",
+                                                         "expirationDate": "1900000000000"}}}}})
 
 
 @pytest.mark.parametrize("kind", list(FLOWS))
@@ -40,9 +46,12 @@ def test_each_flows_sealed_fields_are_sealed_at_rest_and_opened_where_read(kind)
     assert flow.result in RESULTS
     stored = stored_payload(_event(kind), cipher)
     text = json.dumps(stored)
-    for secret in ("amazon.jws.secret-1", "service-secret-2", "viewer@example.com"):
+    for secret in ("amazon.jws.secret-1", "service-secret-2", "viewer@example.com",
+                   SECRETS["partner_response"]):
         assert secret not in text, (kind, secret)
-    assert set(flow.sealed_fields) >= {"device.sso", "temppass_identity"}
+    for path in ("temppass_identity", "partner_response"):  # opened as the steps read them
+        assert opened(stored, path, cipher) == SECRETS[path], (kind, path)
+    assert set(flow.sealed_fields) >= {"device.sso", "temppass_identity", "partner_response"}
     # Where the steps read them: the device's headers (StepContext.device) and the identity.
     assert opened(stored, "device.sso", cipher)["subject_token"] == SECRETS["subject_token"]
     assert temppass_identity(stored, cipher) == SECRETS["temppass_identity"]

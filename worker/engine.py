@@ -52,7 +52,7 @@ from worker.policy import (
     GATHER_WHEN_LATE_S,
     retry_backoff,
 )
-from worker.runtime import Runtime, runtime
+from worker.runtime import NotServed, Runtime, runtime
 from worker.steps import STEPS, Step
 from worker.steps.base import StepContext, error_of, forget_profiles, voided_by_adobe
 
@@ -225,6 +225,10 @@ def _decide_spent(step: Step, ctx: StepContext, claim: Claim, answer: Any,
                                  f"{ctx.retries_spent + 1} of at most "
                                  f"{settings.step_retries + 1})")
         return Release(exc.retry_after, str(exc), counts="rate_limited")
+    except NotServed as exc:  # retired and forgotten, or never added: nothing to call with
+        return Outcome(JobStatus.FAILED, error={
+            "status": None, "code": "service_provider_not_served", "action": "none",
+            "message": str(exc)})
     except (AdobePassError, redis.RedisError) as exc:
         retryable = not isinstance(exc, AdobePassError) or exc.retryable
         if retryable and ctx.may_retry():

@@ -35,6 +35,7 @@ from models import (
 from models.jobs import new_id
 from passflow.crypto import cipher_from_settings
 from passflow.events import EventIn, needs_cipher, stored_payload
+from passflow.flows import EventType
 from worker import metrics, policy, webhooks
 from worker.policy import EARLY_TOLERANCE_S
 
@@ -322,7 +323,7 @@ def _complete_many(session: Session, step_name: str, owner: str,
             webhooks.record(session, job.id, "job.finished")
             metrics.inc_on_commit(session, "passflow_jobs_finished_total", (
                 job.type, outcome.status, metrics.mvpd_label(job.mvpd),
-                str((outcome.error or {}).get("code") or "")))
+                str((outcome.error or {}).get("code") or ""), job.service_provider))
         elif (outcome.status == JobStatus.WAITING_FOR_USER
               and job.status != JobStatus.WAITING_FOR_USER):
             webhooks.record(session, job.id, "job.waiting_for_user")
@@ -381,14 +382,15 @@ def cancel(session: Session, job_ids: list[str], *, code: str = "cancelled",
                 lease_owner=None, lease_until=None, finished_at=now, updated_at=now,
                 error={"status": None, "code": code, "action": "none",
                        "message": message or code})
-        .returning(Job.id, Job.type, Job.mvpd).execution_options(synchronize_session=False)
+        .returning(Job.id, Job.type, Job.mvpd, Job.service_provider)
+        .execution_options(synchronize_session=False)
     ).all()
     cancelled = [row.id for row in rows]
     session.info.setdefault(_CANCELLED_HERE, set()).update(cancelled)
     for row in rows:
         metrics.inc_on_commit(session, "passflow_jobs_finished_total",
                               (row.type, JobStatus.CANCELLED, metrics.mvpd_label(row.mvpd),
-                               code))
+                               code, row.service_provider))
     stop = SessionStatus.SUPERSEDED if code == "superseded" else SessionStatus.CANCELLED
     session.execute(
         update(AuthSession).where(AuthSession.job_id.in_(job_ids),
@@ -415,6 +417,28 @@ def supersede_sessions(session: Session, *, device_id: str, service_provider: st
         AuthSession.device_id == device_id, AuthSession.service_provider == service_provider,
         AuthSession.status == SessionStatus.PENDING, AuthSession.job_id != by_job_id)))
     return cancel(session, older, code="superseded", message=f"superseded by job {by_job_id}")
+
+
+def partner_answered(session: Session, *, device_id: str, service_provider: str,
+                     by_job_id: str) -> list[str]:
+    """The partner framework's response made a profile (job `by_job_id`): the device's partner
+    requests waiting for it end succeeded, their result naming that job. Returns their ids."""
+    waiting = session.scalars(select(Job).where(
+        Job.device_id == device_id, Job.service_provider == service_provider,
+        Job.type == EventType.PARTNER_REQUESTED,
+        Job.current_step == "partner.wait",  # (worker.steps.StepName.PARTNER_WAIT)
+        Job.status.not_in(_FINAL)).with_for_update()).all()
+    now = utcnow()
+    for job in waiting:
+        job.status, job.current_step, job.next_run_at = JobStatus.SUCCEEDED, None, None
+        job.lease_owner = job.lease_until = None
+        job.finished_at = job.updated_at = now
+        job.result = {**(job.result or {}), "profile_job": by_job_id}
+        webhooks.record(session, job.id, "job.finished")
+        metrics.inc_on_commit(session, "passflow_jobs_finished_total", (
+            job.type, JobStatus.SUCCEEDED, metrics.mvpd_label(job.mvpd), "",
+            job.service_provider))
+    return [job.id for job in waiting]
 
 
 def start_polling(session: Session, job_id: str) -> str | None:

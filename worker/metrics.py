@@ -31,10 +31,11 @@ COUNTERS = {
     "passflow_events_total": ("Events received, by type; `repeated`: an event_id seen before",
                               ("type", "outcome")),
     "passflow_jobs_finished_total": (
-        "Jobs that ended, by type, status, MVPD and error code", ("type", "status", "mvpd",
-                                                                 "error_code")),
-    "passflow_decisions_total": ("Decisions stored, by kind, outcome and MVPD",
-                                 ("kind", "decision", "mvpd")),
+        "Jobs that ended, by type, status, MVPD, error code and service provider (brand)",
+        ("type", "status", "mvpd", "error_code", "service_provider")),
+    "passflow_decisions_total": (
+        "Decisions stored, by kind, outcome, MVPD and service provider (brand)",
+        ("kind", "decision", "mvpd", "service_provider")),
     "passflow_profiles_total": (
         "Profiles Adobe Pass returned, by type (regular, platformSSO, serviceTokenSSO, appleSSO, "
         "temporary, degraded; other) and MVPD", ("type", "mvpd")),

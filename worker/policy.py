@@ -64,6 +64,9 @@ TOKEN_UPKEEP_S = 60.0
 # Sessions -----------------------------------------------------------------------------------------
 # An authentication session's lifetime when Adobe leaves notAfter out ("e.g., 30 minutes", FAQ).
 DEFAULT_SESSION_S = 1800
+# How long a partner single sign-on request waits for the partner framework's response
+# (partner_authentication.responded) before its job expires.
+PARTNER_WAIT_S = 900
 # Decisions denied with action "retry" are asked again after 1, 2, 4 s (enhanced-error-codes.md).
 
 

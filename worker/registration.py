@@ -23,9 +23,11 @@ class SqlCredentialStore:
     """CredentialStore on the `registrations` table. Tokens are also kept in process memory so
     a call does not cost a database read."""
 
-    def __init__(self, cipher: Cipher, base_url: str):
+    def __init__(self, cipher: Cipher, base_url: str, service_provider: str | None = None):
         self._cipher = cipher
         self._base_url = base_url
+        # Whose profiles a new registration voids (None: every one).
+        self._service_provider = service_provider
         self._tokens: dict[str, StoredToken] = {}
         self._lock = threading.Lock()
 
@@ -61,9 +63,12 @@ class SqlCredentialStore:
             row.problem = None
             row.problem_at = None
             # New client credentials: every profile obtained with other ones (an earlier
-            # registration, another environment) is gone at Adobe Pass, and so here.
-            session.execute(update(Profile).where(Profile.logged_out_at.is_(None))
-                            .values(logged_out_at=utcnow())
+            # registration, another environment) is gone at Adobe Pass, and so here; those of
+            # this service provider only (each brand registers with its own statement).
+            voided = update(Profile).where(Profile.logged_out_at.is_(None))
+            if self._service_provider is not None:
+                voided = voided.where(Profile.service_provider == self._service_provider)
+            session.execute(voided.values(logged_out_at=utcnow())
                             .execution_options(synchronize_session=False))
 
     def problem(self, key: str) -> str | None:

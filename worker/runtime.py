@@ -33,8 +33,22 @@ PUBLISHED_URL_FRESH_S = 30.0
 # How long the logo URLs of a configuration read stay fetchable by the public picker.
 LOGO_INDEX_S = 24 * 3600
 
+# A service provider's software statement is read again this often (a new one in
+# `passflow service-providers add` replaces it); the active ones, for intake, this often.
+STATEMENTS_FRESH_S = 30.0
+SERVED_FRESH_S = 2.0
+
 # What makes a platform, for the configuration's cache (the restricted X-Device-Info keys).
 PLATFORM_KEYS = ("primaryHardwareType", "osName", "osFamily", "osVendor", "browserName")
+
+
+class NotServed(LookupError):
+    """An event or a job names a service provider the deployment does not serve."""
+
+    def __init__(self, service_provider: str):
+        super().__init__(f"service provider {service_provider!r} is not served by this "
+                         "deployment (`passflow service-providers list`)")
+        self.service_provider = service_provider
 
 
 class Runtime:
@@ -42,6 +56,10 @@ class Runtime:
         self.settings = settings
         self.pid = os.getpid()
         self._published: tuple[str, float] | None = None
+        self._clients: dict[str, tuple[str, AdobePass]] = {}
+        self._clients_lock = threading.Lock()
+        self._statements: dict[str, tuple[str, float]] = {}
+        self._active: tuple[frozenset[str], float] = (frozenset(), float("-inf"))
 
     @cached_property
     def redis(self) -> redis.Redis:
@@ -62,18 +80,30 @@ class Runtime:
                               shared_key="passflow-egress"
                               if self.settings.devices_share_address else None)
 
-    @cached_property
-    def adobe(self) -> AdobePass:
+    # Adobe clients: one registry keyed by service provider ------------------------------------
+    def adobe_for(self, service_provider: str) -> AdobePass:
+        """The Adobe Pass client of a service provider the deployment serves: its own software
+        statement, registration and access token (stored per statement), throttle and caches
+        shared by the pool. A service provider added with `passflow service-providers add` is
+        found at its first use, without a restart. NotServed for one the deployment lacks."""
+        statement = self._statement(service_provider)
+        with self._clients_lock:
+            found = self._clients.get(service_provider)
+            if found is None or found[0] != statement:
+                if found is not None:
+                    found[1].close()
+                found = (statement, self._new_client(service_provider, statement))
+                self._clients[service_provider] = found
+        return found[1]
+
+    def _new_client(self, service_provider: str, statement: str) -> AdobePass:
         from worker.metrics import observe_adobe_call
 
         s = self.settings
-        if s.software_statement is None:
-            raise RuntimeError("PASSFLOW_SOFTWARE_STATEMENT is not set: passflow registers with "
-                               "Adobe Pass using the statement from the TVE Dashboard")
         return AdobePass(
             s.pass_base_url,
-            software_statement=s.software_statement.get_secret_value(),
-            credentials=SqlCredentialStore(self.cipher, s.pass_base_url),
+            software_statement=statement,
+            credentials=SqlCredentialStore(self.cipher, s.pass_base_url, service_provider),
             timeout=s.pass_timeout_s,
             max_retries=0,  # the engine owns the one retry budget (worker.engine._decide)
             # A registration and a token request, and a margin.
@@ -85,6 +115,64 @@ class Runtime:
             on_throttled=self.throttle.answered_429,
             on_response=observe_adobe_call,
         )
+
+    def _statement(self, service_provider: str) -> str:
+        """The software statement of a served service provider: the configured one's from the
+        settings, any other's from `service_providers` (read again every STATEMENTS_FRESH_S)."""
+        s = self.settings
+        if service_provider == s.service_provider:
+            if s.software_statement is None:
+                raise RuntimeError("PASSFLOW_SOFTWARE_STATEMENT is not set: passflow registers "
+                                   "with Adobe Pass using the statement from the TVE Dashboard")
+            return s.software_statement.get_secret_value()
+        now = time.monotonic()
+        cached = self._statements.get(service_provider)
+        if cached is None or now - cached[1] > STATEMENTS_FRESH_S:
+            from models import ServiceProvider
+            from models.db import session_scope
+
+            with session_scope() as session:
+                row = session.get(ServiceProvider, service_provider)
+                sealed = row.software_statement_enc if row is not None else None
+            if sealed is None:
+                self._statements.pop(service_provider, None)
+                raise NotServed(service_provider)
+            cached = (self.cipher.decrypt(sealed), now)
+            self._statements[service_provider] = cached
+        return cached[0]
+
+    def service_providers(self) -> list[str]:
+        """Every service provider served now: the configured one first, then those added."""
+        from sqlalchemy import select
+
+        from models import ServiceProvider
+        from models.db import session_scope
+
+        with session_scope() as session:
+            added = list(session.scalars(select(ServiceProvider.id).where(
+                ServiceProvider.status == "active").order_by(ServiceProvider.id)))
+        return [self.settings.service_provider,
+                *(sp for sp in added if sp != self.settings.service_provider)]
+
+    def served(self, service_provider: str) -> bool:
+        """Whether events may name the service provider: the configured one, or one added and
+        not retired (read again at once for one not known active, at most once a second)."""
+        if service_provider == self.settings.service_provider:
+            return True
+        now = time.monotonic()
+        active, read_at = self._active
+        stale = now - read_at > SERVED_FRESH_S
+        if stale or (service_provider not in active and now - read_at >= 1.0):
+            from sqlalchemy import select
+
+            from models import ServiceProvider
+            from models.db import session_scope
+
+            with session_scope() as session:
+                active = frozenset(session.scalars(select(ServiceProvider.id).where(
+                    ServiceProvider.status == "active")))
+            self._active = (active, now)
+        return service_provider in active
 
     @cached_property
     def call_pool(self) -> ThreadPoolExecutor:
@@ -106,8 +194,8 @@ class Runtime:
 
         def capture(key: str, call: Callable[[], Any]) -> Any:
             try:
-                with self.adobe.deadline(deadline), \
-                        self.adobe.resend_budget((resends or {}).get(key)) as spent, \
+                with AdobePass.deadline(deadline), \
+                        AdobePass.resend_budget((resends or {}).get(key)) as spent, \
                         self.throttle.waiting_as(key, (arrivals or {}).get(key, 0.0)):
                     try:
                         return call()
@@ -138,7 +226,8 @@ class Runtime:
             cached = self.redis.get(key)
             if cached:
                 return Configuration.model_validate_json(cached)
-        config = self.adobe.configuration.retrieve(service_provider, device=device)
+        config = self.adobe_for(service_provider).configuration.retrieve(service_provider,
+                                                                         device=device)
         self.learn_domain(service_provider, config)
         self._index_logos(service_provider, config)
         metrics.know_mvpds(*(m.id for m in config.mvpds if m.id))
@@ -199,8 +288,10 @@ class Runtime:
         return f"passflow:domain:{self.settings.pass_base_url}:{service_provider}"
 
     def close(self) -> None:
-        if "adobe" in self.__dict__:
-            self.adobe.close()
+        with self._clients_lock:
+            for _, client in self._clients.values():
+                client.close()
+            self._clients.clear()
         if "call_pool" in self.__dict__:
             self.call_pool.shutdown(wait=False)
         if "redis" in self.__dict__:

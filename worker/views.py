@@ -95,12 +95,32 @@ def _logouts_result(session: Session, job: Job, cipher: Cipher | None) -> dict[s
                          "single_logout": lo.single_sign_on} for lo in logouts]}
 
 
+def _partner_result(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any]:
+    """Adobe's partner request while the job waits (for the device's partner framework: a
+    credential, shown only with personal data), then the profile; on Adobe's fallback, the code
+    and URL of the basic flow and the reason."""
+    stored = job.result or {}
+    result = _authentication_result(session, job, cipher)
+    if "profile" not in result and stored.get("profile_job"):
+        result["profile_job"] = stored["profile_job"]
+        profile = session.scalars(select(Profile).where(
+            Profile.job_id == stored["profile_job"])).first()
+        if profile is not None:
+            result["profile"] = profile_view(profile, cipher)
+    if stored.get("partner_request") and cipher is not None and "profile" not in result:
+        result["partner_request"] = stored["partner_request"]
+    if stored.get("fallback"):
+        result["fallback"] = stored["fallback"]
+    return result
+
+
 # The view of each kind of result a flow declares (passflow.flows.Result).
 RESULTS = {
     Result.AUTHENTICATION: _authentication_result,
     Result.PROFILES: _profiles_result,
     Result.DECISIONS: _decisions_result,
     Result.LOGOUTS: _logouts_result,
+    Result.PARTNER: _partner_result,
 }
 assert set(RESULTS) == set(Result), "every kind of result has its view"
 
@@ -118,6 +138,9 @@ def waiting_for(job: Job, steps: list[JobStep], now: datetime | None = None, *,
     now = now or utcnow()
     step = job.current_step
     row = next((s for s in steps if s.step == step), None)
+    if job.status == JobStatus.WAITING_FOR_USER and step == "partner.wait":
+        return (f"the device's partner framework to answer Adobe's request (send "
+                f"partner_authentication.responded; expires at {utc_text(job.next_run_at)})")
     if job.status == JobStatus.WAITING_FOR_USER:
         code = (job.result or {}).get("code") if with_code else "(redacted)"
         pick = "" if job.mvpd else "pick a provider and "

@@ -230,7 +230,8 @@ def test_metrics_count_jobs_and_adobe_calls(api: httpx.Client):
 
     body = wait_for(flushed, interval=0.3)
     assert re.search(r'passflow_jobs_finished_total\{error_code="",mvpd="",'
-                     r'status="succeeded",type="profiles.requested"\} [1-9]', body)
+                     r'service_provider="REF30",status="succeeded",'
+                     r'type="profiles.requested"\} [1-9]', body)
     assert re.search(r'passflow_events_total\{outcome="accepted",type="profiles.requested"\} '
                      r'[1-9]', body)
     assert "passflow_polls_in_flight" in body

@@ -135,3 +135,71 @@ def test_single_sign_on_fields_adobe_would_refuse_are_a_422(api: httpx.Client, s
     answer = api.post("/v1/events", json=body)
     assert answer.status_code == 422 and says in answer.text, answer.text
     assert "two words" not in answer.text  # a token is never echoed
+
+
+def _partner_status(access: str = "granted", mvpd: str = "Cablevision") -> dict:
+    from models import utcnow
+
+    expires = int(utcnow().timestamp() * 1000) + 3_600_000
+    return {"frameworkPermissionInfo": {"accessStatus": access},
+            "frameworkProviderInfo": {"id": mvpd, "expirationDate": str(expires)}}
+
+
+def test_partner_single_sign_on_request_then_response_makes_an_apple_profile(
+        api: httpx.Client, jobs_env: httpx.Client):
+    """Apple: the request job hands the device Adobe's partner request and waits; the
+    framework's response, sent as a second event, makes the appleSSO profile and ends both
+    jobs with it; the device then plays. The partner status went on the partner, profile and
+    decision calls only."""
+    device, sso = new_device(), {"partner_framework_status": _partner_status()}
+    requested = _send(api, "partner_authentication.requested", device, sso, partner="Apple")
+    assert wait_for_status(requested, "waiting_for_user") == "waiting_for_user"
+    waiting = api.get(f"/v1/jobs/{requested}").json()
+    partner_request = waiting["result"]["partner_request"]
+    assert partner_request["type"] == "saml" and partner_request["attributesNames"]
+    assert "partner_authentication.responded" in waiting["waiting_for"]
+
+    framework = jobs_env.post("/_sim/partner/respond",
+                              json={"request": partner_request["request"]})
+    responded = _send(api, "partner_authentication.responded", device, sso, partner="Apple",
+                      partner_response=framework.json()["SAMLResponse"])
+    assert wait_for_status(responded) == "succeeded"
+    assert api.get(f"/v1/jobs/{responded}").json()["result"]["profile"]["type"] == "appleSSO"
+    assert wait_for_status(requested) == "succeeded"
+    done = api.get(f"/v1/jobs/{requested}").json()["result"]
+    assert done["profile"]["type"] == "appleSSO" and done["profile_job"] == responded
+    assert "partner_request" not in done
+
+    play = _send(api, "authorization.requested", device, sso, mvpd="Cablevision",
+                 resource="REF30")
+    assert wait_for_status(play) == "succeeded"
+    stats = jobs_env.get("/_sim/stats").json()
+    for call in ("partner.sessions", "partner.profiles", "decisions.authorize"):
+        assert stats.get(f"{call} ap-partner-framework-status", 0) >= 1, (call, stats)
+    assert stats.get("unlisted ap-partner-framework-status", 0) == 0, stats
+    with models.db.session_scope() as session:
+        payload = session.scalars(select(Event.payload).where(
+            Event.event_id == api.get(f"/v1/jobs/{responded}").json()["event_id"])).one()
+    assert "partner_response" not in payload and payload["partner_response_enc"]
+
+
+def test_a_partner_status_not_granted_falls_back_to_a_code(api: httpx.Client,
+                                                           jobs_env: httpx.Client):
+    """Adobe's fallback (pfs_fallback): the job goes on as an authentication with a code."""
+    device = new_device()
+    job_id = _send(api, "partner_authentication.requested", device,
+                   {"partner_framework_status": _partner_status("denied")}, partner="Apple",
+                   redirect_url="https://example.com/done", domain_name="example.com")
+    assert wait_for_status(job_id, "waiting_for_user") == "waiting_for_user"
+    result = api.get(f"/v1/jobs/{job_id}").json()["result"]
+    assert result["fallback"] == "pfs_fallback" and result["code"] and result["url"]
+    jobs_env.post("/_sim/login", json={"code": result["code"]}).raise_for_status()
+    assert wait_for_status(job_id) == "succeeded"
+    assert api.get(f"/v1/jobs/{job_id}").json()["result"]["profile"]["type"] == "regular"
+
+
+def test_a_partner_request_without_its_status_is_a_422(api: httpx.Client):
+    body = {"event_id": f"evt-{uuid.uuid4()}", "type": "partner_authentication.requested",
+            "partner": "Apple", "device": device_json(new_device())}
+    answer = api.post("/v1/events", json=body)
+    assert answer.status_code == 422 and "device.sso.partner_framework_status" in answer.text

@@ -18,6 +18,7 @@ from models import Registration
 from passflow import logs
 from passflow.crypto import cipher_from_settings
 from tests.support import TOKEN, new_device, wait_for_status
+from worker.runtime import runtime
 
 
 def test_a_full_run_logs_no_secret(api: httpx.Client, jobs_env: httpx.Client, fault_report):
@@ -51,7 +52,8 @@ def test_a_full_run_logs_no_secret(api: httpx.Client, jobs_env: httpx.Client, fa
 
     cipher = cipher_from_settings()
     with models.db.session_scope() as session:
-        registration = session.scalars(select(Registration)).first()
+        registration = session.scalars(select(Registration).where(
+            Registration.key == runtime().adobe_for("REF30").registration_key)).one()
         client_secret = cipher.decrypt(registration.client_secret_enc)
         access_token = cipher.decrypt(registration.access_token_enc)
     media_token = played["result"]["decisions"][0]["media_token"]

@@ -46,6 +46,7 @@ from worker.adobe_pass.resources import (
     DcrResource,
     DecisionsResource,
     LogoutResource,
+    PartnerResource,
     ProfilesResource,
     SessionsResource,
 )
@@ -71,6 +72,10 @@ def _server_device_info() -> dict[str, Any]:
         "osVersion": platform.release() or "unknown",
         "connectionType": "LAN",
     }
+
+
+# A call's deadline and resend budget, per thread (AdobePass.deadline, .resend_budget).
+_CALL = threading.local()
 
 
 class AdobePass:
@@ -130,6 +135,7 @@ class AdobePass:
         self.profiles = ProfilesResource(self)
         self.decisions = DecisionsResource(self)
         self.logout = LogoutResource(self)
+        self.partner = PartnerResource(self)
 
     # lifecycle -----------------------------------------------------------------------------
     def _http(self) -> httpx.Client:
@@ -152,40 +158,46 @@ class AdobePass:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # What this thread's calls may spend, whichever client makes them (a step's call is made
+    # by its service provider's client): set by the caller around a call.
+    @staticmethod
     @contextmanager
-    def deadline(self, at: float | None) -> Iterator[None]:
+    def deadline(at: float | None) -> Iterator[None]:
         """Calls made by this thread inside end by `at` (time.monotonic()): each request's
         timeouts are cut to the time left, no retry starts after it, and a request that would
         start after it fails as a timeout (retryable, by the step's policy)."""
-        previous = getattr(self._per_thread, "deadline", None)
-        self._per_thread.deadline = at
+        previous = getattr(_CALL, "deadline", None)
+        _CALL.deadline = at
         try:
             yield
         finally:
-            self._per_thread.deadline = previous
+            _CALL.deadline = previous
 
+    @staticmethod
     @contextmanager
-    def resend_budget(self, allowed: int | None) -> Iterator[list[int]]:
+    def resend_budget(allowed: int | None) -> Iterator[list[int]]:
         """Calls made by this thread inside may send a request again after a 401's token
         refresh at most `allowed` times (None: once per call, as outside a step); yields a
         one-item list counting the requests sent again, for the step's one retry budget."""
-        previous = getattr(self._per_thread, "resends", None)
+        previous = getattr(_CALL, "resends", None)
         spent = [0]
-        self._per_thread.resends = (allowed, spent)
+        _CALL.resends = (allowed, spent)
         try:
             yield spent
         finally:
-            self._per_thread.resends = previous
+            _CALL.resends = previous
 
-    def _may_resend(self) -> bool:
-        allowed, spent = getattr(self._per_thread, "resends", None) or (None, [0])
+    @staticmethod
+    def _may_resend() -> bool:
+        allowed, spent = getattr(_CALL, "resends", None) or (None, [0])
         if allowed is not None and spent[0] >= allowed:
             return False
         spent[0] += 1
         return True
 
-    def _time_left(self) -> float | None:
-        at = getattr(self._per_thread, "deadline", None)
+    @staticmethod
+    def _time_left() -> float | None:
+        at = getattr(_CALL, "deadline", None)
         return None if at is None else at - time.monotonic()
 
     # registration and tokens ---------------------------------------------------------------
@@ -274,6 +286,21 @@ class AdobePass:
     def invalidate_token(self, value: str) -> None:
         self._credentials.discard_token(self._registration_key, value)
 
+    def _renew_rejected(self, rejected: str, sent_at: float) -> None:
+        """Adobe Pass refused `rejected` (401) on a request sent at `sent_at`: a new token,
+        unless another caller got one after that moment. A stored token issued before it is
+        no better than the one refused (Adobe may have revoked them all), so it is not reused."""
+        self.invalidate_token(rejected)
+        with self._refresh_lock(self._registration_key, self._time_left()) as held:
+            if not held:
+                raise ThrottledError(1.0, endpoint="dcr.token",
+                                     reason="another worker is renewing the access token")
+            stored = self._credentials.load_token(self._registration_key)
+            if (stored is not None and stored.value != rejected and stored.fresh(self._clock())
+                    and stored.issued_at is not None and stored.issued_at > sent_at):
+                return
+            self._fetch_token()
+
     # requests ------------------------------------------------------------------------------
     def _dcr_headers(self) -> dict[str, str]:
         return {"X-Device-Info": device_info(_server_device_info())}
@@ -308,6 +335,7 @@ class AdobePass:
             if authenticated:
                 token = self.access_token()
                 call_headers["Authorization"] = f"Bearer {token}"
+            sent_at = self._clock()
             try:
                 response = self._send(method, path, endpoint, call_headers, params, content, json)
             except AdobePassError as exc:
@@ -323,10 +351,11 @@ class AdobePass:
                     # the step's retry budget has room for one more request (else the next
                     # attempt, if any, starts with a fresh token).
                     refreshed = True
-                    self.invalidate_token(token)
-                    if self._may_resend():
-                        continue
-                    raise error
+                    if not self._may_resend():
+                        self.invalidate_token(token)  # the next attempt starts with a new one
+                        raise error
+                    self._renew_rejected(token, sent_at)
+                    continue
                 if response.is_success:
                     return self._parse(response, cast, endpoint)
                 error = (make_registration_error if registration else make_status_error)(

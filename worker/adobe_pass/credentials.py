@@ -24,6 +24,10 @@ class StoredToken:
     expires_at: float  # epoch seconds
     lifetime_s: float | None = None  # as issued (expires_in)
 
+    @property
+    def issued_at(self) -> float | None:
+        return self.expires_at - self.lifetime_s if self.lifetime_s else None
+
     def fresh(self, now: float) -> bool:
         """Valid, and not in the last tenth of its lifetime (a minute at most): renewed then,
         so it never dies in flight, and whatever its lifetime, once per lifetime."""

@@ -124,6 +124,22 @@ class SessionAction(_Model):
     not_after: Millis | None = None
 
 
+class PartnerRequest(_Model):
+    """Adobe's partner authentication request (SAML), handed to the partner framework."""
+
+    type: str
+    request: str
+    attributes_names: list[str] = []
+
+
+class PartnerAction(SessionAction):
+    """Answer of retrieve partner authentication request: `partner_profile` with the request
+    for the partner framework, or a fallback to the basic flow (a session answer and its
+    `reasonType`)."""
+
+    authentication_request: PartnerRequest | None = None
+
+
 class SessionInfo(_Model):
     """Answer of retrieve authentication session using code."""
 

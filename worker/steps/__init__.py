@@ -4,7 +4,15 @@ and their registry: the engine, the tasks and the job state read step specs from
 from __future__ import annotations
 
 from passflow.flows import FLOWS
-from worker.steps import configuration, decisions, logout, profiles, sessions, temppass
+from worker.steps import (
+    configuration,
+    decisions,
+    logout,
+    partner,
+    profiles,
+    sessions,
+    temppass,
+)
 from worker.steps.base import Step, StepName
 
 STEPS: dict[str, Step] = {step.name: step for step in (
@@ -18,6 +26,9 @@ STEPS: dict[str, Step] = {step.name: step for step in (
     decisions.AUTHORIZE,
     temppass.AUTHORIZE,
     logout.INITIATE,
+    partner.REQUEST,
+    partner.WAIT,
+    partner.PROFILE,
 )}
 assert set(STEPS) == set(StepName), "every step name has its spec"
 

@@ -54,6 +54,9 @@ class StepName(enum.StrEnum):
     DECISIONS_AUTHORIZE = "decisions.authorize"
     TEMPPASS_AUTHORIZE = "temppass.authorize"
     LOGOUT_INITIATE = "logout.initiate"
+    PARTNER_REQUEST = "partner.request"
+    PARTNER_WAIT = "partner.wait"
+    PARTNER_PROFILE = "partner.profile"
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,8 @@ class StepContext:
 
     @property
     def adobe(self) -> AdobePass:
-        return self.runtime.adobe
+        """This job's service provider's client (its registration and token)."""
+        return self.runtime.adobe_for(self.sp)
 
     @property
     def cipher(self) -> Cipher:
@@ -245,7 +249,7 @@ def save_decision(ctx: StepContext, kind: str, mvpd: str, decision: PassDecision
     if decision.decision == "Permit":  # Adobe Pass knows the MVPD
         metrics.know_mvpds(mvpd)
     metrics.inc_on_commit(ctx.session, "passflow_decisions_total",
-                          (kind, decision.decision, metrics.mvpd_label(mvpd)))
+                          (kind, decision.decision, metrics.mvpd_label(mvpd), ctx.sp))
     ctx.session.add(Decision(
         job_id=ctx.job.id, device_id=ctx.job.device_id, service_provider=ctx.sp, mvpd=mvpd,
         kind=kind, resource=decision.resource, decision=decision.decision,

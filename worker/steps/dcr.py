@@ -11,4 +11,13 @@ from worker.runtime import Runtime
 
 
 def keep_token_fresh(rt: Runtime) -> None:
-    rt.adobe.access_token()
+    """Each served service provider's token (each its own registration); one that fails does
+    not keep the others from theirs (the first failure is raised after)."""
+    failures: list[Exception] = []
+    for service_provider in rt.service_providers():
+        try:
+            rt.adobe_for(service_provider).access_token()
+        except Exception as exc:  # noqa: BLE001 (raised again below)
+            failures.append(exc)
+    if failures:
+        raise failures[0]

@@ -38,7 +38,7 @@ def plan(ctx: StepContext) -> Call:
 
     def call() -> SessionAction:
         domain = domain_name or rt.domain_name(sp, device=device)
-        return rt.adobe.sessions.create(sp, device=device, mvpd=mvpd, domain_name=domain,
+        return rt.adobe_for(sp).sessions.create(sp, device=device, mvpd=mvpd, domain_name=domain,
                                         redirect_url=redirect_url)
 
     return call

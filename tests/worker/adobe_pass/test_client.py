@@ -90,6 +90,36 @@ def test_send_authorization_header_a_401_refreshes_the_token_once_then_retries(
     assert stats["registrations"] == 1  # the credentials were still good
 
 
+def test_send_authorization_header_a_401_is_not_resent_with_a_token_issued_before_it(
+        pass_url: str, sim: httpx.Client, device):
+    """Another worker stored its own token before Adobe revoked them all: after the 401 that
+    token is no better than the refused one, so the resend gets a new token and succeeds."""
+    from worker.adobe_pass.credentials import InMemoryCredentialStore, StoredToken
+
+    class AnotherWorkersToken(InMemoryCredentialStore):
+        """After the refused token is discarded, what the database holds: the other one."""
+        other: StoredToken | None = None
+
+        def discard_token(self, key: str, value: str) -> None:
+            super().discard_token(key, value)
+            if self.other is not None:
+                self.save_token(key, self.other)
+                self.other = None
+
+    store = AnotherWorkersToken()
+    with AdobePass(pass_url, software_statement=DEMO_SOFTWARE_STATEMENT,
+                   credentials=store) as adobe:
+        adobe.profiles.list(SP, device=device)
+        client = adobe.stored_client()
+        issued = adobe.dcr.token(client_id=client.client_id, client_secret=client.client_secret)
+        store.other = StoredToken(issued.access_token, expires_at=time.time() + 3600,
+                                  lifetime_s=86400)  # issued before the 401, fresh by expiry
+        sim.post("/_sim/revoke-tokens").raise_for_status()
+        assert adobe.profiles.list(SP, device=device).profiles == {}
+    stats = sim.get("/_sim/stats").json()
+    assert stats["profiles.list 401"] == 1 and stats["profiles.list 200"] == 2
+
+
 def test_client_credentials_caching_revoked_credentials_stop_work_until_a_deliberate_registration(
         adobe: AdobePass, sim: httpx.Client, device):
     """Checklist, Client Credentials Caching: new credentials invalidate every user's profile

@@ -18,6 +18,7 @@ from tests.factories import DeviceFactory, JobFactory
 from tests.support import new_device, wait_for, wait_for_status
 from tests.worker.jobs.test_flows import authenticate, submit, view
 from worker import dispatch, engine, jobs, policy
+from worker.runtime import runtime
 from worker.throttle import DeviceThrottle
 
 SP = "REF30"
@@ -115,7 +116,8 @@ def test_credentials_and_tokens_are_stored_encrypted(jobs_env: httpx.Client):
     wait_for_status(job_id)
     cipher = cipher_from_settings()
     with models.db.session_scope() as session:
-        row = session.scalars(select(Registration)).one()
+        row = session.scalars(select(Registration).where(
+            Registration.key == runtime().adobe_for("REF30").registration_key)).one()
         secret = cipher.decrypt(row.client_secret_enc)
         token = cipher.decrypt(row.access_token_enc)
     assert secret and secret not in row.client_secret_enc

@@ -29,5 +29,6 @@ def test_logout_records_each_removed_profile_and_forgets_the_mvpd(logged_in):
 def test_registration_keeps_one_token_for_the_pool(step_env):
     keep_token_fresh(runtime())
     with session_scope() as session:
-        row = session.scalars(select(Registration)).one()
+        row = session.scalars(select(Registration).where(
+            Registration.key == runtime().adobe_for("REF30").registration_key)).one()
         assert row.client_id and row.access_token_enc and row.token_expires_at

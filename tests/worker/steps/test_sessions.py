@@ -82,7 +82,7 @@ def _configuration_calls(sim: httpx.Client) -> int:
 def _domain_sent(code: str) -> str:
     from tests.support import new_device
 
-    info = runtime().adobe.sessions.retrieve("REF30", code, device=new_device())
+    info = runtime().adobe_for("REF30").sessions.retrieve("REF30", code, device=new_device())
     return info.existing_parameters["domainName"]
 
 
