@@ -17,7 +17,7 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import AfterValidator, AwareDatetime, ValidationError
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -61,7 +61,7 @@ from models.history import (
 )
 from passflow import logs
 from passflow.crypto import cipher_from_settings
-from passflow.database import build_info
+from passflow.database import build_info, runs_on
 from passflow.events import EventIn, EventType
 from passflow.settings import DEFAULT_PUBLIC_URL, Settings, get_settings
 from worker import dispatch, jobs, metrics
@@ -358,15 +358,38 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         with session_scope() as session:
             return JobView.model_validate(job_view(session, session.get(Job, new_id), None))
 
+    def readiness() -> dict[str, Any]:
+        """This process can serve: its database answers with passflow's schema at a revision
+        this code runs on, and its broker answers. Nothing about the fleet: a load balancer
+        acting on it must not pull every replica for a fault no replica can fix."""
+        checks: dict[str, Any] = {"database": "ok", "broker": "ok"}
+        try:
+            with session_scope() as session:
+                problem = runs_on(session.connection())
+            if problem is not None:
+                checks["database"] = f"schema {problem}"
+        except Exception as exc:
+            checks["database"] = (f"failing: {type(exc).__name__}"
+                                  + (" (no passflow schema: run `passflow db upgrade`)"
+                                     if _schema_missing(exc) else ""))
+        client = redis.Redis.from_url(settings.broker_url, socket_timeout=2,
+                                      socket_connect_timeout=2)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            checks["broker"] = f"failing: {type(exc).__name__}"
+        finally:
+            client.close()
+        return checks
+
     def health() -> tuple[list[str], dict[str, Any]]:
-        """The failing checks' names, and every check: the database, the broker, the
-        registration, and the age of the fleet's last sweep (stale: no worker is sweeping, so
-        polls and retries are not sent)."""
-        checks: dict[str, Any] = {"database": "ok", "broker": "ok", "registration": "ok",
+        """The failing checks' names, and every check: this process's (readiness), then the
+        fleet's: the registration, and the age of the last sweep (stale: no worker is
+        sweeping, so polls and retries are not sent)."""
+        checks: dict[str, Any] = {**readiness(), "registration": "ok",
                                   "sweeper": {"status": "unknown"}}
         try:
             with session_scope() as session:
-                session.execute(text("SELECT 1"))
                 problem = session.execute(
                     select(Registration.problem, Registration.problem_at).where(
                         Registration.base_url == settings.pass_base_url,
@@ -376,14 +399,13 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                     f"failing since {problem.problem_at:%Y-%m-%d %H:%M} UTC: {problem.problem}; "
                     "run `passflow register`")
         except Exception as exc:
-            checks["database"] = f"failing: {type(exc).__name__}"
+            checks["registration"] = f"unknown: {type(exc).__name__}"
         client = redis.Redis.from_url(settings.broker_url, socket_timeout=2,
                                       socket_connect_timeout=2)
         try:
-            client.ping()
             checks["sweeper"] = last_sweep(client, settings.database_url)
         except redis.RedisError as exc:
-            checks["broker"] = f"failing: {type(exc).__name__}"
+            checks["sweeper"] = {"status": "unknown", "error": type(exc).__name__}
         finally:
             client.close()
         failing = [name for name, value in checks.items()
@@ -399,10 +421,11 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
-        """Ready for traffic (no token: for a load balancer): the database and the broker
-        answer, a worker swept lately, the registration works. Only the names of the failing
-        checks are said; their detail is in /healthz."""
-        failing, _ = health()
+        """Ready for traffic (no token: for a load balancer): this process's database answers
+        with a schema it runs on, and its broker answers. The fleet's state (the sweeper, the
+        registration) is in /healthz, metrics and alerts, never here. Only the names of the
+        failing checks are said; their detail is in /healthz."""
+        failing = [name for name, value in readiness().items() if value != "ok"]
         return JSONResponse({"status": "failing" if failing else "ok", "failing": failing},
                             status_code=503 if failing else 200)
 

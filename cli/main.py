@@ -19,6 +19,21 @@ def _simulator(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
+    """Every fault of a `db` command in one line (a bad revision, an unreachable database, a
+    schema the models disagree with), exit 2."""
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        return _db_action(args)
+    except (CommandError, ValueError, DBAPIError) as exc:
+        reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+        line = (str(reason).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"passflow db {args.action}: {line}", file=sys.stderr)
+        return 2
+
+
+def _db_action(args: argparse.Namespace) -> int:
     from passflow import database
 
     if args.action == "upgrade":
@@ -30,7 +45,27 @@ def _db(args: argparse.Namespace) -> int:
                   "(e.g. `passflow db downgrade 8a4d2c7e1f90 --yes`); tables dropped on the "
                   "way lose their data. Nothing changed.", file=sys.stderr)
             return 2
+        losses = database.downgrade_losses(args.url, args.revision)
+        said = ", ".join(f"{count} {what}" for what, count in losses)
+        if losses and not args.lose_data:
+            print(f"passflow db downgrade: refused: going down to {args.revision} would delete "
+                  f"{said}; back the database up (docs/operations.md, Backup and restore), "
+                  "then add --lose-data. Nothing changed.", file=sys.stderr)
+            return 2
         database.downgrade(args.url, args.revision)
+        print(f"downgraded to {args.revision}" + (f"; deleted {said}" if losses else
+                                                   "; no rows lost"))
+    elif args.action == "current":
+        current, runs_with = database.current_revision(args.url)
+        print(f"database: {current or 'no passflow schema'}")
+        print(f"this passflow needs: {database.head()}")
+        if runs_with:
+            print(f"the schema runs with code at: {runs_with.replace(',', ', ')}")
+    elif args.action == "history":
+        current, _ = database.current_revision(args.url)
+        for revision, _before, title in database.history():
+            mark = " (current)" if revision == current else ""
+            print(f"{revision}{mark}  {title}")
     else:
         database.check(args.url)
     return 0
@@ -578,12 +613,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=_simulator)
 
     db = commands.add_parser("db", help="database migrations")
-    db.add_argument("action", choices=["upgrade", "downgrade", "check"],
-                    help="upgrade: to the newest schema; downgrade: to REVISION (needs --yes); "
-                         "check: models and migrations agree")
+    db.add_argument("action", choices=["upgrade", "downgrade", "check", "current", "history"],
+                    help="upgrade: to the newest schema; downgrade: to REVISION (needs --yes, "
+                         "and --lose-data when rows would go); check: models and migrations "
+                         "agree; current: the database's revision; history: every revision")
     db.add_argument("revision", nargs="?",
                     help="target revision (upgrade: default head; downgrade: required)")
     db.add_argument("--yes", action="store_true", help="really downgrade (drops data)")
+    db.add_argument("--lose-data", action="store_true",
+                    help="downgrade even though rows would be deleted (the refusal counts "
+                         "them: back up first)")
     db.add_argument("--url", help="database URL (default: PASSFLOW_DATABASE_URL)")
     db.set_defaults(func=_db)
 

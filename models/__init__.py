@@ -13,10 +13,11 @@ from models.jobs import (
     StepStatus,
     WebhookDelivery,
 )
-from models.registration import Registration, ServiceProvider
+from models.registration import Installation, Registration, SchemaCompat, ServiceProvider
 
 __all__ = [
     "FINAL_STATUSES", "ApiToken", "AuthSession", "Base", "Decision", "DecisionKind", "Device",
-    "Event", "Job", "JobStatus", "JobStep", "Logout", "Profile", "Registration",
-    "ServiceProvider", "SessionStatus", "StepStatus", "WebhookDelivery", "utc_text", "utcnow",
+    "Event", "Installation", "Job", "JobStatus", "JobStep", "Logout", "Profile",
+    "Registration", "SchemaCompat", "ServiceProvider", "SessionStatus", "StepStatus",
+    "WebhookDelivery", "utc_text", "utcnow",
 ]

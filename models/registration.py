@@ -49,3 +49,25 @@ class ServiceProvider(Base):
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
     added_by: Mapped[str | None] = mapped_column(String(200))
     retired_at: Mapped[datetime | None]
+
+
+class Installation(Base):
+    """The database's identity, written once by its first migration: the sweeper's lease and
+    the fleet's health are keyed on it, not on how a process spells the database's URL (a
+    rotated password, a pooler on another port)."""
+
+    __tablename__ = "installation"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SchemaCompat(Base):
+    """The code heads that run on the schema at `revision` (written by `passflow db upgrade`):
+    its own, and the one before when its migration only adds (expand): an older process still
+    running, or restarting, during a rolling upgrade is accepted."""
+
+    __tablename__ = "schema_compat"
+
+    revision: Mapped[str] = mapped_column(String(64), primary_key=True)
+    runs_with: Mapped[str] = mapped_column(String(500))

@@ -34,6 +34,7 @@ from redis.exceptions import LockError
 
 from models.db import session_scope
 from passflow import logs
+from passflow.database import database_identity
 from passflow.settings import get_settings
 from worker import dispatch, jobs, webhooks
 from worker.policy import (
@@ -49,9 +50,12 @@ log = logs.get_logger(__name__)
 
 
 def keys(database_url: str | None = None) -> tuple[str, str]:
-    """(lease key, last-sweep key) of the database's sweeper."""
+    """(lease key, last-sweep key) of the database's sweeper: keyed on the database's identity
+    (passflow.database.database_identity), so processes reaching it by differently written URLs
+    (a rotated password, a pooler on another port) share one leader; on the URL's text only
+    when the identity cannot be read."""
     url = database_url or get_settings().database_url
-    scope = hashlib.sha256(url.encode()).hexdigest()[:16]
+    scope = database_identity(url) or hashlib.sha256(url.encode()).hexdigest()[:16]
     return f"passflow:sweeper:{scope}:leader", f"passflow:sweeper:{scope}:last"
 
 

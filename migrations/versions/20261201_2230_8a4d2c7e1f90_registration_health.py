@@ -17,6 +17,11 @@ revision = "8a4d2c7e1f90"
 down_revision = "5c1e9f0b7a21"
 branch_labels = None
 depends_on = None
+# What going below this revision deletes (passflow.database.downgrade_losses): counted first.
+LOSES = [
+    ("profile logouts (those profiles would look valid again)",
+     "SELECT count(*) FROM profiles WHERE logged_out_at IS NOT NULL"),
+]
 
 
 def upgrade() -> None:

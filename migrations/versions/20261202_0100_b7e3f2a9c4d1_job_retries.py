@@ -16,6 +16,11 @@ revision = "b7e3f2a9c4d1"
 down_revision = "8a4d2c7e1f90"
 branch_labels = None
 depends_on = None
+# What going below this revision deletes (passflow.database.downgrade_losses): counted first.
+LOSES = [
+    ("retried jobs (with their decisions and records)",
+     "SELECT count(*) FROM jobs WHERE retry_of IS NOT NULL"),
+]
 
 
 def upgrade() -> None:

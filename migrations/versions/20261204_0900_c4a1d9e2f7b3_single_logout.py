@@ -15,6 +15,9 @@ revision = "c4a1d9e2f7b3"
 down_revision = "b7e3f2a9c4d1"
 branch_labels = None
 depends_on = None
+# What going below this revision deletes (passflow.database.downgrade_losses): counted first.
+LOSES = [("single logout marks", "SELECT count(*) FROM logouts WHERE single_sign_on IS NOT NULL")]
+EXPAND_ONLY = True  # passflow.database: the code of the revision before runs on this one
 
 
 def upgrade() -> None:

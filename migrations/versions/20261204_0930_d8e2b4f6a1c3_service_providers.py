@@ -17,6 +17,10 @@ revision = "d8e2b4f6a1c3"
 down_revision = "c4a1d9e2f7b3"
 branch_labels = None
 depends_on = None
+# What going below this revision deletes (passflow.database.downgrade_losses): counted first.
+LOSES = [("added service providers (and their statements)",
+          "SELECT count(*) FROM service_providers")]
+EXPAND_ONLY = True  # passflow.database: the code of the revision before runs on this one
 
 
 def upgrade() -> None:

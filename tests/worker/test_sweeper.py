@@ -38,7 +38,7 @@ class Fleet:
         self.hang: dict[str, threading.Event] = {}
         self.threads: list[threading.Thread] = []
 
-    def start(self, name: str) -> Sweeper:
+    def start(self, name: str, database_url: str = SCOPE) -> Sweeper:
         release = self.hang[name] = threading.Event()
         release.set()
 
@@ -46,7 +46,7 @@ class Fleet:
             release.wait(timeout=30)
             return 0
 
-        sweeper = Sweeper(self.client, name=name, database_url=SCOPE, interval_s=0.05,
+        sweeper = Sweeper(self.client, name=name, database_url=database_url, interval_s=0.05,
                           lease_s=1.0, sweep=sweep, token_upkeep=lambda: None)
         stop = self.stops[name] = threading.Event()
         thread = threading.Thread(target=sweeper.run, args=(stop,), daemon=True)
@@ -130,3 +130,34 @@ def test_a_sweeper_whose_redis_dies_keeps_trying_and_leads_again():
         stop.set()
         thread.join(timeout=10)
         server.stop()
+
+
+def test_one_leader_per_database_whatever_the_route_to_it(client: redis.Redis):
+    """The lease is the database's, not its URL's: three processes reach one PostgreSQL as
+    written three ways (another spelling, another port through a pooler-like relay): one
+    leader, and each sees the fleet's last sweep (its /healthz says ok)."""
+    from sqlalchemy.engine import make_url
+
+    from passflow.database import upgrade
+    from tests.support import TcpProxy, fresh_postgres
+
+    url = fresh_postgres("passflow_identity")
+    upgrade(url)
+    parsed = make_url(url)
+    proxy = TcpProxy((parsed.host or "127.0.0.1", parsed.port or 5432))
+    fleet = Fleet(client)
+    try:
+        routes = {"a": url, "b": url + "?application_name=passflow-b",
+                  "c": parsed.set(port=proxy.port).render_as_string(hide_password=False)}
+        assert len({keys(route) for route in routes.values()}) == 1
+        for name, route in routes.items():
+            fleet.start(name, route)
+        [leader] = wait_for(lambda: fleet.leaders())
+        wait_for(lambda: fleet.sweepers[leader].sweeps >= 10)
+        assert fleet.leaders() == [leader]
+        for route in routes.values():
+            assert last_sweep(client, route)["by"] == leader
+    finally:
+        fleet.stop()
+        client.delete(*keys(url))
+        proxy.cut()
