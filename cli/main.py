@@ -127,8 +127,7 @@ def _worker(args: argparse.Namespace) -> int:
             "--queues", args.queues or ",".join(ALL_QUEUES)]
     if args.concurrency:
         argv += ["--concurrency", str(args.concurrency)]
-    if args.pool:
-        argv += ["--pool", args.pool]
+    argv += ["--pool", args.pool]  # chosen here only (Celery's own default would be prefork)
     if args.hostname:
         argv += ["--hostname", args.hostname]
     register(celery_app)  # the step tasks and the sweeper every worker runs
@@ -632,7 +631,9 @@ def build_parser() -> argparse.ArgumentParser:
     work.add_argument("--concurrency", type=int, help="threads or processes of this worker "
                                                       "(default: Celery's, the CPU count)")
     work.add_argument("--pool", choices=["prefork", "threads", "solo", "gevent"],
-                      help="Celery pool (default: threads)")
+                      default="threads",
+                      help="Celery pool (default: threads; the worker's first log line, "
+                           "worker_ready, says which runs)")
     work.add_argument("--hostname", help="worker node name (default: celery@HOST)")
     work.add_argument("--log-level", default="info", type=str.lower, help=LOG_LEVEL_HELP)
     work.set_defaults(func=_worker)

@@ -117,13 +117,13 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int, int | str]:
     return _unpack(cursor, _entry_key)
 
 
-def _entry(kind: str, at: datetime, row: Any) -> dict[str, Any]:
+def _entry(kind: str, at: datetime, row: Any, resource: str | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "kind": kind,
         "device_id": row.device_id,
         "service_provider": row.service_provider,
         "mvpd": row.mvpd,
-        "resource": None,
+        "resource": resource,
         "at": utc_text(at),
         "job_id": row.id if kind == "job" else row.job_id,
     }
@@ -150,17 +150,20 @@ def _entry(kind: str, at: datetime, row: Any) -> dict[str, Any]:
 def history(session: Session, query: HistoryQuery) -> tuple[list[dict[str, Any]], str | None]:
     """One page of entries and the cursor of the next page (None on the last)."""
     after = _decode_cursor(query.cursor) if query.cursor else None
-    rows: list[tuple[datetime, int, int | str, str, Any]] = []
+    rows: list[tuple[datetime, int, int | str, str, Any, str | None]] = []
+    # A failed play's resource is its event's (the job row has none).
+    event_resource = Event.payload["resource"].as_string()
     for kind, (rank, model) in _KINDS.items():
-        if query.resource is not None and kind != "decision":
-            continue  # only decisions concern a resource
+        if query.resource is not None and kind not in ("decision", "job"):
+            continue  # only decisions and attempts (plays) concern a resource
         if query.outcome is not None and kind not in OUTCOME_KINDS.get(query.outcome, ()):
             continue
         field = _time_field(model)
         at_ = getattr(model, field)
         stmt = select(model)
         if model is Job:
-            stmt = stmt.where(Job.status.in_(_UNSUCCESSFUL), Job.finished_at.is_not(None))
+            stmt = (select(Job, event_resource).join(Event, Event.id == Job.event_pk)
+                    .where(Job.status.in_(_UNSUCCESSFUL), Job.finished_at.is_not(None)))
         if query.device_id is not None:
             stmt = stmt.where(model.device_id == query.device_id)
         if query.mvpd is not None:
@@ -168,7 +171,8 @@ def history(session: Session, query: HistoryQuery) -> tuple[list[dict[str, Any]]
         if query.service_provider is not None:
             stmt = stmt.where(model.service_provider == query.service_provider)
         if query.resource is not None:
-            stmt = stmt.where(model.resource == query.resource)
+            stmt = stmt.where((event_resource if model is Job else model.resource)
+                              == query.resource)
         if query.job_id is not None:
             stmt = stmt.where((model.id if model is Job else model.job_id) == query.job_id)
         if query.outcome is not None:
@@ -187,15 +191,17 @@ def history(session: Session, query: HistoryQuery) -> tuple[list[dict[str, Any]]
             else:
                 stmt = stmt.where(at_ < at)
         stmt = stmt.order_by(at_.desc(), model.id.desc()).limit(query.limit + 1)
-        rows.extend((getattr(row, field), rank, row.id, kind, row)
-                    for row in session.scalars(stmt))
+        found = (session.execute(stmt).all() if model is Job
+                 else ((row, None) for row in session.scalars(stmt)))
+        rows.extend((getattr(row, field), rank, row.id, kind, row, resource)
+                    for row, resource in found)
     rows.sort(key=lambda r: (r[0], r[1], r[2]), reverse=True)
     page = rows[:query.limit]
     cursor = None
     if len(rows) > query.limit and page:
         last = page[-1]
         cursor = _encode_cursor(last[0], last[1], last[2])
-    return [_entry(kind, at, row) for at, _, _, kind, row in page], cursor
+    return [_entry(kind, at, row, resource) for at, _, _, kind, row, resource in page], cursor
 
 
 def _outcome_column(model: type):

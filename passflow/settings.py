@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite:///./passflow.db"
+    # The database password apart from the URL (any characters: it is put in the URL escaped,
+    # as docker compose cannot escape one written into a URL).
+    database_password: SecretStr | None = None
     broker_url: str = "redis://localhost:6379/0"
     # A URL, or an environment's name (ENVIRONMENTS).
     pass_base_url: str = "http://127.0.0.1:8090"
@@ -191,6 +194,20 @@ class Settings(BaseSettings):
 
         verification_key(value)
         return value
+
+    @model_validator(mode="after")
+    def _password_in_url(self) -> Settings:
+        if self.database_password is not None and self.database_password.get_secret_value():
+            from sqlalchemy.engine import make_url
+
+            try:
+                url = make_url(self.database_url)
+            except Exception:  # noqa: BLE001 (the start-up check says what is wrong with it)
+                return self
+            self.database_url = url.set(
+                password=self.database_password.get_secret_value()).render_as_string(
+                hide_password=False)
+        return self
 
     @field_validator("software_statement")
     @classmethod

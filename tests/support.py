@@ -115,8 +115,8 @@ class WorkerProcess:
 
     def __init__(self, name: str, *, concurrency: int = 4, queues: str | None = None,
                  env: dict[str, str | None] | None = None, loglevel: str = "WARNING",
-                 pool: str = "threads"):
-        argv = [sys.executable, "-m", "cli", "worker", "--pool", pool,
+                 pool: str | None = "threads"):
+        argv = [sys.executable, "-m", "cli", "worker", *(["--pool", pool] if pool else []),
                 "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
                 "--log-level", loglevel]
         if queues:

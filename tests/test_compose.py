@@ -63,3 +63,38 @@ def test_compose_has_every_service_the_deployment_needs():
     assert consumed == set(ALL_QUEUES)
     assert services["migrate"]["command"] == ["passflow", "db", "upgrade"]
     assert "healthcheck" in services["redis"] and "healthcheck" in services["postgres"]
+
+
+def test_compose_stops_gently_restarts_checks_workers_and_escapes_the_password():
+    """Stop gives 30 s before a SIGKILL; the stores restart; every worker pool has a health
+    check; the PostgreSQL password is never written into a URL (any character must work); the
+    example scrape config names the compose service that serves /metrics."""
+    spec = yaml.safe_load(COMPOSE.read_text())
+    services = spec["services"]
+    for name, service in services.items():
+        if "passflow" in " ".join(map(str, service.get("command", []))):
+            assert service.get("stop_grace_period") == "30s", name
+    for store in ("redis", "postgres"):
+        assert services[store]["restart"] == "unless-stopped"
+    for name, service in services.items():
+        if name.startswith("worker-"):
+            assert "inspect ping" in " ".join(service["healthcheck"]["test"]), name
+    env = spec["x-passflow"]["environment"]
+    assert "POSTGRES_PASSWORD" not in env["PASSFLOW_DATABASE_URL"]
+    assert "POSTGRES_PASSWORD" in env["PASSFLOW_DATABASE_PASSWORD"]
+    scrape = yaml.safe_load((COMPOSE.parent / "deploy" / "prometheus" / "prometheus.yml")
+                            .read_text())
+    [target] = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert target.split(":")[0] in services
+
+
+def test_a_database_password_with_any_character_reaches_the_url_escaped():
+    from sqlalchemy.engine import make_url
+
+    from passflow.settings import Settings
+
+    password = "p@ss/w:rd?#%&"
+    settings = Settings(_env_file=None, database_url="postgresql+psycopg://passflow@db/passflow",
+                        database_password=password)
+    url = make_url(settings.database_url)
+    assert (url.password, url.host, url.database) == (password, "db", "passflow")

@@ -81,6 +81,8 @@ def _ready(sender: object = None, **_: object) -> None:
 
     task_consumer = getattr(sender, "task_consumer", None)
     queues = sorted(q.name for q in task_consumer.queues) if task_consumer else []
+    pool = getattr(sender, "pool", None)
     logs.get_logger("worker").info(
         "worker_ready", hostname=getattr(sender, "hostname", None), queues=queues,
-        concurrency=getattr(getattr(sender, "pool", None), "limit", None))
+        pool=type(pool).__module__.rsplit(".", 1)[-1] if pool is not None else None,
+        concurrency=getattr(pool, "limit", None))

@@ -11,6 +11,7 @@ polling. Sending messages after commit is worker.dispatch's; running steps is wo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -302,7 +303,7 @@ def _complete_many(session: Session, step_name: str, owner: str,
                 StepStatus.FAILED if outcome.status == JobStatus.FAILED
                 else StepStatus.SUCCEEDED),
             "finished_at": None if repeat else now,
-            "last_error": None if outcome.error is None else str(outcome.error)[:2000],
+            "last_error": None if outcome.error is None else json.dumps(outcome.error)[:2000],
         })
         if job.id in cancelled:
             continue

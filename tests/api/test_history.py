@@ -122,3 +122,18 @@ def test_a_value_the_database_refuses_is_the_requests_fault_not_an_outage(api: h
     """A NUL in a filter is a 422 naming the problem, never "the database is unavailable"."""
     answer = api.get("/v1/history", params={"device_id": "a\x00b"})
     assert answer.status_code == 422
+
+
+def test_a_failed_play_is_in_the_history_of_its_resource(api: httpx.Client,
+                                                        jobs_env: httpx.Client):
+    """`--resource` (and ?resource=) finds the plays that failed too, with their reason: the
+    question at kick-off is "why can't this subscriber watch REF30?"."""
+    device = new_device()
+    play = _post(api, "authorization.requested", device, mvpd="Cablevision", resource="REF30")
+    assert wait_for_status(play) == "failed"  # no profile: authenticated_profile_missing
+    entries = api.get("/v1/history", params={"device_id": device.id,
+                                             "resource": "REF30"}).json()["entries"]
+    assert [(e["kind"], e["resource"], e["error_code"]) for e in entries] == [
+        ("job", "REF30", "authenticated_profile_missing")]
+    assert api.get("/v1/history", params={"device_id": device.id,
+                                          "resource": "HBO"}).json()["entries"] == []

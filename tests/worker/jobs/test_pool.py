@@ -207,3 +207,13 @@ def test_a_prefork_worker_sweeps_and_runs_steps_in_its_children(worker_processes
     published = [key.decode() for key in client.scan_iter(PROCESS_KEY + "*")]
     children = [key for key in published if ":" in key.removeprefix(PROCESS_KEY)]
     assert len(children) >= 2, published
+
+
+def test_a_worker_runs_the_documented_pool_and_says_so(worker_processes):
+    """`passflow worker` without --pool runs threads, as --help and the README say (Celery's own
+    default would fork a process per slot, each with its database pool), and its first log line
+    says which pool and how many slots."""
+    worker = worker_processes("plain", pool=None, concurrency=3, loglevel="INFO")
+    wait_for(lambda: worker.said("worker_ready"), timeout=30)
+    ready = next(line for line in worker.log.read_text().splitlines() if "worker_ready" in line)
+    assert '"pool": "thread"' in ready and '"concurrency": 3' in ready, ready
