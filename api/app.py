@@ -48,7 +48,7 @@ from api.schemas import (
     Landed,
     ValidationProblem,
 )
-from models import Job, JobStatus, Registration
+from models import Job, JobStatus, Registration, audit
 from models.base import in_utc
 from models.db import session_scope
 from models.history import (
@@ -281,14 +281,17 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                 job_view(session, job, cipher if sees_personal_data(request) else None))
 
     @app.delete("/v1/jobs/{job_id}", dependencies=admin)
-    def cancel_job(job_id: str) -> JobView:
-        """Cancel a job that is not final yet (a pending poll stops at once)."""
+    def cancel_job(job_id: str, request: Request) -> JobView:
+        """Cancel a job that is not final yet (a pending poll stops at once); audited, and the
+        job's error says who cancelled it."""
+        who = f"api:{getattr(request.state, 'token_name', 'unknown')}"
         with session_scope() as session:
             job = session.get(Job, job_id)
             if job is None:
                 raise HTTPException(404, "job not found")
-            if not jobs.cancel(session, [job_id]):
+            if not jobs.cancel(session, [job_id], message=f"cancelled by {who}"):
                 raise HTTPException(409, f"job is already {job.status}")
+            audit.record(session, who, "job.cancel", job_id)
         with session_scope() as session:
             return JobView.model_validate(job_view(session, session.get(Job, job_id), cipher))
 

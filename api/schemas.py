@@ -57,6 +57,7 @@ class JobView(BaseModel):
     waiting_for: str | None
     retry_of: str | None
     requested_by: str | None
+    actions: list[dict[str, Any]] = []
     created_at: str | None
     finished_at: str | None
     redacted: str | None = None

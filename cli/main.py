@@ -227,6 +227,7 @@ def _table(columns: tuple[str, ...], rows: list[list[str]]) -> None:
 
 def _token(args: argparse.Namespace) -> int:
     from api.auth import create_token, revoke_token
+    from models import audit
     from models.db import session_scope
 
     if args.action == "list":
@@ -241,11 +242,13 @@ def _token(args: argparse.Namespace) -> int:
                       "(revoke it first, or choose another name)", file=sys.stderr)
                 return 1
             token = create_token(session, name=args.name, scope=args.scope)
+            audit.record(session, _actor(args), "token.create", args.name, scope=args.scope)
             print(token)
             print(f"token {args.name!r} ({args.scope}) created; it is shown only now",
                   file=sys.stderr)
             return 0
         if revoke_token(session, name=args.name):
+            audit.record(session, _actor(args), "token.revoke", args.name)
             print(f"token {args.name!r} revoked", file=sys.stderr)
             return 0
     print(f"no active token named {args.name!r}", file=sys.stderr)
@@ -256,7 +259,7 @@ def _service_providers(args: argparse.Namespace) -> int:
     """The brands served: add one with its software statement (stored encrypted), list them
     with their registration, retire one (no new events; its accepted jobs still finish)."""
 
-    from models import ServiceProvider, utcnow
+    from models import ServiceProvider, audit, utcnow
     from models.db import session_scope
     from passflow.crypto import cipher_from_settings
     from passflow.settings import get_settings
@@ -281,6 +284,7 @@ def _service_providers(args: argparse.Namespace) -> int:
                       file=sys.stderr)
                 return 1
             row.status, row.retired_at = "retired", utcnow()
+            audit.record(session, _actor(args), "service_provider.retire", args.id)
             print(f"{args.id} retired: its events are refused from now on (422); jobs "
                   "already accepted finish")
             return 0
@@ -290,10 +294,11 @@ def _service_providers(args: argparse.Namespace) -> int:
         sealed = cipher_from_settings().encrypt(statement)
         if row is None:
             session.add(ServiceProvider(id=args.id, software_statement_enc=sealed,
-                                        status="active", added_by=_who()))
+                                        status="active", added_by=_actor(args)))
         else:
             row.software_statement_enc, row.status, row.retired_at = sealed, "active", None
-            row.added_by = _who()
+            row.added_by = _actor(args)
+        audit.record(session, _actor(args), "service_provider.add", args.id)
     print(f"{args.id} served: running workers register it with Adobe Pass at its first job "
           "(no restart)")
     return 0
@@ -318,13 +323,31 @@ def _statement_file(path: str | None) -> str | None:
     return statement
 
 
-def _who() -> str:
-    import getpass
+def _actor(args: argparse.Namespace) -> str:
+    """Who runs this command, for the audit log: the OS account, and the person --as names."""
+    from models.audit import cli_actor
 
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:unknown"
+    return cli_actor(getattr(args, "as_name", None))
+
+
+def _audit(args: argparse.Namespace) -> int:
+    import json
+
+    from models.audit import entries
+    from models.db import session_scope
+
+    with session_scope() as session:
+        found = entries(session, target=args.target, limit=args.limit)
+    if args.json:
+        print(json.dumps({"entries": found}, indent=1))
+        return 0
+    if not found:
+        print("no audit entries" + (f" for {args.target}" if args.target else ""))
+        return 0
+    _table(("at", "actor", "action", "target", "detail"),
+           [[e["at"], e["actor"], e["action"], e["target"], json.dumps(e["detail"])]
+            for e in found])
+    return 0
 
 
 def _service_provider_list(settings) -> int:
@@ -401,7 +424,7 @@ def _forget(args: argparse.Namespace) -> int:
         print("Nothing changed. Run `passflow forget --device ID --yes` to delete.",
               file=sys.stderr)
         return 1
-    counts = forget_device(args.device)
+    counts = forget_device(args.device, actor=_actor(args))
     print(f"device {args.device} forgotten: deleted {said(counts)}")
     return 0
 
@@ -482,8 +505,7 @@ def _jobs(args: argparse.Namespace) -> int:
         args.job_id = found[0]
     if args.action == "retry":
         try:
-            new_id = dispatch.retry(args.job_id,
-                                    requested_by=f"cli:{os.environ.get('USER', 'unknown')}")
+            new_id = dispatch.retry(args.job_id, requested_by=_actor(args))
         except LookupError:
             print(f"passflow jobs retry: no job {args.job_id}", file=sys.stderr)
             return 1
@@ -544,6 +566,11 @@ def _register(args: argparse.Namespace) -> int:
         print("Nothing changed. Run `passflow register --yes` to register.", file=sys.stderr)
         return 1
     client = adobe.register()
+    from models import audit
+
+    with session_scope() as session:
+        audit.record(session, _actor(args), "registration.register", sp,
+                     client_id=client.client_id, base_url=settings.pass_base_url)
     print(f"registered: client {client.client_id} (scopes: {' '.join(client.scopes)}); stored "
           "profiles and the Permits under them are no longer reused")
     return 0
@@ -593,6 +620,12 @@ def _add_paging(parser: argparse.ArgumentParser, *, default_limit: int) -> None:
                         help="at most this many, 1-500 (default: %(default)s)")
     parser.add_argument("--cursor", help="the next page, as the previous one printed it")
     parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _as_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--as", dest="as_name", metavar="NAME",
+                        help="the person acting, recorded in the audit log beside the OS "
+                             "account (for a shared account)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -668,6 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--service-provider", metavar="ID", help="only this brand's jobs")
     job.add_argument("--event", help="only this event id's jobs (its first and retries)")
     _add_paging(job, default_limit=50)
+    _as_option(job)
     job.set_defaults(func=_jobs)
 
     from api.auth import SCOPES
@@ -680,6 +714,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="metrics: metrics and health; read: jobs and history without "
                           "personal data; personal: read with media tokens and profile "
                           "attributes; ingest: send events; admin: all (default: read)")
+    _as_option(tok)
     tok.set_defaults(func=_token)
 
     brands = commands.add_parser(
@@ -691,6 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     brands.add_argument("id", nargs="?", help="the service provider's id (add, retire)")
     brands.add_argument("--software-statement-file", metavar="PATH",
                         help="the statement from Adobe's TVE Dashboard (add)")
+    _as_option(brands)
     brands.set_defaults(func=_service_providers)
 
     rotate = commands.add_parser(
@@ -711,6 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="delete (without it, only say what would be deleted)")
     forget.add_argument("--dry-run", action="store_true",
                         help="say what would be deleted, change nothing, exit 0")
+    _as_option(forget)
     forget.set_defaults(func=_forget)
 
     register = commands.add_parser(
@@ -720,7 +757,15 @@ def build_parser() -> argparse.ArgumentParser:
                           help="register (without it, only say what it would invalidate)")
     register.add_argument("--service-provider", metavar="ID",
                           help="the brand to register (default: PASSFLOW_SERVICE_PROVIDER)")
+    _as_option(register)
     register.set_defaults(func=_register)
+
+    aud = commands.add_parser("audit", help="who did what, when: retries, cancels, forgets, "
+                                             "registrations, tokens, brands")
+    aud.add_argument("--target", help="only what acted on this (a job id, a device id, ...)")
+    aud.add_argument("--limit", type=int, default=50, help="at most this many (newest first)")
+    aud.add_argument("--json", action="store_true", help="JSON instead of a table")
+    aud.set_defaults(func=_audit)
 
     pre = commands.add_parser(
         "preflight", help="check the configured Adobe environment against the REST API V2 "

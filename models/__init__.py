@@ -1,5 +1,6 @@
 """SQLAlchemy 2 records of passflow, the engine and the session helper."""
 
+from models.audit import AuditEntry
 from models.base import Base, utc_text, utcnow
 from models.entitlements import AuthSession, Decision, DecisionKind, Logout, Profile, SessionStatus
 from models.jobs import (
@@ -16,8 +17,9 @@ from models.jobs import (
 from models.registration import Installation, Registration, SchemaCompat, ServiceProvider
 
 __all__ = [
-    "FINAL_STATUSES", "ApiToken", "AuthSession", "Base", "Decision", "DecisionKind", "Device",
-    "Event", "Installation", "Job", "JobStatus", "JobStep", "Logout", "Profile",
+    "FINAL_STATUSES", "ApiToken", "AuditEntry", "AuthSession", "Base", "Decision",
+    "DecisionKind", "Device", "Event", "Installation", "Job", "JobStatus", "JobStep", "Logout",
+    "Profile",
     "Registration", "SchemaCompat", "ServiceProvider", "SessionStatus", "StepStatus",
     "WebhookDelivery", "utc_text", "utcnow",
 ]

@@ -23,6 +23,7 @@ from models import (
     Registration,
     ServiceProvider,
     WebhookDelivery,
+    audit,
     utcnow,
 )
 from models.db import session_scope
@@ -161,14 +162,19 @@ def purge(*, older_than: timedelta, batch: int = 1000) -> dict[str, int]:
     return total
 
 
-def forget_device(device_id: str, *, dry_run: bool = False) -> dict[str, int]:
+def forget_device(device_id: str, *, dry_run: bool = False,
+                  actor: str | None = None) -> dict[str, int]:
     """Delete every record of a device: jobs, events, sessions, profiles, decisions, logouts,
     webhook deliveries, and the device itself. Running jobs are cancelled by their deletion.
-    `dry_run`: the same deletions, counted, then rolled back (what would go, exactly)."""
+    `dry_run`: the same deletions, counted, then rolled back (what would go, exactly). A real
+    one is audited (who, what was deleted) in the same transaction."""
     with session_scope() as session:
         ids = list(session.scalars(select(Job.id).where(Job.device_id == device_id)))
         total = _delete_jobs(session, ids)
         total["devices"] = session.execute(delete(Device).where(Device.id == device_id)).rowcount
         if dry_run:
             session.rollback()
+        else:
+            audit.record(session, actor or "unknown", "device.forget", device_id,
+                         deleted={k: n for k, n in total.items() if n})
     return total

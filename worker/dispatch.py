@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from itertools import groupby
 
+from models import audit
 from models.db import session_scope
 from passflow import logs
 from passflow.events import EventIn
@@ -96,6 +97,7 @@ def retry(job_id: str, *, requested_by: str) -> str:
     jobs.NotRetryable."""
     with session_scope() as session:
         new = jobs.retry(session, job_id, first_steps=FIRST_STEP, requested_by=requested_by)
+        audit.record(session, requested_by, "job.retry", job_id, new_job=new.id)
         sent = [(new.id, new.current_step, 0.0)]
     log.warning("job_retried", job_id=new.id, retry_of=job_id, requested_by=requested_by)
     send_steps(sent)

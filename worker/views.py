@@ -21,6 +21,7 @@ from models import (
     JobStep,
     Logout,
     Profile,
+    audit,
     utc_text,
     utcnow,
 )
@@ -182,6 +183,8 @@ def job_view(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any
         "waiting_for": waiting_for(job, steps, with_code=cipher is not None),
         "retry_of": job.retry_of,
         "requested_by": job.requested_by,
+        # Who acted on it (a retry, a cancel): the audit log's entries for this job.
+        "actions": audit.entries(session, target=job.id),
         "created_at": utc_text(job.created_at),
         "finished_at": utc_text(job.finished_at),
         **({"redacted": REDACTED} if cipher is None else {}),
