@@ -19,6 +19,10 @@ from worker import metrics
 from worker.adobe_pass.credentials import StoredClient, StoredToken
 
 
+# How long a process trusts its memory of the pool's access token before reading it again.
+TOKEN_MEMORY_S = 5.0
+
+
 class SqlCredentialStore:
     """CredentialStore on the `registrations` table. Tokens are also kept in process memory so
     a call does not cost a database read."""
@@ -29,6 +33,7 @@ class SqlCredentialStore:
         # Whose profiles a new registration voids (None: every one).
         self._service_provider = service_provider
         self._tokens: dict[str, StoredToken] = {}
+        self._read_at: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def _row(self, session, key: str) -> Registration:
@@ -92,7 +97,11 @@ class SqlCredentialStore:
 
     def load_token(self, key: str) -> StoredToken | None:
         cached = self._tokens.get(key)
-        if cached is not None and cached.fresh(time.time()):
+        read_at = self._read_at.get(key, float("-inf"))
+        # Kept in memory, read again every TOKEN_MEMORY_S: another process's renewal, or a
+        # new registration (`passflow register`), reaches this one within seconds.
+        if (cached is not None and cached.fresh(time.time())
+                and time.monotonic() - read_at < TOKEN_MEMORY_S):
             return cached
         with session_scope() as session:
             row = session.scalars(select(Registration).where(Registration.key == key)).first()
@@ -102,6 +111,7 @@ class SqlCredentialStore:
                                 row.token_expires_at.timestamp(), row.token_lifetime_s)
         with self._lock:
             self._tokens[key] = token
+            self._read_at[key] = time.monotonic()
         return token
 
     def save_token(self, key: str, token: StoredToken) -> None:
@@ -112,6 +122,7 @@ class SqlCredentialStore:
             row.token_lifetime_s = token.lifetime_s
         with self._lock:
             self._tokens[key] = token
+            self._read_at[key] = time.monotonic()
 
     def discard_token(self, key: str, value: str) -> None:
         with self._lock:
