@@ -35,6 +35,7 @@ from api.forwarded import TrustedProxies
 from api.intake import Intake
 from api.limits import Guards
 from api.metrics import (
+    FleetCollector,
     JobsCollector,
     RedisMetricsCollector,
     SweeperCollector,
@@ -65,6 +66,8 @@ from passflow.database import build_info, runs_on
 from passflow.events import EventIn, EventType
 from passflow.settings import DEFAULT_PUBLIC_URL, Settings, get_settings
 from worker import dispatch, jobs, metrics
+from worker.heartbeat import live_workers, queues_state, unconsumed
+from worker.queues import ALL_QUEUES
 from worker.runtime import runtime
 from worker.sweeper import last_sweep
 from worker.views import job_view, redact_entries
@@ -222,6 +225,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     registry.register(JobsCollector())
     registry.register(SweeperCollector(settings.broker_url, settings.database_url))
     registry.register(WorkerProcessCollector(settings.broker_url))
+    registry.register(FleetCollector(settings.broker_url, settings.lease_s))
     registry.register(RedisMetricsCollector(settings.broker_url))
     ProcessCollector(registry=registry)  # this API process: memory, CPU, open files
     Info("passflow_build", "The version of passflow and the schema revision it needs",
@@ -407,6 +411,9 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                                       socket_connect_timeout=2)
         try:
             checks["sweeper"] = last_sweep(client, settings.database_url)
+            idle = unconsumed(queues_state(client, ALL_QUEUES))
+            checks["queues"] = ("ok" if not idle else "work waiting with no worker consuming: "
+                                + ", ".join(idle) + " (start a worker with --queues for it)")
         except redis.RedisError as exc:
             checks["sweeper"] = {"status": "unknown", "error": type(exc).__name__}
         finally:
@@ -431,6 +438,18 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         failing = [name for name, value in readiness().items() if value != "ok"]
         return JSONResponse({"status": "failing" if failing else "ok", "failing": failing},
                             status_code=503 if failing else 200)
+
+    @app.get("/v1/workers", dependencies=authorized)
+    def workers() -> dict[str, Any]:
+        """The live workers (id, name, host, pid, queues, pool, last beat) and, per queue, the
+        messages waiting, its consumers and its oldest message's age: a job's lease owner
+        starts with the id of the worker holding it."""
+        client = redis.Redis.from_url(settings.broker_url, socket_timeout=2,
+                                      socket_connect_timeout=2)
+        try:
+            return {"workers": live_workers(client), "queues": queues_state(client, ALL_QUEUES)}
+        finally:
+            client.close()
 
     @app.get("/metrics", dependencies=monitoring, response_class=Response)
     def metrics_page() -> Response:

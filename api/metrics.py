@@ -17,7 +17,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import func, or_, select
 
-from models import FINAL_STATUSES, AuthSession, Job, SessionStatus, utcnow
+from models import FINAL_STATUSES, AuthSession, Job, Registration, SessionStatus, utcnow
 from models.db import session_scope
 from worker import metrics
 from worker.metrics import BUCKETS, COUNTERS, HISTOGRAMS, PREFIX
@@ -105,6 +105,74 @@ class WorkerProcessCollector(Collector):
         except redis.RedisError:
             return
         yield from families.values()
+
+
+class FleetCollector(Collector):
+    """The fleet as one scrape sees it: per queue the messages waiting, the live workers
+    consuming it and the age of its oldest message; the live workers; the oldest running step
+    per step (a stuck worker); and whether the database, the broker and the registration work
+    (up gauges: an alert needs a 0, not a missing series)."""
+
+    def __init__(self, broker_url: str, lease_s: float):
+        self._broker_url, self._lease_s = broker_url, lease_s
+
+    def collect(self):
+        from worker.heartbeat import live_workers, queues_state
+        from worker.queues import ALL_QUEUES
+
+        broker_up = GaugeMetricFamily("passflow_broker_up", "The broker answers this API (1)")
+        database_up = GaugeMetricFamily("passflow_database_up",
+                                        "The database answers this API (1)")
+        registration = GaugeMetricFamily(
+            "passflow_registration_problem",
+            "Registrations Adobe Pass refused (revoked client, missing scope): work stops "
+            "until `passflow register`")
+        running = GaugeMetricFamily(
+            "passflow_running_step_oldest_seconds",
+            "How long the oldest step run still holding its job has run, per step",
+            labels=["step"])
+        try:
+            now = utcnow()
+            with session_scope() as session:
+                for step, first_lease_end in session.execute(
+                        select(Job.current_step, func.min(Job.lease_until))
+                        .where(Job.lease_until > now).group_by(Job.current_step)):
+                    started = (first_lease_end if first_lease_end.tzinfo
+                               else first_lease_end.replace(tzinfo=UTC))
+                    age = (now - started).total_seconds() + self._lease_s
+                    running.add_metric([step], max(0.0, age))
+                registration.add_metric([], session.scalar(
+                    select(func.count()).select_from(Registration)
+                    .where(Registration.problem.is_not(None))) or 0)
+            database_up.add_metric([], 1)
+            yield from (running, registration)
+        except Exception:  # noqa: BLE001 (the database away is what this gauge says)
+            database_up.add_metric([], 0)
+        yield database_up
+        try:
+            with _broker(self._broker_url) as client:
+                state = queues_state(client, ALL_QUEUES)
+                workers = live_workers(client)
+        except redis.RedisError:
+            broker_up.add_metric([], 0)
+            yield broker_up
+            return
+        broker_up.add_metric([], 1)
+        depth = GaugeMetricFamily("passflow_queue_depth", "Messages waiting in a queue",
+                                  labels=["queue"])
+        consumers = GaugeMetricFamily("passflow_queue_consumers",
+                                      "Live workers consuming a queue", labels=["queue"])
+        oldest = GaugeMetricFamily("passflow_queue_oldest_message_seconds",
+                                   "How long a queue's oldest waiting message has waited",
+                                   labels=["queue"])
+        for queue, figures in state.items():
+            depth.add_metric([queue], figures["depth"])
+            consumers.add_metric([queue], figures["consumers"])
+            if figures["oldest_age_s"] is not None:
+                oldest.add_metric([queue], figures["oldest_age_s"])
+        live = GaugeMetricFamily("passflow_workers_live", "Workers beating now")
+        live.add_metric([], len(workers))
+        yield from (broker_up, depth, consumers, oldest, live)
 
 
 class SweeperCollector(Collector):

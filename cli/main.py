@@ -330,6 +330,50 @@ def _actor(args: argparse.Namespace) -> str:
     return cli_actor(getattr(args, "as_name", None))
 
 
+def _workers(args: argparse.Namespace) -> int:
+    """The live workers and the queues: who holds a job (its lease owner starts with the
+    worker's id), and a queue with work and no consumer."""
+    import json
+    import time
+
+    import redis
+
+    from passflow.settings import get_settings
+    from worker.heartbeat import live_workers, queues_state, unconsumed
+    from worker.queues import ALL_QUEUES
+
+    client = redis.Redis.from_url(get_settings().broker_url, socket_timeout=3,
+                                  socket_connect_timeout=3)
+    try:
+        workers, queues = live_workers(client), queues_state(client, ALL_QUEUES)
+    except redis.RedisError as exc:
+        print(f"passflow workers: cannot reach the broker: {type(exc).__name__}",
+              file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+    if args.json:
+        print(json.dumps({"workers": workers, "queues": queues}, indent=1))
+        return 0
+    now = time.time()
+    if workers:
+        _table(("id", "name", "host", "pid", "pool", "queues", "up", "last beat"),
+               [[w["id"], w["name"], w["host"], str(w["pid"]), str(w["pool"]),
+                 ",".join(w["queues"]), f"{(now - w['started_at']) / 60:.0f} min",
+                 f"{w['beat_age_s']} s ago"] for w in workers])
+    else:
+        print("no live worker")
+    print()
+    _table(("queue", "waiting", "consumers", "oldest"),
+           [[q, str(s["depth"]), str(s["consumers"]),
+             "-" if s["oldest_age_s"] is None else f"{s['oldest_age_s']} s"]
+            for q, s in queues.items()])
+    idle = unconsumed(queues)
+    if idle:
+        print(f"\nwork waiting with no worker consuming: {', '.join(idle)}", file=sys.stderr)
+    return 0
+
+
 def _audit(args: argparse.Namespace) -> int:
     import json
 
@@ -759,6 +803,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the brand to register (default: PASSFLOW_SERVICE_PROVIDER)")
     _as_option(register)
     register.set_defaults(func=_register)
+
+    live = commands.add_parser("workers", help="the live workers (who holds a job: its lease "
+                                               "owner starts with the worker's id) and queues")
+    live.add_argument("--json", action="store_true", help="JSON instead of tables")
+    live.set_defaults(func=_workers)
 
     aud = commands.add_parser("audit", help="who did what, when: retries, cancels, forgets, "
                                              "registrations, tokens, brands")

@@ -7,6 +7,7 @@ the sweeper sends it later. So the broker only ever carries copies of what SQL h
 from __future__ import annotations
 
 import contextlib
+import time
 from itertools import groupby
 
 from models import audit
@@ -16,6 +17,7 @@ from passflow.events import EventIn
 from passflow.settings import get_settings
 from worker import jobs, policy, webhooks
 from worker.app import celery_app
+from worker.heartbeat import SENT_AT_HEADER
 from worker.queues import Queue
 from worker.steps import FIRST_STEP, STEPS
 
@@ -37,7 +39,8 @@ def send_step(step_name: str, job_ids: list[str], *, countdown: float = 0.0) -> 
     try:
         celery_app.send_task(task_name(step_name), args=[job_ids],
                              queue=STEPS[step_name].queue.value,
-                             countdown=countdown if countdown > 0 else None)
+                             countdown=countdown if countdown > 0 else None,
+                             headers={SENT_AT_HEADER: time.time()})
         return True
     except Exception as exc:  # broker down: the jobs stay due in SQL
         log.warning("dispatch_failed", step=step_name, jobs=len(job_ids),
@@ -118,9 +121,10 @@ def send_delivery(delivery_id: int, *, countdown: float | None = None) -> None:
     # A broker failure is fine: the sweeper re-sends pending deliveries.
     with contextlib.suppress(Exception):
         celery_app.send_task(WEBHOOK_TASK, args=[delivery_id], queue=Queue.MAINTENANCE.value,
-                             countdown=countdown)
+                             countdown=countdown, headers={SENT_AT_HEADER: time.time()})
 
 
 def send_token_upkeep() -> None:
     with contextlib.suppress(Exception):
-        celery_app.send_task(TOKEN_TASK, queue=Queue.REGISTRATION.value, expires=60)
+        celery_app.send_task(TOKEN_TASK, queue=Queue.REGISTRATION.value, expires=60,
+                             headers={SENT_AT_HEADER: time.time()})

@@ -516,6 +516,21 @@ def retry(session: Session, job_id: str, *, first_steps: Mapping[str, str],
 
 # Sweeping ----------------------------------------------------------------------------------------
 
+def release_owners(session: Session, worker_ids: list[str]) -> list[str]:
+    """The jobs leased by dead workers (worker.heartbeat): their lease ends now and they are due
+    at once, to be sent to a live worker by this sweep. A worker thought dead that wakes finds
+    its lease gone and its work rolled back (LeaseLost)."""
+    if not worker_ids:
+        return []
+    now = utcnow()
+    return list(session.execute(
+        update(Job).where(or_(*(Job.lease_owner.like(f"{wid}:%") for wid in worker_ids)),
+                          Job.lease_until > now, Job.status.not_in(_FINAL))
+        .values(lease_owner=None, lease_until=None, next_run_at=now, dispatched_at=None,
+                updated_at=now)
+        .returning(Job.id).execution_options(synchronize_session=False)).scalars())
+
+
 def due_jobs(session: Session, *, grace: timedelta, horizon: timedelta,
              limit: int) -> list[tuple[str, str, float]]:
     """Claim (job id, step, seconds until due) for every step to send now, marking it sent:

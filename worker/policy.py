@@ -58,6 +58,12 @@ SWEEPER_LEASE_S = 5.0
 SWEEPER_FOLLOWER_CHECK_S = 1.0
 # /healthz and /readyz call the sweeper stale when its last sweep is older than this.
 SWEEP_STALE_S = 15.0
+# Worker heartbeats (worker.heartbeat): a beat every HEARTBEAT_S; a worker silent for
+# WORKER_DEAD_S is dead and its jobs are taken over (three beats missed, so a busy moment is
+# not a death); one not seen for WORKER_SEEN_S is forgotten.
+HEARTBEAT_S = 1.0
+WORKER_DEAD_S = 4.0
+WORKER_SEEN_S = 3600.0
 # How often the sweeper asks for the access token to be renewed ahead of its expiry.
 TOKEN_UPKEEP_S = 60.0
 

@@ -18,7 +18,6 @@ from passflow.crypto import Cipher
 from worker import metrics
 from worker.adobe_pass.credentials import StoredClient, StoredToken
 
-
 # How long a process trusts its memory of the pool's access token before reading it again.
 TOKEN_MEMORY_S = 5.0
 

@@ -36,7 +36,7 @@ from models.db import session_scope
 from passflow import logs
 from passflow.database import database_identity
 from passflow.settings import get_settings
-from worker import dispatch, jobs, webhooks
+from worker import dispatch, heartbeat, jobs, webhooks
 from worker.policy import (
     SWEEP_LIMIT,
     SWEEP_STALE_S,
@@ -44,6 +44,7 @@ from worker.policy import (
     SWEEPER_LEASE_S,
     TOKEN_UPKEEP_S,
 )
+from worker.runtime import runtime
 
 log = logs.get_logger(__name__)
 
@@ -64,8 +65,12 @@ def sweep() -> int:
     settings = get_settings()
     grace = timedelta(seconds=settings.sweep_grace_s)
     horizon = timedelta(seconds=settings.sweep_interval_s + 0.1)
+    dead = heartbeat.dead_workers(runtime().redis)
     with session_scope() as session:
+        taken = jobs.release_owners(session, dead)
         due = jobs.due_jobs(session, grace=grace, horizon=horizon, limit=SWEEP_LIMIT)
+    if taken:
+        log.warning("dead_worker_jobs_taken_over", workers=dead, jobs=len(taken))
     dispatch.send_steps(due)
     with session_scope() as session:
         deliveries = webhooks.overdue(session, grace=grace)

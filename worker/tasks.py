@@ -17,6 +17,7 @@ from passflow import logs
 from passflow.settings import get_settings
 from worker import dispatch, engine, metrics, webhooks
 from worker.adobe_pass import AdobePassError, RegistrationRequired
+from worker.heartbeat import Heartbeat, owner_of
 from worker.runtime import runtime
 from worker.steps import STEPS
 from worker.steps.dcr import keep_token_fresh
@@ -43,7 +44,8 @@ def _step_task(step_name: str):
     def run_step(self: Task, job_ids: list[str] | str) -> dict[str, str]:
         # acks_late: a step is idempotent through its job's lease and conditional claim.
         ids = [job_ids] if isinstance(job_ids, str) else list(job_ids)
-        return engine.run(step_name, ids, owner=self.request.id or str(uuid.uuid4()))
+        return engine.run(step_name, ids, owner=owner_of(self.request.hostname,
+                                                         self.request.id or str(uuid.uuid4())))
 
     run_step.__name__ = run_step.__qualname__ = f"run_{step_name.replace('.', '_')}"
     return run_step
@@ -84,6 +86,15 @@ signals.worker_process_init.connect(
     weak=False)
 
 
+def _queues_of(parent) -> list[str]:
+    """The queues this worker consumes (its -Q selection)."""
+    try:
+        queues = parent.app.amqp.queues
+        return sorted(queues.consume_from or queues)
+    except AttributeError:
+        return []
+
+
 class SweeperStep(bootsteps.StartStopStep):
     """Runs this worker's Sweeper thread from start to shutdown, started after the pool (the
     prefork pool forks its children before the thread exists)."""
@@ -96,16 +107,25 @@ class SweeperStep(bootsteps.StartStopStep):
         self._thread: threading.Thread | None = None
 
     def start(self, parent) -> None:
-        metrics.start_reporter(_redis, name=getattr(parent, "hostname", None))
-        sweeper = Sweeper(runtime().redis, name=getattr(parent, "hostname", None))
-        self._thread = threading.Thread(target=sweeper.run, args=(self._stop,), daemon=True,
-                                        name="passflow-sweeper")
-        self._thread.start()
+        hostname = getattr(parent, "hostname", None) or socket.gethostname()
+        metrics.start_reporter(_redis, name=hostname)
+        sweeper = Sweeper(runtime().redis, name=hostname)
+        pool = getattr(parent, "pool", None)
+        heartbeat = Heartbeat(runtime().redis, hostname=hostname, queues=_queues_of(parent),
+                              pool=type(pool).__module__.rsplit(".", 1)[-1] if pool else "?",
+                              concurrency=getattr(parent, "concurrency", None))
+        self._threads = [
+            threading.Thread(target=sweeper.run, args=(self._stop,), daemon=True,
+                             name="passflow-sweeper"),
+            threading.Thread(target=heartbeat.run, args=(self._stop,), daemon=True,
+                             name="passflow-heartbeat")]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, parent) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in getattr(self, "_threads", []):
+            thread.join(timeout=10)
 
     # Warm shutdowns call stop, cold ones (and the test worker) terminate.
     terminate = shutdown = stop

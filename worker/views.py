@@ -27,6 +27,7 @@ from models import (
 )
 from passflow.crypto import Cipher
 from passflow.flows import FLOWS, EventType, Result
+from worker.heartbeat import worker_of
 
 
 def _millis(value: datetime | None) -> int | None:
@@ -148,7 +149,9 @@ def waiting_for(job: Job, steps: list[JobStep], now: datetime | None = None, *,
         return (f"the user to {pick}log in with code {code} on the second screen "
                 f"(polled by {step}, next at {utc_text(job.next_run_at)})")
     if job.lease_until is not None and job.lease_until > now:
-        return f"{step} running on {job.lease_owner} (lease until {utc_text(job.lease_until)})"
+        who = worker_of(job.lease_owner)
+        holder = f"worker {who} (`passflow workers`)" if who else str(job.lease_owner)
+        return f"{step} running on {holder} (lease until {utc_text(job.lease_until)})"
     if job.next_run_at is not None and job.next_run_at > now:
         why = f" after: {row.last_error}" if row is not None and row.last_error else ""
         return f"{step} again at {utc_text(job.next_run_at)}{why}"

@@ -21,7 +21,8 @@ RULES = DEPLOY / "prometheus" / "alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "passflow.json"
 # PromQL words that look like metric names.
 _NOT_METRICS = {"sum", "rate", "by", "max", "min", "and", "or", "absent", "histogram_quantile",
-                "increase", "le", "on", "ignoring", "without", "avg", "count"}
+                "increase", "le", "on", "ignoring", "without", "avg", "count",
+                "up"}  # Prometheus' own: whether it scraped the target
 
 
 def _promtool() -> str:

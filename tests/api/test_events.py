@@ -306,3 +306,42 @@ def test_made_up_mvpds_create_no_metric_series(api: httpx.Client, fault_report):
     assert not any(mvpd in body for mvpd in made_up)
     fault_report("20 authorization events naming made-up MVPDs",
                  'no metric series names them: counted as mvpd="other"')
+
+
+def test_a_queue_with_work_and_no_consumer_is_named_by_healthz(database_url: str,
+                                                               pass_env: str):
+    """Work waits in a queue no live worker consumes (here: no worker at all on this broker):
+    /healthz names the queue and says what to do, /readyz keeps the replica (not its fault)."""
+    from api.app import create_app
+    from passflow.serving import BackgroundServer
+    from passflow.settings import get_settings
+    from tests.support import TOKEN
+    from worker.heartbeat import SENT_AT_HEADER
+
+    settings = get_settings().model_copy(update={"broker_url": "redis://127.0.0.1:6379/14"})
+    broker = redis.Redis.from_url(settings.broker_url)
+    broker.flushdb()
+    broker.lpush("decisions", json.dumps({"body": "", "headers": {SENT_AT_HEADER: 1.0}}))
+    try:
+        with BackgroundServer(create_app(settings, tokens=[TOKEN])) as server:
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            health = httpx.get(server.url + "/healthz", headers=auth).json()
+            ready = httpx.get(server.url + "/readyz")
+            fleet = httpx.get(server.url + "/v1/workers", headers=auth).json()
+            scraped = httpx.get(server.url + "/metrics", headers=auth).text
+    finally:
+        broker.flushdb()
+    assert health["queues"].startswith("work waiting with no worker consuming: decisions")
+    assert ready.status_code == 200
+    assert fleet["workers"] == [] and fleet["queues"]["decisions"]["depth"] == 1
+    assert fleet["queues"]["decisions"]["oldest_age_s"] > 1_000_000  # sent at epoch 1 s
+    assert 'passflow_queue_depth{queue="decisions"} 1.0' in scraped
+    assert 'passflow_queue_consumers{queue="decisions"} 0.0' in scraped
+
+
+def test_the_live_workers_are_listed_with_their_queues(api: httpx.Client):
+    """The tests' worker beats: listed with its queues and pool, consuming every queue."""
+    fleet = wait_for(lambda: (body := api.get("/v1/workers").json())["workers"] and body)
+    [worker] = [w for w in fleet["workers"] if w["queues"]][:1]
+    assert worker["id"].startswith("w") and worker["pool"] and worker["beat_age_s"] < 5
+    assert all(q["consumers"] >= 1 for q in fleet["queues"].values())

@@ -279,3 +279,43 @@ def test_a_paused_sweeper_is_replaced_and_harmless_when_it_wakes(worker_processe
     fault_report("the sweeping worker paused (SIGSTOP), then woken",
                  "the other worker took the duty over; the woken one saw its lease gone and "
                  "stood down; every login found once")
+
+
+def test_a_sigkilled_workers_play_is_finished_by_another_within_seconds(
+        worker_processes, sim: httpx.Client, fault_report):
+    """With the production lease (60 s), a worker SIGKILLed in the middle of a play: its
+    heartbeat stops, the sweeper gives its job to the live worker, and the viewer's play is
+    decided within 10 s of the kill, not at the end of the lease."""
+    lease = {"PASSFLOW_LEASE_S": "60"}
+    device = new_device()
+    _login_device(sim, device)
+    doomed = worker_processes("doomed", env=lease)
+    set_faults(sim, latency_ms=1500)
+    job_id = _submit("authorization.requested", device, mvpd="Cablevision", resource="REF30")
+    wait_for(lambda: _running(job_id, "decisions.authorize"), timeout=60)
+    wait_for(lambda: _in_flight(sim), timeout=30)
+    rescuer = worker_processes("rescuer", env=lease)
+    wait_for(lambda: _beating(rescuer.name), timeout=30)
+    doomed.kill()
+    killed_at = time.monotonic()
+    set_faults(sim, latency_ms=0)
+    assert wait_for_status(job_id, timeout=30) == "succeeded"
+    took = time.monotonic() - killed_at
+    assert took < 10, took
+    assert _rows(Decision, job_id) == 1
+    fault_report("worker SIGKILLed mid-play with the production 60 s lease",
+                 f"its heartbeat stopped; another worker decided the play {took:.1f} s after "
+                 "the kill (not at the lease's end); one decision row")
+
+
+def _beating(name: str) -> bool:
+    import redis as redis_lib
+
+    from passflow.settings import get_settings
+    from worker.heartbeat import live_workers
+
+    client = redis_lib.Redis.from_url(get_settings().broker_url)
+    try:
+        return any(w["name"].startswith(f"{name}@") for w in live_workers(client))
+    finally:
+        client.close()
