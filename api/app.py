@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from enum import Enum
 from typing import Annotated, Any
 
@@ -37,7 +38,10 @@ from api.limits import Guards
 from api.metrics import (
     FleetCollector,
     JobsCollector,
+    PoolExporter,
+    PoolOnly,
     RedisMetricsCollector,
+    ReplicaCollector,
     SweeperCollector,
     WorkerProcessCollector,
 )
@@ -222,11 +226,14 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     app.add_exception_handler(SQLAlchemyTimeoutError, database_error)
 
     registry = CollectorRegistry()
-    registry.register(JobsCollector())
-    registry.register(SweeperCollector(settings.broker_url, settings.database_url))
-    registry.register(WorkerProcessCollector(settings.broker_url))
-    registry.register(FleetCollector(settings.broker_url, settings.lease_s))
-    registry.register(RedisMetricsCollector(settings.broker_url))
+    exporter = PoolExporter(settings.broker_url, replica=uuid.uuid4().hex)
+    for pool_wide in (JobsCollector(), SweeperCollector(settings.broker_url, settings.database_url),
+                      WorkerProcessCollector(settings.broker_url),
+                      FleetCollector(settings.broker_url, settings.lease_s),
+                      RedisMetricsCollector(settings.broker_url)):
+        registry.register(PoolOnly(pool_wide, exporter))
+    registry.register(ReplicaCollector(settings.broker_url, exporter))
+    app.router.on_shutdown.append(exporter.release)
     ProcessCollector(registry=registry)  # this API process: memory, CPU, open files
     Info("passflow_build", "The version of passflow and the schema revision it needs",
          registry=registry).info(build)

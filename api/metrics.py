@@ -107,11 +107,90 @@ class WorkerProcessCollector(Collector):
         yield from families.values()
 
 
+# One API replica exports the pool's figures (SQL gauges, the counters the pool adds up in Redis,
+# the workers' and queues'): every replica would serve the same numbers, and a sum() over the
+# scraped replicas would count them as many times. The replica holding this lease (taken at a
+# scrape, kept by the next, released at shutdown) exports them; each exports its own process's.
+POOL_EXPORTER_KEY = "passflow:metrics:pool-exporter"
+POOL_EXPORTER_TTL_S = 40.0
+
+
+class PoolExporter:
+    def __init__(self, broker_url: str, replica: str):
+        self._broker_url, self.replica = broker_url, replica
+        self._checked: tuple[bool, float] = (False, float("-inf"))
+
+    def holds(self) -> bool:
+        """Whether this replica exports the pool's figures now (asked once a scrape)."""
+        import time
+
+        held, at = self._checked
+        if time.monotonic() - at < 1.0:
+            return held
+        ttl_ms = int(POOL_EXPORTER_TTL_S * 1000)
+        try:
+            with _broker(self._broker_url) as client:
+                held = bool(client.set(POOL_EXPORTER_KEY, self.replica, nx=True, px=ttl_ms))
+                if not held and client.get(POOL_EXPORTER_KEY) == self.replica.encode():
+                    held = bool(client.pexpire(POOL_EXPORTER_KEY, ttl_ms))
+        except redis.RedisError:
+            held = False
+        self._checked = (held, time.monotonic())
+        return held
+
+    def release(self) -> None:
+        with contextlib.suppress(redis.RedisError), _broker(self._broker_url) as client:
+            if client.get(POOL_EXPORTER_KEY) == self.replica.encode():
+                client.delete(POOL_EXPORTER_KEY)
+
+
+class PoolOnly(Collector):
+    """A collector of pool-wide figures, exported by the replica holding the exporter lease."""
+
+    def __init__(self, inner: Collector, exporter: PoolExporter):
+        self._inner, self._exporter = inner, exporter
+
+    def collect(self):
+        if self._exporter.holds():
+            yield from self._inner.collect()
+
+
+class ReplicaCollector(Collector):
+    """This API replica's view: whether it reaches its database and its broker (an alert needs
+    a 0, not a missing series), and whether it exports the pool's figures."""
+
+    def __init__(self, broker_url: str, exporter: PoolExporter):
+        self._broker_url, self._exporter = broker_url, exporter
+
+    def collect(self):
+        from sqlalchemy import text
+
+        database_up = GaugeMetricFamily("passflow_database_up",
+                                        "The database answers this API (1)")
+        try:
+            with session_scope() as session:
+                session.execute(text("SELECT 1"))
+            database_up.add_metric([], 1)
+        except Exception:  # noqa: BLE001 (the database away is what this gauge says)
+            database_up.add_metric([], 0)
+        broker_up = GaugeMetricFamily("passflow_broker_up", "The broker answers this API (1)")
+        try:
+            with _broker(self._broker_url) as client:
+                client.ping()
+            broker_up.add_metric([], 1)
+        except redis.RedisError:
+            broker_up.add_metric([], 0)
+        exporting = GaugeMetricFamily(
+            "passflow_pool_exporter", "This replica exports the pool's figures (1; sum() over "
+            "replicas counts them once)")
+        exporting.add_metric([], 1 if self._exporter.holds() else 0)
+        yield from (database_up, broker_up, exporting)
+
+
 class FleetCollector(Collector):
-    """The fleet as one scrape sees it: per queue the messages waiting, the live workers
-    consuming it and the age of its oldest message; the live workers; the oldest running step
-    per step (a stuck worker); and whether the database, the broker and the registration work
-    (up gauges: an alert needs a 0, not a missing series)."""
+    """The fleet: per queue the messages waiting, the live workers consuming it and the age of
+    its oldest message; the live workers; the oldest running step per step (a stuck worker);
+    registrations Adobe refused."""
 
     def __init__(self, broker_url: str, lease_s: float):
         self._broker_url, self._lease_s = broker_url, lease_s
@@ -120,9 +199,6 @@ class FleetCollector(Collector):
         from worker.heartbeat import live_workers, queues_state
         from worker.queues import ALL_QUEUES
 
-        broker_up = GaugeMetricFamily("passflow_broker_up", "The broker answers this API (1)")
-        database_up = GaugeMetricFamily("passflow_database_up",
-                                        "The database answers this API (1)")
         registration = GaugeMetricFamily(
             "passflow_registration_problem",
             "Registrations Adobe Pass refused (revoked client, missing scope): work stops "
@@ -144,20 +220,15 @@ class FleetCollector(Collector):
                 registration.add_metric([], session.scalar(
                     select(func.count()).select_from(Registration)
                     .where(Registration.problem.is_not(None))) or 0)
-            database_up.add_metric([], 1)
             yield from (running, registration)
-        except Exception:  # noqa: BLE001 (the database away is what this gauge says)
-            database_up.add_metric([], 0)
-        yield database_up
+        except Exception:  # noqa: BLE001 (passflow_database_up says the database is away)
+            pass
         try:
             with _broker(self._broker_url) as client:
                 state = queues_state(client, ALL_QUEUES)
                 workers = live_workers(client)
         except redis.RedisError:
-            broker_up.add_metric([], 0)
-            yield broker_up
             return
-        broker_up.add_metric([], 1)
         depth = GaugeMetricFamily("passflow_queue_depth", "Messages waiting in a queue",
                                   labels=["queue"])
         consumers = GaugeMetricFamily("passflow_queue_consumers",
@@ -172,7 +243,7 @@ class FleetCollector(Collector):
                 oldest.add_metric([queue], figures["oldest_age_s"])
         live = GaugeMetricFamily("passflow_workers_live", "Workers beating now")
         live.add_metric([], len(workers))
-        yield from (broker_up, depth, consumers, oldest, live)
+        yield from (depth, consumers, oldest, live)
 
 
 class SweeperCollector(Collector):

@@ -312,7 +312,7 @@ class BackgroundServer:
         self._sock.bind((host, port))
         self.host, self.port = self._sock.getsockname()[:2]
         self.url = f"http://{self.host}:{self.port}"
-        config = server_config(app, log_level=log_level, lifespan="off",
+        config = server_config(app, log_level=log_level, lifespan="auto",
                                timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

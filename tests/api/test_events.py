@@ -345,3 +345,39 @@ def test_the_live_workers_are_listed_with_their_queues(api: httpx.Client):
     [worker] = [w for w in fleet["workers"] if w["queues"]][:1]
     assert worker["id"].startswith("w") and worker["pool"] and worker["beat_age_s"] < 5
     assert all(q["consumers"] >= 1 for q in fleet["queues"].values())
+
+
+def test_counters_summed_over_two_api_replicas_equal_the_truth(api: httpx.Client,
+                                                               api_server, database_url: str):
+    """Two replicas behind one balancer, scraped both: the pool's figures come from one of
+    them only (the exporter lease), so sum() over the replicas counts each event once; when
+    that replica stops, the other exports them."""
+    from api.app import create_app
+    from passflow.serving import BackgroundServer
+    from passflow.settings import get_settings
+    from tests.support import TOKEN
+
+    def events_total(text: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith('passflow_events_total{outcome="accepted",'
+                                      'type="profiles.requested"}'))
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with BackgroundServer(create_app(get_settings(), tokens=[TOKEN])) as second:
+        before = sum(events_total(httpx.get(url + "/metrics", headers=auth).text)
+                     for url in (api_server.url, second.url))
+        for _ in range(3):
+            for url in (api_server.url, second.url):  # the balancer sends to both
+                httpx.post(url + "/v1/events", headers=auth, json=event()).raise_for_status()
+
+        def summed() -> float | None:
+            scraped = [httpx.get(url + "/metrics", headers=auth).text
+                       for url in (api_server.url, second.url)]
+            exporters = [t.count("passflow_pool_exporter 1.0") for t in scraped]
+            total = sum(events_total(t) for t in scraped)
+            return total if sorted(exporters) == [0, 1] and total - before == 6 else None
+
+        assert wait_for(summed, timeout=10) - before == 6
+    # The exporter stopped (or was the other one): the remaining replica exports now.
+    assert wait_for(lambda: "passflow_pool_exporter 1.0" in httpx.get(
+        api_server.url + "/metrics", headers=auth).text, timeout=60)

@@ -91,14 +91,18 @@ def test_the_cli_finds_and_retries_as_the_api_does(api: httpx.Client, jobs_env: 
     assert shown["status"] == "failed" and shown["error"]["code"]
     # The 8 characters `passflow demo` prints are enough.
     assert json.loads(_cli("jobs", "show", failed[:8]).stdout)["job_id"] == failed
-    retried = _cli("jobs", "retry", failed)
+    retried = _cli("jobs", "retry", failed, "--as", "ops-test")
     assert retried.returncode == 0, retried.stderr
     again = _cli("jobs", "retry", failed)
     assert again.returncode == 1 and len(again.stderr.strip().splitlines()) == 1
     both = json.loads(_cli("jobs", "list", "--event", event_id, "--json").stdout)["jobs"]
     assert len(both) == 2 and both[0]["retry_of"] == failed
     shown_retry = json.loads(_cli("jobs", "show", both[0]["job_id"]).stdout)
-    assert shown_retry["requested_by"] == "cli:ops-test"
+    from models.audit import cli_actor
+
+    # The OS account running the command (not $USER, which anyone sets), and who --as names.
+    assert shown_retry["requested_by"] == cli_actor("ops-test")
+    assert shown_retry["requested_by"].endswith(" as ops-test")
     wait_for_status(both[0]["job_id"])
     fault_report("`passflow history --device`, `jobs list --event`, `jobs show`, `jobs retry`",
                  "the CLI finds the failed attempt and retries it once, like the API")

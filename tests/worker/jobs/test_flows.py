@@ -252,9 +252,9 @@ def test_authorization_decisions_retrieval_retry_a_401_resend_is_in_the_same_bud
         jobs_env: httpx.Client):
     """A 401's token refresh and resend is one of the play's 3 requests: after it, a `retry`
     Deny is asked again once, not twice (401, resend, one re-ask; never 4)."""
-    from worker.runtime import reset_runtime
-
-    reset_runtime()  # the pool's registration as stored now, whatever earlier tests did
+    # Whatever token this process remembers, the play's session is made with one of the
+    # registration as stored now (a refused token is renewed from it).
+    jobs_env.post("/_sim/revoke-tokens").raise_for_status()
     device = new_device()
     authenticate(jobs_env, device)
     jobs_env.post("/_sim/revoke-tokens").raise_for_status()
