@@ -84,6 +84,9 @@ def decision_retry_delay(round_: int) -> float:
 # A delivery is attempted this many times, waiting 2, 4, 8 ... s (5 minutes at most) between
 # attempts, then recorded failed: about 4 minutes of a receiver's outage are ridden out.
 WEBHOOK_MAX_ATTEMPTS = 8
+# A delivery's POST waits this long for the receiver; its claim (lease) lasts a little longer.
+WEBHOOK_TIMEOUT_S = 10.0
+WEBHOOK_LEASE_S = 30.0
 
 
 def webhook_backoff(attempts: int) -> float:

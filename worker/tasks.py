@@ -12,7 +12,6 @@ import uuid
 import redis
 from celery import Celery, Task, bootsteps, signals
 
-from models.db import session_scope
 from passflow import logs
 from passflow.settings import get_settings
 from worker import dispatch, engine, metrics, webhooks
@@ -54,9 +53,7 @@ def _step_task(step_name: str):
 def deliver_webhook(delivery_id: int) -> str:
     settings = get_settings()
     cipher = runtime().cipher
-    with session_scope() as session:
-        wait = webhooks.deliver(session, delivery_id,
-                                lambda s, job: job_view(s, job, cipher), settings)
+    wait = webhooks.deliver(delivery_id, lambda s, job: job_view(s, job, cipher), settings)
     if wait is not None:
         dispatch.send_delivery(delivery_id, countdown=wait)
         return "retrying"

@@ -19,6 +19,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from models import Job, WebhookDelivery, utcnow
+from models.db import session_scope
 from passflow import logs
 from passflow.settings import Settings, get_settings
 from worker import metrics, policy
@@ -80,45 +81,78 @@ def overdue(session: Session, *, grace: timedelta, limit: int = 200) -> list[int
     return ids
 
 
-def deliver(session: Session, delivery_id: int, body_of, settings: Settings) -> float | None:
-    """Attempt one delivery. Returns seconds until the next attempt, or None when done."""
-    delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
-    if delivery is None or delivery.status != "pending" or not settings.webhook_url:
+def deliver(delivery_id: int, body_of, settings: Settings) -> float | None:
+    """Attempt one delivery. Returns seconds until the next attempt, or None when done.
+
+    As jobs are run: the row is claimed by a conditional update that also sets the attempt's
+    lease (no other worker, and no sweep, takes it before the lease ends), committed; the POST
+    is made with no transaction open and no row locked (a slow receiver holds nothing in the
+    database); the outcome is recorded only if the claim still stands."""
+    claim = _claim(delivery_id, settings)
+    if claim is None:
         return None
-    job = session.get(Job, delivery.job_id)
-    payload = {"event": delivery.kind, "delivery_id": delivery.id, "job": body_of(session, job)}
+    attempt, kind, job_id = claim
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:  # the job was purged or forgotten: nothing left to say
+            return None
+        payload = {"event": kind, "delivery_id": delivery_id, "job": body_of(session, job)}
     body = json.dumps(payload, separators=(",", ":")).encode()
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
-    headers = {"Content-Type": "application/json", "X-Passflow-Event": delivery.kind,
-               "X-Passflow-Delivery": str(delivery.id), "User-Agent": "passflow-webhooks"}
+    headers = {"Content-Type": "application/json", "X-Passflow-Event": kind,
+               "X-Passflow-Delivery": str(delivery_id), "User-Agent": "passflow-webhooks"}
     if secret:
         headers[SIGNATURE_HEADER] = sign(secret, int(time.time()), body)
-    delivery.attempts += 1
+    status_code: int | None = None
     try:
-        response = httpx.post(settings.webhook_url, content=body, headers=headers, timeout=10)
-        delivery.last_status_code = response.status_code
-        ok = response.is_success
-        delivery.last_error = None if ok else f"HTTP {response.status_code}"
+        response = httpx.post(settings.webhook_url, content=body, headers=headers,
+                              timeout=policy.WEBHOOK_TIMEOUT_S)
+        status_code, ok = response.status_code, response.is_success
+        error = None if ok else f"HTTP {response.status_code}"
     except httpx.HTTPError as exc:
-        ok = False
-        delivery.last_error = type(exc).__name__
+        ok, error = False, type(exc).__name__
     log.log(logging.INFO if ok else logging.WARNING, "webhook_attempt",
-            delivery_id=delivery.id, job_id=delivery.job_id, ok=ok,
-            status=delivery.last_status_code, error=delivery.last_error)
-    given_up = not ok and delivery.attempts >= policy.WEBHOOK_MAX_ATTEMPTS
+            delivery_id=delivery_id, job_id=job_id, ok=ok, status=status_code, error=error)
+    return _settle(delivery_id, attempt, ok=ok, status_code=status_code, error=error)
+
+
+def _claim(delivery_id: int, settings: Settings) -> tuple[int, str, str] | None:
+    """(this attempt's number, kind, job id), or None when the delivery is not due here: done,
+    given up, no URL, or being attempted by another worker (its lease)."""
+    if not settings.webhook_url:
+        return None
+    now = utcnow()
+    table = WebhookDelivery.__table__
+    with session_scope() as session:
+        row = session.execute(
+            table.update()
+            .where(table.c.id == delivery_id, table.c.status == "pending",
+                   or_(table.c.next_attempt_at.is_(None),
+                       table.c.next_attempt_at <= now + timedelta(seconds=1)))
+            .values(attempts=table.c.attempts + 1,
+                    next_attempt_at=now + timedelta(seconds=policy.WEBHOOK_LEASE_S))
+            .returning(table.c.attempts, table.c.kind, table.c.job_id)).first()
+    return (row.attempts, row.kind, row.job_id) if row is not None else None
+
+
+def _settle(delivery_id: int, attempt: int, *, ok: bool, status_code: int | None,
+            error: str | None) -> float | None:
+    given_up = not ok and attempt >= policy.WEBHOOK_MAX_ATTEMPTS
+    wait = None if ok or given_up else policy.webhook_backoff(attempt)
+    now = utcnow()
+    values = {"last_status_code": status_code, "last_error": error,
+              "status": "delivered" if ok else "failed" if given_up else "pending",
+              "delivered_at": now if ok else None,
+              "next_attempt_at": None if wait is None else now + timedelta(seconds=wait)}
+    table = WebhookDelivery.__table__
+    with session_scope() as session:
+        settled = session.execute(table.update().where(
+            table.c.id == delivery_id, table.c.attempts == attempt,
+            table.c.status == "pending").values(**values)).rowcount
+    if not settled:  # another attempt took over (this one outlived its lease)
+        return None
     metrics.inc("passflow_webhook_deliveries_total",
                 ("delivered" if ok else "failed" if given_up else "retry",))
-    if ok:
-        delivery.status = "delivered"
-        delivery.delivered_at = utcnow()
-        delivery.next_attempt_at = None
-        return None
     if given_up:
-        delivery.status = "failed"
-        delivery.next_attempt_at = None
-        log.error("webhook_failed", delivery_id=delivery.id, job_id=delivery.job_id,
-                    error=delivery.last_error)
-        return None
-    wait = policy.webhook_backoff(delivery.attempts)
-    delivery.next_attempt_at = utcnow() + timedelta(seconds=wait)
+        log.error("webhook_failed", delivery_id=delivery_id, error=error)
     return wait

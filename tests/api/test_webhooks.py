@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,10 +29,15 @@ class Receiver:
     def __init__(self) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.fail_first = 0
+        self.holding = threading.Event()  # a POST is being held (a slow receiver)
+        self.hold: threading.Event | None = None  # set: held until it is set
         app = FastAPI()
 
         @app.post("/hook")
         async def hook(request: Request) -> Response:
+            if self.hold is not None:
+                self.holding.set()
+                await asyncio.get_running_loop().run_in_executor(None, self.hold.wait, 20)
             if self.fail_first > 0:
                 self.fail_first -= 1
                 return Response(status_code=503)
@@ -120,3 +127,33 @@ def test_replayed_or_stale_signatures_are_refused(fault_report):
     assert not verify(SECRET, "garbage", body)
     fault_report("a webhook replayed an hour later, or tampered with",
                  "the documented verification refuses both")
+
+
+def test_a_slow_receiver_holds_nothing_in_the_database(api: httpx.Client, receiver: Receiver,
+                                                       database_url: str):
+    """While a receiver takes its time, the delivery's row is claimed by a lease, not locked:
+    another transaction updates it at once; the POST ends and the delivery is recorded once."""
+    from sqlalchemy import text, update
+
+    receiver.hold = threading.Event()
+    job_id = api.post("/v1/events", json={
+        "event_id": f"evt-{uuid.uuid4()}", "type": "profiles.requested",
+        "device": device_json(new_device())}).json()["job_id"]
+    assert receiver.holding.wait(20)
+    started = time.monotonic()
+    with models.db.session_scope() as session:
+        if database_url.startswith("postgresql"):
+            session.execute(text("SET LOCAL lock_timeout = '2s'"))
+        session.execute(update(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
+                        .values(last_error=None))
+    assert time.monotonic() - started < 1.5  # not waiting behind the POST
+    receiver.hold.set()
+
+    def delivered() -> tuple | None:
+        with models.db.session_scope() as session:
+            row = session.scalars(select(WebhookDelivery).where(
+                WebhookDelivery.job_id == job_id)).one()
+            return (row.status, row.attempts) if row.status == "delivered" else None
+
+    assert wait_for(delivered, timeout=30) == ("delivered", 1)
+    assert len(_events(receiver, job_id)) == 1
