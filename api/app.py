@@ -396,6 +396,8 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
             client.close()
         return checks
 
+    readiness_names = ("database", "broker")
+
     def health() -> tuple[list[str], dict[str, Any]]:
         """The failing checks' names, and every check: this process's (readiness), then the
         fleet's: the registration, and the age of the last sweep (stale: no worker is
@@ -438,13 +440,18 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
-        """Ready for traffic (no token: for a load balancer): this process's database answers
-        with a schema it runs on, and its broker answers. The fleet's state (the sweeper, the
-        registration) is in /healthz, metrics and alerts, never here. Only the names of the
-        failing checks are said; their detail is in /healthz."""
-        failing = [name for name, value in readiness().items() if value != "ok"]
-        return JSONResponse({"status": "failing" if failing else "ok", "failing": failing},
-                            status_code=503 if failing else 200)
+        """Ready for traffic (no token: for a load balancer): 503 only when this process's
+        database (with a schema it runs on) or broker fails. The fleet's failing checks (the
+        sweeper, the registration, a queue with no consumer) are named in `fleet` and never
+        fail the probe. Only names are said; their detail is in /healthz."""
+        failing_now, _ = health()
+        mine = set(readiness_names)
+        failing = [name for name in failing_now if name in mine]
+        # The fleet's problems are named (a queue with no consumer, no sweeper, a refused
+        # registration) but never fail this replica's probe: no replica can fix them.
+        fleet = [name for name in failing_now if name not in mine]
+        return JSONResponse({"status": "failing" if failing else "ok", "failing": failing,
+                             "fleet": fleet}, status_code=503 if failing else 200)
 
     @app.get("/v1/workers", dependencies=authorized)
     def workers() -> dict[str, Any]:

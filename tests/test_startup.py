@@ -97,7 +97,7 @@ def test_a_schema_missing_at_run_time_is_a_500_not_retry_shortly(tmp_path, fault
             ready = httpx.get(server.url + "/readyz")
     finally:
         models.db.configure(previous)
-    assert ready.status_code == 503 and ready.json()["failing"] == ["database"]
+    assert ready.status_code == 503 and "database" in ready.json()["failing"]
     assert answer.status_code == 500 and "passflow db upgrade" in answer.text
     assert "retry-after" not in answer.headers
     fault_report("the database's tables missing under a running API",

@@ -136,7 +136,7 @@ def test_probes_need_no_token_and_say_little(api_server, fault_report):
     ready = httpx.get(api_server.url + "/readyz")
     assert live.status_code == 200 and live.json() == {"status": "ok"}
     assert ready.status_code in (200, 503)
-    assert set(ready.json()) == {"status", "failing"}
+    assert set(ready.json()) == {"status", "failing", "fleet"}
     assert httpx.get(api_server.url + "/healthz").status_code == 401
     fault_report("a load balancer probes without a token",
                  "/livez and /readyz answer (only the names of failing checks); /healthz 401")

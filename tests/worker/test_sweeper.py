@@ -161,3 +161,38 @@ def test_one_leader_per_database_whatever_the_route_to_it(client: redis.Redis):
         fleet.stop()
         client.delete(*keys(url))
         proxy.cut()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_apis_reaching_one_database_two_ways_are_ready_and_see_one_sweeper(
+        database_url: str, worker_processes):
+    """`passflow api` twice, their PostgreSQL URLs written differently (one through a relay on
+    another port, as a pooler would be): both ready, and both see the fleet's one sweeper."""
+    import httpx
+    from sqlalchemy.engine import make_url
+
+    from tests.support import PG_URL, ApiProcess, TcpProxy
+
+    parsed = make_url(PG_URL)
+    proxy = TcpProxy((parsed.host or "127.0.0.1", parsed.port or 5432))
+    worker_processes("sweeping")
+    apis = []
+    try:
+        for url in (PG_URL + "?application_name=passflow-api-a",
+                    parsed.set(port=proxy.port).render_as_string(hide_password=False)):
+            apis.append(ApiProcess({"PASSFLOW_DATABASE_URL": url}))
+        for api in apis:
+            assert httpx.get(api.url + "/readyz").json()["failing"] == []
+
+        def sweepers() -> set | None:
+            seen = {httpx.get(api.url + "/healthz", headers=api.headers).json()["sweeper"]["by"]
+                    for api in apis}
+            return seen if None not in seen else None
+
+        [leader] = wait_for(sweepers, timeout=30)
+        assert leader.startswith("sweeping@")
+    finally:
+        for api in apis:
+            api.stop()
+        proxy.cut()
