@@ -93,6 +93,15 @@ def device_info(request: Request, *, required: bool) -> dict[str, Any]:
     return info
 
 
+def identified_call(request: Request, sp_id: str) -> tuple[str, dict[str, Any]]:
+    """What every call a device makes is checked for first (its page's required headers): the
+    bearer token, a service provider the token covers, AP-Device-Identifier and X-Device-Info.
+    Returns the device's id and info."""
+    bearer(request)
+    service_provider(request, sp_id)
+    return device_id(request, required=True) or "", device_info(request, required=True)
+
+
 def is_absolute_url(value: str) -> bool:
     parts = urlsplit(value)
     return parts.scheme in ("http", "https") and bool(parts.netloc)

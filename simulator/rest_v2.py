@@ -28,6 +28,7 @@ from simulator.common import (
     device_id,
     device_info,
     form_fields,
+    identified_call,
     is_absolute_url,
     json_body,
     service_provider,
@@ -165,10 +166,7 @@ def _session_answer(state: SimState, session: AuthSession, *, missing_action: st
 @router.post("/api/v2/{serviceProvider}/sessions", name="sessions.create",
              summary="Create authentication session", openapi_extra=_SESSION_BODY)
 async def create_session(serviceProvider: str, request: Request) -> JSONResponse:
-    bearer(request)
-    service_provider(request, serviceProvider)
-    device = device_id(request, required=True)
-    info = device_info(request, required=True)
+    device, info = identified_call(request, serviceProvider)
     fields = await form_fields(request)
     if fields is None:
         raise PassError("invalid_parameter_mvpd", details="The body must be form-urlencoded")
@@ -290,10 +288,7 @@ def _temppass_profiles(request: Request, state: SimState, sp: str, cfg: Mvpd,
 @router.get("/api/v2/{serviceProvider}/profiles", name="profiles.list",
             summary="Retrieve profiles")
 async def profiles(serviceProvider: str, request: Request) -> JSONResponse:
-    bearer(request)
-    service_provider(request, serviceProvider)
-    device = device_id(request, required=True)
-    device_info(request, required=True)
+    device, _ = identified_call(request, serviceProvider)
     state = sim(request)
     now = state.now()
     found = {mvpd: p.as_json() for mvpd, p in state.sso_profiles_of(sso_identities(request))
@@ -330,10 +325,7 @@ async def profile_for_code(serviceProvider: str, code: str, request: Request) ->
 @router.get("/api/v2/{serviceProvider}/profiles/{mvpd}", name="profiles.mvpd",
             summary="Retrieve profile for specific mvpd")
 async def profile_for_mvpd(serviceProvider: str, mvpd: str, request: Request) -> JSONResponse:
-    bearer(request)
-    service_provider(request, serviceProvider)
-    device = device_id(request, required=True)
-    device_info(request, required=True)
+    device, _ = identified_call(request, serviceProvider)
     state = sim(request)
     cfg = _mvpd(state, mvpd)
     if cfg.temppass:
@@ -458,10 +450,7 @@ def _mvpd_decision(state: SimState, kind: str, mvpd: str, username: str | None,
 
 
 async def _decisions(request: Request, kind: str, sp_id: str, mvpd: str) -> JSONResponse:
-    bearer(request)
-    service_provider(request, sp_id)
-    device = device_id(request, required=True)
-    device_info(request, required=True)
+    device, _ = identified_call(request, sp_id)
     state = sim(request)
     cfg = _mvpd(state, mvpd)
     limits = state.config.limits
@@ -528,10 +517,7 @@ def _partner_mvpd(state: SimState, status: dict[str, Any] | None) -> tuple[str |
 @router.post("/api/v2/{serviceProvider}/sessions/sso/{partner}", name="partner.sessions",
              summary="Retrieve partner authentication request", openapi_extra=_SESSION_BODY)
 async def partner_request(serviceProvider: str, partner: str, request: Request) -> JSONResponse:
-    bearer(request)
-    service_provider(request, serviceProvider)
-    device = device_id(request, required=True)
-    info = device_info(request, required=True)
+    device, info = identified_call(request, serviceProvider)
     if partner not in PARTNERS:
         raise PassError("invalid_parameter_partner")
     fields = await form_fields(request)
@@ -578,10 +564,7 @@ _NAME_ID = re.compile(r"<saml:NameID>([^<]{1,200})</saml:NameID>")
 @router.post("/api/v2/{serviceProvider}/profiles/sso/{partner}", name="partner.profiles",
              summary="Retrieve profile using partner authentication response")
 async def partner_profile(serviceProvider: str, partner: str, request: Request) -> JSONResponse:
-    bearer(request)
-    service_provider(request, serviceProvider)
-    device = device_id(request, required=True)
-    device_info(request, required=True)
+    device, _ = identified_call(request, serviceProvider)
     if partner not in PARTNERS:
         raise PassError("invalid_parameter_partner")
     status = _partner_status(request)
@@ -611,10 +594,7 @@ async def partner_profile(serviceProvider: str, partner: str, request: Request) 
             summary="Initiate logout for specific mvpd")
 async def logout(serviceProvider: str, mvpd: str, request: Request,
                  redirectUrl: str | None = None) -> JSONResponse:
-    bearer(request)
-    service_provider(request, serviceProvider)
-    device = device_id(request, required=True)
-    device_info(request, required=True)
+    device, _ = identified_call(request, serviceProvider)
     if not redirectUrl or not is_absolute_url(redirectUrl):
         raise PassError("invalid_parameter_redirect_url")
     state = sim(request)
