@@ -10,6 +10,7 @@ import sys
 import uuid
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 import models.db
@@ -40,6 +41,8 @@ def _failed_play(api: httpx.Client) -> str:
     return job_id
 
 
+# One backend is enough: the rows, not the dialect.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_api_and_cli_actions_are_audited_with_who_did_them(api: httpx.Client,
                                                             jobs_env: httpx.Client, tmp_path):
     api_actor = "api:PASSFLOW_API_TOKEN"

@@ -10,6 +10,7 @@ import sys
 import uuid
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 import models.db
@@ -45,6 +46,8 @@ def _signed_in_and_played(api: httpx.Client, sim: httpx.Client, brand: str) -> l
     return [job_id, play]
 
 
+# One backend is enough: the tokens, not the dialect.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_two_brands_side_by_side_one_added_while_the_workers_run(api: httpx.Client,
                                                                   jobs_env: httpx.Client,
                                                                   tmp_path):

@@ -76,6 +76,8 @@ def test_a_failed_play_is_found_explained_and_retried(api: httpx.Client,
                  "the event's jobs listed; a retry after login succeeded, linked and audited")
 
 
+# One backend is enough: the commands, as deployed.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 @pytest.mark.slow
 def test_the_cli_finds_and_retries_as_the_api_does(api: httpx.Client, jobs_env: httpx.Client,
                                                    fault_report):

@@ -66,7 +66,9 @@ def test_due_polls_run_in_batches_until_login(jobs_env: httpx.Client, batches):
     assert all(view(j)["status"] == "waiting_for_user" for j in job_ids[3:])
 
 
+# One backend is enough: the retry waits, not the dialect.
 @pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_upstream_errors_in_a_batch_are_retried_then_fail_the_job(jobs_env: httpx.Client,
                                                                    batches):
     job_ids = _waiting(4)
