@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cli.preflight import ITEMS
 from tests.checklist_gate import citations, rows
 
@@ -68,6 +70,7 @@ def test_skipped(): pass
 }
 
 
+@pytest.mark.slow  # subprocesses (make test-fast leaves it out)
 def test_a_whole_run_fails_unless_every_cited_test_passed(tmp_path):
     """The gate over a run where one item's test fails and one's is skipped: the run fails and
     names those two items, not the one whose test passed. Run partly (-k), nothing is graded."""

@@ -42,6 +42,7 @@ def _failed_play(api: httpx.Client) -> str:
 
 
 # One backend is enough: the rows, not the dialect.
+@pytest.mark.slow  # subprocesses (make test-fast leaves it out)
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_api_and_cli_actions_are_audited_with_who_did_them(api: httpx.Client,
                                                             jobs_env: httpx.Client, tmp_path):
@@ -82,6 +83,7 @@ def test_api_and_cli_actions_are_audited_with_who_did_them(api: httpx.Client,
     assert listed[0]["detail"]["deleted"]["devices"] == 1
 
 
+@pytest.mark.slow  # subprocesses (make test-fast leaves it out)
 def test_a_registration_is_audited(tmp_path):
     """`passflow register --yes` against an Adobe Pass of its own (a new registration voids
     profiles: kept apart from the other tests' database and simulator)."""

@@ -47,6 +47,7 @@ def _signed_in_and_played(api: httpx.Client, sim: httpx.Client, brand: str) -> l
 
 
 # One backend is enough: the tokens, not the dialect.
+@pytest.mark.slow  # subprocesses (make test-fast leaves it out)
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_two_brands_side_by_side_one_added_while_the_workers_run(api: httpx.Client,
                                                                   jobs_env: httpx.Client,
@@ -101,6 +102,7 @@ def test_an_event_for_a_brand_the_deployment_does_not_serve_is_a_422(api: httpx.
     assert problem["field"] == "service_provider" and "service-providers" in problem["message"]
 
 
+@pytest.mark.slow  # subprocesses (make test-fast leaves it out)
 def test_service_providers_add_refuses_what_is_not_a_statement(tmp_path):
     bad = tmp_path / "statement.txt"
     bad.write_text("not a statement")

@@ -97,6 +97,7 @@ def test_every_metric_the_dashboard_and_rules_use_is_exposed(api: httpx.Client):
 
 
 # One backend is enough: the commands, as deployed.
+@pytest.mark.slow  # subprocesses (make test-fast leaves it out)
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_every_runbook_command_in_the_rules_runs_as_written(database_url: str):
     """An on-call engineer copies the command an alert names: it must run (labels filled in

@@ -76,6 +76,7 @@ def _db(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+@pytest.mark.slow  # subprocesses (make test-fast leaves it out)
 def test_a_downgrade_that_would_delete_rows_is_refused_with_their_count(tmp_path):
     """`passflow db downgrade` counts what the way down deletes: refused, saying how many and
     changing nothing, unless --lose-data; every db fault is one line."""
