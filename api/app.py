@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from enum import Enum
 from typing import Annotated, Any
@@ -81,6 +82,10 @@ log = logs.get_logger(__name__)
 
 
 Outcome = Enum("Outcome", {name: name for name in OUTCOME_KINDS}, type=str)  # type: ignore[misc]
+
+
+# How long /readyz reuses its reading of the fleet's checks.
+FLEET_FRESH_S = 5.0
 
 
 def known_query(*names: str) -> Any:
@@ -397,6 +402,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         return checks
 
     readiness_names = ("database", "broker")
+    fleet_seen: list[Any] = [[], float("-inf")]  # the fleet's failing checks, when read
 
     def health() -> tuple[list[str], dict[str, Any]]:
         """The failing checks' names, and every check: this process's (readiness), then the
@@ -444,12 +450,15 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         database (with a schema it runs on) or broker fails. The fleet's failing checks (the
         sweeper, the registration, a queue with no consumer) are named in `fleet` and never
         fail the probe. Only names are said; their detail is in /healthz."""
-        failing_now, _ = health()
-        mine = set(readiness_names)
-        failing = [name for name in failing_now if name in mine]
+        failing = [name for name, value in readiness().items() if value != "ok"]
         # The fleet's problems are named (a queue with no consumer, no sweeper, a refused
-        # registration) but never fail this replica's probe: no replica can fix them.
-        fleet = [name for name in failing_now if name not in mine]
+        # registration) but never fail this replica's probe: no replica can fix them. Read at
+        # most every FLEET_FRESH_S: an anonymous probe must not cost a scan each time.
+        now = time.monotonic()
+        if now - fleet_seen[1] > FLEET_FRESH_S:
+            failing_now, _ = health()
+            fleet_seen[:] = [[n for n in failing_now if n not in readiness_names], now]
+        fleet = fleet_seen[0]
         return JSONResponse({"status": "failing" if failing else "ok", "failing": failing,
                              "fleet": fleet}, status_code=503 if failing else 200)
 
