@@ -278,7 +278,8 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         accepted = await intake.submit(event, request.state.request_id)
         metrics.inc("passflow_events_total",
                            (event.type, "accepted" if accepted.created else "repeated"))
-        log.info("event_accepted" if accepted.created else "event_repeated",
+        # Routine (debug): the event's row and passflow_events_total already say it.
+        log.debug("event_accepted" if accepted.created else "event_repeated",
                  event_id=event.event_id, job_id=accepted.job_id, type=event.type,
                  device_id=event.device.id)
         answer: dict[str, Any] = {"job_id": accepted.job_id, "status": accepted.status}

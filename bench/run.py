@@ -34,6 +34,7 @@ from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
 from worker.adobe_pass.headers import Device, device_headers
 
 SP, MVPD = "REF30", "Cablevision"
+LOOP_DEVICES = 500_000  # the plain loop's devices: numbered apart from passflow's
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -199,11 +200,13 @@ def authorization(stack: Stack, engine, first: int, rate: float, duration: float
     n = int(rate * duration)
     events = authorization_events(first + warm, n)
     before, calls_before = cpu_snapshot(stack), authorize_calls()
+    work_before = counters(engine)
     job_ids = asyncio.run(offer(stack.api_url, events, rate))
     left = wait_final(engine, job_ids, timeout=120)
     after = cpu_snapshot(stack)
-    time.sleep(0.5)  # the workers' last metrics flush
+    time.sleep(2)  # the workers' last metrics flush; PostgreSQL's statistics
     calls_after = authorize_calls()
+    work = per_decision(work_before, counters(engine), n)
     upstream_mean = ((calls_after[0] - calls_before[0])
                      / max(1, calls_after[1] - calls_before[1]))
     with engine.connect() as conn:
@@ -216,7 +219,7 @@ def authorization(stack: Stack, engine, first: int, rate: float, duration: float
     return {"offered": rate, "devices": warm + n, "done": len(rows), "lost": left,
             "rate": len(rows) / span,
             "p50": pct(added, 50), "p95": pct(added, 95), "p99": pct(added, 99),
-            "upstream_mean": upstream_mean, "cpu_ms": cpu_ms}
+            "upstream_mean": upstream_mean, "cpu_ms": cpu_ms, "work": work}
 
 
 def authorize_calls() -> tuple[float, float]:
@@ -247,6 +250,101 @@ def machine_busy_s() -> float:
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle, iowait
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def counters(engine) -> dict[str, float]:
+    """What the database and the broker have done so far: for the costs per decision that
+    docs/capacity.md scales from. PostgreSQL's statistics reach pg_stat_database within a second
+    of a busy backend's work (10 s for one gone idle), so a phase's figures are read 2 s after it
+    ends and are within a few per cent; WAL bytes are exact."""
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted, "
+            "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0'), pg_database_size(current_database()) "
+            "FROM pg_stat_database WHERE datname = current_database()")).one()
+    stats = redis.Redis.from_url(REDIS_URL).info("stats")
+    return {"transactions": float(row[0]), "rows written": float(row[1]),
+            "WAL bytes": float(row[2]), "database bytes": float(row[3]),
+            "Redis commands": float(stats["total_commands_processed"]),
+            "Redis bytes in": float(stats["total_net_input_bytes"])}
+
+
+def per_decision(before: dict[str, float], after: dict[str, float], decisions: int) -> dict:
+    return {name: (after[name] - before[name]) / max(1, decisions) for name in after}
+
+
+def one_task(stack: Stack, engine, first: int, rate: float, duration: float,
+             upstream_s: float, warmup_s: float = 2.0) -> dict:
+    """The one-task-per-play baseline (bench.one_task) at `rate` plays/s, open loop, measured
+    as passflow is: accepted (published) to decision stored, minus one idle upstream call."""
+    from bench import one_task as baseline_app
+
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {baseline_app.PlayDecision.__tablename__}"))
+    warm, n = int(rate * warmup_s), int(rate * duration)
+    before: dict[str, float] = {}
+    started = time.monotonic()
+    measured_from = 0.0
+    for k in range(warm + n):
+        delay = started + k / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        if k == warm:
+            before, measured_from = cpu_snapshot(stack), time.time()
+        d = device(first + k)
+        baseline_app.app.send_task("bench.authorize", args=[
+            SP, MVPD, "REF30", d.id, device_headers(d), time.time()])
+    deadline = time.monotonic() + 120
+    done = 0
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            done = conn.execute(text(
+                f"SELECT count(*) FROM {baseline_app.PlayDecision.__tablename__}")).scalar()
+        if done >= warm + n:
+            break
+        time.sleep(0.5)
+    after = cpu_snapshot(stack)
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            f"SELECT accepted_at, decided_at FROM {baseline_app.PlayDecision.__tablename__} "
+            "WHERE accepted_at >= :t"),
+            {"t": datetime.fromtimestamp(measured_from, UTC).replace(tzinfo=None)}).all()
+    added = [(decided - accepted).total_seconds() - upstream_s for accepted, decided in rows]
+    span = (max(d for _, d in rows) - min(a for a, _ in rows)).total_seconds() if rows else 1
+    cpu_ms = {name: (after[name] - before[name]) * 1000 / max(1, len(rows)) for name in after}
+    return {"offered": rate, "devices": warm + n, "done": len(rows),
+            "lost": warm + n - done, "rate": len(rows) / span, "p50": pct(added, 50),
+            "p95": pct(added, 95), "p99": pct(added, 99), "cpu_ms": cpu_ms}
+
+
+def api_alone(stack: Stack, first: int, seconds: float, concurrency: int = 64) -> dict:
+    """Events the API accepts per second with no worker running (each one stored and committed
+    before it is answered): the intake's own ceiling. The jobs stay queued; the bench database
+    is made anew by the next run."""
+    stack.stop_workers()
+    events = iter(authorization_events(first, 100_000))
+    accepted = 0
+
+    async def main() -> float:
+        nonlocal accepted
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with Lanes(stack.api_url, connections=concurrency, timeout=60,
+                         headers=headers) as client:
+            deadline = time.monotonic() + seconds
+
+            async def sender() -> None:
+                nonlocal accepted
+                while time.monotonic() < deadline:
+                    answer = await client.post("/v1/events", json=next(events))
+                    accepted += answer.status_code == 202
+            started = time.monotonic()
+            await asyncio.gather(*(sender() for _ in range(concurrency)))
+            return time.monotonic() - started
+
+    cpu0 = proc_stats(stack.api_pid)[0]
+    elapsed = asyncio.run(main())
+    cpu = proc_stats(stack.api_pid)[0] - cpu0
+    return {"events_per_s": accepted / elapsed, "api_cpu_ms": cpu * 1000 / max(1, accepted)}
 
 
 def drift_percentiles(client: redis.Redis) -> tuple[dict[str, float], float]:
@@ -392,37 +490,83 @@ def machine() -> str:
 POOLS = (("threads", 12), ("prefork", 4), ("gevent", 32))
 
 
-def report(args, base: dict, auth: list[dict], poll: dict, mix: dict, scale: list[dict],
-           pools: list[dict]) -> str:
+def spread(values: list[float], unit: str = "", scale: float = 1.0, digits: int = 0) -> str:
+    """The median of the runs, and their range when there is more than one."""
+    ordered = sorted(v * scale for v in values)
+    median = ordered[len(ordered) // 2]
+    text_ = f"{median:.{digits}f}{unit}"
+    if len(ordered) > 1:
+        text_ += f" ({ordered[0]:.{digits}f}-{ordered[-1]:.{digits}f})"
+    return text_
+
+
+def by_load(rounds: list[list[dict]]) -> list[list[dict]]:
+    """Rows of the same offered load across rounds, in the order of the loads."""
+    return [list(rows) for rows in zip(*rounds, strict=True)]
+
+
+def report(args, rounds: list[dict], poll: dict, mix: dict, scale: list[dict],
+           pools: list[dict], intake: list[dict]) -> str:
+    runs = len(rounds)
     lines = [f"Run {datetime.now():%Y-%m-%d %H:%M}, {machine()}; simulator upstream latency "
-             f"{args.latency_ms:.0f} ms.", "",
-             "| measurement | passflow | plain httpx loop | ratio |", "| --- | --- | --- | --- |"]
-    best = max(auth + scale, key=lambda r: r["rate"])
-    lines.append(f"| authorization, decisions/s (best) | {best['rate']:.0f} | {base['rate']:.0f} "
-                 f"| {best['rate'] / base['rate']:.2f} |")
-    lines.append(f"| upstream call, idle simulator, p50 | | {base['idle_p50'] * 1000:.0f} ms "
-                 "| |")
-    lines.append(f"| upstream call at the loop's full load, p50 / p99 | | "
-                 f"{base['p50'] * 1000:.0f} / {base['p99'] * 1000:.0f} ms | |")
+             f"{args.latency_ms:.0f} ms. Each figure is the median of {runs} runs made in turn "
+             "in this one run, with their range in brackets.", "",
+             "| measurement | passflow | one Celery task per play | plain httpx loop "
+             "| passflow / loop |", "| --- | --- | --- | --- | --- |"]
+    best = [max(r["auth"], key=lambda x: x["rate"])["rate"] for r in rounds]
+    best_one = [max(r["one_task"], key=lambda x: x["rate"])["rate"] for r in rounds]
+    loop = [r["base"]["rate"] for r in rounds]
+    ratio = spread([b / c for b, c in zip(best, loop, strict=True)], digits=2)
+    lines.append(f"| authorization, decisions/s (best) | {spread(best)} | {spread(best_one)} "
+                 f"| {spread(loop)} | {ratio} |")
+    accepted = spread([i["events_per_s"] for i in intake])
+    lines.append(f"| API alone, events accepted/s (no worker) | {accepted} | | | |")
+    lines.append(f"| upstream call, idle simulator, p50 | | | "
+                 f"{spread([r['base']['idle_p50'] for r in rounds], ' ms', 1000)} | |")
+    lines.append("| upstream call at the loop's full load, p50 / p99 | | | "
+                 f"{spread([r['base']['p50'] for r in rounds], ' ms', 1000)} / "
+                 f"{spread([r['base']['p99'] for r in rounds], ' ms', 1000)} | |")
     lines += ["", f"Authorization at fixed offered loads, {args.workers} worker process(es) "
-              "(threads pool, 12 each), each load after 2 s at the same load that are not "
-              "measured (added latency = event accepted to decision stored, minus the upstream "
-              "time of one call on an idle simulator):", "",
-              "| offered/s | decisions/s | added p50 | added p95 | added p99 | upstream call, "
-              "mean as passflow saw it | unfinished |",
+              "(threads pool, 12 each) for passflow and for the one-task baseline, each load "
+              "after 2 s at the same load that are not measured (added latency = event accepted "
+              "to decision stored, minus the upstream time of one call on an idle simulator; "
+              "the baseline's plays are published straight to the broker, with no API in "
+              "front):", "",
+              "| offered/s | passflow decisions/s | added p50 | added p99 | one-task "
+              "decisions/s | one-task added p99 | unfinished (passflow / one-task) |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in auth:
-        lines.append(f"| {r['offered']:.0f} | {r['rate']:.0f} | {r['p50'] * 1000:.0f} ms | "
-                     f"{r['p95'] * 1000:.0f} ms | {r['p99'] * 1000:.0f} ms | "
-                     f"{r['upstream_mean'] * 1000:.0f} ms | {r['lost']} |")
-    parts = list(auth[0]["cpu_ms"])
-    lines += ["", "CPU per decision, in ms, by part (2 cores = 2000 ms of CPU per second):", "",
-              "| offered/s | " + " | ".join(parts) + " | all |",
-              "| --- |" + " --- |" * (len(parts) + 1)]
-    for r in auth:
-        cells = [f"{r['cpu_ms'][name]:.1f}" for name in parts]
-        lines.append(f"| {r['offered']:.0f} | " + " | ".join(cells)
-                     + f" | {sum(r['cpu_ms'].values()):.1f} |")
+    for auth, one in zip(by_load([r["auth"] for r in rounds]),
+                         by_load([r["one_task"] for r in rounds]), strict=True):
+        lines.append(
+            f"| {auth[0]['offered']:.0f} | {spread([a['rate'] for a in auth])} | "
+            f"{spread([a['p50'] for a in auth], ' ms', 1000)} | "
+            f"{spread([a['p99'] for a in auth], ' ms', 1000)} | "
+            f"{spread([o['rate'] for o in one])} | "
+            f"{spread([o['p99'] for o in one], ' ms', 1000)} | "
+            f"{sum(a['lost'] for a in auth)} / {sum(o['lost'] for o in one)} |")
+    parts = list(rounds[0]["auth"][0]["cpu_ms"])
+    lines += ["", "CPU per decision, in ms, by part (2 cores = 2000 ms of CPU per second); "
+              "passflow's own parts are the API, the workers and PostgreSQL with Redis:", "",
+              "| offered/s | " + " | ".join(parts) + " | passflow's own | one-task workers "
+              "| one-task's own |", "| --- |" + " --- |" * (len(parts) + 3)]
+    own = ("API", "workers", "PostgreSQL, Redis, rest")
+    for auth, one in zip(by_load([r["auth"] for r in rounds]),
+                         by_load([r["one_task"] for r in rounds]), strict=True):
+        cells = [spread([a["cpu_ms"][name] for a in auth], digits=1) for name in parts]
+        mine = spread([sum(a["cpu_ms"][k] for k in own) for a in auth], digits=1)
+        theirs = spread([sum(o["cpu_ms"][k] for k in own) for o in one], digits=1)
+        lines.append(f"| {auth[0]['offered']:.0f} | " + " | ".join(cells) + f" | {mine} | "
+                     f"{spread([o['cpu_ms']['workers'] for o in one], digits=1)} | {theirs} |")
+    work = list(rounds[0]["auth"][0]["work"])
+    lines += ["", "PostgreSQL and Redis per decision, passflow (the figures docs/capacity.md "
+              "scales from):", "",
+              "| offered/s | " + " | ".join(work) + " |", "| --- |" + " --- |" * len(work)]
+    for auth in by_load([r["auth"] for r in rounds]):
+        lines.append(f"| {auth[0]['offered']:.0f} | " + " | ".join(
+            spread([a["work"][k] for a in auth], digits=1) for k in work) + " |")
+    lines.append("")
+    lines.append(f"API alone: {spread([i['api_cpu_ms'] for i in intake], digits=2)} ms of the "
+                 "API's CPU per accepted event.")
     lines += ["", f"Worker pools, one worker process, authorization at {args.scale_load:.0f}/s "
               "offered:", "", "| pool | decisions/s | added p99 | worker CPU per decision | "
               "unfinished |", "| --- | --- | --- | --- | --- |"]
@@ -430,7 +574,7 @@ def report(args, base: dict, auth: list[dict], poll: dict, mix: dict, scale: lis
         lines.append(f"| {r['pool']} | {r['rate']:.0f} | {r['p99'] * 1000:.0f} ms | "
                      f"{r['cpu_ms']['workers']:.1f} ms | {r['lost']} |")
     lines += ["", "Worker processes (threads pool, 12 each), authorization at "
-              f"{args.scale_load}/s offered:", "",
+              f"{args.scale_load:.0f}/s offered:", "",
               "| workers | decisions/s | added p99 |", "| --- | --- | --- |"]
     for r in scale:
         lines.append(f"| {r['workers']} | {r['rate']:.0f} | {r['p99'] * 1000:.0f} ms |")
@@ -453,65 +597,94 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--latency-ms", type=float, default=50)
     parser.add_argument("--workers", type=int, default=2)  # one per core
-    parser.add_argument("--loads", default="50,100,150,200,250")
-    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of the side-by-side phases")
+    parser.add_argument("--loads", default="50,100,200,250")
+    parser.add_argument("--duration", type=float, default=8)
     parser.add_argument("--scale", default="1,2,4")
     parser.add_argument("--scale-load", type=float, default=200)
     parser.add_argument("--polls", type=int, default=5000)
     parser.add_argument("--poll-interval", type=float, default=15)
     parser.add_argument("--poll-duration", type=float, default=30)
     parser.add_argument("--mix-devices", type=int, default=50)
+    parser.add_argument("--quick", action="store_true",
+                        help="the side-by-side phases only (no pools, processes, polling, mix)")
     args = parser.parse_args()
+    from bench import one_task as baseline_app
 
     workdir = Path(tempfile.mkdtemp(prefix="passflow-bench-"))
     stack = Stack(latency_ms=args.latency_ms, poll_interval_s=args.poll_interval,
                   workdir=workdir).start()
     engine = create_engine(PG_URL)
+    baseline_app.Base.metadata.create_all(engine)
     first = 0
+    loads = [float(x) for x in args.loads.split(",")]
+    rounds: list[dict] = []
+    intake: list[dict] = []
+    scale: list[dict] = []
+    pools: list[dict] = []
+    poll: dict = {}
+    mix: dict = {}
     try:
-        seed_profiles(stack.sim_url, 0, 60_000)
-        print("baseline: plain asyncio + httpx loop ...", flush=True)
-        base = asyncio.run(baseline(stack.sim_url, 50_000, args.duration, concurrency=64))
-        print(f"  {base['rate']:.0f} calls/s, p50 {base['p50'] * 1000:.0f} ms", flush=True)
-        stack.start_workers(args.workers)
-        auth = []
-        for load in (float(x) for x in args.loads.split(",")):
-            print(f"authorization at {load:.0f}/s ...", flush=True)
-            auth.append(authorization(stack, engine, first, load, args.duration,
-                                      base["idle_p50"]))
-            first += auth[-1]["devices"]
-            print(f"  {auth[-1]}", flush=True)
-        print("cookbook mix ...", flush=True)
-        mix = cookbook_mix(stack, engine, 100_000, args.mix_devices)
-        print(f"  {mix}", flush=True)
-        scale = []
-        for count in (int(x) for x in args.scale.split(",")):
-            stack.start_workers(count)
-            print(f"authorization with {count} worker processes ...", flush=True)
-            result = authorization(stack, engine, first, args.scale_load, 6, base["idle_p50"])
-            first += result["devices"]
-            scale.append({"workers": count, **result})
-            print(f"  {scale[-1]}", flush=True)
-        pools = []
-        for pool, concurrency in POOLS:
-            # Every thread or greenlet may hold a database connection.
-            stack.env["PASSFLOW_DB_MAX_OVERFLOW"] = str(concurrency + 2)
-            stack.start_workers(1, pool=pool, concurrency=concurrency)
-            print(f"authorization with the {pool} pool ...", flush=True)
-            result = authorization(stack, engine, first, args.scale_load, 6, base["idle_p50"])
-            first += result["devices"]
-            pools.append({"pool": pool, **result})
-            print(f"  {pools[-1]}", flush=True)
-        stack.env["PASSFLOW_DB_MAX_OVERFLOW"] = "8"
-        stack.start_workers(args.workers)
-        print(f"polling {args.polls} sessions ...", flush=True)
-        # (the sessions are stopped at the end of the phase, after the workers)
-        poll = polling(stack, engine, 200_000, args.polls, args.poll_interval, args.poll_duration)
-        print(f"  {poll}", flush=True)
+        # Every device a phase plays for has a profile; the loop's devices are apart.
+        seed_profiles(stack.sim_url, 0, 15_000 * args.rounds + 15_000)
+        seed_profiles(stack.sim_url, LOOP_DEVICES, 10_000 * args.rounds)
+        for n in range(args.rounds):
+            this: dict = {"auth": [], "one_task": []}
+            print(f"round {n + 1} of {args.rounds}: plain asyncio + httpx loop ...", flush=True)
+            this["base"] = asyncio.run(baseline(stack.sim_url, LOOP_DEVICES + n * 10_000,
+                                                args.duration, concurrency=64))
+            print(f"  {this['base']['rate']:.0f} calls/s", flush=True)
+            stack.start_one_task_workers(args.workers)
+            for load in loads:
+                print(f"one task per play at {load:.0f}/s ...", flush=True)
+                this["one_task"].append(one_task(stack, engine, first, load, args.duration,
+                                                 this["base"]["idle_p50"]))
+                first += this["one_task"][-1]["devices"]
+                print(f"  {this['one_task'][-1]}", flush=True)
+            stack.start_workers(args.workers)
+            for load in loads:
+                print(f"authorization at {load:.0f}/s ...", flush=True)
+                this["auth"].append(authorization(stack, engine, first, load, args.duration,
+                                                  this["base"]["idle_p50"]))
+                first += this["auth"][-1]["devices"]
+                print(f"  {this['auth'][-1]}", flush=True)
+            rounds.append(this)
+        upstream = rounds[0]["base"]["idle_p50"]
+        if not args.quick:
+            stack.start_workers(args.workers)
+            print("cookbook mix ...", flush=True)
+            mix = cookbook_mix(stack, engine, 30_000_000, args.mix_devices)
+            for count in (int(x) for x in args.scale.split(",")):
+                stack.start_workers(count)
+                print(f"authorization with {count} worker processes ...", flush=True)
+                result = authorization(stack, engine, first, args.scale_load, 6, upstream)
+                first += result["devices"]
+                scale.append({"workers": count, **result})
+            for pool, concurrency in POOLS:
+                # Every thread or greenlet may hold a database connection.
+                stack.env["PASSFLOW_DB_MAX_OVERFLOW"] = str(concurrency + 2)
+                stack.start_workers(1, pool=pool, concurrency=concurrency)
+                print(f"authorization with the {pool} pool ...", flush=True)
+                result = authorization(stack, engine, first, args.scale_load, 6, upstream)
+                first += result["devices"]
+                pools.append({"pool": pool, **result})
+            stack.env["PASSFLOW_DB_MAX_OVERFLOW"] = "8"
+            stack.start_workers(args.workers)
+            print(f"polling {args.polls} sessions ...", flush=True)
+            poll = polling(stack, engine, 40_000_000, args.polls, args.poll_interval,
+                           args.poll_duration)
+        # Last: the jobs it accepts stay queued (no worker runs after it).
+        for n in range(args.rounds):
+            print("API alone ...", flush=True)
+            intake.append(api_alone(stack, 20_000_000 + n * 200_000, 5))
+            print(f"  {intake[-1]}", flush=True)
     finally:
         stack.stop()
         engine.dispose()
-    table = report(args, base, auth, poll, mix, scale, pools)
+    if args.quick:
+        print(json.dumps({"rounds": rounds, "intake": intake}, default=str, indent=1))
+        return
+    table = report(args, rounds, poll, mix, scale, pools, intake)
     print("\n" + table)
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)

@@ -3,7 +3,9 @@ own."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres"
 PG_URL = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/passflow_bench"
 REDIS_URL = "redis://127.0.0.1:6379/14"
+ONE_TASK_BROKER = "redis://127.0.0.1:6379/15"
 TOKEN = "bench-only-api-token-0123456789abcdef"
 
 
@@ -85,6 +88,7 @@ class Stack:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
         redis.Redis.from_url(REDIS_URL).flushdb()
+        redis.Redis.from_url(ONE_TASK_BROKER).flushdb()
         subprocess.run([sys.executable, "-m", "cli", "db", "upgrade"], env=self.env,
                        check=True, capture_output=True)
         sim = self._spawn("simulator", "simulator", "--port", str(self.sim_port),
@@ -116,6 +120,21 @@ class Stack:
                 self.workers.append(self._spawn(f"worker{i}", *args))
         time.sleep(4)  # connect, register with the broker
 
+    def start_one_task_workers(self, count: int, *, concurrency: int = 12) -> None:
+        """The baseline's workers (bench.one_task), in place of passflow's."""
+        self.stop_workers()
+        env = {**self.env, "BENCH_ONE_TASK_SIMULATOR": self.sim_url,
+               "BENCH_ONE_TASK_DATABASE": PG_URL, "BENCH_ONE_TASK_BROKER": ONE_TASK_BROKER}
+        for i in range(count):
+            log = open(self.workdir / f"one-task{i}.log", "wb")  # noqa: SIM115
+            self.workers.append(subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "bench.one_task", "worker",
+                 "--pool", "threads", "--concurrency", str(concurrency), "--hostname",
+                 f"one-task{i}@%h", "--loglevel", "warning", "--without-gossip",
+                 "--without-mingle", "--without-heartbeat"],
+                env=env, stdout=log, stderr=subprocess.STDOUT))
+        time.sleep(4)  # connect, register with the broker
+
     def stop_workers(self) -> None:
         for proc in self.workers:
             proc.terminate()
@@ -124,6 +143,7 @@ class Stack:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
         self.workers = []
 
     def worker_stats(self) -> tuple[float, float]:
@@ -137,7 +157,16 @@ class Stack:
         return cpu, rss
 
     def stop(self) -> None:
+        """Every process the run started ends here, killed if it does not stop in time."""
         self.stop_workers()
         for proc in self.procs:
             proc.terminate()
-            proc.wait(timeout=20)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        # A pool's child that outlived its parent (none expected): the run leaves nothing behind.
+        for pid in children(os.getpid()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

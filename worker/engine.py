@@ -312,12 +312,12 @@ def _after_commit(step: Step, claims: dict[str, Claim], settled: dict[str, _Sett
         t = s.transition
         metrics.observe("passflow_step_seconds", (step.name, s.result), elapsed)
         error = (t.error or {}) if isinstance(t, Outcome) else {}
-        # A job that fails is a warning with its code; a wait or a success is routine; a poll
-        # that finds the user still away is a debug line (a sign-in would log one every 5 s).
-        still_waiting = (isinstance(t, Outcome) and t.status == JobStatus.WAITING_FOR_USER
-                         and t.next_step == step.name)
+        # A job that fails is a warning with its code; a retry, a throttled wait, a lost lease
+        # is information; a step done is routine, a debug line: the job's rows and the metrics
+        # (passflow_step_seconds, passflow_jobs_finished_total) already say it, and at a
+        # kick-off one line per play is CPU the plays need.
         level = (logging.WARNING if s.result == "failed"
-                 else logging.DEBUG if still_waiting else logging.INFO)
+                 else logging.DEBUG if isinstance(t, Outcome) else logging.INFO)
         log.log(level, "step_run",
                 job_id=job_id, device_id=claims[job_id].device_id,
                 request_id=claims[job_id].request_id, result=s.result, jobs=len(settled),

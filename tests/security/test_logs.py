@@ -78,7 +78,7 @@ def test_a_request_id_follows_its_event_into_the_steps(api: httpx.Client,
     """The id the caller sent (or the API made) is on the API's lines and on every step line of
     the job the request created; no line carries another job's device."""
     stream = io.StringIO()
-    logs.configure(logging.INFO, stream=stream)
+    logs.configure(logging.DEBUG, stream=stream)  # a step done and an event accepted: debug
     try:
         devices = [new_device() for _ in range(3)]
         jobs = {}
