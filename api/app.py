@@ -18,7 +18,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from pydantic import AfterValidator, AwareDatetime, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import (
     DataError,
@@ -47,15 +47,16 @@ from api.metrics import (
     WorkerProcessCollector,
 )
 from api.schemas import (
+    PRINTABLE,
     Accepted,
     HistoryPage,
+    Instant,
     JobsPage,
     JobView,
     Landed,
     ValidationProblem,
 )
 from models import Job, JobStatus, Registration, audit
-from models.base import in_utc
 from models.db import session_scope
 from models.history import (
     OUTCOME_KINDS,
@@ -118,13 +119,6 @@ def _problems(exc: ValidationError) -> list[dict[str, str]]:
 def _unprocessable(problems: list[dict[str, str]]) -> JSONResponse:
     return JSONResponse(problems, status_code=422)
 
-
-# No control characters (a NUL cannot even be compared in PostgreSQL).
-_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
-
-
-# A query's time: with its zone (else which instant is meant?), comparable in UTC.
-Instant = Annotated[AwareDatetime, AfterValidator(in_utc)]
 
 # Deeper than any event passflow reads (device info, a TempPass identity) nests.
 MAX_JSON_DEPTH = 16
@@ -317,12 +311,12 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         "cursor", "service_provider")])
     def get_history(
         request: Request,
-        device_id: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
+        device_id: Annotated[str | None, Query(max_length=200, pattern=PRINTABLE)] = None,
         service_provider: Annotated[str | None, Query(max_length=200,
-                                                      pattern=_PRINTABLE)] = None,
-        mvpd: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
-        resource: Annotated[str | None, Query(max_length=500, pattern=_PRINTABLE)] = None,
-        job_id: Annotated[str | None, Query(max_length=36, pattern=_PRINTABLE)] = None,
+                                                      pattern=PRINTABLE)] = None,
+        mvpd: Annotated[str | None, Query(max_length=200, pattern=PRINTABLE)] = None,
+        resource: Annotated[str | None, Query(max_length=500, pattern=PRINTABLE)] = None,
+        job_id: Annotated[str | None, Query(max_length=36, pattern=PRINTABLE)] = None,
         outcome: Outcome | None = None,
         since: Instant | None = None,
         until: Instant | None = None,
@@ -343,23 +337,26 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
 
     @app.get("/v1/jobs", dependencies=[*authorized, known_query(
         "status", "type", "device_id", "event_id", "since", "until", "limit", "cursor",
-        "service_provider")])
+        "service_provider", "step", "mvpd")])
     def list_jobs(
         status: JobStatus | None = None,
         type: EventType | None = None,  # noqa: A002 (the contract's name)
         service_provider: Annotated[str | None, Query(max_length=200,
-                                                      pattern=_PRINTABLE)] = None,
-        device_id: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
-        event_id: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
+                                                      pattern=PRINTABLE)] = None,
+        device_id: Annotated[str | None, Query(max_length=200, pattern=PRINTABLE)] = None,
+        event_id: Annotated[str | None, Query(max_length=200, pattern=PRINTABLE)] = None,
+        step: Annotated[str | None, Query(max_length=64, pattern=PRINTABLE)] = None,
+        mvpd: Annotated[str | None, Query(max_length=200, pattern=PRINTABLE)] = None,
         since: Instant | None = None,
         until: Instant | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: Annotated[str | None, Query(max_length=200)] = None,
     ) -> JobsPage:
-        """Jobs newest first; an event id finds its first job and every retry of it."""
+        """Jobs newest first; an event id finds its first job and every retry of it; `step`:
+        jobs that ran that step or are at it (a failed job: the steps it ran)."""
         query = JobQuery(status=status, type=type, device_id=device_id, event_id=event_id,
                          since=since, until=until, limit=limit, cursor=cursor,
-                         service_provider=service_provider)
+                         service_provider=service_provider, step=step, mvpd=mvpd)
         with session_scope() as session:
             found, next_cursor = jobs_page(session, query)
         return JobsPage(jobs=found, next_cursor=next_cursor)
@@ -480,9 +477,13 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         metrics.flush(runtime().redis, min_interval_s=0.0)  # this process's counts first
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    from api import console, stats
     from api.activation import build_router, start_polling
 
     app.include_router(build_router(settings, public_url))
+    app.include_router(stats.build_router(settings, authorized))
+    app.include_router(console.build_router(
+        settings, checker, cipher, secure_cookie=public_url.startswith("https://")))
 
     @app.post("/v1/jobs/{job_id}/landed", dependencies=ingest)
     def landed(job_id: str) -> Landed:

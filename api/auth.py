@@ -70,17 +70,23 @@ class TokenChecker:
         self._loaded = 0.0
         self._lock = threading.Lock()
 
-    def _stale(self) -> bool:
-        return time.monotonic() - self._loaded > _CACHE_S
+    def _stale(self, max_age_s: float = _CACHE_S) -> bool:
+        return time.monotonic() - self._loaded > max_age_s
 
-    def _refresh(self) -> None:
+    def _refresh(self, max_age_s: float = _CACHE_S) -> None:
         with self._lock:
-            if not self._stale():
+            if not self._stale(max_age_s):
                 return
             with session_scope() as session:
                 self._stored = [(t.token_hash, t.scope, t.name) for t in session.scalars(
                     select(ApiToken).where(ApiToken.revoked_at.is_(None)))]
             self._loaded = time.monotonic()
+
+    async def fresh(self, max_age_s: float = _CACHE_S) -> None:
+        """Re-read the stored tokens when read more than `max_age_s` ago (off the event
+        loop)."""
+        if time.monotonic() - self._loaded > max_age_s:
+            await run_in_threadpool(self._refresh, max_age_s)
 
     def _tokens(self) -> list[tuple[str, str, str]]:
         if self._stale():
@@ -89,7 +95,12 @@ class TokenChecker:
 
     def holder_of(self, presented: str) -> tuple[str, str] | None:
         """(scope, token name) of a presented token, or None."""
-        given = token_hash(presented).encode()
+        return self.holder_of_hash(token_hash(presented))
+
+    def holder_of_hash(self, hashed: str) -> tuple[str, str] | None:
+        """(scope, token name) of the token with this hash while it is valid (the console's
+        session keeps the hash, never the token: a revoked token ends its sessions)."""
+        given = hashed.encode()
         found = None
         # Every known hash is compared, always: timing says nothing about which matched.
         for known, scope, name in self._tokens():

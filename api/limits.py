@@ -33,7 +33,7 @@ OTHER_BYTES = 16 * 1024
 PAGE_HEADERS = [
     (b"content-security-policy",
      b"default-src 'none'; img-src 'self'; style-src 'self' 'unsafe-inline'; "
-     b"script-src 'self'; "
+     b"script-src 'self'; connect-src 'self'; "  # the console's refresh: its own origin
      b"form-action 'self' https: http:; frame-ancestors 'none'; base-uri 'none'"),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -43,10 +43,14 @@ PAGE_HEADERS = [
 ]
 
 
+# The HTML pages: security headers on every answer, the same-origin rule on every POST.
+PAGES = ("/activate", "/landing", "/console")
+
+
 def body_limit(path: str) -> int:
     if path == "/v1/events":
         return EVENT_BYTES
-    if path.startswith("/activate"):
+    if path.startswith(("/activate", "/console")):
         return FORM_BYTES
     return OTHER_BYTES
 
@@ -112,7 +116,7 @@ class Guards:
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _problem(send, 413, f"request body larger than {limit} bytes")
             return
-        page = path.startswith(("/activate", "/landing"))
+        page = path.startswith(PAGES)
         if page and scope["method"] == "POST":
             origin = headers.get(b"origin")
             refusal = origin is not None and self._refusal(

@@ -3,9 +3,17 @@ checked against before it answers."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
+
+from models.base import in_utc
+
+# No control characters (a NUL cannot even be compared in PostgreSQL).
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+# A query's time: with its zone (else which instant is meant?), comparable in UTC.
+Instant = Annotated[AwareDatetime, AfterValidator(in_utc)]
 
 
 class Accepted(BaseModel):

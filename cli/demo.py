@@ -301,8 +301,11 @@ def _next_steps(api_url: str, env_file: Path | None) -> None:
     print("\nNext")
     if env_file is None:
         print(f"  {passflow} demo --keep   # the same, left running to look around:")
-        print("      the activation page, a device's history, the jobs")
+        print("      the operations console (a device's story, failed jobs, live charts),")
+        print("      the activation page, the API; it prints where and how to sign in")
     else:
+        print(f"  {api_url}/console   the operations console: sign in with the API token,")
+        print(f"      PASSFLOW_API_TOKEN in {env_file}; try the device living-room-tv")
         print(f"  {api_url}/activate   the second screen's page (a TV's code goes here)")
         print(f"  set -a; . {env_file}; set +a   # this demo's settings, for the commands:")
         print(f"  {passflow} history --device living-room-tv   # a device's story, with reasons")

@@ -31,6 +31,7 @@ class AuthSession(Base):
         UniqueConstraint("service_provider", "code"),
         Index("ix_auth_sessions_device_created", "device_id", "created_at"),
         Index("ix_auth_sessions_due", "status", "next_poll_at"),
+        Index("ix_auth_sessions_created_at", "created_at"),  # figures by time (models.stats)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -59,6 +60,7 @@ class Profile(Base):
         UniqueConstraint("job_id", "mvpd"),
         Index("ix_profiles_device_created", "device_id", "created_at"),
         Index("ix_profiles_mvpd_created", "mvpd", "created_at"),
+        Index("ix_profiles_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -89,6 +91,7 @@ class Decision(Base):
         Index("ix_decisions_device_created", "device_id", "created_at"),
         Index("ix_decisions_mvpd_created", "mvpd", "created_at"),
         Index("ix_decisions_resource_created", "resource", "created_at"),
+        Index("ix_decisions_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from models.base import in_utc, utc_text
 from models.entitlements import AuthSession, Decision, Logout, Profile
-from models.jobs import Event, Job, JobStatus
+from models.jobs import Event, Job, JobStatus, JobStep
 
 # The rank breaks ties between kinds at the same instant, so paging is stable.
 _KINDS: dict[str, tuple[int, type]] = {
@@ -218,6 +218,8 @@ class JobQuery(Window):
     service_provider: str | None = None
     device_id: str | None = None
     event_id: str | None = None
+    step: str | None = None  # a step the job ran or is at
+    mvpd: str | None = None
 
 
 def _decode_job_cursor(cursor: str) -> tuple[datetime, str]:
@@ -241,9 +243,12 @@ def jobs_page(session: Session, query: JobQuery) -> tuple[list[dict[str, Any]], 
     stmt = select(Job, Event.event_id).join(Event, Event.id == Job.event_pk)
     for column, value in ((Job.status, query.status), (Job.type, query.type),
                           (Job.device_id, query.device_id), (Event.event_id, query.event_id),
-                          (Job.service_provider, query.service_provider)):
+                          (Job.service_provider, query.service_provider),
+                          (Job.mvpd, query.mvpd)):
         if value is not None:
             stmt = stmt.where(column == value)
+    if query.step is not None:  # the step it is at, or ran (a failed job: where it failed)
+        stmt = stmt.where(exists().where(JobStep.job_id == Job.id, JobStep.step == query.step))
     if query.since is not None:
         stmt = stmt.where(Job.created_at >= query.since)
     if query.until is not None:

@@ -116,7 +116,11 @@ class Job(Base):
 
 class JobStep(Base):
     __tablename__ = "job_steps"
-    __table_args__ = (UniqueConstraint("job_id", "step"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "step"),
+        Index("ix_job_steps_started_at", "started_at"),  # figures by time (models.stats)
+        Index("ix_job_steps_finished_at", "finished_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
@@ -139,6 +143,7 @@ class WebhookDelivery(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "kind"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -61,6 +61,7 @@ def test_passflow_demo_walks_every_cookbook_step():
     assert "14 jobs, 0 not succeeded" in out
     assert "stopped everything the demo started" in out
     assert "demo --keep" in out.split("\nNext\n", 1)[1]  # where to go next
+    assert "operations console" in out.split("\nNext\n", 1)[1]
 
 
 @pytest.mark.slow
@@ -88,6 +89,14 @@ def test_passflow_demo_keep_leaves_the_pages_and_history_to_look_at():
                                env={**os.environ, **settings})
         assert story.returncode == 0, story.stderr
         assert "Permit" in story.stdout and "authorization_denied_by_mvpd" in story.stdout
+        # The console it names, signed in with the token of the file it names.
+        console = re.search(r"(http://127\.0\.0\.1:\d+/console) ", out).group(1)
+        with httpx.Client(base_url=console.removesuffix("/console"), timeout=10) as browser:
+            signed = browser.post("/console/sign-in",
+                                  data={"token": settings["PASSFLOW_API_TOKEN"]})
+            assert signed.status_code == 303, signed.text
+            device = browser.get("/console/devices/living-room-tv")
+            assert "Permit" in device.text and "authorization_denied_by_mvpd" in device.text
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
