@@ -53,7 +53,7 @@ from passflow.events import EventType
 from passflow.settings import Settings
 from worker import dispatch, jobs
 from worker.runtime import runtime
-from worker.views import job_view
+from worker.views import job_view, profile_view
 
 log = logs.get_logger(__name__)
 
@@ -366,12 +366,17 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
                     device_id=device_id[:200], limit=limit, cursor=cursor))
                 sessions_of = {e["job_id"] for e in entries if e["kind"] == "session"}
                 logins = _login_times(session, sessions_of)
+                attributes = (_attributes(session, cipher, {
+                    e["job_id"] for e in entries if e["kind"] == "profile"})
+                    if viewer.personal else {})
         except BadCursor as exc:
             raise HTTPException(422, "that page link is not valid") from exc
         for entry in entries:
             entry["action_in_words"] = action_in_words(entry.get("error_action"))
             entry["time_to_log_in_s"] = logins.get(entry["job_id"]) \
                 if entry["kind"] == "session" else None
+            if entry["kind"] == "profile" and viewer.personal:
+                entry["attributes"] = attributes.get(entry["job_id"])
             if not viewer.personal:
                 entry.pop("code", None)
         return entries, next_cursor
@@ -569,6 +574,16 @@ def _login_times(session: Any, job_ids: set[str]) -> dict[str, float]:
                            .where(AuthSession.job_id.in_(job_ids))).all()
     return {job_id: round(max(0.0, (got - made).total_seconds()), 1)
             for job_id, made, got in rows}
+
+
+def _attributes(session: Any, cipher: Cipher, job_ids: set[str]) -> dict[str, Any]:
+    """The profiles' attributes (decrypted) by job, for a viewer who may see them."""
+    if not job_ids:
+        return {}
+    from models import Profile
+
+    return {p.job_id: profile_view(p, cipher).get("attributes")
+            for p in session.scalars(select(Profile).where(Profile.job_id.in_(job_ids)))}
 
 
 def _event_shown(payload: dict[str, Any], viewer: Viewer) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import redis
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.orm import Session
 
-from bench.stack import PG_URL, REDIS_URL, TOKEN, Stack, proc_stats
+from bench.stack import PG_URL, REDIS_URL, TOKEN, Stack, proc_stats, server_cpu_s
 from models import AuthSession, Event, Job
 from models import Device as DeviceRow
 from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
@@ -239,9 +239,10 @@ def cpu_snapshot(stack: Stack) -> dict[str, float]:
     parts = {"API": proc_stats(stack.api_pid)[0], "workers": stack.worker_stats()[0],
              "simulator": proc_stats(stack.sim_pid)[0],
              "load generator": usage.ru_utime + usage.ru_stime}
-    # PostgreSQL backends come and go with pooled connections, so they are counted as the rest
-    # of the machine's busy time: PostgreSQL, Redis, the kernel's own work.
-    parts["PostgreSQL, Redis, rest"] = machine_busy_s() - sum(parts.values())
+    parts["PostgreSQL"] = server_cpu_s("postgres")
+    parts["Redis"] = server_cpu_s("redis-server")
+    # The rest of the machine's busy time: the kernel's own work (network, scheduling).
+    parts["rest"] = machine_busy_s() - sum(parts.values())
     return parts
 
 
@@ -546,10 +547,11 @@ def report(args, rounds: list[dict], poll: dict, mix: dict, scale: list[dict],
             f"{sum(a['lost'] for a in auth)} / {sum(o['lost'] for o in one)} |")
     parts = list(rounds[0]["auth"][0]["cpu_ms"])
     lines += ["", "CPU per decision, in ms, by part (2 cores = 2000 ms of CPU per second); "
-              "passflow's own parts are the API, the workers and PostgreSQL with Redis:", "",
+              "passflow's own parts are the API, the workers, PostgreSQL and Redis (rest: the "
+              "kernel's own work):", "",
               "| offered/s | " + " | ".join(parts) + " | passflow's own | one-task workers "
               "| one-task's own |", "| --- |" + " --- |" * (len(parts) + 3)]
-    own = ("API", "workers", "PostgreSQL, Redis, rest")
+    own = ("API", "workers", "PostgreSQL", "Redis")
     for auth, one in zip(by_load([r["auth"] for r in rounds]),
                          by_load([r["one_task"] for r in rounds]), strict=True):
         cells = [spread([a["cpu_ms"][name] for a in auth], digits=1) for name in parts]

@@ -48,6 +48,33 @@ def proc_stats(pid: int) -> tuple[float, float]:
     return cpu, rss_kb / 1024
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def server_cpu_s(command: str) -> float:
+    """CPU seconds of a server's processes (`postgres`, `redis-server`), those that ended
+    included: every live process of that name, plus what its root process has collected from
+    children it reaped (a PostgreSQL backend of a closed connection)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    pids = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != command:
+                continue
+            pids[int(entry.name)] = _stat(int(entry.name))
+        except OSError:
+            continue
+    for fields in pids.values():
+        total += int(fields[11]) + int(fields[12])
+        if int(fields[1]) not in pids:  # the root: its reaped children's time
+            total += int(fields[13]) + int(fields[14])
+    return total / ticks
+
+
 def children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []

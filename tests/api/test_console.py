@@ -17,7 +17,7 @@ import pytest
 from api.auth import create_token, revoke_token
 from models.db import session_scope
 from passflow.serving import BackgroundServer
-from tests.factories import DecisionFactory, JobFactory
+from tests.factories import DecisionFactory, JobFactory, ProfileFactory
 from tests.support import TOKEN, new_device, wait_for, wait_for_status
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -194,3 +194,13 @@ def test_stats_answer_json_for_a_read_token_and_check_the_window(api: httpx.Clie
                                                  "until": "2026-01-01T00:00:00Z"})
     assert bad.status_code == 422 and "before" in bad.text
     assert httpx.get(f"{api_server.url}/v1/stats/decisions").status_code == 401
+
+
+def test_profile_attributes_show_only_to_a_personal_token(console: httpx.Client):
+    profile = ProfileFactory(attributes={"userID": {"value": "subscriber-7781"}})
+    assert sign_in_new(console, token_of("read")).status_code == 303
+    page = console.get(f"/console/devices/{profile.device_id}").text
+    assert "Attributes hidden" in page and "subscriber-7781" not in page
+    with httpx.Client(base_url=console.base_url, timeout=10) as personal:
+        sign_in_new(personal, token_of("personal"))
+        assert "subscriber-7781" in personal.get(f"/console/devices/{profile.device_id}").text
