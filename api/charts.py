@@ -50,17 +50,20 @@ def horizontal_bars(items: Sequence[tuple[str, int]], *, title: str) -> Markup:
     """One labelled bar per item, longest first as given."""
     if not items:
         return Markup(f'<p class="empty">{escape(title)}: nothing in this window.</p>')
-    # Drawn about as wide as a panel shows it: the labels keep their size.
-    row_h, label_w, width_all = 26, 190, 420
+    # Drawn at its own size (the labels' width, bars of 180 px), shrunk only on a narrow screen.
+    row_h, bar_w = 26, 180
+    labels = [label[:48] for label, _ in items]
+    label_w = 12 + 7 * max(len(label) for label in labels)
+    width_all = label_w + bar_w + 50
     height = row_h * len(items) + 4
     top = max(value for _, value in items) or 1
-    parts = [f'<svg class="chart bars" viewBox="0 0 {width_all} {height}" role="img" '
-             f'aria-label="{escape(title)}">', f"<title>{escape(title)}</title>"]
-    for index, (label, value) in enumerate(items):
+    parts = [f'<svg class="chart bars" viewBox="0 0 {width_all} {height}" width="{width_all}" '
+             f'role="img" aria-label="{escape(title)}">', f"<title>{escape(title)}</title>"]
+    for index, ((_, value), label) in enumerate(zip(items, labels, strict=True)):
         y = index * row_h + 2
-        width = value / top * (width_all - label_w - 50)
+        width = value / top * bar_w
         parts.append(f'<text x="{label_w - 6}" y="{y + 17}" text-anchor="end" class="label">'
-                     f"{escape(label[:28])}</text>")
+                     f"{escape(label)}</text>")
         parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{max(1.0, width):.1f}" '
                      f'height="{row_h - 8}" fill="{BAR}"/>')
         parts.append(f'<text x="{label_w + width + 6:.1f}" y="{y + 17}" class="label">'

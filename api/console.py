@@ -185,14 +185,6 @@ def _when(value: str | None) -> datetime | None:
                                  "2026-12-04T20:00Z)") from exc
 
 
-def _seconds_between(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
-        return None
-    a = datetime.fromisoformat(start.replace("Z", "+00:00"))
-    b = datetime.fromisoformat(end.replace("Z", "+00:00"))
-    return max(0.0, (b - a).total_seconds())
-
-
 def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
                  secure_cookie: bool) -> APIRouter:
     router = APIRouter(prefix="/console", include_in_schema=False)
@@ -202,7 +194,8 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
     def page(request: Request, name: str, viewer: Viewer | None, status: int = 200,
              **context: Any) -> HTMLResponse:
         return templates.TemplateResponse(
-            request, name, {"viewer": viewer, "in_words": action_in_words, **context},
+            request, name, {"viewer": viewer, "in_words": action_in_words,
+                            "seconds": _seconds, **context},
             status_code=status, headers={"Cache-Control": "no-store"})
 
     def signed_in(request: Request) -> Viewer:
@@ -596,6 +589,15 @@ def _event_shown(payload: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
             if key in shown["device"]:
                 shown["device"][key] = "(personal)"
     return shown
+
+
+def _seconds(value: float | None) -> str:
+    """A duration as a person reads it: 15 ms, 2.4 s, 95 s."""
+    if value is None:
+        return "–"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
 
 
 def _csv_safe(value: Any) -> Any:

@@ -1,9 +1,14 @@
-"""`make bench`: passflow measured side by side with a plain asyncio + httpx loop making the same
-upstream calls on the same simulator (no queue, no database): the upper bound on this machine.
+"""`make bench`: passflow measured side by side with two baselines on the same simulator: a plain
+asyncio + httpx loop making the same upstream calls (no queue, no database: the upper bound on
+this machine) and one Celery task per play with an ORM insert per decision (bench/one_task.py:
+what a team would write in a day).
 
-Phases: (a) authorization at fixed offered loads, (b) polling K sessions at interval I,
-(c) a whole-cookbook mix, (d) authorization throughput with 1, 2 and 4 worker processes.
-The table is printed, written to bench/results/, and copied into docs/performance.md.
+Phases, three rounds of the first: (a) the loop, the one-task baseline and passflow's
+authorization at fixed offered loads, with the CPU of each part and PostgreSQL's and Redis's
+work per decision; then once: (b) a whole-cookbook mix, (c) 1, 2 and 4 worker processes, (d)
+the threads, prefork and gevent pools, (e) polling K sessions at interval I, (f) the API alone.
+The table (medians of the rounds, with their range) is printed, written to bench/results/, and
+copied into docs/performance.md. Every process started is stopped.
 """
 
 from __future__ import annotations
@@ -636,20 +641,16 @@ def main() -> None:
             this["base"] = asyncio.run(baseline(stack.sim_url, LOOP_DEVICES + n * 10_000,
                                                 args.duration, concurrency=64))
             print(f"  {this['base']['rate']:.0f} calls/s", flush=True)
-            stack.start_one_task_workers(args.workers)
-            for load in loads:
-                print(f"one task per play at {load:.0f}/s ...", flush=True)
-                this["one_task"].append(one_task(stack, engine, first, load, args.duration,
-                                                 this["base"]["idle_p50"]))
-                first += this["one_task"][-1]["devices"]
-                print(f"  {this['one_task'][-1]}", flush=True)
-            stack.start_workers(args.workers)
-            for load in loads:
-                print(f"authorization at {load:.0f}/s ...", flush=True)
-                this["auth"].append(authorization(stack, engine, first, load, args.duration,
-                                                  this["base"]["idle_p50"]))
-                first += this["auth"][-1]["devices"]
-                print(f"  {this['auth'][-1]}", flush=True)
+            for kind, label, measure, start in (
+                    ("one_task", "one task per play", one_task, stack.start_one_task_workers),
+                    ("auth", "authorization", authorization, stack.start_workers)):
+                start(args.workers)
+                for load in loads:
+                    print(f"{label} at {load:.0f}/s ...", flush=True)
+                    this[kind].append(measure(stack, engine, first, load, args.duration,
+                                              this["base"]["idle_p50"]))
+                    first += this[kind][-1]["devices"]
+                    print(f"  {this[kind][-1]}", flush=True)
             rounds.append(this)
         upstream = rounds[0]["base"]["idle_p50"]
         if not args.quick:

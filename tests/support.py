@@ -9,6 +9,7 @@ import resource
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -93,6 +94,23 @@ def forget_registration() -> None:
 def device_json(device: Device) -> dict[str, object]:
     """The device as an event carries it."""
     return {"id": device.id, "ip": device.ip, "port": device.port, "info": dict(device.info)}
+
+
+def send_event(api, type_: str, device, **fields) -> str:
+    """POST an event for the device through the API (a client with a token); its job id."""
+    answer = api.post("/v1/events", json={"event_id": f"evt-{uuid.uuid4()}", "type": type_,
+                                          "device": device_json(device), **fields})
+    assert answer.status_code == 202, answer.text
+    return answer.json()["job_id"]
+
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def screenshot(page, name: str) -> None:
+    """A browser test's picture of the page, in tests/artifacts/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def make_event(event_id: str, type_: str, device, **fields) -> EventIn:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -14,9 +13,7 @@ import redis
 from playwright.sync_api import Browser, Page, expect
 
 from passflow.serving import BackgroundServer
-from tests.support import device_json, new_device, wait_for_status
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+from tests.support import device_json, new_device, screenshot, wait_for_status
 
 
 @pytest.fixture
@@ -33,9 +30,7 @@ def page(browser: Browser, api: httpx.Client, redis_client: redis.Redis) -> Iter
     context.close()
 
 
-def shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+shot = screenshot
 
 
 def start_authentication(api: httpx.Client, device=None, **fields) -> tuple[str, str]:

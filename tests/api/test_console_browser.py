@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,9 +17,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from api.auth import create_token
 from models.db import session_scope
 from passflow.serving import BackgroundServer
-from tests.support import TOKEN, device_json, new_device, wait_for, wait_for_status
+from tests.support import TOKEN, new_device, screenshot, send_event, wait_for, wait_for_status
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
@@ -32,11 +30,6 @@ def laptop(browser: Browser) -> Iterator[BrowserContext]:
     context.close()
 
 
-def shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
 def sign_in(page: Page, base: str, token: str) -> None:
     page.goto(f"{base}/console")
     page.get_by_label("API token").fill(token)
@@ -44,16 +37,9 @@ def sign_in(page: Page, base: str, token: str) -> None:
     expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
 
 
-def post(api: httpx.Client, type_: str, device, **fields) -> str:
-    answer = api.post("/v1/events", json={"event_id": f"evt-{uuid.uuid4()}", "type": type_,
-                                          "device": device_json(device), **fields})
-    assert answer.status_code == 202, answer.text
-    return answer.json()["job_id"]
-
-
 def signed_in_device(api: httpx.Client, sim: httpx.Client):
     device = new_device()
-    auth = post(api, "authentication.requested", device, mvpd="Cablevision")
+    auth = send_event(api, "authentication.requested", device, mvpd="Cablevision")
     wait_for_status(auth, "waiting_for_user")
     sim.post("/_sim/login", json={"code": api.get(f"/v1/jobs/{auth}").json()["result"]["code"]}
              ).raise_for_status()
@@ -72,10 +58,10 @@ def test_an_operator_reads_a_story_retries_a_failure_and_watches_the_overview(
     totals = api.get("/v1/stats/decisions").json()["totals"]
     device = signed_in_device(api, jobs_env)
     for resource in ("REF30", "HBO"):  # HBO: the simulator's MVPD denies it
-        assert wait_for_status(post(api, "authorization.requested", device,
+        assert wait_for_status(send_event(api, "authorization.requested", device,
                                     mvpd="Cablevision", resource=resource)) == "succeeded"
     stranger = new_device()  # nobody signed in on it: its play fails
-    failed = post(api, "authorization.requested", stranger, mvpd="Cablevision",
+    failed = send_event(api, "authorization.requested", stranger, mvpd="Cablevision",
                   resource="REF30")
     assert wait_for_status(failed) == "failed"
 
@@ -95,12 +81,12 @@ def test_an_operator_reads_a_story_retries_a_failure_and_watches_the_overview(
     assert figure(page, "auth.logged_in") >= 1
     # Live: one more Permit appears without a reload.
     shown = figure(page, "decisions.Permit")
-    assert wait_for_status(post(api, "authorization.requested", device, mvpd="Cablevision",
+    assert wait_for_status(send_event(api, "authorization.requested", device, mvpd="Cablevision",
                                 resource="REF30")) == "succeeded"
     expect(page.locator('[data-figure="decisions.Permit"]')).to_have_text(
         str(shown + 1), timeout=15_000)
     expect(page.locator("#updated")).to_contain_text("Updated at")
-    shot(page, "console-overview")
+    screenshot(page, "console-overview")
 
     # A subscriber's story: searched by device id, Permit and Deny with their reasons.
     page.get_by_label("Search").fill(device.id)
@@ -113,7 +99,7 @@ def test_an_operator_reads_a_story_retries_a_failure_and_watches_the_overview(
     expect(deny).to_contain_text("no remedy")  # the action, in words
     expect(page.locator('li[data-kind="decision"][data-outcome="Permit"]')).to_have_count(2)
     expect(page.locator('li[data-kind="session"]')).to_contain_text("logged in after")
-    shot(page, "console-device")
+    screenshot(page, "console-device")
 
     # Failed jobs, filtered, and one retried: the new job is linked and the action audited.
     page.get_by_role("link", name="Jobs", exact=True).click()

@@ -4,33 +4,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 
 import httpx
 import pytest
 
-from tests.support import new_device, wait_for_status
-
-
-def _post(api: httpx.Client, type_: str, device, **fields) -> str:
-    body = {"event_id": f"evt-{uuid.uuid4()}", "type": type_,
-            "device": {"id": device.id, "ip": device.ip, "info": dict(device.info)}, **fields}
-    answer = api.post("/v1/events", json=body)
-    assert answer.status_code == 202, answer.text
-    return answer.json()["job_id"]
+from tests.support import new_device, send_event, wait_for_status
 
 
 def _walk_a_device(api: httpx.Client, sim: httpx.Client):
     device = new_device()
-    auth = _post(api, "authentication.requested", device, mvpd="Cablevision")
+    auth = send_event(api, "authentication.requested", device, mvpd="Cablevision")
     wait_for_status(auth, "waiting_for_user")
     code = api.get(f"/v1/jobs/{auth}").json()["result"]["code"]
     sim.post("/_sim/login", json={"code": code}).raise_for_status()
     wait_for_status(auth)
     for resource in ("REF30", "HBO"):
-        wait_for_status(_post(api, "authorization.requested", device, mvpd="Cablevision",
+        wait_for_status(send_event(api, "authorization.requested", device, mvpd="Cablevision",
                               resource=resource))
-    wait_for_status(_post(api, "logout.requested", device, mvpd="Cablevision"))
+    wait_for_status(send_event(api, "logout.requested", device, mvpd="Cablevision"))
     return device
 
 
@@ -129,7 +120,7 @@ def test_a_failed_play_is_in_the_history_of_its_resource(api: httpx.Client,
     """`--resource` (and ?resource=) finds the plays that failed too, with their reason: the
     question at kick-off is "why can't this subscriber watch REF30?"."""
     device = new_device()
-    play = _post(api, "authorization.requested", device, mvpd="Cablevision", resource="REF30")
+    play = send_event(api, "authorization.requested", device, mvpd="Cablevision", resource="REF30")
     assert wait_for_status(play) == "failed"  # no profile: authenticated_profile_missing
     entries = api.get("/v1/history", params={"device_id": device.id,
                                              "resource": "REF30"}).json()["entries"]
