@@ -212,7 +212,8 @@ class FleetCollector(Collector):
             with session_scope() as session:
                 for step, first_lease_end in session.execute(
                         select(Job.current_step, func.min(Job.lease_until))
-                        .where(Job.lease_until > now).group_by(Job.current_step)):
+                        .where(Job.lease_until > now, Job.current_step.is_not(None))
+                        .group_by(Job.current_step)):
                     started = (first_lease_end if first_lease_end.tzinfo
                                else first_lease_end.replace(tzinfo=UTC))
                     age = (now - started).total_seconds() + self._lease_s

@@ -65,14 +65,16 @@ def test_passflow_demo_walks_every_cookbook_step():
 
 
 @pytest.mark.slow
-def test_passflow_demo_keep_leaves_the_pages_and_history_to_look_at():
+def test_passflow_demo_keep_leaves_the_pages_and_history_to_look_at(tmp_path: Path):
     """`passflow demo --keep`: the activation page it names answers, the history command it
     names runs with the settings file it names; Ctrl-C stops everything."""
     import os
     import signal
 
+    errors = tmp_path / "demo.stderr"
     proc = subprocess.Popen([sys.executable, "-m", "cli", "demo", "--keep"], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.PIPE, stderr=errors.open("w"),
+                            start_new_session=True)  # its worker too, if it must be killed
     lines: list[str] = []
     try:
         for line in proc.stdout:
@@ -99,7 +101,13 @@ def test_passflow_demo_keep_leaves_the_pages_and_history_to_look_at():
             assert "Permit" in device.text and "authorization_denied_by_mvpd" in device.text
     finally:
         proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=60)
+        try:
+            rest, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # nothing left behind, then say what it said
+            proc.communicate()
+            pytest.fail("the demo did not stop within 60 s of Ctrl-C; its stderr: "
+                        + errors.read_text(errors="replace")[-3000:])
     assert proc.returncode == 0
     assert "stopped everything the demo started" in rest
     assert not env_file.exists()
