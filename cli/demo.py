@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -316,12 +317,16 @@ def _next_steps(api_url: str, env_file: Path | None) -> None:
 
 
 def _wait_for_ctrl_c(env_file: Path) -> None:
-    print(f"\nRunning until Ctrl-C (settings in {env_file})", flush=True)
-    try:
+    try:  # said inside: a Ctrl-C the moment it is read is caught too
+        print(f"\nRunning until Ctrl-C (settings in {env_file})", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         print()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def run_demo(*, keep: bool = False) -> int:
@@ -335,6 +340,8 @@ def run_demo(*, keep: bool = False) -> int:
 
     # The story is the demo's own lines; the in-process API says only what goes wrong.
     logs.configure(logging.WARNING)
+    # `kill` (or a `timeout`) stops it as Ctrl-C does: its worker and servers with it.
+    signal.signal(signal.SIGTERM, _interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="passflow-demo-"))
     configured_broker = get_settings().broker_url
     print("passflow demo: the Adobe Pass cookbook, run as jobs, on embedded defaults")

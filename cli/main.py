@@ -627,9 +627,21 @@ def _preflight(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import threading
+
     from cli.demo import run_demo
 
-    return run_demo(keep=args.keep)
+    code = run_demo(keep=args.keep)
+    # Everything it started is stopped; a thread of a library still waiting on something must
+    # not keep the command from returning. Named, so it can be found and fixed.
+    lingering = [t.name for t in threading.enumerate()
+                 if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if lingering:
+        print(f"passflow demo: threads still running at exit: {', '.join(lingering)}",
+              file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(code)
+    return code
 
 
 LOG_LEVEL_HELP = "debug, info, warning or error (default: %(default)s)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -104,10 +105,14 @@ def test_passflow_demo_keep_leaves_the_pages_and_history_to_look_at(tmp_path: Pa
         try:
             rest, _ = proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
+            stack = subprocess.run(["py-spy", "dump", "--pid", str(proc.pid)],
+                                   capture_output=True, text=True).stdout if shutil.which(
+                "py-spy") else "(no py-spy)"
             os.killpg(proc.pid, signal.SIGKILL)  # nothing left behind, then say what it said
-            proc.communicate()
-            pytest.fail("the demo did not stop within 60 s of Ctrl-C; its stderr: "
-                        + errors.read_text(errors="replace")[-3000:])
+            said, _ = proc.communicate()
+            pytest.fail("the demo did not stop within 60 s of Ctrl-C; its stdout: "
+                        + said[-1500:] + "\nits stderr: "
+                        + errors.read_text(errors="replace")[-3000:] + "\n" + stack[-4000:])
     assert proc.returncode == 0
     assert "stopped everything the demo started" in rest
     assert not env_file.exists()
