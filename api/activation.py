@@ -78,7 +78,8 @@ def _browser(request: Request) -> Device:
                   user_agent=agent[:300] or "passflow-activation")
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def form_fields(request: Request) -> dict[str, str]:
+    """A page's url-encoded form (its size is bounded by api.limits before it is read)."""
     fields = parse_qs((await request.body()).decode("utf-8", "replace"))
     return {k: v[0] for k, v in fields.items()}
 
@@ -169,7 +170,7 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
 
     @router.post("/activate", response_class=HTMLResponse)
     async def activate(request: Request) -> Response:
-        fields = await _form(request)
+        fields = await form_fields(request)
         raw = fields.get("code", "")
         code = normalize_code(raw)
         if not _CODE.match(code):  # no call to Adobe Pass: not a try, nothing stored
@@ -221,7 +222,7 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
 
     @router.post("/activate/provider", response_class=HTMLResponse)
     async def choose_provider(request: Request) -> Response:
-        fields = await _form(request)
+        fields = await form_fields(request)
         code = normalize_code(fields.get("code", ""))
         mvpd = fields.get("mvpd", "")
         if not _CODE.match(code) or not mvpd or len(mvpd) > 200:

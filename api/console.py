@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -41,9 +41,10 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from api import charts, stats
-from api.auth import GRANTS, TokenChecker
+from api.activation import form_fields
+from api.auth import GRANTS, TokenChecker, token_hash
 from api.schemas import Instant
-from models import AuthSession, Event, Job, JobStatus
+from models import AuthSession, Event, Job, JobStatus, Profile
 from models.db import session_scope
 from models.history import BadCursor, HistoryQuery, JobQuery, history, jobs_page
 from models.stats import WINDOWS
@@ -124,10 +125,10 @@ class Sessions:
         self._signer = URLSafeTimedSerializer(list(reversed(derived)), salt="passflow-console")
         self._checker = checker
 
-    def start(self, token_hash: str) -> str:
+    def start(self, hashed: str) -> str:
         """A new session for the token with this hash: the cookie's value."""
         sid = secrets.token_urlsafe(32)
-        record = {"token_hash": token_hash, "csrf": secrets.token_urlsafe(32),
+        record = {"token_hash": hashed, "csrf": secrets.token_urlsafe(32),
                   "at": time.time()}
         runtime().redis.set(_SESSION_KEY + _key(sid), json.dumps(record), ex=CONSOLE_SESSION_S)
         return self._signer.dumps(sid)
@@ -160,11 +161,6 @@ class Sessions:
 
 def _key(sid: str) -> str:
     return hashlib.sha256(sid.encode()).hexdigest()
-
-
-async def _form(request: Request) -> dict[str, str]:
-    fields = parse_qs((await request.body()).decode("utf-8", "replace"))
-    return {k: v[0] for k, v in fields.items()}
 
 
 def _client_key(request: Request) -> str:
@@ -225,7 +221,7 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
             viewer = await run_in_threadpool(signed_in, request)
         except NotSignedIn as exc:
             raise HTTPException(401, "sign in to the console first") from exc
-        form = await _form(request)
+        form = await form_fields(request)
         if not hmac.compare_digest(form.get("csrf", "").encode(), viewer.csrf.encode()):
             raise HTTPException(403, "the form's CSRF token is missing or wrong: reload the "
                                      "page and try again")
@@ -246,7 +242,7 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
 
     @router.post("/sign-in")
     async def sign_in(request: Request) -> Response:
-        form = await _form(request)
+        form = await form_fields(request)
         token = form.get("token", "").strip()[:200]
         tries = f"passflow:console:sign-in:{_client_key(request)}"
         client = runtime().redis
@@ -273,8 +269,6 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
             log.info("console_sign_in_refused", scope=holder[0] if holder else None)
             return page(request, "sign_in.html", None, 401 if holder is None else 403,
                         error=why)
-        from api.auth import token_hash
-
         cookie = await run_in_threadpool(sessions.start, token_hash(token))
         log.info("console_signed_in", token=holder[1], scope=holder[0])
         answer = RedirectResponse("/console/overview", status_code=303)
@@ -559,8 +553,6 @@ def _login_times(session: Any, job_ids: set[str]) -> dict[str, float]:
     """Seconds from each authentication session's creation to its profile."""
     if not job_ids:
         return {}
-    from models import Profile
-
     rows = session.execute(select(AuthSession.job_id, AuthSession.created_at,
                                   Profile.created_at)
                            .join(Profile, Profile.job_id == AuthSession.job_id)
@@ -573,8 +565,6 @@ def _attributes(session: Any, cipher: Cipher, job_ids: set[str]) -> dict[str, An
     """The profiles' attributes (decrypted) by job, for a viewer who may see them."""
     if not job_ids:
         return {}
-    from models import Profile
-
     return {p.job_id: profile_view(p, cipher).get("attributes")
             for p in session.scalars(select(Profile).where(Profile.job_id.in_(job_ids)))}
 
