@@ -340,7 +340,10 @@ def run_demo(*, keep: bool = False) -> int:
 
     # The story is the demo's own lines; the in-process API says only what goes wrong.
     logs.configure(logging.WARNING)
-    # `kill` (or a `timeout`) stops it as Ctrl-C does: its worker and servers with it.
+    # Ctrl-C stops it even when it was started with SIGINT ignored (a background job of a
+    # script, a parent that ignores it: the child inherits that), and `kill` (or a `timeout`)
+    # stops it the same way: its worker and servers with it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="passflow-demo-"))
     configured_broker = get_settings().broker_url

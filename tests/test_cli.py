@@ -67,13 +67,18 @@ def test_passflow_demo_walks_every_cookbook_step():
 
 @pytest.mark.slow
 def test_passflow_demo_keep_leaves_the_pages_and_history_to_look_at(tmp_path: Path):
-    """`passflow demo --keep`: the activation page it names answers, the history command it
-    names runs with the settings file it names; Ctrl-C stops everything."""
+    """`passflow demo --keep`: the activation page, the console and the history command it names
+    answer with the settings file it names; Ctrl-C stops everything."""
     import os
     import signal
 
     errors = tmp_path / "demo.stderr"
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "demo", "--keep"], text=True,
+    # Started with SIGINT ignored, as a background job of a script is (and as a child of a
+    # process that ignores it): Ctrl-C must still stop it.
+    ignoring = ("import signal, sys, runpy; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                "sys.argv = ['passflow', 'demo', '--keep']; "
+                "runpy.run_module('cli', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", ignoring], text=True,
                             stdout=subprocess.PIPE, stderr=errors.open("w"),
                             start_new_session=True)  # its worker too, if it must be killed
     lines: list[str] = []

@@ -220,6 +220,7 @@ def test_the_picker_never_asks_adobe_for_a_logo_it_was_not_shown(api_server,
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # no dialect's
 def test_slow_logo_hosts_hold_no_thread_that_serves_requests(pass_env, jobs_env, slow_headers,
                                                              redis_client, fault_report):
     """100 requests for 5 logos whose host is slow (60 of them for one): /livez keeps answering

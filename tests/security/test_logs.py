@@ -125,6 +125,7 @@ def test_text_at_a_terminal_json_otherwise():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # no dialect's
 def test_a_worker_writes_one_stream_without_a_banner(database_url: str, pass_env: str):
     """JSON from its first line, no banner, and nothing while idle (it said ~6 lines a second:
     Celery's two per poll task)."""

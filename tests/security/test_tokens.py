@@ -91,6 +91,7 @@ def test_the_api_refuses_to_start_without_a_token(database_url: str):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # redaction: no dialect's
 def test_scopes_keep_personal_data_to_tokens_granted_it(api: httpx.Client, factories_bound,
                                                        fault_report):
     """A scraper's token reads metrics and health only; a `read` token reads jobs without the
@@ -125,6 +126,7 @@ def test_scopes_keep_personal_data_to_tokens_granted_it(api: httpx.Client, facto
                  "why); a personal token sees them")
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # redaction: no dialect's
 def test_live_activation_codes_are_personal_data(api: httpx.Client, factories_bound,
                                                   fault_report):
     """A code waiting on a TV signs in whoever types it first: a `read` token sees neither
