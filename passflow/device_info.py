@@ -38,12 +38,18 @@ RESTRICTED: dict[str, frozenset[Any]] = {
 }
 
 
+def _one_of(value: Any, allowed: frozenset[Any]) -> bool:
+    """Whether `value` is one of `allowed`, by type as well as by value: a list is never one
+    (nor hashable), and 1 is not True."""
+    return isinstance(value, str | bool) and value in allowed
+
+
 def problems(info: Mapping[str, Any]) -> list[str]:
     """Where `info` departs from the X-Device-Info table, in words; empty when it does not."""
     found = [f"{key} is missing (the X-Device-Info header page marks it required)"
              for key in REQUIRED_KEYS if info.get(key) in (None, "")]
     for key, allowed in RESTRICTED.items():
-        if key in info and info[key] not in allowed:
+        if key in info and not _one_of(info[key], allowed):
             shown = ", ".join(sorted(str(value) for value in allowed if not isinstance(
                 value, bool)))
             found.append(f"{key}={info[key]!r} is not one of: {shown}")

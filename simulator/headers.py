@@ -78,7 +78,8 @@ def parse_device_info(value: str) -> tuple[dict[str, Any] | None, list[str]]:
     problems = [
         f"{key}={info[key]!r} is not one of the allowed values"
         for key, allowed in RESTRICTED.items()
-        if key in info and info[key] not in allowed
+        # A list or an object is never an allowed value (nor hashable).
+        if key in info and not (isinstance(info[key], str | bool) and info[key] in allowed)
     ]
     return info, problems
 

@@ -255,6 +255,12 @@ def test_send_x_device_info_header_and_the_device_address_are_explained(api: htt
     assert missing.status_code == 202  # accepted as Adobe takes it, and said
     warned = " ".join(missing.json()["warnings"])
     assert "version is missing" in warned and "connectionType is missing" in warned
+    odd = api.post("/v1/events", json={"event_id": f"e-{uuid.uuid4()}",
+                                       "type": "profiles.requested",
+                                       "device": {**D, "info": {**D["info"],
+                                                                "browserVendor": ["Apple"]}}})
+    assert odd.status_code == 202, odd.text  # a list where the table names values: a warning
+    assert "browserVendor=['Apple'] is not one of" in " ".join(odd.json()["warnings"])
 
 
 # The page's own example (no connectionType), and its Roku OS recipe (osName "Roku",

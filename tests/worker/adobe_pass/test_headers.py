@@ -128,3 +128,24 @@ def test_device_headers_only_where_the_page_lists_them():
         assert sent["X-Forwarded-For"] == "203.0.113.5" and sent["User-Agent"] == "TV/1.0"
     sent = mvpd.calls.last.request.headers
     assert sent["AP-Device-Identifier"].startswith("fingerprint ") and "X-Device-Info" in sent
+
+
+def test_a_restricted_key_holding_a_list_or_a_number_is_reported_not_a_crash():
+    """A list is unhashable and 1 == True: neither may slip past the table (a list in
+    browserVendor was a 500 from POST /v1/events and from the simulator)."""
+    from passflow.device_info import problems
+
+    assert problems({"browserVendor": ["Apple"], "connectionSecure": 1}) == [
+        *[p for p in problems({}) if "missing" in p],
+        "browserVendor=['Apple'] is not one of: " + ", ".join(sorted(
+            v for v in device_info_table("browserVendor"))),
+        "connectionSecure=1 is not one of: false, true"]
+    info, found = parse_device_info(device_info({"browserVendor": {"a": 1}}))
+    assert info == {"browserVendor": {"a": 1}}
+    assert found == ["browserVendor={'a': 1} is not one of the allowed values"]
+
+
+def device_info_table(key: str) -> list[str]:
+    from passflow.device_info import RESTRICTED
+
+    return [v for v in RESTRICTED[key] if isinstance(v, str)]
