@@ -28,9 +28,11 @@ machine:
 PYTEST = @$(2) $(BIN)/python -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
-# The whole suite.
+# The whole suite, in TEST_PROCESSES processes (pytest-xdist), each taking a whole file at a
+# time; each has its own Redis and PostgreSQL databases (tests/conftest.py).
+TEST_PROCESSES ?= 2
 test: machine $(BIN)/passflow
-	$(call PYTEST,,)
+	$(call PYTEST,-n $(TEST_PROCESSES) --dist loadfile,)
 
 # The edit loop: no process killed, no browser, nothing slow (the `slow` marker), SQLite only.
 test-fast: machine $(BIN)/passflow

@@ -78,6 +78,12 @@ def runs_on(connection: Connection, code_head: str | None = None) -> str | None:
 _identities: dict[str, str] = {}
 
 
+def forget_identity(url: str) -> None:
+    """A database dropped and created again at the same URL is another database: read its
+    identity afresh (the tests' databases, made anew for each backend in turn)."""
+    _identities.pop(url, None)
+
+
 def database_identity(url: str) -> str | None:
     """The database's own identity (the `installation` row its first migration wrote), the
     same whatever URL reaches it; None when it cannot be read (then callers key on the URL)."""

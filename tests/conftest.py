@@ -6,9 +6,28 @@ from __future__ import annotations
 
 import os
 
+
+def _per_process(redis_url: str, pg_url: str, worker: str) -> tuple[str, str]:
+    """Under pytest-xdist (`make test`: -n 2 --dist loadfile) each test process has its own
+    Redis database and PostgreSQL database: their workers would take each other's messages.
+    The first process keeps the configured ones; the others count down from Redis database 11
+    (13 and 14 are tests' own) and suffix the PostgreSQL database's name."""
+    number = int(worker.removeprefix("gw") or 0)
+    if number == 0:
+        return redis_url, pg_url
+    base, _, _db = redis_url.rpartition("/")
+    return f"{base}/{11 - number}", f"{pg_url}_{worker}"
+
+
 # Test settings, before anything reads them. Redis database 15 is the tests' own.
+_REDIS_URL, _PG_URL = _per_process(
+    os.environ.get("PASSFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    os.environ.get("PASSFLOW_TEST_PG_URL",
+                   "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/passflow_test"),
+    os.environ.get("PYTEST_XDIST_WORKER", ""))
+os.environ["PASSFLOW_TEST_PG_URL"] = _PG_URL  # tests.support reads it
 TEST_ENV = {
-    "PASSFLOW_BROKER_URL": os.environ.get("PASSFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    "PASSFLOW_BROKER_URL": _REDIS_URL,
     "PASSFLOW_SECRET_KEY": "tests-only-secret-key-0123456789abcdef",
     "PASSFLOW_POLL_INTERVAL_S": "0.3",
     "PASSFLOW_LEASE_S": "6",
@@ -208,19 +227,27 @@ def fault_report(request) -> Callable[[str, str], None]:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
+    """A passing test's rows travel with its report (user_properties): under pytest-xdist the
+    report, not the item, reaches the process that writes the record."""
     outcome = yield
     result = outcome.get_result()
     if result.when == "call" and result.passed:
-        for case, observed in getattr(item, "_fault_rows", []):
-            _FAULTS.append({"case": case, "observed": observed,
-                            "test": item.nodeid.split("::", 1)[0]})
+        result.user_properties.extend(
+            ("fault", {"case": case, "observed": observed,
+                       "test": item.nodeid.split("::", 1)[0]})
+            for case, observed in getattr(item, "_fault_rows", []))
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.passed:
+        _FAULTS.extend(row for name, row in report.user_properties if name == "fault")
 
 
 def pytest_sessionfinish(session, exitstatus):
     """Record the run (rows, exit status, what was selected); tests.faults_table turns a whole,
     green run into docs/faults.md."""
-    if not _FAULTS:
-        return
+    if not _FAULTS or os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # (a test process of pytest-xdist: the controller writes the record)
     import json
     import time
 

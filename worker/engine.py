@@ -88,34 +88,44 @@ def run(step_name: str, job_ids: list[str], *, owner: str) -> dict[str, str]:
     logs.clear()
     logs.bind(step=step.name)
     try:
-        claims, answers, arrivals, budgets = _claim_and_plan(step, job_ids, owner, settings, rt)
+        planned = _claim_and_plan(step, job_ids, owner, settings, rt)
     except _DATABASE_DOWN as exc:
         log.warning("step_database_error", phase="claim", error=type(exc).__name__)
         return {}
+    claims, answers = planned.claims, planned.plans
     if not claims:
         return {}
     started = time.perf_counter()
     calls = {job_id: call for job_id, call in answers.items() if callable(call)}
     deadline = time.monotonic() + settings.lease_s * CALL_SHARE_OF_LEASE
-    called, resent = rt.call_all(calls, deadline=deadline, arrivals=arrivals, resends={
-        job_id: max(0, settings.step_retries - spent) for job_id, spent in budgets.items()})
+    called, resent = rt.call_all(calls, deadline=deadline, arrivals=planned.arrivals, resends={
+        job_id: max(0, settings.step_retries - spent)
+        for job_id, spent in planned.budgets.items()})
     answers.update(called)
-    settled = _apply(step, owner, claims, answers, settings, rt, list(claims), resent)
+    settled = _apply(step, owner, claims, answers, settings, rt, list(claims), resent,
+                     planned.jobs if step.kept_for_apply else None)
     _after_commit(step, claims, settled, time.perf_counter() - started, rt)
     return {job_id: s.result for job_id, s in settled.items()}
 
 
+@dataclass
+class _Planned:
+    claims: dict[str, Claim]
+    # Each job's call, None (no call needed), or the exception its plan raised (handed to
+    # apply as the answer).
+    plans: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # When each job's event was accepted (its place in a busy device's queue).
+    arrivals: dict[str, float] = dataclasses.field(default_factory=dict)
+    # The requests each has already sent again (its retry budget spent).
+    budgets: dict[str, int] = dataclasses.field(default_factory=dict)
+    # The jobs as loaded for the plan, with their events and devices (detached).
+    jobs: dict[str, Job] = dataclasses.field(default_factory=dict)
+
+
 def _claim_and_plan(step: Step, job_ids: list[str], owner: str, settings: Settings,
-                    rt: Runtime) -> tuple[dict[str, Claim], dict[str, Any], dict[str, float],
-                                          dict[str, int]]:
-    """Claim the jobs and plan their calls. Each job's entry in the second dict is its call,
-    None (no call needed), or the exception its plan raised (handed to apply as the answer);
-    the third holds when each job's event was accepted (its place in a busy device's queue),
-    the fourth the requests each has already sent again (its retry budget spent)."""
+                    rt: Runtime) -> _Planned:
+    """Claim the jobs and plan their calls."""
     lease = timedelta(seconds=settings.lease_s)
-    plans: dict[str, Any] = {}
-    arrivals: dict[str, float] = {}
-    budgets: dict[str, int] = {}
     with session_scope() as session:
         claims = jobs.claim_many(session, job_ids, step.name, owner, lease=lease)
         room = settings.batch_size - len(claims)
@@ -124,14 +134,17 @@ def _claim_and_plan(step: Step, job_ids: list[str], owner: str, settings: Settin
         more = jobs.due_for(session, step.name, limit=room) if behind and room > 0 else []
         if more:
             claims.update(jobs.claim_many(session, more, step.name, owner, lease=lease))
+        planned = _Planned(claims)
         for ctx in _contexts(session, step, claims, settings, rt):
-            arrivals[ctx.job.id] = ctx.job.created_at.timestamp()
-            budgets[ctx.job.id] = _retries_spent(claims[ctx.job.id], ctx.job)
+            job_id = ctx.job.id
+            planned.jobs[job_id] = ctx.job
+            planned.arrivals[job_id] = ctx.job.created_at.timestamp()
+            planned.budgets[job_id] = _retries_spent(claims[job_id], ctx.job)
             try:
-                plans[ctx.job.id] = step.plan(ctx)
+                planned.plans[job_id] = step.plan(ctx)
             except Exception as exc:  # handed to apply, then to the policy
-                plans[ctx.job.id] = exc
-    return claims, plans, arrivals, budgets
+                planned.plans[job_id] = exc
+    return planned
 
 
 def _retries_spent(claim: Claim, job: Job) -> int:
@@ -143,8 +156,13 @@ def _retries_spent(claim: Claim, job: Job) -> int:
 
 
 def _contexts(session: Session, step: Step, job_ids: Iterable[str], settings: Settings,
-              rt: Runtime) -> list[StepContext]:
-    """The jobs with their events, devices and the step's relationships: one query a run."""
+              rt: Runtime, kept: dict[str, Job] | None = None) -> list[StepContext]:
+    """The jobs with their events, devices and the step's relationships: one query a run. Or,
+    for a step whose jobs' rows no one else writes during its call (Step.kept_for_apply), the
+    jobs its claim loaded, joined to this session with no query."""
+    if kept is not None:
+        session.add_all(kept[job_id] for job_id in job_ids)
+        return [StepContext(session, kept[job_id], settings, rt) for job_id in job_ids]
     loaded = session.scalars(select(Job).where(Job.id.in_(list(job_ids))).options(
         joinedload(Job.event), joinedload(Job.device),
         *(selectinload(rel) for rel in step.preload))).unique().all()
@@ -153,7 +171,7 @@ def _contexts(session: Session, step: Step, job_ids: Iterable[str], settings: Se
 
 def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, Any],
            settings: Settings, rt: Runtime, job_ids: list[str],
-           resent: dict[str, int]) -> dict[str, _Settled]:
+           resent: dict[str, int], kept: dict[str, Job] | None = None) -> dict[str, _Settled]:
     """Apply the answers of `job_ids` and settle the jobs in one transaction; split it job by
     job when it cannot commit for all."""
     try:
@@ -161,7 +179,7 @@ def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, 
             transitions: list[tuple[Job, Outcome | Release]] = []
             # One flush for all the jobs' records (executemany), not one per job.
             with session.no_autoflush:
-                for ctx in _contexts(session, step, job_ids, settings, rt):
+                for ctx in _contexts(session, step, job_ids, settings, rt, kept):
                     job_id = ctx.job.id
                     transition = _decide(step, ctx, claims[job_id], answers.get(job_id),
                                          resent.get(job_id, 0))
@@ -178,6 +196,7 @@ def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, 
         if len(job_ids) > 1:
             settled: dict[str, _Settled] = {}
             for job_id in job_ids:
+                # (Loaded again: the rollback expired what the claim had loaded.)
                 settled.update(_apply(step, owner, claims, answers, settings, rt, [job_id],
                                       resent))
             return settled

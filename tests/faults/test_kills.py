@@ -3,9 +3,9 @@ run. Each time: no accepted event lost, no duplicate rows, every job final, retr
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -15,6 +15,7 @@ import models.db
 from models import AuthSession, Decision, Job, JobStep, Logout, Profile, Registration
 from tests.support import (
     ApiProcess,
+    PostgresServer,
     RedisServer,
     WorkerProcess,
     device_json,
@@ -185,19 +186,44 @@ def test_redis_sigkilled_and_restarted_empty_during_a_run(database_url: str, pas
         broker.stop()
 
 
-def test_postgresql_restarted_during_a_run(worker_processes, sim: httpx.Client, fault_report):
+@pytest.fixture
+def own_postgres(database_url: str) -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster of the test's own, migrated, in the environment the workers start
+    with: restarting the server the other test processes share would fail their tests."""
+    import os
+
+    from passflow.database import upgrade
+    from passflow.settings import get_settings
+    from worker.runtime import reset_runtime
+
+    server = PostgresServer("restart").start()
+    try:
+        url = server.database("passflow")
+        upgrade(url)
+        os.environ["PASSFLOW_DATABASE_URL"] = url
+        get_settings.cache_clear()
+        models.db.configure(url)
+        reset_runtime()
+        yield server
+    finally:
+        os.environ["PASSFLOW_DATABASE_URL"] = database_url
+        get_settings.cache_clear()
+        models.db.configure(database_url)
+        reset_runtime()
+        server.drop()
+
+
+def test_postgresql_restarted_during_a_run(own_postgres: PostgresServer, worker_processes,
+                                           sim: httpx.Client, fault_report):
     worker = worker_processes("pg1")
     set_faults(sim, latency_ms=300)
     ids = [_submit("profiles.requested", new_device()) for _ in range(10)]
     # During a run: the worker is up and its steps are inside Adobe Pass (a worker still
     # starting would meet a database that is shutting down, and rightly exit).
     wait_for(lambda: _in_flight(sim), timeout=30)
-    version = subprocess.run(["ls", "/etc/postgresql"], capture_output=True,
-                             text=True).stdout.split()[-1]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-                   check=True, capture_output=True, timeout=60)
+    own_postgres.restart()
     set_faults(sim, latency_ms=0)
-    models.db.configure(database_url_of_test())
+    models.db.configure(own_postgres_url())
     finals = [wait_for_status(job_id, timeout=90) for job_id in ids]
     assert finals == ["succeeded"] * 10
     assert worker.proc.poll() is None, "the worker exited"
@@ -205,7 +231,7 @@ def test_postgresql_restarted_during_a_run(worker_processes, sim: httpx.Client, 
                  "all 10 jobs succeeded; workers reconnected (pre-ping) and retried")
 
 
-def database_url_of_test() -> str:
+def own_postgres_url() -> str:
     import os
 
     return os.environ["PASSFLOW_DATABASE_URL"]

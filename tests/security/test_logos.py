@@ -255,7 +255,9 @@ def test_slow_logo_hosts_hold_no_thread_that_serves_requests(pass_env, jobs_env,
                 worst = max(worst, time.monotonic() - started)
             answered = list(answers)
     assert set(answered) <= {404, 429}, set(answered)
-    assert worst < 1.0, worst
+    # A fetch holding a serving thread would hold /livez for the 5 s fetch deadline; 100
+    # client threads in this process share its CPU with the server, hence the margin.
+    assert worst < 2.5, worst
     fault_report("100 requests for 5 logos whose host sends a header line every 2 s",
                  f"/livez at worst {worst * 1000:.0f} ms; each logo fetched once at a time, "
                  "cut at the deadline, then a 404")

@@ -125,20 +125,24 @@ def test_text_at_a_terminal_json_otherwise():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # no dialect's
-def test_a_worker_writes_one_stream_without_a_banner(database_url: str, pass_env: str):
+def test_a_worker_writes_one_stream_without_a_banner(pass_env: str, tmp_path):
     """JSON from its first line, no banner, and nothing while idle (it said ~6 lines a second:
-    Celery's two per poll task)."""
+    Celery's two per poll task). On a database of its own: an idle worker of a database where
+    earlier tests left jobs due would rightly resume them, and say so."""
     import os
     import time
 
     import redis
 
+    from passflow.database import upgrade
     from tests.support import WorkerProcess, wait_for
     from worker.sweeper import keys as sweeper_keys
 
+    database_url = f"sqlite:///{tmp_path / 'quiet.db'}"
+    upgrade(database_url)
     worker = WorkerProcess("quiet", concurrency=1, loglevel="info",
-                           env={"PASSFLOW_LOG_FORMAT": "json"})
+                           env={"PASSFLOW_LOG_FORMAT": "json",
+                                "PASSFLOW_DATABASE_URL": database_url})
     try:
         wait_for(lambda: worker.said("worker_ready"), timeout=30)
         ready_lines = len(worker.log.read_text(errors="replace").splitlines())

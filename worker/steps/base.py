@@ -72,6 +72,11 @@ class Step:
     # Whether the job fails `rate_limited` once it has waited PASSFLOW_THROTTLE_DEADLINE_S for
     # its device's request budget; polls do not (they stop at their session's notAfter).
     budget_deadline: bool = True
+    # Whether apply may use the jobs as the claim loaded them, with no second query: true
+    # where nothing but the lease holder writes a job's row during its call (a play; a
+    # cancellation takes the lease, and the run's settle then finds it lost). Not for a
+    # poll: the activation page records the user's provider on its job meanwhile.
+    kept_for_apply: bool = False
 
 
 def from_millis(value: int | None) -> datetime | None:

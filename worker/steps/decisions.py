@@ -144,7 +144,7 @@ def _preauthorize_apply(ctx: StepContext, answer: Preauthorized | Exception | No
 
 
 PREAUTHORIZE = Step(StepName.DECISIONS_PREAUTHORIZE, Queue.DECISIONS, _preauthorize_plan,
-                    _preauthorize_apply)
+                    _preauthorize_apply, kept_for_apply=True)
 
 
 # decisions.authorize -------------------------------------------------------------------------
@@ -224,4 +224,5 @@ def _signature_problem(serialized: str, certificate: str, service_provider: str,
     return None
 
 
-AUTHORIZE = Step(StepName.DECISIONS_AUTHORIZE, Queue.DECISIONS, authorize_plan, authorize_apply)
+AUTHORIZE = Step(StepName.DECISIONS_AUTHORIZE, Queue.DECISIONS, authorize_plan, authorize_apply,
+                 kept_for_apply=True)

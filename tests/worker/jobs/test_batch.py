@@ -209,3 +209,32 @@ def test_the_sweeper_batches_jobs_due_close_together():
 
     assert ids(dispatch.chunks(rows, 50)) == [["g"], ["a", "b"], ["c", "d", "e"], ["f"]]
     assert ids(dispatch.chunks(rows, 2)) == [["g"], ["a", "b"], ["c", "d"], ["e"], ["f"]]
+
+
+def test_a_run_of_plays_reads_its_jobs_once(jobs_env: httpx.Client):
+    """A play's job row changes during its call only by a cancellation, which takes its lease:
+    the run applies the answers to the jobs its claim loaded, with no second read (it cost a
+    fifth of a lone play's worker CPU), and each play is decided as before."""
+    import threading
+
+    from sqlalchemy import event
+
+    job_ids = _backlog_of_plays(jobs_env, 3)
+    mine, reads = threading.get_ident(), []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        # A load of the jobs with their events and devices (not the look for other due plays
+        # a late run makes, nor the claim).
+        if threading.get_ident() == mine and statement.lstrip().upper().startswith("SELECT") \
+                and "FROM jobs" in statement and "JOIN devices" in statement:
+            reads.append(statement)
+
+    bind = models.db.engine()
+    event.listen(bind, "before_cursor_execute", seen)
+    try:
+        results = engine.run("decisions.authorize", job_ids, owner="test-run")
+    finally:
+        event.remove(bind, "before_cursor_execute", seen)
+    assert results == dict.fromkeys(job_ids, "succeeded")
+    assert len(reads) == 1, reads
+    _decided(job_ids)
