@@ -71,7 +71,7 @@ class Plays:
         return lambda: self.engine.run("decisions.authorize", job_ids, owner=str(uuid.uuid4()))
 
 
-def profile(plays: Plays, size: int, rounds: int) -> None:
+def profile(plays: Plays, size: int, rounds: int, dump: str | None = None) -> None:
     from worker.runtime import runtime
 
     for _ in range(3):  # connections, the access token, compiled statements
@@ -100,6 +100,8 @@ def profile(plays: Plays, size: int, rounds: int) -> None:
     profiler = cProfile.Profile(time.thread_time)  # CPU time, this thread only
     for _ in range(rounds):
         profiler.runcall(plays.batch(size))
+    if dump:
+        profiler.dump_stats(dump)
     shares: collections.Counter[str] = collections.Counter()
     for (file, _, _), row in pstats.Stats(profiler).stats.items():  # type: ignore[attr-defined]
         own = row[2]
@@ -118,6 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1,10", help="batch sizes, comma-separated")
     parser.add_argument("--plays", type=int, default=200, help="plays measured per size")
+    parser.add_argument("--dump", help="write the batch of one's profile here (pstats)")
     args = parser.parse_args()
     stack = Stack(latency_ms=50, poll_interval_s=15,
                   workdir=Path(tempfile.mkdtemp(prefix="passflow-profile-"))).start()
@@ -130,7 +133,7 @@ def main() -> None:
         seed_profiles(stack.sim_url, 0, 20_000)
         plays = Plays()
         for size in (int(x) for x in args.sizes.split(",")):
-            profile(plays, size, max(1, args.plays // size))
+            profile(plays, size, max(1, args.plays // size), args.dump)
     finally:
         stack.stop()
 

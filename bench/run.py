@@ -32,7 +32,15 @@ import redis
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.orm import Session
 
-from bench.stack import PG_URL, REDIS_URL, TOKEN, Stack, proc_stats, server_cpu_s
+from bench.stack import (
+    PG_URL,
+    REDIS_URL,
+    TOKEN,
+    PostgresCluster,
+    Stack,
+    proc_stats,
+    server_cpu_s,
+)
 from models import AuthSession, Event, Job
 from models import Device as DeviceRow
 from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
@@ -225,6 +233,36 @@ def authorization(stack: Stack, engine, first: int, rate: float, duration: float
             "rate": len(rows) / span,
             "p50": pct(added, 50), "p95": pct(added, 95), "p99": pct(added, 99),
             "upstream_mean": upstream_mean, "cpu_ms": cpu_ms, "work": work}
+
+
+def postgres_apart(stack: Stack, workers: int, first: int, rate: float,
+                   upstream_s: float) -> list[dict]:
+    """passflow's processes (the simulator, the API, the workers, the load generator) on CPU 0;
+    its PostgreSQL a cluster of its own with PostgreSQL's defaults, first on the same CPU, then
+    on CPU 1: what a separate database instance gives the same passflow."""
+    everywhere = set(range(os.cpu_count() or 1))
+    cluster = PostgresCluster("bench").start()
+    engine = None
+    results = []
+    try:
+        url = cluster.database("passflow_bench")
+        engine = create_engine(url)
+        stack.use_database(url)
+        for where, cpus in (("beside passflow (CPU 0)", {0}), ("apart (CPU 1)", {1})):
+            cluster.pin(cpus)
+            stack.start_workers(workers)
+            stack.pin({0})
+            result = authorization(stack, engine, first, rate, 6, upstream_s)
+            first += result["devices"]
+            results.append({"where": where, **result})
+    finally:
+        stack.stop_workers()
+        stack.pin(everywhere)
+        stack.use_database(PG_URL)
+        if engine is not None:
+            engine.dispose()
+        cluster.drop()
+    return results
 
 
 def authorize_calls() -> tuple[float, float]:
@@ -512,7 +550,7 @@ def by_load(rounds: list[list[dict]]) -> list[list[dict]]:
 
 
 def report(args, rounds: list[dict], poll: dict, mix: dict, scale: list[dict],
-           pools: list[dict], intake: list[dict]) -> str:
+           pools: list[dict], intake: list[dict], apart: list[dict]) -> str:
     runs = len(rounds)
     lines = [f"Run {datetime.now():%Y-%m-%d %H:%M}, {machine()}; simulator upstream latency "
              f"{args.latency_ms:.0f} ms. Each figure is the median of {runs} runs made in turn "
@@ -585,6 +623,18 @@ def report(args, rounds: list[dict], poll: dict, mix: dict, scale: list[dict],
               "| workers | decisions/s | added p99 |", "| --- | --- | --- |"]
     for r in scale:
         lines.append(f"| {r['workers']} | {r['rate']:.0f} | {r['p99'] * 1000:.0f} ms |")
+    if apart:
+        lines += ["", "PostgreSQL on a separate instance: passflow's processes (simulator, API, "
+                  f"{args.workers} workers, load generator) pinned to CPU 0, its PostgreSQL a "
+                  "cluster of its own (PostgreSQL's defaults) pinned beside them, then apart; "
+                  f"authorization at {args.apart_load:.0f}/s offered, measured once each:", "",
+                  "| PostgreSQL | decisions/s | added p50 | added p99 | PostgreSQL CPU per "
+                  "decision | API + workers CPU per decision |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for r in apart:
+            lines.append(f"| {r['where']} | {r['rate']:.0f} | {r['p50'] * 1000:.0f} ms | "
+                         f"{r['p99'] * 1000:.0f} ms | {r['cpu_ms']['PostgreSQL']:.1f} ms | "
+                         f"{r['cpu_ms']['API'] + r['cpu_ms']['workers']:.1f} ms |")
     lines += ["", f"Polling: {poll['sessions']} sessions waiting for their users (seeded in "
               f"{poll['setup_s']:.0f} s; {poll['waiting']} still waiting at the end), interval "
               f"{poll['interval']:.0f} s, measured over {args.poll_duration:.0f} s after one "
@@ -613,6 +663,8 @@ def main() -> None:
     parser.add_argument("--poll-interval", type=float, default=15)
     parser.add_argument("--poll-duration", type=float, default=30)
     parser.add_argument("--mix-devices", type=int, default=50)
+    parser.add_argument("--apart-load", type=float, default=100,
+                        help="offered plays/s of the PostgreSQL apart phase")
     parser.add_argument("--quick", action="store_true",
                         help="the side-by-side phases only (no pools, processes, polling, mix)")
     args = parser.parse_args()
@@ -631,6 +683,7 @@ def main() -> None:
     pools: list[dict] = []
     poll: dict = {}
     mix: dict = {}
+    apart: list[dict] = []
     try:
         # Every device a phase plays for has a profile; the loop's devices are apart.
         seed_profiles(stack.sim_url, 0, 15_000 * args.rounds + 15_000)
@@ -672,6 +725,14 @@ def main() -> None:
                 first += result["devices"]
                 pools.append({"pool": pool, **result})
             stack.env["PASSFLOW_DB_MAX_OVERFLOW"] = "8"
+            if (os.cpu_count() or 1) > 1 and Path("/etc/postgresql").is_dir() \
+                    and os.geteuid() == 0:
+                print(f"PostgreSQL apart, {args.apart_load:.0f}/s ...", flush=True)
+                apart = postgres_apart(stack, args.workers, first, args.apart_load, upstream)
+                first += sum(r["devices"] for r in apart)
+            else:
+                print("PostgreSQL apart: skipped (needs 2 CPUs, Debian's PostgreSQL and root "
+                      "for pg_createcluster)", flush=True)
             stack.start_workers(args.workers)
             print(f"polling {args.polls} sessions ...", flush=True)
             poll = polling(stack, engine, 40_000_000, args.polls, args.poll_interval,
@@ -687,7 +748,7 @@ def main() -> None:
     if args.quick:
         print(json.dumps({"rounds": rounds, "intake": intake}, default=str, indent=1))
         return
-    table = report(args, rounds, poll, mix, scale, pools, intake)
+    table = report(args, rounds, poll, mix, scale, pools, intake, apart)
     print("\n" + table)
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)

@@ -80,6 +80,64 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
+def pin(pid: int, cpus: set[int]) -> None:
+    """Keep a process, all its threads and its children (and theirs) on `cpus`."""
+    for task in Path(f"/proc/{pid}/task").iterdir() if Path(f"/proc/{pid}/task").exists() else ():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.sched_setaffinity(int(task.name), cpus)
+    for child in children(pid):
+        pin(child, cpus)
+
+
+class PostgresCluster:
+    """A PostgreSQL cluster of its own on a free port (Debian's pg_createcluster, as root),
+    dropped at the end: the bench pins one to chosen cores (PostgreSQL on a separate instance),
+    the fault suite restarts one without touching the server other tests share. `fast`: no
+    fsync (tests); the bench's keeps PostgreSQL's defaults, as the shared server has them."""
+
+    def __init__(self, name: str, *, fast: bool = False):
+        self.version = sorted(os.listdir("/etc/postgresql"),
+                              key=lambda v: [int(p) for p in v.split(".") if p.isdigit()])[-1]
+        self.cluster = f"passflow-{name}-{os.getpid()}"
+        self.port = free_port()
+        self.fast = fast
+
+    def _ctl(self, *argv: str) -> None:
+        subprocess.run(argv, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> PostgresCluster:
+        options = ["-o", "fsync=off", "-o", "synchronous_commit=off"] if self.fast else []
+        try:
+            self._ctl("pg_createcluster", self.version, self.cluster, "--port", str(self.port),
+                      *options, "--", "--auth=trust")
+            self._ctl("pg_ctlcluster", "--skip-systemctl-redirect", self.version,
+                      self.cluster, "start")
+        except subprocess.CalledProcessError as exc:
+            self.drop()
+            raise RuntimeError(f"{' '.join(exc.cmd)}: {exc.stderr!r}") from None
+        return self
+
+    def database(self, name: str) -> str:
+        """A new database of the cluster: its SQLAlchemy URL."""
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
+                             autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def restart(self) -> None:
+        self._ctl("pg_ctlcluster", "--skip-systemctl-redirect", self.version, self.cluster,
+                  "restart")
+
+    def pin(self, cpus: set[int]) -> None:
+        """The server and every backend on `cpus` (backends forked later inherit it)."""
+        data = Path("/var/lib/postgresql") / self.version / self.cluster / "postmaster.pid"
+        pin(int(data.read_text().split()[0]), cpus)
+
+    def drop(self) -> None:
+        subprocess.run(["pg_dropcluster", "--stop", self.version, self.cluster],
+                       capture_output=True, timeout=120)
+
+
 class Stack:
     def __init__(self, *, latency_ms: float, poll_interval_s: float, workdir: Path):
         self.workdir = workdir
@@ -129,6 +187,26 @@ class Stack:
         self.procs += [sim, api]
         self.sim_pid, self.api_pid = sim.pid, api.pid
         return self
+
+    def use_database(self, url: str) -> None:
+        """Migrate `url` and serve from it: the API restarts on it, workers started next use
+        it."""
+        self.env["PASSFLOW_DATABASE_URL"] = url
+        subprocess.run([sys.executable, "-m", "cli", "db", "upgrade"], env=self.env,
+                       check=True, capture_output=True)
+        old = next(proc for proc in self.procs if proc.pid == self.api_pid)
+        old.terminate()
+        old.wait(timeout=20)
+        api = self._spawn("api", "api", "--port", str(self.api_port), "--log-level", "warning")
+        _wait_http(self.api_url + "/livez", api)
+        self.procs = [proc for proc in self.procs if proc is not old] + [api]
+        self.api_pid = api.pid
+
+    def pin(self, cpus: set[int]) -> None:
+        """The simulator, the API, the workers and this process (the load generator) on
+        `cpus`."""
+        for pid in (self.sim_pid, self.api_pid, *(w.pid for w in self.workers), os.getpid()):
+            pin(pid, cpus)
 
     def start_workers(self, count: int, *, pool: str = "threads", concurrency: int = 12) -> None:
         self.stop_workers()

@@ -207,47 +207,6 @@ class RedisServer:
         self.proc = None
 
 
-class PostgresServer:
-    """A private PostgreSQL cluster on its own port (Debian's pg_createcluster, as root), to
-    restart at will without touching the server other test processes share; dropped at the
-    end."""
-
-    def __init__(self, name: str):
-        self.version = sorted(os.listdir("/etc/postgresql"),
-                              key=lambda v: [int(p) for p in v.split(".") if p.isdigit()])[-1]
-        self.cluster = f"passflow-{name}-{os.getpid()}"
-        self.port = free_port()
-
-    def _ctl(self, *argv: str) -> None:
-        subprocess.run(argv, check=True, capture_output=True, timeout=120)
-
-    def start(self) -> PostgresServer:
-        try:
-            self._ctl("pg_createcluster", self.version, self.cluster, "--port", str(self.port),
-                      "-o", "fsync=off", "-o", "synchronous_commit=off", "--", "--auth=trust")
-            self._ctl("pg_ctlcluster", "--skip-systemctl-redirect", self.version,
-                      self.cluster, "start")
-        except subprocess.CalledProcessError as exc:
-            self.drop()
-            raise AssertionError(f"{' '.join(exc.cmd)}: {exc.stderr!r}") from None
-        return self
-
-    def database(self, name: str) -> str:
-        """A new database of the cluster: its SQLAlchemy URL."""
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
-                             autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
-
-    def restart(self) -> None:
-        self._ctl("pg_ctlcluster", "--skip-systemctl-redirect", self.version, self.cluster,
-                  "restart")
-
-    def drop(self) -> None:
-        subprocess.run(["pg_dropcluster", "--stop", self.version, self.cluster],
-                       capture_output=True, timeout=120)
-
-
 def _pings(client) -> bool:
     import redis
 

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import delete, func, select
 
 import models.db
+from bench.stack import PostgresCluster
 from models import AuthSession, Decision, Job, JobStep, Logout, Profile, Registration
 from tests.support import (
     ApiProcess,
-    PostgresServer,
     RedisServer,
     WorkerProcess,
     device_json,
@@ -187,7 +187,7 @@ def test_redis_sigkilled_and_restarted_empty_during_a_run(database_url: str, pas
 
 
 @pytest.fixture
-def own_postgres(database_url: str) -> Iterator[PostgresServer]:
+def own_postgres(database_url: str) -> Iterator[PostgresCluster]:
     """A PostgreSQL cluster of the test's own, migrated, in the environment the workers start
     with: restarting the server the other test processes share would fail their tests."""
     import os
@@ -196,7 +196,7 @@ def own_postgres(database_url: str) -> Iterator[PostgresServer]:
     from passflow.settings import get_settings
     from worker.runtime import reset_runtime
 
-    server = PostgresServer("restart").start()
+    server = PostgresCluster("restart", fast=True).start()
     try:
         url = server.database("passflow")
         upgrade(url)
@@ -213,7 +213,7 @@ def own_postgres(database_url: str) -> Iterator[PostgresServer]:
         server.drop()
 
 
-def test_postgresql_restarted_during_a_run(own_postgres: PostgresServer, worker_processes,
+def test_postgresql_restarted_during_a_run(own_postgres: PostgresCluster, worker_processes,
                                            sim: httpx.Client, fault_report):
     worker = worker_processes("pg1")
     set_faults(sim, latency_ms=300)
