@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 _engine: Engine | None = None
 _factory: sessionmaker[Session] | None = None
+_ROWS = "passflow.db.rows"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -85,3 +86,23 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def add_row(session: Session, model: type, **values: Any) -> None:
+    """A row to insert when the session's transaction commits, with the others of its table in
+    one statement (executemany of one cached statement; the ORM's flush of one object cost a
+    lone play more than parsing its answer). The rows of a table name the same columns; a
+    rollback forgets them."""
+    session.connection()  # in a transaction, whose rollback forgets them
+    session.info.setdefault(_ROWS, {}).setdefault(model.__table__, []).append(values)
+
+
+@event.listens_for(Session, "before_commit")
+def _insert_rows(session: Session) -> None:
+    for table, rows in session.info.pop(_ROWS, {}).items():
+        session.connection().execute(insert(table), rows)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rows(session: Session, _transaction: Any) -> None:
+    session.info.pop(_ROWS, None)

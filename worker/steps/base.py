@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from models import Decision, Device, Job, JobStatus, Profile, utcnow
+from models.db import add_row
 from passflow.crypto import Cipher
 from passflow.flows import opened
 from passflow.sealed import open_sealed
@@ -255,7 +256,8 @@ def save_decision(ctx: StepContext, kind: str, mvpd: str, decision: PassDecision
         metrics.know_mvpds(mvpd)
     metrics.inc_on_commit(ctx.session, "passflow_decisions_total",
                           (kind, decision.decision, metrics.mvpd_label(mvpd), ctx.sp))
-    ctx.session.add(Decision(
+    add_row(  # inserted at commit, with the run's other decisions
+        ctx.session, Decision,
         job_id=ctx.job.id, device_id=ctx.job.device_id, service_provider=ctx.sp, mvpd=mvpd,
         kind=kind, resource=decision.resource, decision=decision.decision,
         source=decision.source,
@@ -266,4 +268,4 @@ def save_decision(ctx: StepContext, kind: str, mvpd: str, decision: PassDecision
         media_token_enc=ctx.cipher.encrypt(token.serialized_token) if token else None,
         token_not_before=from_millis(token.not_before) if token else None,
         token_not_after=from_millis(token.not_after) if token else None,
-    ))
+    )
