@@ -655,7 +655,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=50)
     parser.add_argument("--workers", type=int, default=2)  # one per core
     parser.add_argument("--rounds", type=int, default=3, help="runs of the side-by-side phases")
-    parser.add_argument("--loads", default="50,100,200,250")
+    parser.add_argument("--loads", default="50,100,200,350")
     parser.add_argument("--duration", type=float, default=8)
     parser.add_argument("--scale", default="1,2,4")
     parser.add_argument("--scale-load", type=float, default=200)
