@@ -36,7 +36,7 @@ from typing import Any
 
 import redis
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, joinedload, selectinload
 
@@ -60,6 +60,13 @@ log = logs.get_logger(__name__)
 
 # Errors of the database itself (unreachable, restarting, no pooled connection in time).
 _DATABASE_DOWN = (DBAPIError, PoolTimeoutError)
+
+
+def _down(exc: BaseException) -> bool:
+    """The database is away, not the run's records at fault: a constraint a record breaks is
+    the job's own fault (it failed again on every retry and held back the jobs batched with
+    it), applied alone like a bug."""
+    return isinstance(exc, _DATABASE_DOWN) and not isinstance(exc, IntegrityError)
 
 
 class _Bug(Exception):
@@ -187,12 +194,12 @@ def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, 
             cancelled = jobs.settle(session, step.name, owner, transitions)
         return {job.id: _Settled(_CANCELLED, "cancelled") if job.id in cancelled
                 else _Settled(t, _note(t)) for job, t in transitions}
-    except _DATABASE_DOWN as exc:
-        log.warning("step_database_error", phase="apply", jobs=len(job_ids),
-                    error=type(exc).__name__)
-        _release_quietly(step, owner, job_ids)
-        return {job_id: _Settled(None, "database-error") for job_id in job_ids}
-    except (_Bug, LeaseLost) as exc:
+    except (*_DATABASE_DOWN, _Bug, LeaseLost) as exc:
+        if _down(exc):
+            log.warning("step_database_error", phase="apply", jobs=len(job_ids),
+                        error=type(exc).__name__)
+            _release_quietly(step, owner, job_ids)
+            return {job_id: _Settled(None, "database-error") for job_id in job_ids}
         if len(job_ids) > 1:
             settled: dict[str, _Settled] = {}
             for job_id in job_ids:
@@ -204,7 +211,17 @@ def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, 
         if isinstance(exc, LeaseLost):
             log.warning("lease_lost", job_id=job_id)
             return {job_id: _Settled(None, "lease-lost")}
+        if isinstance(exc, IntegrityError):
+            log.error("step_record_refused", job_id=job_id, constraint=_constraint(exc))
         return {job_id: _fail_alone(step, owner, job_id, exc.__cause__ or exc)}
+
+
+def _constraint(exc: IntegrityError) -> str:
+    """The constraint a record broke, by name (never the values: they may be personal)."""
+    diag = getattr(exc.orig, "diag", None)  # psycopg
+    if diag is not None and diag.constraint_name:
+        return str(diag.constraint_name)
+    return str(exc.orig).split(":", 1)[-1].strip()[:200]  # SQLite names the columns only
 
 
 def _decide(step: Step, ctx: StepContext, claim: Claim, answer: Any,

@@ -238,3 +238,25 @@ def test_a_run_of_plays_reads_its_jobs_once(jobs_env: httpx.Client):
     assert results == dict.fromkeys(job_ids, "succeeded")
     assert len(reads) == 1, reads
     _decided(job_ids)
+
+
+def test_a_job_whose_record_breaks_a_constraint_fails_alone_and_holds_back_no_other(
+        jobs_env: httpx.Client, caplog: pytest.LogCaptureFixture):
+    """A constraint a job's record breaks is that job's fault, not the database being away: it
+    was released and retried without end, and the plays batched with it never settled. Now
+    the run is applied job by job: the other plays are decided, the bad one fails with its
+    error in words and the constraint in the log."""
+    from models import Job as JobRow
+    from tests.factories import DecisionFactory
+
+    bad, *good = _backlog_of_plays(jobs_env, 3)
+    with models.db.session_scope() as session:
+        row = session.get(JobRow, bad)
+    DecisionFactory(job=row, device_id=row.device_id)  # the decision this play would store
+    results = engine.run("decisions.authorize", [bad, *good], owner="test-run")
+    assert results == {bad: "failed", **dict.fromkeys(good, "succeeded")}
+    _decided(good)
+    failed = view(bad)
+    assert failed["status"] == "failed" and failed["error"]["code"] == "internal_error"
+    assert "in step decisions.authorize" in failed["error"]["message"]
+    assert any("step_record_refused" in r.getMessage() for r in caplog.records)
