@@ -168,8 +168,9 @@ def _contexts(session: Session, step: Step, job_ids: Iterable[str], settings: Se
     for a step whose jobs' rows no one else writes during its call (Step.kept_for_apply), the
     jobs its claim loaded, joined to this session with no query."""
     if kept is not None:
-        session.add_all(kept[job_id] for job_id in job_ids)
-        return [StepContext(session, kept[job_id], settings, rt) for job_id in job_ids]
+        loaded = [kept[job_id] for job_id in job_ids if job_id in kept]
+        session.add_all(loaded)
+        return [StepContext(session, job, settings, rt) for job in loaded]
     loaded = session.scalars(select(Job).where(Job.id.in_(list(job_ids))).options(
         joinedload(Job.event), joinedload(Job.device),
         *(selectinload(rel) for rel in step.preload))).unique().all()
