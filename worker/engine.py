@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Iterable
@@ -35,7 +36,7 @@ from datetime import timedelta
 from typing import Any
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, joinedload, selectinload
@@ -171,10 +172,16 @@ def _contexts(session: Session, step: Step, job_ids: Iterable[str], settings: Se
         loaded = [kept[job_id] for job_id in job_ids if job_id in kept]
         session.add_all(loaded)
         return [StepContext(session, job, settings, rt) for job in loaded]
-    loaded = session.scalars(select(Job).where(Job.id.in_(list(job_ids))).options(
-        joinedload(Job.event), joinedload(Job.device),
-        *(selectinload(rel) for rel in step.preload))).unique().all()
+    loaded = session.scalars(_load_query(step.name), {"ids": list(job_ids)}).unique().all()
     return [StepContext(session, job, settings, rt) for job in loaded]
+
+
+@functools.cache
+def _load_query(step_name: str) -> Select[tuple[Job]]:
+    """The query of a run's jobs for `step_name`, built once (its cache key with it)."""
+    return select(Job).where(Job.id.in_(bindparam("ids", expanding=True))).options(
+        joinedload(Job.event), joinedload(Job.device),
+        *(selectinload(rel) for rel in STEPS[step_name].preload))
 
 
 def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, Any],

@@ -12,12 +12,12 @@ polling. Sending messages after commit is worker.dispatch's; running steps is wo
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, insert, or_, select, update
+from sqlalchemy import Executable, and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -121,7 +121,7 @@ def accept(session: Session, events: list[EventIn], *, first_steps: Mapping[str,
                 "dispatched_at": now if mark_sent else None,
                 "result": {}, "state": {}, "created_at": now, "updated_at": now,
             })
-        session.connection().execute(insert(Job.__table__), job_rows)
+        session.connection().execute(_built(session, _jobs_insert), job_rows)
     known = _jobs_of_events(session, [event_id for event_id in first_of
                                       if event_id not in created])
     answers, seen = [], set()
@@ -135,6 +135,10 @@ def accept(session: Session, events: list[EventIn], *, first_steps: Mapping[str,
             answers.append(Accepted(job_id, False, status))
         seen.add(event.event_id)
     return answers, list(created.values())
+
+
+def _jobs_insert(_dialect_insert) -> Executable:
+    return insert(Job.__table__)
 
 
 def _jobs_of_events(session: Session, event_ids: list[str]) -> dict[str, tuple[str, str]]:
@@ -155,37 +159,58 @@ def _dialect_insert(session: Session):
     return dialect_insert
 
 
+# The statements of a play's path (accept, claim, complete), each built once per dialect with
+# every value a bound parameter: building one costs more than running it (coercions, the cache
+# key), and a statement built once keeps its cache key.
+_BUILT: dict[tuple[str, str], Executable] = {}
+
+
+def _built(session: Session, build: Callable[[Any], Executable]) -> Executable:
+    """The statement `build(dialect_insert)` makes for the session's dialect, built once."""
+    key = (session.get_bind().dialect.name, build.__name__)
+    statement = _BUILT.get(key)
+    if statement is None:
+        statement = _BUILT[key] = build(_dialect_insert(session))
+    return statement
+
+
 def _upsert_devices(session: Session, events: list[EventIn], now) -> None:
     """Insert or update the devices in one statement: two first events of a device may arrive
     at the same moment. A device named twice keeps its latest info; rows go in id order, so
     two batches lock shared devices in the same order."""
     latest = {event.device.id: event.device for event in events}
-    devices = Device.__table__
-    statement = _dialect_insert(session)(devices)
     session.connection().execute(
-        statement.on_conflict_do_update(index_elements=[devices.c.id], set_={
-            name: statement.excluded[name]
-            for name in ("last_info", "last_ip", "last_port", "updated_at")}),
+        _built(session, _devices_upsert),
         [{"id": device_id, "last_info": dict(device.info), "last_ip": device.ip,
           "last_port": device.port, "created_at": now, "updated_at": now}
          for device_id, device in sorted(latest.items())])
 
 
+def _devices_upsert(dialect_insert) -> Executable:
+    devices = Device.__table__
+    statement = dialect_insert(devices)
+    return statement.on_conflict_do_update(index_elements=[devices.c.id], set_={
+        name: statement.excluded[name]
+        for name in ("last_info", "last_ip", "last_port", "updated_at")})
+
+
 def _insert_events(session: Session, events: list[EventIn], now) -> dict[str, str]:
     """event_id -> primary key of the events inserted here; an event_id another transaction
     stored first is skipped (PostgreSQL waits for that transaction to end)."""
-    table = Event.__table__
     # The key only for events that carry a field their flow seals (passflow.flows).
     cipher = cipher_from_settings() if any(needs_cipher(e) for e in events) else None
-    statement = (_dialect_insert(session)(table)
-                 .on_conflict_do_nothing(index_elements=[table.c.event_id])
-                 .returning(table.c.event_id, table.c.id))
     # In event_id order: two transactions storing the same events wait for each other in the
     # same order, never crosswise.
     rows = [{"id": new_id(), "event_id": event.event_id, "type": event.type,
              "payload": stored_payload(event, cipher), "received_at": now}
             for event in sorted(events, key=lambda e: e.event_id)]
-    return dict(session.connection().execute(statement, rows).all())
+    return dict(session.connection().execute(_built(session, _events_insert), rows).all())
+
+
+def _events_insert(dialect_insert) -> Executable:
+    table = Event.__table__
+    return (dialect_insert(table).on_conflict_do_nothing(index_elements=[table.c.event_id])
+            .returning(table.c.event_id, table.c.id))
 
 
 # Running a step ----------------------------------------------------------------------------------
@@ -205,22 +230,10 @@ def claim_many(session: Session, job_ids: list[str], step_name: str, owner: str,
     """Take the lease of every job of `job_ids` that is due for `step_name` and free: one
     UPDATE ... RETURNING (PostgreSQL and SQLite >= 3.35), then the step rows' counters."""
     now = utcnow()
-    early = timedelta(seconds=EARLY_TOLERANCE_S)
-    rows = session.execute(
-        update(Job)
-        .where(
-            Job.id.in_(job_ids),
-            Job.current_step == step_name,
-            Job.status.not_in(_FINAL),
-            or_(Job.lease_until.is_(None), Job.lease_until < now),
-            or_(Job.next_run_at.is_(None), Job.next_run_at <= now + early),
-        )
-        .values(lease_owner=owner, lease_until=now + lease,
-                status=case((Job.status == JobStatus.QUEUED.value, JobStatus.RUNNING.value),
-                            else_=Job.status))
-        .returning(Job.id, Job.device_id, Job.next_run_at, Job.request_id)
-        .execution_options(synchronize_session=False)
-    ).all()
+    rows = session.connection().execute(_built(session, _claim_update), {
+        "ids": job_ids, "step": step_name, "owner": owner, "now": now,
+        "due_by": now + timedelta(seconds=EARLY_TOLERANCE_S), "lease_until": now + lease,
+    }).all()
     claimed = {job_id: device_id for job_id, device_id, _, _ in rows}
     late = {job_id: 0.0 if due is None else max(0.0, (now - due).total_seconds())
             for job_id, _, due, _ in rows}
@@ -228,15 +241,10 @@ def claim_many(session: Session, job_ids: list[str], step_name: str, owner: str,
     if not claimed:
         return {}
     # The step rows' counters in one statement: a first run inserts, a rerun counts one more.
-    # (Core executemany: a cached statement, sent as one multi-row INSERT.)
-    steps = JobStep.__table__
-    statement = _dialect_insert(session)(steps)
+    # (Core executemany, sent as one multi-row INSERT.)
     counters = {job_id: (attempts, failures, limited)
                 for job_id, attempts, failures, limited in session.connection().execute(
-        statement.on_conflict_do_update(
-            index_elements=[steps.c.job_id, steps.c.step],
-            set_={"attempts": steps.c.attempts + 1, "status": StepStatus.RUNNING.value})
-        .returning(steps.c.job_id, steps.c.attempts, steps.c.failures, steps.c.rate_limited),
+        _built(session, _steps_upsert),
         [{"job_id": job_id, "step": step_name, "attempts": 1, "failures": 0,
           "rate_limited": 0, "status": StepStatus.RUNNING.value, "started_at": now}
          for job_id in claimed])}
@@ -244,6 +252,31 @@ def claim_many(session: Session, job_ids: list[str], step_name: str, owner: str,
                           attempts=counters[job_id][0], rate_limited=counters[job_id][2],
                           late_s=late[job_id], request_id=request_of[job_id])
             for job_id, device_id in claimed.items()}
+
+
+def _claim_update(_dialect_insert) -> Executable:
+    jobs = Job.__table__
+    return (
+        jobs.update()
+        .where(
+            jobs.c.id.in_(bindparam("ids", expanding=True)),
+            jobs.c.current_step == bindparam("step"),
+            jobs.c.status.not_in(_FINAL),
+            or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < bindparam("now")),
+            or_(jobs.c.next_run_at.is_(None), jobs.c.next_run_at <= bindparam("due_by")),
+        )
+        .values(lease_owner=bindparam("owner"), lease_until=bindparam("lease_until"),
+                status=case((jobs.c.status == JobStatus.QUEUED.value, JobStatus.RUNNING.value),
+                            else_=jobs.c.status))
+        .returning(jobs.c.id, jobs.c.device_id, jobs.c.next_run_at, jobs.c.request_id))
+
+
+def _steps_upsert(dialect_insert) -> Executable:
+    steps = JobStep.__table__
+    return (dialect_insert(steps).on_conflict_do_update(
+        index_elements=[steps.c.job_id, steps.c.step],
+        set_={"attempts": steps.c.attempts + 1, "status": StepStatus.RUNNING.value})
+        .returning(steps.c.job_id, steps.c.attempts, steps.c.failures, steps.c.rate_limited))
 
 
 def due_for(session: Session, step_name: str, *, limit: int) -> list[str]:
@@ -293,8 +326,8 @@ def _complete_many(session: Session, step_name: str, owner: str,
         return
     session.flush()  # the records the steps added, before the jobs say they are done
     now = utcnow()
-    jobs_table, steps_table = Job.__table__, JobStep.__table__
-    job_rows, step_rows = [], []
+    job_rows: list[dict[str, Any]] = []
+    step_rows: list[dict[str, Any]] = []
     for job, outcome in done:
         repeat = outcome.next_step == step_name
         step_rows.append({
@@ -328,21 +361,32 @@ def _complete_many(session: Session, step_name: str, owner: str,
         elif (outcome.status == JobStatus.WAITING_FOR_USER
               and job.status != JobStatus.WAITING_FOR_USER):
             webhooks.record(session, job.id, "job.waiting_for_user")
+    for row in job_rows:
+        row.update(_owner=owner, _now=now)
     changed = session.connection().execute(
-        jobs_table.update()
-        .where(jobs_table.c.id == bindparam("_id"), jobs_table.c.lease_owner == owner)
-        .values({**{name: bindparam(name) for name in job_rows[0] if name != "_id"},
-                 "lease_owner": None, "lease_until": None, "updated_at": now}),
-        job_rows,
-    ).rowcount if job_rows else 0
+        _built(session, _complete_jobs), job_rows).rowcount if job_rows else 0
     if changed != len(job_rows):
         raise LeaseLost(", ".join(row["_id"] for row in job_rows))
-    session.connection().execute(
-        steps_table.update()
-        .where(steps_table.c.job_id == bindparam("_id"), steps_table.c.step == step_name)
-        .values({name: bindparam(name) for name in step_rows[0] if name != "_id"}),
-        step_rows,
-    )
+    for row in step_rows:
+        row["_step"] = step_name
+    session.connection().execute(_built(session, _complete_steps), step_rows)
+
+
+def _complete_jobs(_dialect_insert) -> Executable:
+    jobs = Job.__table__
+    return (jobs.update()
+            .where(jobs.c.id == bindparam("_id"), jobs.c.lease_owner == bindparam("_owner"))
+            .values({**{name: bindparam(name) for name in (
+                "status", "current_step", "next_run_at", "dispatched_at", "result", "state",
+                "error", "finished_at")},
+                "lease_owner": None, "lease_until": None, "updated_at": bindparam("_now")}))
+
+
+def _complete_steps(_dialect_insert) -> Executable:
+    steps = JobStep.__table__
+    return (steps.update()
+            .where(steps.c.job_id == bindparam("_id"), steps.c.step == bindparam("_step"))
+            .values({name: bindparam(name) for name in ("status", "finished_at", "last_error")}))
 
 
 def release(session: Session, job_id: str, step_name: str, owner: str, *, retry_in_s: float,
