@@ -228,7 +228,7 @@ def test_postgresql_restarted_during_a_run(own_postgres: PostgresCluster, worker
     assert finals == ["succeeded"] * 10
     assert worker.proc.poll() is None, "the worker exited"
     fault_report("PostgreSQL restarted with 10 jobs in flight",
-                 "all 10 jobs succeeded; workers reconnected (pre-ping) and retried")
+                 "all 10 jobs succeeded; workers replaced the closed connections and retried")
 
 
 def own_postgres_url() -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+import psycopg
+from sqlalchemy import QueuePool, func, select, text
 
 from models import Decision
-from models.db import add_row, session_scope
+from models.db import add_row, make_engine, session_scope
 from tests.factories import JobFactory
+from tests.support import PG_ADMIN, PG_URL, wait_for
 
 
 def _row(job, resource: str = "REF30") -> dict:
@@ -39,3 +41,21 @@ def test_a_rolled_back_transaction_forgets_its_rows(factories_bound: None):
         add_row(session, Decision, **_row(job))
         session.rollback()  # the session goes on, with another transaction
     assert _count(job) == 0
+
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout():
+    """A restarted or terminating PostgreSQL closes the pool's idle connections: the next
+    transaction gets a working connection, not an error (checked at checkout, with no ping)."""
+    engine = make_engine(PG_URL, poolclass=QueuePool, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as conn:
+            first = conn.scalar(text("SELECT pg_backend_pid()"))
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", [first]).fetchone()[0]
+            wait_for(lambda: not admin.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s", [first]).fetchone())
+        with engine.connect() as conn:
+            assert conn.scalar(text("SELECT pg_backend_pid()")) != first
+    finally:
+        engine.dispose()
