@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, insert
+from sqlalchemy import Dialect, Engine, create_engine, event, insert
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,21 +38,26 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         settings = get_settings()
         kwargs.update(pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
     engine = create_engine(url, **kwargs)
-    event.listen(engine, "checkout", _closed_by_server)
+    event.listen(engine, "checkout", functools.partial(_closed_by_server, engine.dialect))
     return engine
 
 
-def _closed_by_server(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+def _closed_by_server(dialect: Dialect, dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
     """A pooled PostgreSQL connection the server has closed is replaced at checkout (the pool
-    takes another), checked without a round trip: an idle connection has nothing to read, so
-    a socket that is readable holds the server's goodbye (a restart's FATAL) or its end. A
-    ping (SQLAlchemy's pool_pre_ping) cost every transaction a round trip: three a play."""
+    takes another). An idle connection has nothing to read: one that is quiet is taken with no
+    round trip (SQLAlchemy's pool_pre_ping cost every transaction one: three a play). One with
+    something to read holds the server's goodbye (a restart's FATAL, its end) or, rarely, a
+    message the server sends unasked: a ping tells which."""
     if dbapi_conn.closed or dbapi_conn.broken:
         raise DisconnectionError("connection closed")
     poller = select.poll()  # (not select.select: a busy process' descriptors pass 1024)
     poller.register(dbapi_conn.fileno(), select.POLLIN)
-    if poller.poll(0):
-        raise DisconnectionError("the server closed the connection")
+    if not poller.poll(0):
+        return
+    try:
+        dialect.do_ping(dbapi_conn)
+    except dialect.loaded_dbapi.Error as exc:
+        raise DisconnectionError("the server closed the connection") from exc
 
 
 def configure(url: str | None = None) -> Engine:

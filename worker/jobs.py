@@ -421,6 +421,15 @@ def cancel(session: Session, job_ids: list[str], *, code: str = "cancelled",
     if not job_ids:
         return []
     now = utcnow()
+    # The sessions' rows before the jobs' (the order a poll's run locks them: see
+    # start_polling).
+    stop = SessionStatus.SUPERSEDED if code == "superseded" else SessionStatus.CANCELLED
+    session.execute(
+        update(AuthSession).where(AuthSession.job_id.in_(job_ids),
+                                  AuthSession.status == SessionStatus.PENDING)
+        .values(status=stop, stop_reason=message or code, next_poll_at=None)
+        .execution_options(synchronize_session=False)
+    )
     rows = session.execute(
         update(Job).where(Job.id.in_(job_ids), Job.status.not_in(_FINAL))
         .values(status=JobStatus.CANCELLED, current_step=None, next_run_at=None,
@@ -436,13 +445,6 @@ def cancel(session: Session, job_ids: list[str], *, code: str = "cancelled",
         metrics.inc_on_commit(session, "passflow_jobs_finished_total",
                               (row.type, JobStatus.CANCELLED, metrics.mvpd_label(row.mvpd),
                                code, row.service_provider))
-    stop = SessionStatus.SUPERSEDED if code == "superseded" else SessionStatus.CANCELLED
-    session.execute(
-        update(AuthSession).where(AuthSession.job_id.in_(job_ids),
-                                  AuthSession.status == SessionStatus.PENDING)
-        .values(status=stop, stop_reason=message or code, next_poll_at=None)
-        .execution_options(synchronize_session=False)
-    )
     for job_id in cancelled:
         webhooks.record(session, job_id, "job.finished")
     return cancelled
@@ -488,11 +490,16 @@ def partner_answered(session: Session, *, device_id: str, service_provider: str,
 
 def start_polling(session: Session, job_id: str) -> str | None:
     """The user reached the final page (primary-screen flow): the job's poll is due now.
-    Returns the step to send, or None when the job is not waiting for a poll."""
+    Returns the step to send, or None when the job is not waiting for a poll.
+
+    The session's row is locked before the job's, in the order a poll's run writes them (its
+    session's row, then the job's settle): taken the other way round, a user's return that
+    met the job's poll being applied deadlocked, and the page answered 503."""
+    auth = session.scalar(select(AuthSession).where(AuthSession.job_id == job_id)
+                          .with_for_update())
     job = session.get(Job, job_id, with_for_update=True)
     if job is None or job.status in FINAL_STATUSES or job.current_step is None:
         return None
-    auth = session.scalar(select(AuthSession).where(AuthSession.job_id == job_id))
     if auth is None or auth.status != SessionStatus.PENDING:
         return None
     now = utcnow()

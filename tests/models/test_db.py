@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import select as io_select
+
 import psycopg
 from sqlalchemy import QueuePool, func, select, text
 
@@ -57,5 +59,27 @@ def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout():
                 "SELECT 1 FROM pg_stat_activity WHERE pid = %s", [first]).fetchone())
         with engine.connect() as conn:
             assert conn.scalar(text("SELECT pg_backend_pid()")) != first
+    finally:
+        engine.dispose()
+
+
+def test_a_pooled_connection_with_a_message_waiting_is_kept():
+    """Something to read on an idle connection is not always a goodbye (here a notification):
+    a ping tells, and the connection is kept."""
+    engine = make_engine(PG_URL, poolclass=QueuePool, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as conn:
+            first = conn.scalar(text("SELECT pg_backend_pid()"))
+            conn.exec_driver_sql("LISTEN passflow_test_channel")
+            conn.commit()
+            raw = conn.connection.dbapi_connection
+        # (A notification goes to the listeners of the same database.)
+        with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as other:
+            other.execute("NOTIFY passflow_test_channel")
+        poller = io_select.poll()
+        poller.register(raw.fileno(), io_select.POLLIN)
+        wait_for(lambda: poller.poll(0))
+        with engine.connect() as conn:
+            assert conn.scalar(text("SELECT pg_backend_pid()")) == first
     finally:
         engine.dispose()
