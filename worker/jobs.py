@@ -7,6 +7,10 @@ claiming a step (a conditional update: a redelivered or duplicate message finds 
 claim), releasing it to run again later, completing it with the step's outcome (conditional on
 still holding the lease), cancelling, superseding a device's older sessions, and resuming
 polling. Sending messages after commit is worker.dispatch's; running steps is worker.engine's.
+
+Lock order: a transaction that writes an authentication session and its job locks the
+session's row first, as a poll's run does (its records are flushed before its job settles);
+taken crosswise, PostgreSQL aborts one of the two (tests/worker/jobs/test_locks.py).
 """
 
 from __future__ import annotations
