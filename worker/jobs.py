@@ -15,6 +15,7 @@ taken crosswise, PostgreSQL aborts one of the two (tests/worker/jobs/test_locks.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -155,27 +156,22 @@ def _jobs_of_events(session: Session, event_ids: list[str]) -> dict[str, tuple[s
     return {event_id: (job_id, status) for event_id, job_id, status in rows}
 
 
-def _dialect_insert(session: Session):
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert
-
-
 # The statements of a play's path (accept, claim, complete), each built once per dialect with
 # every value a bound parameter: building one costs more than running it (coercions, the cache
 # key), and a statement built once keeps its cache key.
-_BUILT: dict[tuple[str, str], Executable] = {}
-
-
 def _built(session: Session, build: Callable[[Any], Executable]) -> Executable:
-    """The statement `build(dialect_insert)` makes for the session's dialect, built once."""
-    key = (session.get_bind().dialect.name, build.__name__)
-    statement = _BUILT.get(key)
-    if statement is None:
-        statement = _BUILT[key] = build(_dialect_insert(session))
-    return statement
+    """The statement `build(dialect_insert)` makes for the session's dialect (its INSERT,
+    for ON CONFLICT), built once."""
+    return _build(session.get_bind().dialect.name, build)
+
+
+@functools.cache
+def _build(dialect: str, build: Callable[[Any], Executable]) -> Executable:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return build(dialect_insert)
 
 
 def _upsert_devices(session: Session, events: list[EventIn], now) -> None:
