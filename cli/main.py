@@ -11,9 +11,11 @@ from pathlib import Path
 def _simulator(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from passflow.heap import freeze_startup_heap
     from simulator import SimConfig, create_app
 
     app = create_app(SimConfig.load(args.config))
+    freeze_startup_heap()  # as passflow's servers: Adobe Pass' stand-in pauses no more than they
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
@@ -165,6 +167,7 @@ def _api(args: argparse.Namespace) -> int:
         return 2
     from api.app import create_app
     from passflow import logs
+    from passflow.heap import freeze_startup_heap
     from passflow.serving import limits_for, server_config
 
     logs.configure()
@@ -175,10 +178,13 @@ def _api(args: argparse.Namespace) -> int:
             hint="set PASSFLOW_PUBLIC_URL to the address users' browsers open")
     # Whose X-Forwarded-For is believed is passflow's setting (api.forwarded), never uvicorn's
     # default; trusted proxies may hold more connections than one client.
-    uvicorn.Server(server_config(
+    server = uvicorn.Server(server_config(
         create_app(settings, served_at=served_at), host=args.host, port=args.port,
         log_level=args.log_level, log_config=None, access_log=True, proxy_headers=False,
-        limits=limits_for(settings.trusted_proxies))).run()
+        limits=limits_for(settings.trusted_proxies)))
+    logs.get_logger("passflow.api").info("api_starting", listen=served_at,
+                                         frozen_objects=freeze_startup_heap())
+    server.run()
     return 0
 
 

@@ -75,9 +75,10 @@ def _fresh_log_context(**_: object) -> None:
 
 @signals.worker_ready.connect
 def _ready(sender: object = None, **_: object) -> None:
-    """The banner's facts in one line of the same stream (Celery's banner is turned off).
-    `sender` is the worker's consumer."""
+    """The banner's facts in one line of the same stream (Celery's banner is turned off),
+    once the start-up heap is frozen (passflow.heap). `sender` is the worker's consumer."""
     from passflow import logs
+    from passflow.heap import freeze_startup_heap
 
     task_consumer = getattr(sender, "task_consumer", None)
     queues = sorted(q.name for q in task_consumer.queues) if task_consumer else []
@@ -85,4 +86,4 @@ def _ready(sender: object = None, **_: object) -> None:
     logs.get_logger("worker").info(
         "worker_ready", hostname=getattr(sender, "hostname", None), queues=queues,
         pool=type(pool).__module__.rsplit(".", 1)[-1] if pool is not None else None,
-        concurrency=getattr(pool, "limit", None))
+        concurrency=getattr(pool, "limit", None), frozen_objects=freeze_startup_heap())

@@ -13,6 +13,7 @@ import redis
 from celery import Celery, Task, bootsteps, signals
 
 from passflow import logs
+from passflow.heap import freeze_startup_heap
 from passflow.settings import get_settings
 from worker import dispatch, engine, metrics, webhooks
 from worker.adobe_pass import AdobePassError, RegistrationRequired
@@ -76,11 +77,13 @@ def _redis() -> redis.Redis:
     return runtime().redis
 
 
-# A prefork child reports its own counts and figures (as HOST:PID); the parent's reporter,
-# like its sweeper, stays in the parent.
-signals.worker_process_init.connect(
-    lambda **_: metrics.start_reporter(_redis, name=f"{socket.gethostname()}:{os.getpid()}"),
-    weak=False)
+@signals.worker_process_init.connect(weak=False)
+def _child_started(**_: object) -> None:
+    """A prefork child reports its own counts and figures (as HOST:PID); the parent's reporter,
+    like its sweeper, stays in the parent. It freezes its own start-up heap: it was forked
+    before the parent froze its own (passflow.heap)."""
+    metrics.start_reporter(_redis, name=f"{socket.gethostname()}:{os.getpid()}")
+    log.debug("worker_child_started", pid=os.getpid(), frozen_objects=freeze_startup_heap())
 
 
 def _queues_of(parent) -> list[str]:
