@@ -28,9 +28,13 @@ ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def step_env(database_url: str, pass_env: str, factories_bound: None,
              simulator_server: BackgroundServer) -> Iterator[httpx.Client]:
     """A simulator reset to its fixtures, keeping passflow's registration (as Adobe Pass does
-    between jobs); yields its control client."""
+    between jobs), and passflow registered before the test builds its records, as in a running
+    deployment: new client credentials end every stored profile, so a registration made during
+    the test (the first of a run on a fresh database) would end the profiles it built. Yields
+    the simulator's control client."""
     with httpx.Client(base_url=simulator_server.url, timeout=10) as control:
         control.post("/_sim/reset", params={"keep_registrations": "true"}).raise_for_status()
+        runtime().adobe_for(get_settings().service_provider).access_token()
         yield control
 
 
