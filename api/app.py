@@ -159,7 +159,8 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         tokens = [settings.api_token.get_secret_value()] if settings.api_token else []
     checker = TokenChecker(tokens)
     event_context = {"devices_share_address": settings.devices_share_address}
-    intake = Intake(default_service_provider=settings.service_provider)
+    intake = Intake(default_service_provider=settings.service_provider,
+                    linger_s=settings.intake_linger_ms / 1000)
     cipher = cipher_from_settings()
     ingest = [Depends(checker.require("ingest"))]
     authorized = [Depends(checker.require("read"))]

@@ -44,6 +44,7 @@ from bench.stack import (
 from models import AuthSession, Event, Job
 from models import Device as DeviceRow
 from passflow.heap import freeze_startup_heap
+from passflow.settings import Settings
 from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
 from worker.adobe_pass.headers import Device, device_headers
 
@@ -550,6 +551,33 @@ def by_load(rounds: list[list[dict]]) -> list[list[dict]]:
     return [list(rows) for rows in zip(*rounds, strict=True)]
 
 
+def linger_table(rounds: list[dict]) -> list[str]:
+    """passflow as configured (the API lingers PASSFLOW_INTAKE_LINGER_MS for company) against
+    the API storing each event the moment it can, measured in each round beside it."""
+    if not rounds[0]["no_linger"]:
+        return []
+    lines = ["", "The API's linger (PASSFLOW_INTAKE_LINGER_MS, default "
+             f"{Settings.model_fields['intake_linger_ms'].default:.0f}) against none (0), each "
+             "round's passflow at the same load beside it; CPU per decision in ms:", "",
+             "| offered/s | passflow's own, linger / none | API | workers | PostgreSQL | added p50 "
+             "| added p99 | transactions per decision |", "| --- |" + " --- |" * 7]
+    own = ("API", "workers", "PostgreSQL", "Redis")
+    columns = [(lambda a: sum(a["cpu_ms"][k] for k in own), "", 1.0, 1),
+               (lambda a: a["cpu_ms"]["API"], "", 1.0, 1),
+               (lambda a: a["cpu_ms"]["workers"], "", 1.0, 1),
+               (lambda a: a["cpu_ms"]["PostgreSQL"], "", 1.0, 1),
+               (lambda a: a["p50"], " ms", 1000.0, 0), (lambda a: a["p99"], " ms", 1000.0, 0),
+               (lambda a: a["work"]["transactions"], "", 1.0, 2)]
+    for none in by_load([r["no_linger"] for r in rounds]):
+        rate = none[0]["offered"]
+        lingered = [next(a for a in r["auth"] if a["offered"] == rate) for r in rounds]
+        cells = [f"{spread([key(a) for a in lingered], unit, scale, digits)} / "
+                 f"{spread([key(b) for b in none], unit, scale, digits)}"
+                 for key, unit, scale, digits in columns]
+        lines.append(f"| {rate:.0f} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def report(args, rounds: list[dict], poll: dict, mix: dict, scale: list[dict],
            pools: list[dict], intake: list[dict], apart: list[dict]) -> str:
     runs = len(rounds)
@@ -603,6 +631,7 @@ def report(args, rounds: list[dict], poll: dict, mix: dict, scale: list[dict],
         theirs = spread([sum(o["cpu_ms"][k] for k in own) for o in one], digits=1)
         lines.append(f"| {auth[0]['offered']:.0f} | " + " | ".join(cells) + f" | {mine} | "
                      f"{spread([o['cpu_ms']['workers'] for o in one], digits=1)} | {theirs} |")
+    lines += linger_table(rounds)
     work = list(rounds[0]["auth"][0]["work"])
     lines += ["", "PostgreSQL and Redis per decision, passflow (the figures docs/capacity.md "
               "scales from):", "",
@@ -657,6 +686,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)  # one per core
     parser.add_argument("--rounds", type=int, default=3, help="runs of the side-by-side phases")
     parser.add_argument("--loads", default="50,100,200,350")
+    parser.add_argument("--linger-loads", default="50,100,200",
+                        help="offered loads measured again with PASSFLOW_INTAKE_LINGER_MS=0")
     parser.add_argument("--duration", type=float, default=8)
     parser.add_argument("--scale", default="1,2,4")
     parser.add_argument("--scale-load", type=float, default=200)
@@ -680,6 +711,7 @@ def main() -> None:
     freeze_startup_heap()
     first = 0
     loads = [float(x) for x in args.loads.split(",")]
+    linger_loads = [float(x) for x in args.linger_loads.split(",") if x]
     rounds: list[dict] = []
     intake: list[dict] = []
     scale: list[dict] = []
@@ -689,10 +721,10 @@ def main() -> None:
     apart: list[dict] = []
     try:
         # Every device a phase plays for has a profile; the loop's devices are apart.
-        seed_profiles(stack.sim_url, 0, 15_000 * args.rounds + 15_000)
+        seed_profiles(stack.sim_url, 0, 20_000 * args.rounds + 15_000)
         seed_profiles(stack.sim_url, LOOP_DEVICES, 10_000 * args.rounds)
         for n in range(args.rounds):
-            this: dict = {"auth": [], "one_task": []}
+            this: dict = {"auth": [], "one_task": [], "no_linger": []}
             print(f"round {n + 1} of {args.rounds}: plain asyncio + httpx loop ...", flush=True)
             this["base"] = asyncio.run(baseline(stack.sim_url, LOOP_DEVICES + n * 10_000,
                                                 args.duration, concurrency=64))
@@ -707,6 +739,15 @@ def main() -> None:
                                               this["base"]["idle_p50"]))
                     first += this[kind][-1]["devices"]
                     print(f"  {this[kind][-1]}", flush=True)
+            # The API's linger against none, beside the runs above with the same workers.
+            stack.restart_api(PASSFLOW_INTAKE_LINGER_MS="0")
+            for load in linger_loads:
+                print(f"authorization at {load:.0f}/s, the API not lingering ...", flush=True)
+                this["no_linger"].append(authorization(stack, engine, first, load,
+                                                       args.duration, this["base"]["idle_p50"]))
+                first += this["no_linger"][-1]["devices"]
+                print(f"  {this['no_linger'][-1]}", flush=True)
+            stack.restart_api()
             rounds.append(this)
         upstream = rounds[0]["base"]["idle_p50"]
         if not args.quick:

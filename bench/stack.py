@@ -162,9 +162,11 @@ class Stack:
         self.workers: list[subprocess.Popen] = []
         self.procs: list[subprocess.Popen] = []
 
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen:
-        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115
-        return subprocess.Popen([sys.executable, "-m", "cli", *args], env=self.env,
+    def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None
+               ) -> subprocess.Popen:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115
+        return subprocess.Popen([sys.executable, "-m", "cli", *args],
+                                env={**self.env, **(env or {})},
                                 stdout=log, stderr=subprocess.STDOUT)
 
     def start(self) -> Stack:
@@ -194,10 +196,15 @@ class Stack:
         self.env["PASSFLOW_DATABASE_URL"] = url
         subprocess.run([sys.executable, "-m", "cli", "db", "upgrade"], env=self.env,
                        check=True, capture_output=True)
+        self.restart_api()
+
+    def restart_api(self, **env: str) -> None:
+        """The API again, on the stack's settings with `env` over them (for it alone)."""
         old = next(proc for proc in self.procs if proc.pid == self.api_pid)
         old.terminate()
         old.wait(timeout=20)
-        api = self._spawn("api", "api", "--port", str(self.api_port), "--log-level", "warning")
+        api = self._spawn("api", "api", "--port", str(self.api_port), "--log-level", "warning",
+                          env=env)
         _wait_http(self.api_url + "/livez", api)
         self.procs = [proc for proc in self.procs if proc is not old] + [api]
         self.api_pid = api.pid

@@ -4,6 +4,7 @@ and an event that cannot be stored fails alone."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import httpx
@@ -67,6 +68,36 @@ def test_waiting_events_are_stored_in_one_transaction(jobs_env: httpx.Client, tr
             job = session.get(Job, answer.job_id)
             assert job.event.event_id == event.event_id and job.device_id == event.device.id
         assert wait_for_status(answer.job_id) == "succeeded"
+
+
+def _submit_spaced(intake: Intake, events: list, gap_s: float) -> list:
+    """Each event `gap_s` after the one before, as requests arriving one by one."""
+    async def main() -> list:
+        async def one(n: int, event):
+            await asyncio.sleep(n * gap_s)
+            return await intake.submit(event)
+
+        return await asyncio.gather(*(one(n, e) for n, e in enumerate(events)))
+
+    return asyncio.run(main())
+
+
+def test_events_arriving_close_together_wait_for_company(jobs_env: httpx.Client, transactions):
+    """Five requests 5 ms apart: the first, alone, is stored at once; the four close behind it
+    wait for each other and share a transaction (and a message, and the worker's run)."""
+    answers = _submit_spaced(Intake(default_service_provider="REF30", linger_s=0.2),
+                             _events(5), gap_s=0.005)
+    assert transactions == [1, 4]
+    assert all(wait_for_status(a.job_id) == "succeeded" for a in answers)
+
+
+def test_a_lone_event_waits_for_nobody(jobs_env: httpx.Client, transactions):
+    """Events further apart than the linger are each stored the moment they arrive."""
+    intake = Intake(default_service_provider="REF30", linger_s=5.0)
+    started = time.monotonic()
+    _submit_all(intake, _events(1))
+    assert time.monotonic() - started < 2.5
+    assert transactions == [1]
 
 
 def test_an_event_that_cannot_be_stored_fails_alone(jobs_env: httpx.Client,
