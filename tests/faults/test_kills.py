@@ -150,6 +150,10 @@ def test_redis_sigkilled_and_restarted_empty_during_a_run(database_url: str, pas
     api = ApiProcess(env)
     workers = [WorkerProcess(name, env=env, loglevel="INFO") for name in ("broker1", "broker2")]
     try:
+        # Both consuming before the jobs come: the fault is a broker lost during a run, not
+        # during a worker's start-up (the clean clone's run once killed it between one
+        # worker's mingle and its ready; that worker logged nothing in the 30 s the test waited).
+        wait_for(lambda: all(w.said("worker_ready") for w in workers), timeout=60)
         headers = api.headers
         set_faults(sim, latency_ms=300)
         ids = []
