@@ -712,6 +712,8 @@ def main() -> None:
     first = 0
     loads = [float(x) for x in args.loads.split(",")]
     linger_loads = [float(x) for x in args.linger_loads.split(",") if x]
+    if not set(linger_loads) <= set(loads):
+        parser.error("--linger-loads must be among --loads (each is measured beside it)")
     rounds: list[dict] = []
     intake: list[dict] = []
     scale: list[dict] = []
