@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import json
 import os
@@ -96,10 +97,19 @@ class Lanes:
         return self._clients[self._next]
 
     async def post(self, url: str, **kwargs) -> httpx.Response:
-        return await self.client().post(url, **kwargs)
+        return await self._send("POST", url, **kwargs)
 
     async def get(self, url: str, **kwargs) -> httpx.Response:
-        return await self.client().get(url, **kwargs)
+        return await self._send("GET", url, **kwargs)
+
+    async def _send(self, method: str, url: str, **kwargs) -> httpx.Response:
+        """Sent again on a fresh connection when the server closed a kept-alive one as the
+        request left (its idle timeout): every request the bench sends may be sent twice (an
+        event's id makes it idempotent)."""
+        for _ in range(2):
+            with contextlib.suppress(httpx.RemoteProtocolError):
+                return await self.client().request(method, url, **kwargs)
+        return await self.client().request(method, url, **kwargs)
 
     async def __aenter__(self) -> Lanes:
         return self
