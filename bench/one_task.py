@@ -1,22 +1,27 @@
 """The baseline a team would write in a day: one Celery task per play, an ORM insert per decision.
 
 No event table, no job state, no lease, no throttle, no retry policy, no batch: the load
-generator publishes one task per play straight to the broker (no HTTP API in front, which
-favours the baseline), and each task makes its authorize call with a shared httpx.Client, then
-adds one row with the ORM and commits. `make bench` runs it as its own worker processes, the
-same pool and count as passflow's, on the same simulator, PostgreSQL and Redis.
+generator posts each play to its HTTP API (`api`: FastAPI on uvicorn, as passflow's), which
+publishes one task per play and answers 202; each task makes its authorize call with a shared
+httpx.Client, then adds one row with the ORM and commits. `make bench` runs it as its own API
+process and worker processes, the same pool and count as passflow's, on the same simulator,
+PostgreSQL and Redis.
 
-Run by bench.run; the worker is `celery -A bench.one_task worker`.
+Run by bench.run: the API is `uvicorn bench.one_task:api`, the worker
+`celery -A bench.one_task worker`.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from datetime import UTC, datetime
 
 import httpx
 from celery import Celery
+from fastapi import FastAPI
+from pydantic import BaseModel
 from sqlalchemy import String, create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -83,3 +88,22 @@ def authorize(service_provider: str, mvpd: str, resource: str, device_id: str,
             accepted_at=datetime.fromtimestamp(accepted_at, UTC).replace(tzinfo=None),
             decided_at=datetime.now(UTC).replace(tzinfo=None)))
         session.commit()
+
+
+api = FastAPI(title="one task per play")
+
+
+class Play(BaseModel):
+    service_provider: str
+    mvpd: str
+    resource: str
+    device_id: str
+    headers: dict[str, str]
+
+
+@api.post("/plays", status_code=202)
+def play(body: Play) -> dict[str, bool]:
+    """Accept a play: its task is published, its decision comes later."""
+    authorize.delay(body.service_provider, body.mvpd, body.resource, body.device_id,
+                    body.headers, time.time())
+    return {"accepted": True}

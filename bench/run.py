@@ -162,9 +162,11 @@ async def baseline(sim_url: str, first: int, duration: float, concurrency: int) 
 
 # passflow -----------------------------------------------------------------------------------
 
-async def offer(api_url: str, events: list[dict], rate: float) -> list[str]:
-    """Open loop: send the events at `rate` per second, whatever passflow's pace. A dropped
-    connection is retried with the same event_id (idempotent: no duplicate job)."""
+async def offer(api_url: str, events: list[dict], rate: float,
+                path: str = "/v1/events") -> list[str]:
+    """Open loop: post the events at `rate` per second, whatever the API's pace; returns the
+    job ids passflow answers with. A dropped connection is retried with the same event_id
+    (idempotent: no duplicate job)."""
     job_ids: list[str] = []
     bodies = [json.dumps(e).encode() for e in events]  # encoded before the clock starts
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
@@ -172,12 +174,12 @@ async def offer(api_url: str, events: list[dict], rate: float) -> list[str]:
         async def send(body: bytes) -> None:
             for attempt in range(8):
                 try:
-                    answer = await client.post("/v1/events", content=body)
+                    answer = await client.post(path, content=body)
                     if answer.status_code == 503:  # retry later, as the answer says
                         await asyncio.sleep(float(answer.headers.get("retry-after", "1")))
                         continue
                     answer.raise_for_status()
-                    job_ids.append(answer.json()["job_id"])
+                    job_ids.append(answer.json().get("job_id", ""))
                     return
                 except httpx.TransportError:
                     await asyncio.sleep(0.2 * (attempt + 1))
@@ -291,7 +293,7 @@ def authorize_calls() -> tuple[float, float]:
 def cpu_snapshot(stack: Stack) -> dict[str, float]:
     """CPU seconds used so far by each part of the run (the machine runs nothing else)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    parts = {"API": proc_stats(stack.api_pid)[0], "workers": stack.worker_stats()[0],
+    parts = {"API": stack.api_cpu_s(), "workers": stack.worker_stats()[0],
              "simulator": proc_stats(stack.sim_pid)[0],
              "load generator": usage.ru_utime + usage.ru_stime}
     parts["PostgreSQL"] = server_cpu_s("postgres")
@@ -331,39 +333,40 @@ def per_decision(before: dict[str, float], after: dict[str, float], decisions: i
 
 def one_task(stack: Stack, engine, first: int, rate: float, duration: float,
              upstream_s: float, warmup_s: float = 2.0) -> dict:
-    """The one-task-per-play baseline (bench.one_task) at `rate` plays/s, open loop, measured
-    as passflow is: accepted (published) to decision stored, minus one idle upstream call."""
+    """The one-task-per-play baseline (bench.one_task) at `rate` plays/s, open loop, posted to
+    its API as passflow's events are, measured as passflow is: accepted to decision stored,
+    minus one idle upstream call; after `warmup_s` s at the same rate that are not measured."""
     from bench import one_task as baseline_app
 
+    table = baseline_app.PlayDecision.__tablename__
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {baseline_app.PlayDecision.__tablename__}"))
+        conn.execute(text(f"TRUNCATE {table}"))
+
+    def plays(start: int, count: int) -> list[dict]:
+        return [{"service_provider": SP, "mvpd": MVPD, "resource": "REF30",
+                 "device_id": device(i).id, "headers": device_headers(device(i))}
+                for i in range(start, start + count)]
+
+    def stored(count: int) -> int:
+        deadline, done = time.monotonic() + 120, 0
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                done = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+            if done >= count:
+                break
+            time.sleep(0.5)
+        return done
+
     warm, n = int(rate * warmup_s), int(rate * duration)
-    before: dict[str, float] = {}
-    started = time.monotonic()
-    measured_from = 0.0
-    for k in range(warm + n):
-        delay = started + k / rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        if k == warm:
-            before, measured_from = cpu_snapshot(stack), time.time()
-        d = device(first + k)
-        baseline_app.app.send_task("bench.authorize", args=[
-            SP, MVPD, "REF30", d.id, device_headers(d), time.time()])
-    deadline = time.monotonic() + 120
-    done = 0
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            done = conn.execute(text(
-                f"SELECT count(*) FROM {baseline_app.PlayDecision.__tablename__}")).scalar()
-        if done >= warm + n:
-            break
-        time.sleep(0.5)
+    asyncio.run(offer(stack.one_task_url, plays(first, warm), rate, path="/plays"))
+    stored(warm)
+    before, measured_from = cpu_snapshot(stack), time.time()
+    asyncio.run(offer(stack.one_task_url, plays(first + warm, n), rate, path="/plays"))
+    done = stored(warm + n)
     after = cpu_snapshot(stack)
     with engine.connect() as conn:
         rows = conn.execute(text(
-            f"SELECT accepted_at, decided_at FROM {baseline_app.PlayDecision.__tablename__} "
-            "WHERE accepted_at >= :t"),
+            f"SELECT accepted_at, decided_at FROM {table} WHERE accepted_at >= :t"),
             {"t": datetime.fromtimestamp(measured_from, UTC).replace(tzinfo=None)}).all()
     added = [(decided - accepted).total_seconds() - upstream_s for accepted, decided in rows]
     span = (max(d for _, d in rows) - min(a for a, _ in rows)).total_seconds() if rows else 1
@@ -613,8 +616,8 @@ def report(args, rounds: list[dict], poll: dict, mix: dict, scale: list[dict],
               "(threads pool, 12 each) for passflow and for the one-task baseline, each load "
               "after 2 s at the same load that are not measured (added latency = event accepted "
               "to decision stored, minus the upstream time of one call on an idle simulator; "
-              "the baseline's plays are published straight to the broker, with no API in "
-              "front):", "",
+              "both take their plays over HTTP, the baseline's API publishing one task per "
+              "play):", "",
               "| offered/s | passflow decisions/s | added p50 | added p99 | one-task "
               "decisions/s | one-task added p99 | unfinished (passflow / one-task) |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -631,8 +634,8 @@ def report(args, rounds: list[dict], poll: dict, mix: dict, scale: list[dict],
     lines += ["", "CPU per decision, in ms, by part (2 cores = 2000 ms of CPU per second); "
               "passflow's own parts are the API, the workers, PostgreSQL and Redis (rest: the "
               "kernel's own work):", "",
-              "| offered/s | " + " | ".join(parts) + " | passflow's own | one-task workers "
-              "| one-task's own |", "| --- |" + " --- |" * (len(parts) + 3)]
+              "| offered/s | " + " | ".join(parts) + " | passflow's own | one-task API "
+              "| one-task workers | one-task's own |", "| --- |" + " --- |" * (len(parts) + 4)]
     own = ("API", "workers", "PostgreSQL", "Redis")
     for auth, one in zip(by_load([r["auth"] for r in rounds]),
                          by_load([r["one_task"] for r in rounds]), strict=True):
@@ -640,6 +643,7 @@ def report(args, rounds: list[dict], poll: dict, mix: dict, scale: list[dict],
         mine = spread([sum(a["cpu_ms"][k] for k in own) for a in auth], digits=1)
         theirs = spread([sum(o["cpu_ms"][k] for k in own) for o in one], digits=1)
         lines.append(f"| {auth[0]['offered']:.0f} | " + " | ".join(cells) + f" | {mine} | "
+                     f"{spread([o['cpu_ms']['API'] for o in one], digits=1)} | "
                      f"{spread([o['cpu_ms']['workers'] for o in one], digits=1)} | {theirs} |")
     lines += linger_table(rounds)
     work = list(rounds[0]["auth"][0]["work"])
@@ -695,7 +699,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=50)
     parser.add_argument("--workers", type=int, default=2)  # one per core
     parser.add_argument("--rounds", type=int, default=3, help="runs of the side-by-side phases")
-    parser.add_argument("--loads", default="50,100,200,350")
+    parser.add_argument("--loads", default="50,100,200,350,450")
     parser.add_argument("--linger-loads", default="50,100,200",
                         help="offered loads measured again with PASSFLOW_INTAKE_LINGER_MS=0")
     parser.add_argument("--duration", type=float, default=8)

@@ -161,6 +161,7 @@ class Stack:
         }
         self.workers: list[subprocess.Popen] = []
         self.procs: list[subprocess.Popen] = []
+        self.one_task_url, self.one_task_api_pid = "", 0  # while the baseline's processes run
 
     def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None
                ) -> subprocess.Popen:
@@ -245,6 +246,16 @@ class Stack:
                  f"one-task{i}@%h", "--loglevel", "warning", "--without-gossip",
                  "--without-mingle", "--without-heartbeat"],
                 env=env, stdout=log, stderr=subprocess.STDOUT))
+        # Its API, counted with the workers (worker_stats) and stopped with them.
+        log = open(self.workdir / "one-task-api.log", "wb")  # noqa: SIM115
+        port = free_port()
+        api = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "bench.one_task:api", "--port", str(port),
+             "--log-level", "warning", "--no-access-log"],
+            env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.one_task_url, self.one_task_api_pid = f"http://127.0.0.1:{port}", api.pid
+        _wait_http(self.one_task_url + "/openapi.json", api)
+        self.workers.append(api)
         time.sleep(4)  # connect, register with the broker
 
     def stop_workers(self) -> None:
@@ -257,16 +268,23 @@ class Stack:
                 proc.kill()
                 proc.wait()
         self.workers = []
+        self.one_task_url, self.one_task_api_pid = "", 0
 
     def worker_stats(self) -> tuple[float, float]:
         """CPU seconds and resident MiB of the workers, their pool's child processes included."""
         cpu = rss = 0.0
         for proc in self.workers:
+            if proc.pid == self.one_task_api_pid:  # counted as an API (api_cpu_s)
+                continue
             for pid in [proc.pid, *children(proc.pid)]:
                 c, r = proc_stats(pid)
                 cpu += c
                 rss += r
         return cpu, rss
+
+    def api_cpu_s(self) -> float:
+        """CPU seconds of the API processes: passflow's, and the baseline's while it runs."""
+        return sum(proc_stats(pid)[0] for pid in (self.api_pid, self.one_task_api_pid) if pid)
 
     def stop(self) -> None:
         """Every process the run started ends here, killed if it does not stop in time."""
