@@ -210,6 +210,14 @@ def wait_final(engine, job_ids: list[str], timeout: float) -> int:
     return pending
 
 
+def undecided(count: int, plays: int) -> None:
+    """A play that ended without a decision (a device with no profile in the simulator, an
+    error) makes the phase measure something else: the run stops and says so."""
+    if count > 0:
+        raise RuntimeError(f"{count} of {plays} plays ended without a decision: see the "
+                           "processes' logs in the run's directory")
+
+
 def authorization_events(first: int, count: int) -> list[dict]:
     return [{"event_id": f"bench-{uuid.uuid4()}", "type": "authorization.requested",
              "device": {"id": device(i).id, "ip": device(i).ip, "port": device(i).port,
@@ -240,6 +248,7 @@ def authorization(stack: Stack, engine, first: int, rate: float, duration: float
         rows = conn.execute(text(
             "SELECT j.created_at, d.created_at FROM jobs j JOIN decisions d ON d.job_id = j.id "
             "WHERE j.id = ANY(:ids)"), {"ids": job_ids}).all()
+    undecided(len(job_ids) - left - len(rows), len(job_ids))
     added = [(done - accepted).total_seconds() - upstream_s for accepted, done in rows]
     span = (max(d for _, d in rows) - min(a for a, _ in rows)).total_seconds() if rows else 1
     cpu_ms = {name: (after[name] - before[name]) * 1000 / max(1, len(rows)) for name in after}
@@ -737,7 +746,9 @@ def main() -> None:
     apart: list[dict] = []
     try:
         # Every device a phase plays for has a profile; the loop's devices are apart.
-        seed_profiles(stack.sim_url, 0, 20_000 * args.rounds + 15_000)
+        # Each load plays for new devices, warm-up included: both sides, and the linger's.
+        per_round = round((2 * sum(loads) + sum(linger_loads)) * (args.duration + 2))
+        seed_profiles(stack.sim_url, 0, per_round * args.rounds + 15_000)
         seed_profiles(stack.sim_url, LOOP_DEVICES, 10_000 * args.rounds)
         for n in range(args.rounds):
             this: dict = {"auth": [], "one_task": [], "no_linger": []}
