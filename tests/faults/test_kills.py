@@ -190,6 +190,43 @@ def test_redis_sigkilled_and_restarted_empty_during_a_run(database_url: str, pas
         broker.stop()
 
 
+def test_redis_sigkilled_during_a_workers_start_up(database_url: str, pass_env: str,
+                                                   sim: httpx.Client, fault_report):
+    """The broker dies as a worker starts (after Celery's mingle, before the worker is ready:
+    a deploy meeting a Redis restart) and comes back empty 3 s later: the worker stays up,
+    reconnects, and runs the next job."""
+    broker = RedisServer().start()
+    env = {"PASSFLOW_BROKER_URL": broker.url}
+    api = ApiProcess(env)
+    worker = WorkerProcess("starting", env=env, loglevel="INFO")
+    try:
+        wait_for(lambda: worker.said("mingle: all alone"), timeout=60)
+        port = broker.port
+        broker.kill()
+        down = time.monotonic()
+        # Down until the worker has noticed, and at least 3 s.
+        wait_for(lambda: worker.said("cannot connect") or worker.said("connection to broker lost"),
+                 timeout=30)
+        wait_for(lambda: time.monotonic() - down >= 3, timeout=10)
+        broker = RedisServer(port).start()
+        restarted = time.monotonic()
+        body = {"event_id": f"evt-{uuid.uuid4()}", "type": "profiles.requested",
+                "device": device_json(new_device())}
+        job_id = httpx.post(api.url + "/v1/events", json=body, headers=api.headers,
+                            timeout=30).json()["job_id"]
+        assert wait_for_status(job_id, timeout=60) == "succeeded"
+        took = time.monotonic() - restarted
+        assert worker.proc.poll() is None, "the worker exited"
+        fault_report("Redis SIGKILLed during a worker's start-up (after mingle, before ready), "
+                     "restarted empty 3 s later",
+                     f"the worker stayed up, reconnected, and ran a new job {took:.1f} s after "
+                     "the restart")
+    finally:
+        worker.stop()
+        api.stop()
+        broker.stop()
+
+
 @pytest.fixture
 def own_postgres(database_url: str) -> Iterator[PostgresCluster]:
     """A PostgreSQL cluster of the test's own, migrated, in the environment the workers start
