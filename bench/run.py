@@ -104,8 +104,7 @@ class Lanes:
 
     async def _send(self, method: str, url: str, **kwargs) -> httpx.Response:
         """Sent again on a fresh connection when the server closed a kept-alive one as the
-        request left (its idle timeout): every request the bench sends may be sent twice (an
-        event's id makes it idempotent)."""
+        request left (its idle timeout; the server had read none of it)."""
         for _ in range(2):
             with contextlib.suppress(httpx.RemoteProtocolError):
                 return await self.client().request(method, url, **kwargs)

@@ -246,7 +246,7 @@ class Stack:
                  f"one-task{i}@%h", "--loglevel", "warning", "--without-gossip",
                  "--without-mingle", "--without-heartbeat"],
                 env=env, stdout=log, stderr=subprocess.STDOUT))
-        # Its API, counted with the workers (worker_stats) and stopped with them.
+        # Its API: its CPU counted as an API's (api_cpu_s); stopped with the workers.
         log = open(self.workdir / "one-task-api.log", "wb")  # noqa: SIM115
         port = free_port()
         api = subprocess.Popen(
