@@ -36,6 +36,17 @@ def _in_flight(sim: httpx.Client) -> bool:
     return sim.get("/_sim/stats").json().get("in_flight", 0) >= 1
 
 
+def _killed_and_restarted_empty(broker: RedisServer, noticed) -> RedisServer:
+    """SIGKILL the broker; down until `noticed()` (the workers saw it go) and at least 3 s; then
+    a new, empty one on the same port."""
+    port = broker.port
+    broker.kill()
+    down = time.monotonic()
+    wait_for(noticed, timeout=30)
+    wait_for(lambda: time.monotonic() - down >= 3, timeout=10)
+    return RedisServer(port).start()
+
+
 def _submit(type_: str, device, **fields) -> str:
     return dispatch.submit(make_event(f"evt-{uuid.uuid4()}", type_, device, **fields),
                        default_service_provider=SP)[0]
@@ -164,13 +175,9 @@ def test_redis_sigkilled_and_restarted_empty_during_a_run(database_url: str, pas
             ids.append(httpx.post(api.url + "/v1/events", json=body, headers=headers,
                                   timeout=30).json()["job_id"])
         wait_for(lambda: _in_flight(sim), timeout=30)  # steps are running
-        port = broker.port
-        broker.kill()  # queued and unacknowledged messages are gone with it
-        # Down until both workers have noticed, and at least 3 s.
-        down = time.monotonic()
-        wait_for(lambda: all(w.said("connection to broker lost") for w in workers), timeout=30)
-        wait_for(lambda: time.monotonic() - down >= 3, timeout=10)
-        broker = RedisServer(port).start()
+        # Queued and unacknowledged messages are gone with it.
+        broker = _killed_and_restarted_empty(broker, lambda: all(
+            w.said("connection to broker lost") for w in workers))
         set_faults(sim, latency_ms=0)
         finals = [wait_for_status(job_id, timeout=90) for job_id in ids]
         assert finals == ["succeeded"] * 30
@@ -201,14 +208,8 @@ def test_redis_sigkilled_during_a_workers_start_up(database_url: str, pass_env: 
     worker = WorkerProcess("starting", env=env, loglevel="INFO")
     try:
         wait_for(lambda: worker.said("mingle: all alone"), timeout=60)
-        port = broker.port
-        broker.kill()
-        down = time.monotonic()
-        # Down until the worker has noticed, and at least 3 s.
-        wait_for(lambda: worker.said("cannot connect") or worker.said("connection to broker lost"),
-                 timeout=30)
-        wait_for(lambda: time.monotonic() - down >= 3, timeout=10)
-        broker = RedisServer(port).start()
+        broker = _killed_and_restarted_empty(broker, lambda: worker.said("cannot connect") or
+                                             worker.said("connection to broker lost"))
         restarted = time.monotonic()
         body = {"event_id": f"evt-{uuid.uuid4()}", "type": "profiles.requested",
                 "device": device_json(new_device())}
