@@ -25,11 +25,11 @@ from pydantic import BaseModel
 from sqlalchemy import String, create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from bench.stack import ONE_TASK_BROKER, PG_URL
 from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
 
-BROKER_URL = os.environ.get("BENCH_ONE_TASK_BROKER", "redis://127.0.0.1:6379/15")
-DATABASE_URL = os.environ.get(
-    "BENCH_ONE_TASK_DATABASE", "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/passflow_bench")
+BROKER_URL = os.environ.get("BENCH_ONE_TASK_BROKER", ONE_TASK_BROKER)
+DATABASE_URL = os.environ.get("BENCH_ONE_TASK_DATABASE", PG_URL)
 SIMULATOR_URL = os.environ.get("BENCH_ONE_TASK_SIMULATOR", "http://127.0.0.1:0")
 
 app = Celery("one_task", broker=BROKER_URL)

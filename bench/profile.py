@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench.run import MVPD, SP, device, seed_profiles
-from bench.stack import Stack
+from bench.stack import PROFILE_BROKER, Stack
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,7 +126,7 @@ def main() -> None:
                   workdir=Path(tempfile.mkdtemp(prefix="passflow-profile-"))).start()
     try:
         os.environ.update({k: v for k, v in stack.env.items() if k.startswith("PASSFLOW_")})
-        os.environ["PASSFLOW_BROKER_URL"] = "redis://127.0.0.1:6379/13"
+        os.environ["PASSFLOW_BROKER_URL"] = PROFILE_BROKER
         from passflow import logs
 
         logs.configure(logging.WARNING)

@@ -20,8 +20,11 @@ from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres password=postgres dbname=postgres"
 PG_URL = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/passflow_bench"
-REDIS_URL = "redis://127.0.0.1:6379/14"
-ONE_TASK_BROKER = "redis://127.0.0.1:6379/15"
+# Redis databases of the bench's own, which it empties: the tests use 9 to 15 (tests/conftest.py),
+# so a bench and a test run on one machine leave each other alone.
+REDIS_URL = "redis://127.0.0.1:6379/4"
+ONE_TASK_BROKER = "redis://127.0.0.1:6379/5"
+PROFILE_BROKER = "redis://127.0.0.1:6379/6"  # bench.profile
 TOKEN = "bench-only-api-token-0123456789abcdef"
 
 
