@@ -354,16 +354,23 @@ def test_a_sigkilled_workers_play_is_finished_by_another_within_seconds(
     """With the production lease (60 s), a worker SIGKILLed in the middle of a play: its
     heartbeat stops, the sweeper gives its job to the live worker, and the viewer's play is
     decided within 10 s of the kill, not at the end of the lease."""
-    lease = {"PASSFLOW_LEASE_S": "60"}
-    device = new_device()
+    # Adobe Pass holds the doomed worker's play far longer than the rescuer takes to start (and
+    # under the call's timeout): the kill always lands mid-play. A first play, before, registers
+    # the application and fetches its token, so the call held is the play's own.
+    env = {"PASSFLOW_LEASE_S": "60", "PASSFLOW_PASS_TIMEOUT_S": "30"}
+    device, first = new_device(), new_device()
     _login_device(sim, device)
-    doomed = worker_processes("doomed", env=lease)
-    set_faults(sim, latency_ms=1500)
+    _login_device(sim, first)
+    doomed = worker_processes("doomed", env=env)
+    assert wait_for_status(_submit("authorization.requested", first, mvpd="Cablevision",
+                                   resource="REF30"), timeout=60) == "succeeded"
+    set_faults(sim, latency_ms=25_000)
     job_id = _submit("authorization.requested", device, mvpd="Cablevision", resource="REF30")
     wait_for(lambda: _running(job_id, "decisions.authorize"), timeout=60)
     wait_for(lambda: _in_flight(sim), timeout=30)
-    rescuer = worker_processes("rescuer", env=lease)
+    rescuer = worker_processes("rescuer", env=env)
     wait_for(lambda: _beating(rescuer.name), timeout=30)
+    assert _running(job_id, "decisions.authorize"), "the play ended before the kill"
     doomed.kill()
     killed_at = time.monotonic()
     set_faults(sim, latency_ms=0)
