@@ -6,6 +6,7 @@ the hot path costs no extra round trip per Adobe call.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import threading
@@ -62,6 +63,10 @@ _new_known: set[str] = set()
 _known_read_at = 0.0
 
 _buffer: dict[tuple[str, str], float] = defaultdict(float)
+# Histograms as observed since the last flush, by (key, labels): the count of each bucket's own
+# range (the last: above every bucket), then the sum. Made cumulative, one field per bucket, at
+# the flush: an observation costs one increment, not one per bucket.
+_histograms: dict[tuple[str, tuple[str, ...]], list[float]] = {}
 _lock = threading.Lock()
 _last_flush = 0.0
 
@@ -70,6 +75,7 @@ def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()
     _buffer.clear()  # the parent's increments are the parent's to flush
+    _histograms.clear()
     _new_known.clear()
     _reporter.update(started=False, name=None)  # threads do not cross a fork
 
@@ -127,13 +133,27 @@ def inc(name: str, labels: tuple[str, ...], value: float = 1.0) -> None:
 
 
 def observe(name: str, labels: tuple[str, ...], seconds: float) -> None:
-    key = PREFIX + "h:" + name
+    where = bisect.bisect_left(BUCKETS, seconds)  # the first bucket with seconds <= its bound
     with _lock:
-        for bound in BUCKETS:
-            if seconds <= bound:
-                _buffer[(key, json.dumps([*labels, str(bound)]))] += 1
-        _buffer[(key, json.dumps([*labels, "+Inf"]))] += 1
-        _buffer[(key, json.dumps([*labels, "sum"]))] += seconds
+        counts = _histograms.get((name, labels))
+        if counts is None:
+            counts = _histograms[(name, labels)] = [0.0] * (len(BUCKETS) + 2)
+        counts[where] += 1
+        counts[-1] += seconds
+
+
+def _histograms_to_buffer() -> None:
+    """The observed histograms into the buffer, as Prometheus counts them: each bucket's
+    field counts every observation at or under its bound. (Under _lock.)"""
+    for (name, labels), counts in _histograms.items():
+        key, seen = PREFIX + "h:" + name, 0.0
+        for bound, count in zip(BUCKETS, counts, strict=False):
+            seen += count
+            if seen:
+                _buffer[(key, json.dumps([*labels, str(bound)]))] += seen
+        _buffer[(key, json.dumps([*labels, "+Inf"]))] += seen + counts[-2]
+        _buffer[(key, json.dumps([*labels, "sum"]))] += counts[-1]
+    _histograms.clear()
 
 
 def flush(client: redis.Redis, *, min_interval_s: float = 0.5) -> None:
@@ -142,6 +162,7 @@ def flush(client: redis.Redis, *, min_interval_s: float = 0.5) -> None:
     if now - _last_flush < min_interval_s:
         return
     with _lock:
+        _histograms_to_buffer()
         items = list(_buffer.items())
         _buffer.clear()
         _last_flush = now
