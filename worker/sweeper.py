@@ -136,7 +136,9 @@ class Sweeper:
         except LockError:
             self.leading = False
             log.warning("sweeper_lease_lost", worker=self.name)
-        except redis.RedisError as exc:
+        except Exception as exc:  # noqa: BLE001 - the broker away, or (redis-py) a connection
+            # closed under this thread: not leading, and the next round tries again; the thread
+            # must not end, or this worker never sweeps again.
             if self.leading:
                 log.warning("sweeper_lease_lost", worker=self.name, error=type(exc).__name__)
             self.leading = False

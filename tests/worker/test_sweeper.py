@@ -132,6 +132,36 @@ def test_a_sweeper_whose_redis_dies_keeps_trying_and_leads_again():
         server.stop()
 
 
+class _FailingOnce(redis.lock.Lock):
+    """A lease whose first renewal meets a connection closed under it by another thread (what
+    redis-py raises then is not a RedisError)."""
+
+    failed = False
+
+    def do_reacquire(self) -> bool:
+        if not _FailingOnce.failed:
+            _FailingOnce.failed = True
+            raise AttributeError("'NoneType' object has no attribute 'readline'")
+        return super().do_reacquire()
+
+
+def test_an_unexpected_error_renewing_the_lease_does_not_end_the_sweeper(client: redis.Redis):
+    sweeper = Sweeper(client, name="x", database_url=SCOPE, interval_s=0.05, lease_s=1.0,
+                      sweep=lambda: 0, token_upkeep=lambda: None)
+    stop = threading.Event()
+    client.lock = lambda name, **kw: _FailingOnce(client, name, **kw)  # type: ignore[method-assign]
+    thread = threading.Thread(target=sweeper.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: _FailingOnce.failed)
+        swept = sweeper.sweeps
+        wait_for(lambda: sweeper.leading and sweeper.sweeps > swept + 3, timeout=10)
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
 def test_one_leader_per_database_whatever_the_route_to_it(client: redis.Redis):
     """The lease is the database's, not its URL's: three processes reach one PostgreSQL as
     written three ways (another spelling, another port through a pooler-like relay): one
