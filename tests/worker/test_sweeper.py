@@ -149,6 +149,7 @@ def test_an_unexpected_error_renewing_the_lease_does_not_end_the_sweeper(client:
     sweeper = Sweeper(client, name="x", database_url=SCOPE, interval_s=0.05, lease_s=1.0,
                       sweep=lambda: 0, token_upkeep=lambda: None)
     stop = threading.Event()
+    _FailingOnce.failed = False
     client.lock = lambda name, **kw: _FailingOnce(client, name, **kw)  # type: ignore[method-assign]
     thread = threading.Thread(target=sweeper.run, args=(stop,), daemon=True)
     thread.start()
