@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Executable, and_, bindparam, case, insert, or_, select, update
+from sqlalchemy import Executable, and_, bindparam, case, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -227,31 +227,29 @@ class Claim:
 
 def claim_many(session: Session, job_ids: list[str], step_name: str, owner: str, *,
                lease: timedelta) -> dict[str, Claim]:
-    """Take the lease of every job of `job_ids` that is due for `step_name` and free: one
-    UPDATE ... RETURNING (PostgreSQL and SQLite >= 3.35), then the step rows' counters."""
+    """Take the lease of every job of `job_ids` that is due for `step_name` and free, and count
+    the run in its step row (a first run inserts it, a rerun counts one more): on PostgreSQL one
+    statement (the UPDATE ... RETURNING feeding the step rows' upsert), on SQLite the same two
+    statements one after the other."""
     now = utcnow()
-    rows = session.connection().execute(_built(session, _claim_update), {
-        "ids": job_ids, "step": step_name, "owner": owner, "now": now,
-        "due_by": now + timedelta(seconds=EARLY_TOLERANCE_S), "lease_until": now + lease,
-    }).all()
-    claimed = {job_id: device_id for job_id, device_id, _, _ in rows}
-    late = {job_id: 0.0 if due is None else max(0.0, (now - due).total_seconds())
-            for job_id, _, due, _ in rows}
-    request_of = {job_id: request_id for job_id, _, _, request_id in rows}
-    if not claimed:
-        return {}
-    # The step rows' counters in one statement: a first run inserts, a rerun counts one more.
-    # (Core executemany, sent as one multi-row INSERT.)
-    counters = {job_id: (attempts, failures, limited)
-                for job_id, attempts, failures, limited in session.connection().execute(
-        _built(session, _steps_upsert),
-        [{"job_id": job_id, "step": step_name, "attempts": 1, "failures": 0,
-          "rate_limited": 0, "status": StepStatus.RUNNING.value, "started_at": now}
-         for job_id in claimed])}
-    return {job_id: Claim(device_id=device_id, failures=counters[job_id][1],
-                          attempts=counters[job_id][0], rate_limited=counters[job_id][2],
-                          late_s=late[job_id], request_id=request_of[job_id])
-            for job_id, device_id in claimed.items()}
+    values = {"ids": job_ids, "step": step_name, "owner": owner, "now": now,
+              "due_by": now + timedelta(seconds=EARLY_TOLERANCE_S), "lease_until": now + lease}
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.connection().execute(_built(session, _claim_counted), {
+            **values, "running": StepStatus.RUNNING.value}).all()
+    else:
+        claimed = session.connection().execute(_built(session, _claim_update), values).all()
+        counted = {job_id: (attempts, failures, limited)
+                   for job_id, attempts, failures, limited in session.connection().execute(
+            _built(session, _steps_upsert),
+            [{"job_id": job_id, "step": step_name, "attempts": 1, "failures": 0,
+              "rate_limited": 0, "status": StepStatus.RUNNING.value, "started_at": now}
+             for job_id, *_ in claimed])} if claimed else {}
+        rows = [(*row, *counted[row[0]]) for row in claimed]
+    return {job_id: Claim(device_id=device_id, attempts=attempts, failures=failures,
+                          rate_limited=limited, request_id=request_id,
+                          late_s=0.0 if due is None else max(0.0, (now - due).total_seconds()))
+            for job_id, device_id, due, request_id, attempts, failures, limited in rows}
 
 
 def _claim_update(_dialect_insert) -> Executable:
@@ -266,6 +264,7 @@ def _claim_update(_dialect_insert) -> Executable:
             or_(jobs.c.next_run_at.is_(None), jobs.c.next_run_at <= bindparam("due_by")),
         )
         .values(lease_owner=bindparam("owner"), lease_until=bindparam("lease_until"),
+                updated_at=bindparam("now"),  # set here: no onupdate runs in a WITH
                 status=case((jobs.c.status == JobStatus.QUEUED.value, JobStatus.RUNNING.value),
                             else_=jobs.c.status))
         .returning(jobs.c.id, jobs.c.device_id, jobs.c.next_run_at, jobs.c.request_id))
@@ -277,6 +276,28 @@ def _steps_upsert(dialect_insert) -> Executable:
         index_elements=[steps.c.job_id, steps.c.step],
         set_={"attempts": steps.c.attempts + 1, "status": StepStatus.RUNNING.value})
         .returning(steps.c.job_id, steps.c.attempts, steps.c.failures, steps.c.rate_limited))
+
+
+def _claim_counted(dialect_insert) -> Executable:
+    """The claim and the step rows' counters in one statement (PostgreSQL: a data-modifying
+    WITH). Rows as claim_many's: the job, its device, due time and request, then the step
+    row's attempts, failures and 429s."""
+    steps = JobStep.__table__
+    claimed = _claim_update(dialect_insert).cte("claimed")
+    counted = (dialect_insert(steps).from_select(
+        ["job_id", "step", "status", "attempts", "failures", "rate_limited", "started_at"],
+        select(claimed.c.id, bindparam("step", type_=steps.c.step.type),
+               bindparam("running", type_=steps.c.status.type), literal(1), literal(0),
+               literal(0), bindparam("now", type_=steps.c.started_at.type)))
+        .on_conflict_do_update(index_elements=[steps.c.job_id, steps.c.step],
+                               set_={"attempts": steps.c.attempts + 1,
+                                     "status": StepStatus.RUNNING.value})
+        .returning(steps.c.job_id, steps.c.attempts, steps.c.failures, steps.c.rate_limited)
+        .cte("counted"))
+    return (select(claimed.c.id, claimed.c.device_id, claimed.c.next_run_at,
+                   claimed.c.request_id, counted.c.attempts, counted.c.failures,
+                   counted.c.rate_limited)
+            .join_from(claimed, counted, counted.c.job_id == claimed.c.id))
 
 
 def due_for(session: Session, step_name: str, *, limit: int) -> list[str]:
@@ -363,13 +384,24 @@ def _complete_many(session: Session, step_name: str, owner: str,
             webhooks.record(session, job.id, "job.waiting_for_user")
     for row in job_rows:
         row.update(_owner=owner, _now=now)
-    changed = session.connection().execute(
-        _built(session, _complete_jobs), job_rows).rowcount if job_rows else 0
-    if changed != len(job_rows):
-        raise LeaseLost(", ".join(row["_id"] for row in job_rows))
     for row in step_rows:
         row["_step"] = step_name
-    session.connection().execute(_built(session, _complete_steps), step_rows)
+    if job_rows and session.get_bind().dialect.name == "postgresql":
+        # One statement per job for both rows (see _complete_both); the step rows of jobs
+        # cancelled here after.
+        of_job = {row["_id"]: row for row in step_rows}
+        changed = session.connection().execute(_built(session, _complete_both), [
+            {**row, "_step": step_name, **{f"step_{name}": value for name, value
+                                           in of_job.pop(row["_id"]).items() if name[0] != "_"}}
+            for row in job_rows]).rowcount
+        step_rows = list(of_job.values())
+    else:
+        changed = session.connection().execute(
+            _built(session, _complete_jobs), job_rows).rowcount if job_rows else 0
+    if changed != len(job_rows):
+        raise LeaseLost(", ".join(row["_id"] for row in job_rows))
+    if step_rows:
+        session.connection().execute(_built(session, _complete_steps), step_rows)
 
 
 def _complete_jobs(_dialect_insert) -> Executable:
@@ -387,6 +419,19 @@ def _complete_steps(_dialect_insert) -> Executable:
     return (steps.update()
             .where(steps.c.job_id == bindparam("_id"), steps.c.step == bindparam("_step"))
             .values({name: bindparam(name) for name in ("status", "finished_at", "last_error")}))
+
+
+def _complete_both(_dialect_insert) -> Executable:
+    """_complete_jobs and then _complete_steps in one statement (PostgreSQL: a data-modifying
+    WITH). Its row count is the step rows updated: one per job whose lease this run still
+    held, none for a job another worker took over (the caller raises LeaseLost)."""
+    steps = JobStep.__table__
+    done = _complete_jobs(_dialect_insert).returning(Job.__table__.c.id).cte("done")
+    return (steps.update()
+            .where(steps.c.job_id.in_(select(done.c.id)), steps.c.job_id == bindparam("_id"),
+                   steps.c.step == bindparam("_step"))
+            .values({name: bindparam(f"step_{name}")
+                     for name in ("status", "finished_at", "last_error")}))
 
 
 def release(session: Session, job_id: str, step_name: str, owner: str, *, retry_in_s: float,
