@@ -162,6 +162,9 @@ class Stack:
             "PASSFLOW_DB_POOL_SIZE": "6",
             "PASSFLOW_DB_MAX_OVERFLOW": "8",
         }
+        # Where the API and the workers started next take passflow's code from (bench.ab: a
+        # git worktree of another revision); None: this tree.
+        self.code_dir: Path | None = None
         self.workers: list[subprocess.Popen] = []
         self.procs: list[subprocess.Popen] = []
         self.one_task_url, self.one_task_api_pid = "", 0  # while the baseline's processes run
@@ -169,8 +172,9 @@ class Stack:
     def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None
                ) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115
+        code = {"PYTHONPATH": str(self.code_dir)} if self.code_dir else {}
         return subprocess.Popen([sys.executable, "-m", "cli", *args],
-                                env={**self.env, **(env or {})},
+                                env={**self.env, **code, **(env or {})}, cwd=self.code_dir,
                                 stdout=log, stderr=subprocess.STDOUT)
 
     def start(self) -> Stack:
