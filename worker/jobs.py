@@ -341,8 +341,9 @@ def settle(session: Session, step_name: str, owner: str,
 
 def _complete_many(session: Session, step_name: str, owner: str,
                    done: list[tuple[Job, Outcome]], cancelled: set[str]) -> None:
-    """Two statements, each run for every job (executemany). A job in `cancelled` (by this
-    transaction) keeps its job row; its step row still says how the step ended."""
+    """The job rows and their step rows, run for every job (executemany): one statement on
+    PostgreSQL, two on SQLite. A job in `cancelled` (by this transaction) keeps its job row;
+    its step row still says how the step ended."""
     if not done:
         return
     session.flush()  # the records the steps added, before the jobs say they are done
