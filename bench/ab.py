@@ -29,9 +29,13 @@ WARMUP_S = 2.0  # authorization's unmeasured seconds at each load
 
 
 def _worktree(rev: str, into: Path) -> Path:
+    """A checkout of `rev` beside this tree; SystemExit with git's own line if there is none."""
     path = into / "base"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev],
-                   check=True, capture_output=True)
+    made = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        lines = made.stderr.strip().splitlines() or ["git worktree add failed"]
+        raise SystemExit(f"bench.ab: no checkout of {rev!r}: {lines[-1]}")
     return path
 
 
