@@ -97,6 +97,12 @@ def new_session() -> Session:
     return _factory()
 
 
+def on_postgresql(session: Session) -> bool:
+    """Whether the session's database is PostgreSQL (else SQLite): for the few statements
+    written for each (SKIP LOCKED, a data-modifying WITH, percentiles)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 @contextmanager
 def session_scope() -> Iterator[Session]:
     """A session for one task or request: commit on success, roll back on error."""

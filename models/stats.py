@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Float, and_, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from models.base import utc_text, utcnow
+from models.db import on_postgresql
 from models.entitlements import AuthSession, Decision, Profile, SessionStatus
 from models.jobs import FINAL_STATUSES, Job, JobStatus, JobStep, WebhookDelivery
 
@@ -69,7 +70,7 @@ class Span:
 
 def _epoch(session: Session, column: Any) -> ColumnElement[float]:
     """Seconds since 1970 of a stored time, on either dialect."""
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         return func.extract("epoch", column)
     return cast(func.strftime("%s", column), Float)
 
@@ -82,7 +83,7 @@ def _bucket(session: Session, column: Any, span: Span) -> ColumnElement[int]:
 
 def _percentiles(session: Session, stmt: Any, qs: tuple[float, ...]) -> list[float | None]:
     """Percentiles of the single column `stmt` selects."""
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         sub = stmt.subquery()
         value = list(sub.c)[0]
         row = session.execute(select(*(

@@ -38,6 +38,7 @@ from models import (
     StepStatus,
     utcnow,
 )
+from models.db import on_postgresql
 from models.jobs import new_id
 from passflow.crypto import cipher_from_settings
 from passflow.events import EventIn, needs_cipher, stored_payload
@@ -234,7 +235,7 @@ def claim_many(session: Session, job_ids: list[str], step_name: str, owner: str,
     now = utcnow()
     values = {"ids": job_ids, "step": step_name, "owner": owner, "now": now,
               "due_by": now + timedelta(seconds=EARLY_TOLERANCE_S), "lease_until": now + lease}
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         rows = session.connection().execute(_built(session, _claim_counted), {
             **values, "running": StepStatus.RUNNING.value}).all()
     else:
@@ -313,7 +314,7 @@ def due_for(session: Session, step_name: str, *, limit: int) -> list[str]:
                     or_(Job.lease_until.is_(None), Job.lease_until < now),
                     Job.next_run_at <= now)
              .order_by(Job.next_run_at).limit(limit))
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         query = query.with_for_update(skip_locked=True)
     return list(session.scalars(query))
 
@@ -387,7 +388,7 @@ def _complete_many(session: Session, step_name: str, owner: str,
         row.update(_owner=owner, _now=now)
     for row in step_rows:
         row["_step"] = step_name
-    if job_rows and session.get_bind().dialect.name == "postgresql":
+    if job_rows and on_postgresql(session):
         # One statement per job for both rows (see _complete_both); the step rows of jobs
         # cancelled here after.
         of_job = {row["_id"]: row for row in step_rows}
@@ -652,7 +653,7 @@ def due_jobs(session: Session, *, grace: timedelta, horizon: timedelta,
         .order_by(Job.next_run_at)
         .limit(limit)
     )
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if on_postgresql(session):
         query = query.with_for_update(skip_locked=True)
     rows = [(job_id, step_name, max(0.0, (due - now).total_seconds()) if due else 0.0)
             for job_id, step_name, due in session.execute(query)]

@@ -19,7 +19,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from models import Job, WebhookDelivery, utcnow
-from models.db import session_scope
+from models.db import on_postgresql, session_scope
 from passflow import logs
 from passflow.settings import Settings, get_settings
 from worker import metrics, policy
@@ -73,7 +73,7 @@ def overdue(session: Session, *, grace: timedelta, limit: int = 200) -> list[int
                     or_(WebhookDelivery.next_attempt_at.is_(None),
                         WebhookDelivery.next_attempt_at <= now - grace))
              .order_by(WebhookDelivery.next_attempt_at).limit(limit))
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if on_postgresql(session):
         query = query.with_for_update(skip_locked=True)
     ids = list(session.scalars(query))
     for delivery in session.scalars(select(WebhookDelivery).where(WebhookDelivery.id.in_(ids))):
