@@ -25,6 +25,7 @@ from api import logos
 from models import AuthSession
 from models import Device as DeviceRow
 from models.db import session_scope
+from passflow.device_info import is_browser
 from passflow.serving import client_address
 from passflow.settings import Settings
 from worker import dispatch, jobs, policy
@@ -73,9 +74,10 @@ def _browser(request: Request) -> Device:
     # A header's bytes are Latin-1 to the server; Adobe Pass gets printable ASCII only.
     agent = _PRINTABLE.sub("?", request.headers.get("user-agent", ""))
     ident = hashlib.sha256(f"{ip}|{agent}".encode()).hexdigest()[:32]
-    # A browser sends no X-Device-Info: its User-Agent describes it (X-Device-Info page).
+    # A browser sends no X-Device-Info: its User-Agent describes it (X-Device-Info page,
+    # "Browsers"); `counted` turned away any other client before a call is made for it.
     return Device(id=f"activation-{ident}", ip=ip if ip != "unknown" else None,
-                  user_agent=agent[:300] or "passflow-activation")
+                  user_agent=agent[:300])
 
 
 async def form_fields(request: Request) -> dict[str, str]:
@@ -125,7 +127,15 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
 
     def counted(request: Request, code: str, check, *args, **kwargs) -> Response:
         """Run a check of the code against Adobe Pass as a counted try: refused when the
-        address or the code had too many; the try is given back unless the code was wrong."""
+        address or the code had too many; the try is given back unless the code was wrong. A
+        client that is no browser is told so first: its calls to Adobe Pass would carry no
+        X-Device-Info (only a browser's User-Agent may stand for it), and no MVPD login could
+        follow anyway."""
+        if not is_browser(request.headers.get("user-agent")):
+            return message(request, "Open this page in a web browser",
+                           "Signing in to your TV provider needs a web browser: open this "
+                           "address in the browser of your phone or computer.", 400,
+                           retry=False)
         if not take_try(request, code):
             return message(request, "Too many tries",
                            "Too many wrong codes from this device. Wait 15 minutes, then try "

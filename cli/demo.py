@@ -182,7 +182,10 @@ def kitchen_stick(demo: Demo) -> None:
     waiting = demo.wait(job_id, name, {"waiting_for_user"} | FINAL)
     code = waiting["result"]["code"]
     demo.say(name, f"the TV shows code {code}; the user types it on a phone and picks Spectrum")
-    phone = Device(id="kitchen-stick-phone", ip="203.0.113.12")
+    # The phone's browser: its User-Agent stands for X-Device-Info (that header's page).
+    phone = Device(id="kitchen-stick-phone", ip="203.0.113.12", user_agent=(
+        "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/126.0 Mobile Safari/537.36"))
     with AdobePass(demo.pass_url, software_statement=DEMO_SOFTWARE_STATEMENT) as second_screen:
         second_screen.sessions.retrieve(SP, code, device=phone)  # the code is checked first
         second_screen.sessions.resume(SP, code, device=phone, mvpd="Spectrum")

@@ -124,8 +124,11 @@ class DeviceIn(BaseModel):
     def _reaches_adobe_pass(self, context: ValidationInfo) -> DeviceIn:
         """Every event type reaches Adobe Pass: the device must be describable to it. Device
         info that departs from Adobe's table is sent as it is, with warnings."""
+        refused = device_info.unsendable(self.info, self.user_agent)
+        if refused:
+            raise ValueError("; ".join(refused))
         self._warnings = [f"device.info: {problem}" for problem in
-                          device_info.problems(self.info)]
+                          device_info.problems(self.info)] if self.info else []
         if self.ip is not None and self.port is None:
             self._warnings.append(
                 "device.port is missing: the server-to-server cookbook asks for the device's "

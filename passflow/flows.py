@@ -87,7 +87,9 @@ FLOWS: dict[EventType, Flow] = {flow.type: flow for flow in (
          "partner.request", frozenset({"partner.request", "partner.wait", "profiles.poll",
                                        "profiles.fetch"}),
          Result.PARTNER, {"partner": "Apple"}),
-    Flow(EventType.PARTNER_RESPONDED, ("partner", "partner_response"), "partner.profile",
+    # The partner flow page requires AP-Partner-Framework-Status on the profile call too.
+    Flow(EventType.PARTNER_RESPONDED,
+         ("partner", "partner_response", "device.sso.partner_framework_status"), "partner.profile",
          frozenset({"partner.profile"}), Result.PARTNER,
          {"partner": "Apple", "partner_response": "PHNhbWxwOlJlc3BvbnNlLz4="}),
 )}

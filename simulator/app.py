@@ -8,10 +8,10 @@ import random
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
-from simulator.common import SSO_HEADER_PAGES
 from simulator.config import SimConfig
 from simulator.errors import DcrError, PassError, error_object
 from simulator.headers import client_identity
+from simulator.rules import FEATURE_HEADERS
 from simulator.state import SimState
 
 # Paths behind Adobe's edge: throttled (throttling-mechanism.md lists /o/client/* and /api/v2/)
@@ -24,6 +24,12 @@ _THROTTLED_BODY = (
     "<center><h1>429 Too Many Requests</h1></center>\r\n<hr><center>openresty</center>\r\n"
     "</body>\r\n</html>\r\n"
 )
+
+
+# The headers a call's record names (their presence; values stay out of the log).
+_FEATURES = frozenset(h.lower() for h in FEATURE_HEADERS)
+_LOGGED = ("authorization", "ap-device-identifier", "x-device-info", "x-forwarded-for",
+           "ap-visitor-identifier", *sorted(_FEATURES))
 
 
 def create_app(config: SimConfig | None = None) -> FastAPI:
@@ -90,12 +96,13 @@ def create_app(config: SimConfig | None = None) -> FastAPI:
             route = request.scope.get("route")
             name = getattr(route, "name", None) or "unmatched"
             sim.stats[f"{name} {response.status_code}"] += 1
-            for header in SSO_HEADER_PAGES:
-                if header in request.headers:
-                    # Which calls carried it, and any whose page does not list it.
-                    sim.stats[f"{name} {header}"] += 1
-                    if name not in SSO_HEADER_PAGES[header]:
-                        sim.stats[f"unlisted {header}"] += 1
+            carried = sorted(h for h in _LOGGED if h in request.headers)
+            for header in carried:
+                if header in _FEATURES:
+                    sim.stats[f"{name} {header}"] += 1  # which calls carried it
+            sim.requests.append({"endpoint": name, "status": response.status_code,
+                                 "headers": carried,
+                                 "user_agent": request.headers.get("user-agent")})
         return response
 
     @app.exception_handler(PassError)

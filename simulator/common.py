@@ -12,8 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi import Request
 
 from simulator.config import ServiceProvider
-from simulator.errors import PassError
+from simulator.errors import DcrError, PassError
 from simulator.headers import missing_device_info_keys, parse_device_identifier, parse_device_info
+from simulator.rules import ENDPOINTS, FEATURE_HEADERS, Endpoint, is_browser
 from simulator.state import CURRENT_CLIENT, AccessToken, SimState
 
 FORM = "application/x-www-form-urlencoded"
@@ -80,45 +81,88 @@ def device_id(request: Request, *, required: bool) -> str | None:
 
 
 def device_info(request: Request, *, required: bool) -> dict[str, Any]:
+    """X-Device-Info decoded: its keys the page marks required present (unless the lenient
+    switch is on: then those of Adobe's own sample), its restricted values from its tables."""
     raw = request.headers.get("x-device-info")
     if raw is None:
         if required:
             raise PassError("invalid_header_device_info", details="X-Device-Info is missing")
         return {}
     info, problems = parse_device_info(raw)
-    if info is not None and sim(request).config.strict_device_info:
-        problems += [f"{k} is missing" for k in missing_device_info_keys(info)]
+    if info is not None:
+        problems += [f"{k} is missing" for k in missing_device_info_keys(
+            info, lenient=sim(request).config.lenient_headers)]
     if info is None or problems:
         raise PassError("invalid_header_device_info", details="; ".join(problems))
     return info
 
 
+# The error each call's body answers when it is not of the page's content type: that of its
+# first required parameter Adobe has a code for.
+_PARAMETER_CODES = {"resources": "invalid_parameter_resources", "mvpd": "invalid_parameter_mvpd",
+                    "SAMLResponse": "invalid_parameter_saml_response",
+                    "redirectUrl": "invalid_parameter_redirect_url"}
+
+
+def _refuse(rule: Endpoint, code: str, details: str) -> None:
+    if rule.rest_api_v2:
+        raise PassError(code, details=details)
+    raise DcrError("invalid_request")  # the DCR pages answer OAuth errors
+
+
+def page_rules(request: Request) -> None:
+    """What the pages require of this call (simulator.rules), checked before its handler runs:
+    the Authorization bearer token, AP-Device-Identifier and X-Device-Info (a browser's
+    User-Agent may stand for the latter, its page says), the content type, the required query
+    parameters; and a single sign-on or feature header on a call whose page does not list it
+    is refused. The device's id and info are kept on `request.state` for the handler."""
+    route = request.scope.get("route")
+    rule = ENDPOINTS.get(getattr(route, "name", ""))
+    if rule is None:
+        return
+    required = rule.required
+    if sim(request).config.lenient_headers:
+        required = {h: pages for h, pages in required.items() if rule.page in pages}
+    if "Authorization" in required:
+        bearer(request)
+    if rule.rest_api_v2:
+        request.state.device_id = device_id(
+            request, required="AP-Device-Identifier" in required)
+        may_omit = is_browser(request.headers.get("user-agent"))
+        request.state.device_info = device_info(
+            request, required="X-Device-Info" in required and not may_omit)
+    elif "X-Device-Info" in required:
+        raw = request.headers.get("x-device-info")
+        if raw is None or parse_device_info(raw)[0] is None:
+            raise DcrError("invalid_request")
+    if "AP-Partner-Framework-Status" in required and \
+            "ap-partner-framework-status" not in request.headers:
+        raise PassError("invalid_header_pfs_permission_access_not_present")
+    for header in FEATURE_HEADERS:
+        if header not in rule.listed and header.lower() in request.headers:
+            raise PassError("invalid_request", details=(
+                f"{header} is not a header of this call ({rule.page} lists it not)"))
+    if rule.content_type and request.method in ("POST", "PUT") and \
+            media_type(request) != rule.content_type:
+        code = next((_PARAMETER_CODES[p] for p in rule.body if p in _PARAMETER_CODES),
+                    "invalid_request")
+        _refuse(rule, code, f"The body must be {rule.content_type}")
+    for name in rule.query:
+        if not request.query_params.get(name):
+            _refuse(rule, _PARAMETER_CODES.get(name, "invalid_request"), f"{name} is missing")
+
+
 def identified_call(request: Request, sp_id: str) -> tuple[str, dict[str, Any]]:
-    """What every call a device makes is checked for first (its page's required headers): the
-    bearer token, a service provider the token covers, AP-Device-Identifier and X-Device-Info.
-    Returns the device's id and info."""
-    bearer(request)
+    """A call for a device (its headers checked by `page_rules`): the service provider the
+    token covers; returns the device's id and info."""
     service_provider(request, sp_id)
-    return device_id(request, required=True) or "", device_info(request, required=True)
+    return request.state.device_id or "", request.state.device_info
 
 
 def is_absolute_url(value: str) -> bool:
     parts = urlsplit(value)
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
-
-# The calls whose pages list each single sign-on header (apis/*: sessions create, the profiles
-# of all MVPDs and of one, decisions, logout; the partner status also on the partner calls).
-_SSO_CALLS = frozenset({"sessions.create", "profiles.list", "profiles.mvpd",
-                        "decisions.preauthorize", "decisions.authorize", "logout"})
-SSO_HEADER_PAGES: dict[str, frozenset[str]] = {
-    "adobe-subject-token": _SSO_CALLS,
-    "x-roku-reserved-roku-connect-token": _SSO_CALLS,
-    "ad-service-token": _SSO_CALLS,
-    "ap-partner-framework-status": frozenset({
-        "profiles.list", "profiles.mvpd", "decisions.preauthorize", "decisions.authorize",
-        "partner.sessions", "partner.profiles"}),
-}
 
 # The single sign-on headers and the profile type a login made with each gives (the single
 # sign-on flows and the Profiles pages: platformSSO, serviceTokenSSO).

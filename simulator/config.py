@@ -99,11 +99,11 @@ class DenyRule(_Model):
 
 class SimConfig(_Model):
     approved_software_ids: list[str] = ["passflow-demo"]
-    # Reject X-Device-Info lacking a key the directives mark required (Adobe itself falls back
-    # on values it extracts, so this is off by default).
-    # X-Device-Info must hold every key its page marks required (model, version, osName,
-    # osVersion, connectionType), as Adobe Pass may enforce: the strict reading.
-    strict_device_info: bool = True
+    # The one lenient reading (simulator.rules), off unless named: the device headers only where
+    # the call's own API page marks them required (not the checklist's every request, nor a
+    # flow page's), and X-Device-Info's keys as Adobe's own example carries them. No
+    # conformance test turns it on.
+    lenient_headers: bool = False
     # The service providers each software statement may act for; absent: all of them. A token
     # used for another service provider answers 401 invalid_access_token_service_provider.
     software_service_providers: dict[str, list[str]] = {}

@@ -334,6 +334,13 @@ async def stats(request: Request) -> dict[str, Any]:
     return dict(sim(request).stats)
 
 
+@router.get("/requests", summary="The last calls behind the edge: endpoint, status, headers")
+async def requests(request: Request, endpoint: str | None = None) -> list[dict[str, Any]]:
+    """Each call's endpoint (its route's name), its answer's status, which of the headers
+    Adobe's pages name it carried (never their values) and its User-Agent; oldest first."""
+    return [r for r in sim(request).requests if endpoint in (None, r["endpoint"])]
+
+
 class ClockAdvance(BaseModel):
     seconds: float
 

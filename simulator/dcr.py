@@ -11,15 +11,15 @@ import hashlib
 import hmac
 import json
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from simulator.common import FORM, JSON, form_fields, json_body, media_type, sim
+from simulator.common import FORM, JSON, form_fields, json_body, media_type, page_rules, sim
 from simulator.errors import DcrError
 from simulator.fixtures import SIGNING_KEY
 from simulator.headers import parse_device_info
 
-router = APIRouter(tags=["Dynamic Client Registration"])
+router = APIRouter(tags=["Dynamic Client Registration"], dependencies=[Depends(page_rules)])
 
 
 def _b64url(segment: str) -> bytes:

@@ -23,6 +23,9 @@ ENHANCED: dict[str, tuple[int, str, str]] = {
         400, "none", "The partner parameter value is missing or invalid."),
     "invalid_parameter_saml_response": (
         400, "none", "The SAML response parameter value is missing or invalid."),
+    "invalid_header_pfs_permission_access_not_present": (
+        400, "none", "The permission access status value from the partner framework status "
+        "header is not present."),
     "invalid_header_pfs_permission_access_not_granted": (
         400, "none", "The permission access status value from the partner framework status "
         "header is not granted."),
@@ -52,6 +55,9 @@ ENHANCED: dict[str, tuple[int, str, str]] = {
     "authorization_denied_by_parental_controls": (
         403, "none", "The MVPD has returned a \"Deny\" decision due parental controls settings "
         "for the specified resource."),
+    # The simulator's own, where Adobe's list has no code (a header the call's pages do not
+    # list): the pages' 400 "The request is invalid, the client needs to correct the request".
+    "invalid_request": (400, "none", "The request is invalid."),
     "internal_server_error": (500, "none", "The request failed due to an internal server error."),
     "too_many_resources": (
         403, "configuration", "The authorization or preauthorization request failed because "

@@ -17,10 +17,11 @@ RESTRICTED: dict[str, frozenset[str]] = {
         "GamesConsole", "GeolocationTracker", "Glasses", "MediaPlayer", "MobilePhone",
         "PaymentTerminal", "PluginModem", "SetTopBox", "TV", "Tablet", "WirelessHotspot",
         "Wristwatch", "Unknown"}),
-    # "Roku": what the page's own Roku OS recipe hardcodes (Adobe Pass takes its own advice).
+    # The page's list only: its own Roku OS recipe sends "Roku", which the list lacks (the
+    # strict reading: refused).
     "osName": frozenset({
-        "Android", "Chrome OS", "Linux", "Mac OS", "OS X", "OpenBSD", "Roku OS", "Roku",
-        "Windows", "iOS", "tvOS", "webOS"}),
+        "Android", "Chrome OS", "Linux", "Mac OS", "OS X", "OpenBSD", "Roku OS", "Windows",
+        "iOS", "tvOS", "webOS"}),
     "osFamily": frozenset({
         "Android", "BSD", "Linux", "PlayStation OS", "Roku OS", "Symbian", "Tizen", "Windows",
         "iOS", "tvOS", "macOS", "webOS"}),
@@ -34,9 +35,10 @@ RESTRICTED: dict[str, frozenset[str]] = {
         "Amazon", "Apple", "Google", "Microsoft", "Motorola", "Mozilla", "Netscape", "Nintendo",
         "Nokia", "Samsung", "Sony Ericsson"}),
 }
-# The table marks connectionType required too, but the page's own example leaves it out: Adobe
-# Pass takes a device info without it (and fills in what it can from the request).
-REQUIRED_DEVICE_INFO_KEYS = ("model", "version", "osName", "osVersion")
+# The keys the directives table marks required (its own example leaves connectionType out: the
+# strict reading requires it all the same); the lenient switch asks only the example's.
+REQUIRED_DEVICE_INFO_KEYS = ("model", "version", "osName", "osVersion", "connectionType")
+SAMPLE_DEVICE_INFO_KEYS = ("model", "version", "osName", "osVersion")
 
 
 def _b64decode(value: str) -> bytes:
@@ -65,9 +67,8 @@ def parse_device_identifier(value: str | None) -> str | None:
 def parse_device_info(value: str) -> tuple[dict[str, Any] | None, list[str]]:
     """Decode X-Device-Info; returns (info, problems). info is None when it cannot be read.
 
-    Problems are a malformed value or a restricted key outside its set. Missing recommended keys
-    are reported separately by `missing_device_info_keys`: Adobe Pass then falls back on values it
-    extracts itself, so they are not an error unless the simulator runs in strict mode.
+    Problems are a malformed value or a restricted key outside its set; the required keys that
+    are missing are reported by `missing_device_info_keys`.
     """
     try:
         info = json.loads(_b64decode(value))
@@ -84,8 +85,9 @@ def parse_device_info(value: str) -> tuple[dict[str, Any] | None, list[str]]:
     return info, problems
 
 
-def missing_device_info_keys(info: dict[str, Any]) -> list[str]:
-    return [k for k in REQUIRED_DEVICE_INFO_KEYS if k not in info]
+def missing_device_info_keys(info: dict[str, Any], *, lenient: bool = False) -> list[str]:
+    keys = SAMPLE_DEVICE_INFO_KEYS if lenient else REQUIRED_DEVICE_INFO_KEYS
+    return [k for k in keys if info.get(k) in (None, "")]
 
 
 def client_identity(x_forwarded_for: str | None, peer: str | None) -> str:

@@ -17,20 +17,18 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from simulator import signing
 from simulator.common import (
     FORM,
     JSON,
-    bearer,
-    device_id,
-    device_info,
     form_fields,
     identified_call,
     is_absolute_url,
     json_body,
+    page_rules,
     service_provider,
     sim,
     sso_identities,
@@ -39,7 +37,7 @@ from simulator.config import Mvpd
 from simulator.errors import PassError, error_object
 from simulator.state import CURRENT_CLIENT, AuthSession, SimState
 
-router = APIRouter(tags=["REST API V2"])
+router = APIRouter(tags=["REST API V2"], dependencies=[Depends(page_rules)])
 
 _SESSION_BODY = {"requestBody": {"content": {FORM: {"schema": {
     "type": "object",
@@ -78,10 +76,8 @@ def _temppass_identity(request: Request) -> str | None:
 @router.get("/api/v2/{serviceProvider}/configuration", name="configuration",
             summary="Retrieve configuration for specific service provider")
 async def configuration(serviceProvider: str, request: Request) -> JSONResponse:
-    bearer(request)
     sp = service_provider(request, serviceProvider)
-    device_id(request, required=False)
-    info = device_info(request, required=False)
+    info = request.state.device_info
     state = sim(request)
     base = str(request.base_url).rstrip("/")
     mvpds = []
@@ -182,7 +178,6 @@ async def create_session(serviceProvider: str, request: Request) -> JSONResponse
 @router.post("/api/v2/{serviceProvider}/sessions/{code}", name="sessions.resume",
              summary="Resume authentication session", openapi_extra=_SESSION_BODY)
 async def resume_session(serviceProvider: str, code: str, request: Request) -> JSONResponse:
-    bearer(request)
     service_provider(request, serviceProvider)
     fields = await form_fields(request)
     if fields is None:
@@ -222,7 +217,6 @@ def _device_description(info: dict[str, Any]) -> dict[str, Any]:
 @router.get("/api/v2/{serviceProvider}/sessions/{code}", name="sessions.retrieve",
             summary="Retrieve authentication session using code")
 async def retrieve_session(serviceProvider: str, code: str, request: Request) -> JSONResponse:
-    bearer(request)
     service_provider(request, serviceProvider)
     state = sim(request)
     session = _live_session(state, serviceProvider, code)
@@ -306,7 +300,6 @@ async def profiles(serviceProvider: str, request: Request) -> JSONResponse:
 @router.get("/api/v2/{serviceProvider}/profiles/code/{code}", name="profiles.code",
             summary="Retrieve profile for specific code")
 async def profile_for_code(serviceProvider: str, code: str, request: Request) -> JSONResponse:
-    bearer(request)
     service_provider(request, serviceProvider)
     state = sim(request)
     session = _live_session(state, serviceProvider, code)

@@ -7,7 +7,7 @@ import secrets
 import string
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -155,6 +155,8 @@ class SimState:
         # (service provider, device, MVPD, client).
         self.partner_requests: dict[str, tuple[str, str, str, str | None]] = {}
         self.stats: Counter[str] = Counter()
+        # The last calls behind the edge: what each carried (tests read it at /_sim/requests).
+        self.requests: deque[dict[str, Any]] = deque(maxlen=5000)
 
     def now(self) -> float:
         return time.time() + self.clock_offset

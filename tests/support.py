@@ -31,6 +31,11 @@ PG_URL = os.environ.get(
     "PASSFLOW_TEST_PG_URL",
     "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/passflow_test")
 
+# A browser's User-Agent: what the activation page needs of its visitors (it stands for
+# X-Device-Info on the page's calls to Adobe Pass), and a browser device's at intake.
+BROWSER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                 "Chrome/126.0 Safari/537.36")
+BROWSER = {"User-Agent": BROWSER_AGENT}
 TOKEN = "tests-only-api-token-0123456789abcdef"  # the API token of the tests' API server
 
 _ips = itertools.count(1)

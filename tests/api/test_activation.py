@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 
 from tests.api.test_activation_browser import start_authentication
+from tests.support import BROWSER
 
 
 def test_a_resume_answered_authorize_needs_no_mvpd_login(api: httpx.Client,
@@ -14,7 +15,8 @@ def test_a_resume_answered_authorize_needs_no_mvpd_login(api: httpx.Client,
     is told they are done (the browser is not sent to an MVPD that is down)."""
     jobs_env.put("/_sim/degradation", json={"mvpd": "Spectrum", "rule": "authn_all"})
     _, code = start_authentication(api)
-    with httpx.Client(base_url=api_server.url, follow_redirects=False) as browser:
+    with httpx.Client(base_url=api_server.url, follow_redirects=False,
+                      headers=BROWSER) as browser:
         page = browser.post("/activate/provider", data={"code": code, "mvpd": "Spectrum"})
     assert page.status_code == 200 and "all set" in page.text
     stats = jobs_env.get("/_sim/stats").json()

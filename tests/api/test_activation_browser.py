@@ -190,3 +190,44 @@ def test_a_returning_user_is_offered_the_provider_it_chose_last(page: Page, api:
     remembered.click()
     sign_in_at_the_mvpd(page, "Spectrum")
     assert wait_for_status(again) == "succeeded"
+
+
+def every_rest_call_carried_the_device_headers(sim: httpx.Client) -> set[str]:
+    """The simulator's request log: every REST API V2 call carried AP-Device-Identifier and
+    X-Device-Info (a browser's User-Agent standing for the latter), and none was refused for a
+    header. Returns the endpoints seen."""
+    seen = set()
+    for call in sim.get("/_sim/requests").json():
+        if call["endpoint"].startswith("dcr.") or call["endpoint"] == "authenticate":
+            continue
+        seen.add(call["endpoint"])
+        browser = (call["user_agent"] or "").startswith("Mozilla/5.0 (")
+        assert "ap-device-identifier" in call["headers"], call
+        assert "x-device-info" in call["headers"] or browser, call
+        assert call["status"] != 400, call
+    return seen
+
+
+def test_send_x_device_info_header_on_every_call_of_a_code_login_on_either_screen(
+        page: Page, api: httpx.Client, api_server: BackgroundServer, jobs_env: httpx.Client,
+        redis_client: redis.Redis):
+    """Against the strict simulator (the checklist's every-request items): a second-screen login
+    through the picker and a primary-screen login both succeed, and the request log shows both
+    device headers on every call, the look-ups by code included."""
+    jobs_env.post("/_sim/reset", params={"keep_registrations": "true"}).raise_for_status()
+    for key in redis_client.scan_iter("passflow:configuration:*"):
+        redis_client.delete(key)  # the picker asks Adobe for it, not the cache
+    second, code = start_authentication(api)
+    page.goto(f"{api_server.url}/activate?code={code}")
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_role("button", name="Spectrum").click()
+    sign_in_at_the_mvpd(page, "Spectrum")
+    expect(page.get_by_role("heading")).to_have_text("You're signed in")
+    assert wait_for_status(second) == "succeeded"
+    primary, primary_code = start_authentication(api, mvpd="Cablevision", screen="primary")
+    jobs_env.post("/_sim/login", json={"code": primary_code}).raise_for_status()
+    page.goto(f"{api_server.url}/landing?job={primary}")
+    assert wait_for_status(primary) == "succeeded"
+    assert every_rest_call_carried_the_device_headers(jobs_env) >= {
+        "profiles.list", "sessions.create", "sessions.retrieve", "configuration",
+        "sessions.resume", "profiles.code"}

@@ -251,10 +251,33 @@ def test_send_x_device_info_header_and_the_device_address_are_explained(api: htt
     assert "PASSFLOW_DEVICES_SHARE_ADDRESS" in no_ip[0]["message"]
     missing = api.post("/v1/events", json={"event_id": f"e-{uuid.uuid4()}",
                                            "type": "profiles.requested",
-                                           "device": {**D, "info": {"model": "TV"}}})
-    assert missing.status_code == 202  # accepted as Adobe takes it, and said
+                                           "device": {**D, "info": {"model": "TV",
+                                                                    "osName": "tvOS",
+                                                                    "osVersion": "17"}}})
+    assert missing.status_code == 202  # Adobe's own sample holds no more: accepted, and said
     warned = " ".join(missing.json()["warnings"])
     assert "version is missing" in warned and "connectionType is missing" in warned
+
+
+def test_a_device_that_cannot_be_described_to_adobe_is_refused_and_nothing_is_stored(
+        api: httpx.Client):
+    """Checklist item 18: X-Device-Info on every call. A TV with no device info, or one lacking
+    what Adobe's own sample carries, would be refused on every call: a 422 naming what is
+    missing, and no job. A browser's User-Agent stands for it (the header's page)."""
+    from tests.support import BROWSER_AGENT
+
+    for info, named in (({}, "device.info is empty"),
+                        ({"model": "TV", "osName": "tvOS"}, "device.info.osVersion"),
+                        ({"osName": "tvOS", "osVersion": "17"}, "device.info.model")):
+        event_id = f"e-{uuid.uuid4()}"
+        answer = api.post("/v1/events", json={"event_id": event_id, "type": "profiles.requested",
+                                              "device": {**D, "info": info}})
+        assert answer.status_code == 422 and named in answer.text, answer.text
+        assert api.get("/v1/jobs", params={"event_id": event_id}).json()["jobs"] == []
+    browser = api.post("/v1/events", json={
+        "event_id": f"e-{uuid.uuid4()}", "type": "profiles.requested",
+        "device": {"id": "laptop-1", "ip": "203.0.113.40", "user_agent": BROWSER_AGENT}})
+    assert browser.status_code == 202, browser.text
     odd = api.post("/v1/events", json={"event_id": f"e-{uuid.uuid4()}",
                                        "type": "profiles.requested",
                                        "device": {**D, "info": {**D["info"],
@@ -275,14 +298,21 @@ ADOBE_SAMPLES = [
 
 
 @pytest.mark.parametrize("info", ADOBE_SAMPLES)
-def test_adobes_own_device_info_samples_are_accepted_and_played(api: httpx.Client, info,
-                                                                jobs_env: httpx.Client):
+def test_adobes_own_device_info_samples_are_accepted_with_the_warning_a_strict_adobe_proves(
+        api: httpx.Client, info, jobs_env: httpx.Client):
+    """Adobe's own samples depart from its own table (no connectionType; osName "Roku"): they
+    are accepted, with a warning that says why, and an Adobe Pass that keeps to the table (the
+    simulator, strict) refuses the call for the reason the warning gave."""
     device = new_device()
     body = event("profiles.requested", device)
     body["device"]["info"] = info
     answer = api.post("/v1/events", json=body)
     assert answer.status_code == 202, answer.text
-    assert wait_for_status(answer.json()["job_id"]) == "succeeded"
+    warned = " ".join(answer.json()["warnings"])
+    assert "refuses every call" in warned or "is not one of" in warned, warned
+    job_id = answer.json()["job_id"]
+    assert wait_for_status(job_id) == "failed"
+    assert api.get(f"/v1/jobs/{job_id}").json()["error"]["code"] == "invalid_header_device_info"
 
 
 def test_devices_that_share_passflows_address_may_come_without_one():

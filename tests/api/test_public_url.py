@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, expect
 from passflow import logs
 from passflow.serving import BackgroundServer
 from passflow.settings import get_settings
-from tests.support import TOKEN, ApiProcess, device_json, new_device, wait_for_status
+from tests.support import BROWSER, TOKEN, ApiProcess, device_json, new_device, wait_for_status
 from worker.runtime import PUBLIC_URL_KEY
 
 ONE_BACKEND = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -75,7 +75,7 @@ def test_a_form_from_another_address_is_refused_saying_what_to_set(pass_env: str
         with BackgroundServer(create_app(settings, tokens=[TOKEN])) as server:
             def post() -> httpx.Response:
                 return httpx.post(server.url + "/activate", data={"code": "AB12CD3"},
-                                  headers={"Origin": server.url})
+                                  headers={"Origin": server.url, **BROWSER})
 
             refused = [post() for _ in range(3)]
     finally:
@@ -97,9 +97,9 @@ def test_unset_public_url_still_refuses_a_form_from_another_site(pass_env: str,
 
     with BackgroundServer(create_app(settings, tokens=[TOKEN])) as server:
         forged = httpx.post(server.url + "/activate", data={"code": "AB12CD3"},
-                            headers={"Origin": "https://evil.example"})
+                            headers={"Origin": "https://evil.example", **BROWSER})
         own = httpx.post(server.url + "/activate", data={"code": "!!"},
-                         headers={"Origin": server.url})
+                         headers={"Origin": server.url, **BROWSER})
     assert forged.status_code == 403
     assert own.status_code == 400  # reached the page: the code is malformed, said as such
     assert "look like a code" in own.text

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import TOKEN, ApiProcess, wait_for
+from tests.support import BROWSER, TOKEN, ApiProcess, wait_for
 
 
 def _rss_mib(pid: int) -> float:
@@ -87,7 +87,8 @@ def test_the_wrong_code_limit_is_taken_before_adobe_is_asked(api: httpx.Client, 
     url = api_server.url
 
     def guess(n: int) -> int:
-        return httpx.post(url + "/activate", data={"code": f"WRONG{n:03d}"}).status_code
+        return httpx.post(url + "/activate", data={"code": f"WRONG{n:03d}"},
+                          headers=BROWSER).status_code
 
     with ThreadPoolExecutor(12) as pool:
         answers = list(pool.map(guess, range(12)))
@@ -96,7 +97,8 @@ def test_the_wrong_code_limit_is_taken_before_adobe_is_asked(api: httpx.Client, 
     from tests.api.test_activation_browser import start_authentication
 
     _, code = start_authentication(api)
-    hijack = httpx.post(url + "/activate/provider", data={"code": code, "mvpd": "Spectrum"})
+    hijack = httpx.post(url + "/activate/provider", data={"code": code, "mvpd": "Spectrum"},
+                        headers=BROWSER)
     assert hijack.status_code == 429
     assert jobs_env.get("/_sim/stats").json().get("sessions.resume 200", 0) == 0
     fault_report("12 wrong codes at once, then a valid code on /activate/provider",
@@ -109,7 +111,7 @@ def test_pages_carry_security_headers_and_refuse_cross_origin_posts(api_server):
     assert page.headers["x-content-type-options"] == "nosniff"
     assert page.headers["referrer-policy"] == "same-origin"
     forged = httpx.post(api_server.url + "/activate", data={"code": "AB12CD3"},
-                        headers={"Origin": "https://evil.example"})
+                        headers={"Origin": "https://evil.example", **BROWSER})
     assert forged.status_code == 403
 
 
@@ -141,7 +143,7 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies(database_url: str, 
 
             def answered() -> bool:
                 answers.append(httpx.post(api.url + "/activate", data={"code": f"WRONG{n:03d}"},
-                                          headers={"X-Forwarded-For": client}))
+                                          headers={"X-Forwarded-For": client, **BROWSER}))
                 return "Too many requests from this network" not in answers[-1].text
 
             wait_for(answered, timeout=20, interval=0.5)
@@ -195,15 +197,18 @@ def test_a_non_ascii_user_agent_is_no_fault_and_costs_no_try(api: httpx.Client, 
 def test_refused_and_malformed_tries_store_nothing(database_url, api_server, jobs_env,
                                                   activation_tries, redis_client):
     for n in range(50):
-        httpx.post(api_server.url + "/activate", data={"code": f"!{n}!"})  # malformed
+        # malformed
+        httpx.post(api_server.url + "/activate", data={"code": f"!{n}!"}, headers=BROWSER)
     assert not redis_client.keys("passflow:activate:tries:*")
     for n in range(5):  # five wrong codes (a try the throttle deferred is tried again)
-        wait_for(lambda n=n: httpx.post(api_server.url + "/activate",
-                                        data={"code": f"WRONG{n:03d}"}).status_code == 400,
+        wait_for(lambda n=n: httpx.post(
+            api_server.url + "/activate", data={"code": f"WRONG{n:03d}"},
+            headers=BROWSER).status_code == 400,
                  timeout=20, interval=0.5)
     before = set(redis_client.keys("passflow:activate:tries:*"))
     for n in range(200):  # locked out now: refused, and nothing new is kept
-        refused = httpx.post(api_server.url + "/activate", data={"code": f"OTHER{n:03d}"})
+        refused = httpx.post(api_server.url + "/activate", data={"code": f"OTHER{n:03d}"},
+                             headers=BROWSER)
         assert refused.status_code == 429 and "Too many tries" in refused.text
     assert set(redis_client.keys("passflow:activate:tries:*")) == before
 
@@ -245,7 +250,8 @@ def test_any_proxy_trusted_still_counts_the_address_the_proxy_saw(database_url: 
     seen_by_proxy = f"2001:db8:{random.randrange(0x10000):x}:7::1"
     try:
         answers = [httpx.post(api.url + "/activate", data={"code": f"WRONG{n:03d}"},
-                              headers={"X-Forwarded-For": f"198.51.100.{n + 1}, {seen_by_proxy}"})
+                              headers={"X-Forwarded-For": f"198.51.100.{n + 1}, {seen_by_proxy}",
+                                       **BROWSER})
                    .status_code for n in range(10)]
     finally:
         api.stop()

@@ -8,7 +8,8 @@ import pytest
 from simulator.fixtures import DEMO_SOFTWARE_STATEMENT
 from worker.adobe_pass.headers import device_identifier, device_info
 
-INFO = device_info({"primaryHardwareType": "TV", "model": "X", "osName": "webOS"})
+INFO = device_info({"primaryHardwareType": "TV", "model": "X", "version": "1", "osName": "webOS",
+                    "osVersion": "23", "connectionType": "WiFi"})
 
 
 @pytest.fixture
@@ -82,30 +83,79 @@ def test_device_identifier_is_required_and_checked(sim: httpx.Client, token: str
     assert answer.json()["code"] == "invalid_header_device_identifier"
 
 
-def test_device_info_is_required_where_documented(sim: httpx.Client, token: str):
+def test_follow_apis_references_device_headers_required_on_every_rest_call(
+        sim: httpx.Client, token: str):
+    """Checklist items 17-18: every REST API v2 request, the configuration and the look-ups by
+    code included (their own pages mark the device headers optional or list none)."""
+    session = sim.post("/api/v2/REF30/sessions", headers=_headers(token),
+                       data={"mvpd": "Cablevision", "domainName": "adobe.com",
+                             "redirectUrl": "https://adobe.com"}).json()
+    calls = [("GET", "/api/v2/REF30/configuration"), ("GET", "/api/v2/REF30/profiles"),
+             ("GET", f"/api/v2/REF30/sessions/{session['code']}"),
+             ("GET", f"/api/v2/REF30/profiles/code/{session['code']}"),
+             ("POST", f"/api/v2/REF30/sessions/{session['code']}")]
+    addresses = (f"198.51.100.{n}" for n in range(1, 200))  # each its own throttle bucket
+    for header, code in (("X-Device-Info", "invalid_header_device_info"),
+                         ("AP-Device-Identifier", "invalid_header_device_identifier")):
+        for method, url in calls:
+            headers = _headers(token, **{"X-Forwarded-For": next(addresses)})
+            headers.pop(header)
+            answer = sim.request(method, url, headers=headers, data={"mvpd": "Cablevision"}
+                                 if method == "POST" else None)
+            assert (answer.status_code, answer.json()["code"]) == (400, code), (url, header)
+    for method, url in calls:
+        assert sim.request(method, url, headers=_headers(
+            token, **{"X-Forwarded-For": next(addresses)}), data={"mvpd": "Cablevision"}
+                           if method == "POST" else None).status_code == 200, url
+
+
+def test_a_browser_may_omit_device_info_and_nothing_else_may(sim: httpx.Client, token: str):
+    """The X-Device-Info page, Browsers: its User-Agent stands for it."""
     headers = _headers(token)
     headers.pop("X-Device-Info")
-    assert sim.get("/api/v2/REF30/profiles", headers=headers).json()["code"] == (
-        "invalid_header_device_info")
-    # Configuration lists both device headers as optional.
-    assert sim.get("/api/v2/REF30/configuration", headers=headers).status_code == 200
+    assert sim.get("/api/v2/REF30/configuration", headers={
+        **headers, "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0"}).status_code \
+        == 200
+    assert sim.get("/api/v2/REF30/configuration", headers={
+        **headers, "User-Agent": "Roku/DVP-12.0"}).json()["code"] == "invalid_header_device_info"
 
 
-def test_follow_apis_references_the_strict_simulator_refuses_what_the_pages_refuse():
-    from passflow.serving import BackgroundServer
-    from simulator import SimConfig, create_app
+@pytest.mark.parametrize(("change", "named"), [
+    ({"connectionType": None}, "connectionType is missing"),
+    ({"version": None}, "version is missing"),
+    ({"osName": "Roku"}, "osName='Roku' is not one of the allowed values"),
+])
+def test_device_info_keys_as_the_page_marks_them(sim: httpx.Client, token: str, change, named):
+    """Required keys as the directives table marks them (its own example lacks connectionType:
+    the strict reading requires it all the same), osName from the page's list only (its Roku
+    recipe's "Roku" is not on it)."""
+    info = {"primaryHardwareType": "SetTopBox", "model": "X", "version": "1",
+            "osName": "Roku OS", "osVersion": "12.5", "connectionType": "WiFi", **change}
+    headers = _headers(token, **{"X-Device-Info": device_info(
+        {k: v for k, v in info.items() if v is not None})})
+    answer = sim.get("/api/v2/REF30/profiles", headers=headers)
+    assert answer.status_code == 400 and named in answer.json()["details"]
 
-    config = SimConfig.load().model_copy(update={"strict_device_info": True})
-    with BackgroundServer(create_app(config)) as server, \
-            httpx.Client(base_url=server.url) as strict:
-        creds = strict.post("/o/client/register", headers={"X-Device-Info": INFO},
-                            json={"software_statement": DEMO_SOFTWARE_STATEMENT}).json()
-        tok = strict.post("/o/client/token", headers={"X-Device-Info": INFO}, data={
-            "client_id": creds["client_id"], "client_secret": creds["client_secret"],
-            "grant_type": "client_credentials"}).json()["access_token"]
-        answer = strict.get("/api/v2/REF30/profiles", headers=_headers(tok))
-    assert answer.status_code == 400
-    assert "version is missing" in answer.json()["details"]
+
+def test_follow_apis_references_sso_headers_refused_where_no_page_lists_them(
+        sim: httpx.Client, token: str):
+    session = sim.post("/api/v2/REF30/sessions", headers=_headers(token),
+                       data={"mvpd": "Cablevision", "domainName": "adobe.com",
+                             "redirectUrl": "https://adobe.com"}).json()
+    for header in ("Adobe-Subject-Token", "AD-Service-Token", "AP-Partner-Framework-Status"):
+        answer = sim.get(f"/api/v2/REF30/profiles/code/{session['code']}",
+                         headers=_headers(token, **{header: "x"}))
+        assert answer.status_code == 400 and header in answer.json()["details"], header
+    # Listed on the profiles of all MVPDs: taken.
+    assert sim.get("/api/v2/REF30/profiles", headers=_headers(
+        token, **{"AD-Service-Token": "svc-1"})).status_code == 200
+
+
+def test_the_lenient_reading_is_a_named_switch_off_by_default():
+    from simulator import SimConfig
+
+    assert SimConfig.load().lenient_headers is False
+    assert SimConfig().lenient_headers is False
 
 
 def test_sessions_need_a_form_body(sim: httpx.Client, token: str):

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from passflow.device_info import is_browser
+
 
 def _b64(raw: str | bytes) -> str:
     return base64.b64encode(raw.encode() if isinstance(raw, str) else raw).decode("ascii")
@@ -81,14 +83,16 @@ SSO_HEADERS = {
 }
 
 
-def device_headers(device: Device, *, identified: bool = True, sso: bool = False,
-                   partner: bool = False) -> dict[str, str]:
-    """Every header the device carries on a REST API V2 call, built here only. `identified=
-    False` for the calls whose pages list neither AP-Device-Identifier nor X-Device-Info (a
-    session's or a profile's look-up by code, made from a second screen): only its address,
-    visitor id and agent. `sso`: the call's page lists the single sign-on headers (sessions
-    create, profiles, decisions, logout); `partner`: it lists AP-Partner-Framework-Status
-    (profiles, decisions, the partner endpoints)."""
+def device_headers(device: Device, *, sso: bool = False, partner: bool = False) -> dict[str, str]:
+    """Every header the device carries on a REST API V2 call, built here only.
+
+    The union of Adobe's pages (docs/checklist.md, "the union rule"): the checklist sends
+    AP-Device-Identifier and X-Device-Info on *every* REST API V2 request (items 17 and 18),
+    so they go on every call, the look-ups by code included, though those API pages list
+    neither. A browser may leave X-Device-Info out (its page, "Browsers"): its User-Agent
+    stands for it. `sso`: the call's page lists the single sign-on headers (sessions create,
+    profiles, decisions, logout); `partner`: it lists AP-Partner-Framework-Status (profiles,
+    decisions, the partner endpoints). A header no page names for a call stays off it."""
     headers: dict[str, str] = {}
     if sso:
         headers.update({name: device.sso[key] for key, name in SSO_HEADERS.items()
@@ -96,12 +100,13 @@ def device_headers(device: Device, *, identified: bool = True, sso: bool = False
     if partner and device.sso.get("partner_framework_status"):
         headers["AP-Partner-Framework-Status"] = partner_framework_status(
             device.sso["partner_framework_status"])
-    if identified:
-        headers["AP-Device-Identifier"] = device_identifier(device.id)
-    if identified and device.info:
+    headers["AP-Device-Identifier"] = device_identifier(device.id)
+    if device.info:
         headers["X-Device-Info"] = device_info(device.info, ip=device.ip, port=device.port)
-    # else a browser, which "will automatically send a minimal set of required information in
-    # the User-Agent header" (X-Device-Info page, Browsers): its User-Agent goes instead.
+    elif not is_browser(device.user_agent):
+        # Intake refuses such a device (passflow.events); nothing may reach Adobe without it.
+        raise ValueError(f"device {device.id!r} has no X-Device-Info to send and is not a "
+                         "browser")
     if device.ip:
         # Without it every device shares the server's throttling bucket at Adobe.
         headers["X-Forwarded-For"] = device.ip

@@ -3,14 +3,21 @@
 import base64
 import json
 
+import pytest
+
 from simulator.headers import parse_device_identifier, parse_device_info
 from worker.adobe_pass.headers import (
     Device,
     device_headers,
     device_identifier,
     device_info,
-        temppass_identity,
+    temppass_identity,
 )
+
+TV = {"primaryHardwareType": "SetTopBox", "model": "TV 5th Gen", "version": "5.0",
+      "osName": "tvOS", "osVersion": "17.1", "connectionType": "LAN"}
+BROWSER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                 "Chrome/126.0 Safari/537.36")
 
 
 def _decode(value: str) -> object:
@@ -64,7 +71,7 @@ def test_single_sign_on_headers_only_on_the_calls_whose_pages_list_them():
     `partner` (profiles, decisions), Base64 of the status JSON; neither by default."""
     status = {"frameworkPermissionInfo": {"accessStatus": "granted"},
               "frameworkProviderInfo": {"id": "Spectrum", "expirationDate": "1735689600000"}}
-    device = Device(id="tv-1", ip="203.0.113.7", sso={
+    device = Device(id="tv-1", ip="203.0.113.7", info=TV, sso={
         "subject_token": "jws.amazon.1", "roku_connect_token": "roku-1",
         "service_token": "svc-1", "partner_framework_status": status})
     assert not {"Adobe-Subject-Token", "AD-Service-Token",
@@ -77,7 +84,7 @@ def test_single_sign_on_headers_only_on_the_calls_whose_pages_list_them():
 
 
 def test_send_ap_device_identifier_header_every_call_names_the_device_and_its_ip():
-    device = Device(id="tv-1", ip="203.0.113.7", port=1234, info={"model": "TV"},
+    device = Device(id="tv-1", ip="203.0.113.7", port=1234, info=TV,
                     visitor_id="ECID-1")
     headers = device_headers(device)
     assert headers["AP-Device-Identifier"] == device_identifier("tv-1")
@@ -87,7 +94,17 @@ def test_send_ap_device_identifier_header_every_call_names_the_device_and_its_ip
 
 
 def test_a_device_without_ip_sends_no_forwarded_header():
-    assert "X-Forwarded-For" not in device_headers(Device(id="tv-2"))
+    assert "X-Forwarded-For" not in device_headers(Device(id="tv-2", info=TV))
+
+
+def test_a_browser_may_go_without_device_info_and_nothing_else_may():
+    """The X-Device-Info page lets a browser omit it ("Browsers"); for any other device no
+    call is built without it (intake refuses such a device, this is the last guard)."""
+    browser = device_headers(Device(id="phone", user_agent=BROWSER_AGENT))
+    assert "X-Device-Info" not in browser and browser["User-Agent"] == BROWSER_AGENT
+    assert browser["AP-Device-Identifier"] == device_identifier("phone")
+    with pytest.raises(ValueError, match="no X-Device-Info"):
+        device_headers(Device(id="tv-3", user_agent="Roku/DVP-12.0"))
 
 
 def test_restricted_device_info_values_are_reported():
@@ -97,16 +114,19 @@ def test_restricted_device_info_values_are_reported():
     assert parse_device_info("not base64 json!")[0] is None
 
 
-def test_device_headers_only_where_the_page_lists_them():
-    """sessions/{code} and profiles/code/{code} list neither AP-Device-Identifier nor
-    X-Device-Info: a look-up by code carries the device's address and agent only."""
+def test_send_ap_device_identifier_header_on_every_call_the_look_ups_by_code_included():
+    """The union rule: the checklist (items 17, 18) sends AP-Device-Identifier and
+    X-Device-Info on every REST API V2 request, and both basic authentication flows list
+    AP-Device-Identifier for the profile-by-code call, though the API pages of the look-ups by
+    code list neither: they go on every call. The single sign-on headers stay off the calls
+    whose pages do not list them."""
     import respx
     from httpx import Response
 
     from worker.adobe_pass import AdobePass
 
-    device = Device(id="tv-1", ip="203.0.113.5", port=50000, info={"model": "TV"},
-                    user_agent="TV/1.0")
+    device = Device(id="tv-1", ip="203.0.113.5", port=50000, info=TV, user_agent="TV/1.0",
+                    sso={"subject_token": "jws.amazon.1"})
     with respx.mock(base_url="https://pass.test", assert_all_called=False) as mock:
         mock.post("/o/client/register").mock(return_value=Response(
             201, json={"client_id": "c", "client_secret": "s", "scopes": ["api:client:v2"]}))
@@ -114,20 +134,25 @@ def test_device_headers_only_where_the_page_lists_them():
             200, json={"access_token": "t", "expires_in": 3600, "token_type": "bearer"}))
         session = mock.get("/api/v2/REF30/sessions/CODE1").mock(return_value=Response(
             200, json={"existingParameters": {}}))
+        resume = mock.post("/api/v2/REF30/sessions/CODE1").mock(return_value=Response(
+            200, json={"actionName": "authenticate", "actionType": "interactive"}))
         code = mock.get("/api/v2/REF30/profiles/code/CODE1").mock(return_value=Response(
             200, json={"profiles": {}}))
         mvpd = mock.get("/api/v2/REF30/profiles/Cablevision").mock(return_value=Response(
             200, json={"profiles": {}}))
         with AdobePass("https://pass.test", software_statement="stmt", max_retries=0) as adobe:
             adobe.sessions.retrieve("REF30", "CODE1", device=device)
+            adobe.sessions.resume("REF30", "CODE1", device=device, mvpd="Cablevision")
             adobe.profiles.for_code("REF30", "CODE1", device=device)
             adobe.profiles.for_mvpd("REF30", "Cablevision", device=device)
-    for route in (session, code):
+    for route in (session, resume, code, mvpd):
         sent = route.calls.last.request.headers
-        assert "AP-Device-Identifier" not in sent and "X-Device-Info" not in sent
+        assert sent["AP-Device-Identifier"] == device_identifier("tv-1")
+        assert _decode(sent["X-Device-Info"])["model"] == TV["model"]
         assert sent["X-Forwarded-For"] == "203.0.113.5" and sent["User-Agent"] == "TV/1.0"
-    sent = mvpd.calls.last.request.headers
-    assert sent["AP-Device-Identifier"].startswith("fingerprint ") and "X-Device-Info" in sent
+    for route in (session, resume, code):
+        assert "Adobe-Subject-Token" not in route.calls.last.request.headers
+    assert mvpd.calls.last.request.headers["Adobe-Subject-Token"] == "jws.amazon.1"
 
 
 def test_a_restricted_key_holding_a_list_or_a_number_is_reported_not_a_crash():

@@ -11,10 +11,10 @@ from worker.adobe_pass.types import Profiles
 
 
 def _headers(device: Device, identity: Mapping[str, Any] | str | None, *,
-             identified: bool = True) -> dict[str, str]:
+             single_sign_on: bool = True) -> dict[str, str]:
     # The pages of all profiles and of one MVPD's list the single sign-on headers and the
-    # partner status; the look-up by code lists neither.
-    headers = device_headers(device, identified=identified, sso=identified, partner=identified)
+    # partner status; the look-up by code lists neither (the device headers go on all three).
+    headers = device_headers(device, sso=single_sign_on, partner=single_sign_on)
     if identity is not None:
         headers["AP-TempPass-Identity"] = temppass_identity(identity)
     return headers
@@ -42,6 +42,7 @@ class ProfilesResource(Resource):
         return self._client.request(
             "GET", f"/api/v2/{seg(service_provider)}/profiles/code/{seg(code)}", cast=Profiles,
             endpoint="profiles.code",
-            # The page lists neither AP-Device-Identifier nor X-Device-Info here.
-            headers=_headers(device, temppass_identity, identified=False),
+            # Its page lists no device header, the checklist's every-request items (17, 18)
+            # and both basic authentication flows do: they go on (the union rule).
+            headers=_headers(device, temppass_identity, single_sign_on=False),
         )

@@ -52,8 +52,8 @@ class SessionsResource(Resource):
         """GET /api/v2/{serviceProvider}/sessions/{code}."""
         return self._client.request(
             "GET", f"/api/v2/{seg(service_provider)}/sessions/{seg(code)}", cast=SessionInfo,
-            # The page lists neither AP-Device-Identifier nor X-Device-Info here.
-            endpoint="sessions.retrieve", headers=device_headers(device, identified=False),
+            # The checklist's every-request headers go on too, though this page lists neither.
+            endpoint="sessions.retrieve", headers=device_headers(device),
         )
 
     def authenticate_url(self, service_provider: str, code: str) -> str:
