@@ -297,6 +297,21 @@ def software(body: Software, request: Request) -> dict[str, Any]:
     return {"software_id": body.software_id, "service_providers": body.service_providers}
 
 
+class Disabled(BaseModel):
+    software_id: str
+    disabled: bool = True
+
+
+@router.put("/software/disabled", summary="Refuse (or accept again) an application's tokens")
+def disable_software(body: Disabled, request: Request) -> dict[str, Any]:
+    """The application is disabled in the TVE Dashboard: DCR still issues its tokens, every REST
+    API V2 call with one answers 401 invalid_access_token_client_application (action
+    application-registration). Until /_sim/reset."""
+    disabled = sim(request).disabled_software
+    (disabled.add if body.disabled else disabled.discard)(body.software_id)
+    return {"software_id": body.software_id, "disabled": body.disabled}
+
+
 class PartnerSignIn(BaseModel):
     request: str  # the authenticationRequest's `request` Adobe handed the device
     username: str = "apple-user-1"

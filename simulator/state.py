@@ -155,6 +155,9 @@ class SimState:
         # (service provider, device, MVPD, client).
         self.partner_requests: dict[str, tuple[str, str, str, str | None]] = {}
         self.stats: Counter[str] = Counter()
+        # Software statements whose applications Adobe refuses on REST API V2 calls (the TVE
+        # Dashboard disabled them) while DCR still issues their tokens.
+        self.disabled_software: set[str] = set()
         # The last calls behind the edge: what each carried (tests read it at /_sim/requests).
         self.requests: deque[dict[str, Any]] = deque(maxlen=5000)
 
@@ -187,6 +190,8 @@ class SimState:
         token = self.tokens.get(value)
         if token is None or token.expires_at <= self.now() or token.client_id not in self.clients:
             return None
+        if self.clients[token.client_id].software_id in self.disabled_software:
+            return None  # the application is disabled: its tokens are issued, and refused
         return token
 
     def token_covers(self, token: AccessToken, service_provider: str) -> bool:

@@ -288,6 +288,12 @@ class AdobePass:
             raise RegistrationRequired(problem)
         return client
 
+    @staticmethod
+    def _registration_refused(error: AdobePassError, refreshed: bool) -> bool:
+        """Whether a 401 says the registration, not the token, is refused: its action is
+        `application-registration` and a token this call had just fetched was refused too."""
+        return refreshed and getattr(error, "action", None) == "application-registration"
+
     def invalidate_token(self, value: str) -> None:
         self._credentials.discard_token(self._registration_key, value)
 
@@ -346,11 +352,23 @@ class AdobePass:
             except AdobePassError as exc:
                 error: AdobePassError = exc
             else:
-                if response.status_code == 401 and token is not None and not refreshed:
+                if response.status_code == 401 and token is not None:
                     error = make_status_error(response, endpoint=endpoint)
                     if error.code == "invalid_access_token_service_provider":
                         # The token is not valid for this service provider: a new token
                         # would not be either (a configuration fault, not an expiry).
+                        raise error
+                    if self._registration_refused(error, refreshed):
+                        # The error codes page's action: "The client application requires to
+                        # register itself again". A new registration voids every user's
+                        # profile (DCR FAQ 9): an operator's act (`passflow register`), never
+                        # passflow's own. Until then every call stops here, with no request.
+                        problem = (f"Adobe Pass answered {error.code or 'HTTP 401'} (action "
+                                   f"application-registration) on {endpoint} with an access "
+                                   "token it had just issued")
+                        self._credentials.report_problem(self._registration_key, problem)
+                        raise RegistrationRequired(problem) from error
+                    if refreshed:
                         raise error
                     # Checklist: refresh the access token before retrying the request, when
                     # the step's retry budget has room for one more request (else the next

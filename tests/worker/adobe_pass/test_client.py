@@ -487,16 +487,24 @@ def test_malformed_body_is_a_clear_error(adobe: AdobePass, sim: httpx.Client, de
     assert "profiles.list" in str(caught.value) and not caught.value.retryable
 
 
-def test_a_second_401_after_refresh_is_raised(adobe: AdobePass, sim: httpx.Client, device):
+def test_a_second_401_after_refresh_marks_the_registration_broken(adobe: AdobePass,
+                                                                  sim: httpx.Client, device):
+    """`application-registration` on a token just fetched is no expiry: the registration is
+    marked broken (a new one is an operator's act) and no later call sends a request."""
     import respx
 
     adobe.profiles.list(SP, device=device)
+    tokens = sim.get("/_sim/stats").json()["tokens_issued"]
     with respx.mock(base_url=adobe.base_url, assert_all_called=False) as mock:
         mock.post("/o/client/token").pass_through()
         route = mock.get(f"/api/v2/{SP}/profiles").respond(
             401, json={"status": 401, "code": "invalid_access_token_client_application",
                        "action": "application-registration"})
-        with pytest.raises(AuthenticationError) as caught:
+        with pytest.raises(RegistrationRequired) as caught:
             adobe.profiles.list(SP, device=device)
-    assert route.call_count == 2  # the original call, then one retry after a refresh
-    assert caught.value.action == "application-registration"
+        assert route.call_count == 2  # the original call, then one retry after a refresh
+        assert caught.value.action == "application-registration"
+        with pytest.raises(RegistrationRequired):
+            adobe.profiles.list(SP, device=device)
+        assert route.call_count == 2
+    assert sim.get("/_sim/stats").json()["tokens_issued"] == tokens + 1  # the one refresh
