@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from ipaddress import ip_network
+from ipaddress import ip_address, ip_network
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from passflow.strength import weakness
@@ -246,6 +246,18 @@ class Settings(BaseSettings):
     def _domain(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
 
+    @field_validator("poll_interval_s")
+    @classmethod
+    def _adobes_polling_interval(cls, value: float, info: ValidationInfo) -> float:
+        """Checklist, Polling Mechanism Configuring: every 3-5 s from a secondary screen, 3 s
+        or more from the primary; one setting serves both, so 3 to 5. Only a stand-in on this
+        host (the bundled simulator: the tests and the demo) may be polled at another pace."""
+        base = info.data.get("pass_base_url") or ""
+        if not 3.0 <= value <= 5.0 and not is_loopback_url(base):
+            raise ValueError(f"{value:g} s is outside Adobe's 3-5 s (the checklist's polling "
+                             "interval, jitter included); set 3 to 5")
+        return value
+
     @field_validator("pass_base_url")
     @classmethod
     def _environment(cls, value: str) -> str:
@@ -261,6 +273,17 @@ class Settings(BaseSettings):
         """The Adobe environment's name, or "custom" (the simulator, a proxy)."""
         return next((name for name, url in ENVIRONMENTS.items() if url == self.pass_base_url),
                     "custom")
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether `url` names this host (a local stand-in of Adobe Pass, such as the simulator)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache

@@ -106,3 +106,29 @@ def test_a_bad_database_is_one_line_not_a_traceback(args, url, said):
     assert done.returncode == 2, done.stderr
     [line] = done.stderr.strip().splitlines()
     assert said in line and "secret@" not in line
+
+
+@pytest.mark.parametrize("interval", ["2", "5.5", "15"])
+def test_polling_mechanism_configuring_an_interval_outside_3_to_5_is_refused_at_start(interval):
+    """Against Adobe (here its prequal environment), an interval Adobe's checklist does not
+    allow stops every command at start with one line: nothing is started, nothing is called."""
+    env = {**os.environ, "PASSFLOW_POLL_INTERVAL_S": interval, "PASSFLOW_PASS_BASE_URL": "prequal"}
+    done = subprocess.run([sys.executable, "-m", "cli", "worker"], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"passflow worker: PASSFLOW_POLL_INTERVAL_S: {float(interval):g} s is outside Adobe's "
+        "3-5 s (the checklist's polling interval, jitter included); set 3 to 5"]
+
+
+def test_polling_mechanism_configuring_every_delay_stays_within_3_to_5_s():
+    """The jitter never takes a poll outside the interval Adobe allows."""
+    from types import SimpleNamespace
+
+    from worker.steps.base import StepContext
+
+    for interval in (3.0, 4.0, 5.0):
+        ctx = SimpleNamespace(settings=SimpleNamespace(poll_interval_s=interval))
+        delays = [StepContext.poll_delay(ctx) for _ in range(2000)]
+        assert min(delays) >= 3.0 and max(delays) <= interval <= 5.0
+        assert max(delays) - min(delays) > 0 or interval == 3.0  # jittered where there is room

@@ -29,10 +29,11 @@ def test_lifecycle_testing_preflight_prints_each_of_the_23_checklist_items(
     assert "custom" in lines[0]  # the simulator is no Adobe environment
 
 
-def test_polling_mechanism_configuring_preflight_fails_an_interval_under_3_s(
+def test_polling_mechanism_configuring_preflight_fails_an_interval_outside_3_to_5_s(
         database_url: str, pass_env: str, sim):
-    """Adobe: "3-5 s or more": 1 s fails, 8 s passes."""
-    for interval, verdict in (("1", "FAIL  "), ("8", "PASS  ")):
+    """Adobe: 3-5 s from a second screen (3 s or more on the primary): 1 s and 8 s fail, 4 s
+    passes (the simulator on this host lets preflight start with any of them)."""
+    for interval, verdict in (("1", "FAIL  "), ("8", "FAIL  "), ("4", "PASS  ")):
         env = {**os.environ, "PASSFLOW_POLL_INTERVAL_S": interval}
         done = subprocess.run([sys.executable, "-m", "cli", "preflight"], capture_output=True,
                               text=True, env=env, timeout=120)

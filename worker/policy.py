@@ -70,6 +70,9 @@ TOKEN_UPKEEP_S = 60.0
 # Sessions -----------------------------------------------------------------------------------------
 # An authentication session's lifetime when Adobe leaves notAfter out ("e.g., 30 minutes", FAQ).
 DEFAULT_SESSION_S = 1800
+# A poll's run due this long after notAfter finds the session over and makes no call: an
+# expiry is noticed on time without a poll sooner than the interval (checklist: 3-5 s).
+EXPIRY_MARGIN_S = 0.5
 # How long a partner single sign-on request waits for the partner framework's response
 # (partner_authentication.responded) before its job expires.
 PARTNER_WAIT_S = 900

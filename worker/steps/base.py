@@ -132,9 +132,11 @@ class StepContext:
         return self.settings.public_url or self.runtime.published_public_url()
 
     def poll_delay(self) -> float:
-        """The poll interval plus a little jitter, so thousands of polls do not fire at once."""
+        """The poll interval less up to a tenth of it (jitter, so thousands of polls do not
+        fire at once), never under 3 s when the interval is 3 s or more: with the setting
+        within Adobe's 3-5 s (passflow.settings), every delay is too."""
         interval = self.settings.poll_interval_s
-        return interval + random.uniform(0, interval * 0.1)
+        return random.uniform(max(0.9 * interval, min(interval, 3.0)), interval)
 
 
 

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from models import AuthSession, Job, JobStatus, SessionStatus, utcnow
@@ -20,6 +20,7 @@ from worker import metrics
 from worker.adobe_pass import BadRequestError
 from worker.adobe_pass.types import Profiles
 from worker.jobs import Outcome
+from worker.policy import EXPIRY_MARGIN_S
 from worker.queues import Queue
 from worker.steps.base import (
     Call,
@@ -110,10 +111,16 @@ def _expire(auth: AuthSession, reason: str) -> Outcome:
         "message": f"the user did not log in before the code expired ({reason})"})
 
 
+def _until_expiry(auth: AuthSession, now: datetime) -> float:
+    return max(0.0, (auth.not_after - now).total_seconds()) + EXPIRY_MARGIN_S
+
+
 def _poll_plan(ctx: StepContext) -> Call | None:
     auth = ctx.job.auth_session
     if auth is None or auth.status != SessionStatus.PENDING or utcnow() >= auth.not_after:
         return None  # apply says why
+    if auth.polling_started_at is None:
+        return None  # primary screen: the browser has not reached redirectUrl yet
     if auth.polling_started_at is not None and ctx.job.next_run_at is not None:
         metrics.observe("passflow_poll_drift_seconds", (),
                         max(0.0, (utcnow() - ctx.job.next_run_at).total_seconds()))
@@ -128,8 +135,16 @@ def _poll_apply(ctx: StepContext, answer: Profiles | Exception | None) -> Outcom
     if auth.status != SessionStatus.PENDING:
         return Outcome(_STOPPED[SessionStatus(auth.status)])
     now = utcnow()
-    if answer is None or now >= auth.not_after:
-        return _expire(auth, "notAfter reached")
+    if now >= auth.not_after:
+        return _expire(auth, "notAfter reached" if auth.polling_started_at else
+                       "notAfter reached; the browser never reached the landing page")
+    if answer is None:
+        # Primary screen, the user not back yet: nothing is asked before the landing starts
+        # polling; the next run is at notAfter, to end the session then.
+        delay = _until_expiry(auth, now)
+        auth.next_poll_at = now + timedelta(seconds=delay)
+        return Outcome(JobStatus.WAITING_FOR_USER, next_step=StepName.PROFILES_POLL,
+                       delay_s=delay)
     if isinstance(answer, BadRequestError) and answer.code in _CODE_GONE:
         return _expire(auth, answer.code)
     profiles = answer_or_raise(answer)
@@ -142,8 +157,11 @@ def _poll_apply(ctx: StepContext, answer: Profiles | Exception | None) -> Outcom
         auth.stop_reason = "profile found"
         auth.next_poll_at = None
         return Outcome(JobStatus.SUCCEEDED)
-    # The last poll lands on notAfter, so an expiry is noticed on time.
-    delay = min(ctx.poll_delay(), max(0.0, (auth.not_after - now).total_seconds()))
+    # No poll closer than the interval: one that would fall past notAfter becomes a run just
+    # after it, which ends the session without a call.
+    delay = ctx.poll_delay()
+    if now + timedelta(seconds=delay) >= auth.not_after:
+        delay = _until_expiry(auth, now)
     auth.next_poll_at = now + timedelta(seconds=delay)
     return Outcome(JobStatus.WAITING_FOR_USER, next_step=StepName.PROFILES_POLL, delay_s=delay)
 

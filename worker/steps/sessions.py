@@ -15,7 +15,7 @@ from models import AuthSession, JobStatus, SessionStatus, utcnow
 from worker import jobs
 from worker.adobe_pass.types import SessionAction
 from worker.jobs import Outcome
-from worker.policy import DEFAULT_SESSION_S
+from worker.policy import DEFAULT_SESSION_S, EXPIRY_MARGIN_S
 from worker.queues import Queue
 from worker.steps.base import (
     Call,
@@ -61,10 +61,10 @@ def apply(ctx: StepContext, answer: Any) -> Outcome:
     now = utcnow()
     not_after = from_millis(created.not_after) or now + timedelta(seconds=DEFAULT_SESSION_S)
     primary = ctx.event.get("screen") == "primary"
-    # Primary screen: no polling until the user reaches redirectUrl (the landing starts it);
-    # one last look just before notAfter (sent by the sweeper), so an expiry is still noticed.
-    last_look = (not_after - now).total_seconds() - ctx.settings.sweep_grace_s - 2
-    delay = max(0.0, last_look) if primary else ctx.poll_delay()
+    # Primary screen: no poll at all until the user reaches redirectUrl (the landing starts
+    # polling); a run just after notAfter ends the session, with no call, if they never do.
+    until_expiry = (not_after - now).total_seconds() + EXPIRY_MARGIN_S
+    delay = until_expiry if primary else min(ctx.poll_delay(), until_expiry)
     ctx.session.add(AuthSession(
         job_id=ctx.job.id, device_id=ctx.job.device_id, service_provider=ctx.sp,
         code=created.code, url=url, mvpd=created.mvpd or ctx.job.mvpd,

@@ -75,6 +75,19 @@ def test_authentication_with_mvpd_succeeds_after_login(jobs_env: httpx.Client):
     assert count(Profile, job_id=job_id) == 1
 
 
+def test_polling_mechanism_starting_primary_screen_never_polls_before_the_landing(
+        jobs_env: httpx.Client):
+    """Primary screen: nothing is asked by code before the browser reaches redirectUrl, not
+    even a last look before notAfter; a user who never lands ends as `expired` at notAfter."""
+    jobs_env.put("/_sim/ttl", json={"session_s": 3}).raise_for_status()
+    job_id = submit("authentication.requested", new_device(), mvpd="Cablevision",
+                    screen="primary", redirect_url="https://example.com/done",
+                    domain_name="example.com")
+    assert wait_for_status(job_id, "expired", timeout=30) == "expired"
+    assert jobs_env.get("/_sim/requests", params={"endpoint": "profiles.code"}).json() == []
+    assert "never reached the landing page" in view(job_id)["error"]["message"]
+
+
 def _polls(job_id: str) -> int:
     with models.db.session_scope() as session:
         return session.scalars(select(AuthSession.polls).where(
