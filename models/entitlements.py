@@ -77,6 +77,9 @@ class Profile(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Set by a logout: the profile is not reused after it.
     logged_out_at: Mapped[datetime | None]
+    # A single sign-on profile's user, keyed (HMAC of the MVPD and its userID, not reversible):
+    # a single logout on one app ends the same user's profiles of every app and device.
+    identity_key: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class DecisionKind(enum.StrEnum):
@@ -109,6 +112,10 @@ class Decision(Base):
     media_token_enc: Mapped[str | None] = mapped_column(Text)
     token_not_before: Mapped[datetime | None]
     token_not_after: Mapped[datetime | None]
+    # The decision's own validity (its notBefore, notAfter), apart from its media token's:
+    # a Permit is reused from passflow's store only inside it.
+    not_before: Mapped[datetime | None]
+    not_after: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 from functools import lru_cache
 from typing import Any
@@ -59,6 +60,12 @@ class Cipher:
             raise SecretKeyMissing("PASSFLOW_SECRET_KEY is empty")
         legacy = [_legacy_fernet(k) for k in keys if not _is_fernet_key(k)]
         self._multi = MultiFernet([_fernet(k) for k in keys] + legacy)
+        self._keyed = hashlib.sha256(b"passflow/keyed-digest/v1\n" + keys[0].encode()).digest()
+
+    def digest(self, text: str) -> str:
+        """A keyed digest of `text` (HMAC-SHA256 under the first key): equal texts match, and
+        nothing of the text can be read back from it."""
+        return hmac.new(self._keyed, text.encode(), hashlib.sha256).hexdigest()
 
     def encrypt(self, plaintext: str) -> str:
         return self._multi.encrypt(plaintext.encode()).decode()

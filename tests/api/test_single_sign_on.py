@@ -111,6 +111,28 @@ def test_single_logout_ends_the_single_sign_on_profile_for_every_app(
     assert again == "waiting_for_user"  # the single sign-on profile is gone at Adobe
 
 
+def test_single_logout_ends_the_identitys_profiles_in_passflows_store_for_every_app(
+        api: httpx.Client, jobs_env: httpx.Client):
+    """Apps B and C of one user hold single sign-on profiles (A logged in); B logs out, a single
+    logout. C is not told "authenticated" from passflow's store afterwards: its profiles and
+    authentication requests ask Adobe, which has no profile for it any more."""
+    user = {"subject_token": _jws("user-three-apps")}
+    _sign_in(api, jobs_env, new_device(), user)
+    b, c = new_device(), new_device()
+    for app in (b, c):
+        assert _sign_in(api, jobs_env, app, user)["result"]["profile"]["type"] == "platformSSO"
+    assert wait_for_status(_send(api, "logout.requested", b, user, mvpd="Cablevision")) \
+        == "succeeded"
+
+    asked = len(jobs_env.get("/_sim/requests", params={"endpoint": "profiles.list"}).json())
+    profiles = _send(api, "profiles.requested", c, user)
+    assert wait_for_status(profiles) == "succeeded"
+    assert api.get(f"/v1/jobs/{profiles}").json()["result"]["profiles"] == []
+    assert len(jobs_env.get("/_sim/requests", params={"endpoint": "profiles.list"}).json()) \
+        == asked + 1  # asked Adobe, not the store
+    assert _sign_in_waits(api, c, user) == "waiting_for_user"  # a code: no profile anywhere
+
+
 def _sign_in_waits(api: httpx.Client, device, sso: dict) -> str:
     job_id = _send(api, "authentication.requested", device, sso, mvpd="Cablevision")
     return wait_for_status(job_id, "waiting_for_user", "succeeded")

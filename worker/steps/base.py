@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from models import Decision, Device, Job, JobStatus, Profile, utcnow
@@ -177,11 +177,14 @@ def save_profile(ctx: StepContext, profile: PassProfile) -> None:
                                             metrics.mvpd_label(profile.mvpd)))
     attributes = {k: _readable(ctx, v.model_dump(mode="json"))
                   for k, v in profile.attributes.items()}
+    user = profile.attributes.get("userID")
     ctx.session.add(Profile(
         job_id=ctx.job.id, device_id=ctx.job.device_id, service_provider=ctx.sp,
         mvpd=profile.mvpd, not_before=from_millis(profile.not_before),
         not_after=from_millis(profile.not_after), issuer=profile.issuer, type=profile.type,
         attributes_enc=ctx.cipher.encrypt(json.dumps(attributes, separators=(",", ":"))),
+        identity_key=ctx.cipher.digest(f"{profile.mvpd}\n{user.value}")
+        if profile.type in SINGLE_SIGN_ON_TYPES and user is not None else None,
     ))
     ctx.device_row.last_mvpd = profile.mvpd
 
@@ -208,12 +211,19 @@ def forget_profiles(ctx: StepContext, mvpd: str | None) -> int:
     return done.rowcount or 0
 
 
+# The profile types of single sign-on: one user's, shared by every app of that identity.
+SINGLE_SIGN_ON_TYPES = frozenset({"platformSSO", "serviceTokenSSO", "appleSSO"})
+
+
 def stored_profile(ctx: StepContext, mvpd: str | None) -> Profile | None:
     """The device's latest stored profile (for `mvpd`, or any), while it is valid and no
-    logout ended it (checklist, Profiles Caching: reused, no call)."""
+    logout ended it (checklist, Profiles Caching: reused, no call). Never a degraded one:
+    degradation lasts "for the period the degradation is applied", which only Adobe knows."""
+    now = utcnow()
     query = (select(Profile).where(
         Profile.device_id == ctx.job.device_id, Profile.service_provider == ctx.sp,
-        Profile.not_after > utcnow(), Profile.logged_out_at.is_(None))
+        Profile.not_before <= now, Profile.not_after > now, Profile.logged_out_at.is_(None),
+        or_(Profile.type.is_(None), Profile.type != "degraded"))
         .order_by(Profile.not_after.desc()).limit(1))
     if mvpd is not None:
         query = query.where(Profile.mvpd == mvpd)
@@ -270,4 +280,5 @@ def save_decision(ctx: StepContext, kind: str, mvpd: str, decision: PassDecision
         media_token_enc=ctx.cipher.encrypt(token.serialized_token) if token else None,
         token_not_before=from_millis(token.not_before) if token else None,
         token_not_after=from_millis(token.not_after) if token else None,
+        not_before=from_millis(decision.not_before), not_after=from_millis(decision.not_after),
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from models import Decision, DecisionKind, JobStatus, Profile, utcnow
 from passflow import media_tokens
@@ -60,6 +60,9 @@ class Preauthorized:
     wait_s: float | None = None
 
 
+FROM_CACHE = "passflow-cache"  # a decision's source when passflow answered from its store
+
+
 def _cached_permits(ctx: StepContext, resources: list[str]) -> dict[str, Decision]:
     """Recent Permits of the device for these resources (checklist, Preauthorization Decisions
     Caching: "subscription updates while the application is running are infrequent"). Only
@@ -77,11 +80,18 @@ def _cached_permits(ctx: StepContext, resources: list[str]) -> dict[str, Decisio
         Profile.mvpd == ctx.job.mvpd))
     if ended is not None:
         since = max(since, ended)
+    # Inside the decision's own window when Adobe gave one, never past it; never a Permit of
+    # degradation (it lasts while the rule is applied, which only Adobe knows).
+    now = utcnow()
     rows = ctx.session.scalars(select(Decision).where(
         Decision.device_id == ctx.job.device_id, Decision.service_provider == ctx.sp,
         Decision.mvpd == ctx.job.mvpd, Decision.kind == DecisionKind.PREAUTHORIZE,
         Decision.decision == "Permit", Decision.resource.in_(resources),
-        Decision.job_id != ctx.job.id, Decision.created_at > since))
+        Decision.job_id != ctx.job.id, Decision.created_at > since,
+        or_(Decision.not_before.is_(None), Decision.not_before <= now),
+        or_(Decision.not_after.is_(None), Decision.not_after > now),
+        # Adobe's own answers only: a copy served from here never restarts the clock.
+        or_(Decision.source.is_(None), Decision.source.not_in(("degradation", FROM_CACHE)))))
     return {row.resource: row for row in rows}
 
 
@@ -118,11 +128,11 @@ def _preauthorize_plan(ctx: StepContext) -> Call | None:
 
 def _preauthorize_apply(ctx: StepContext, answer: Preauthorized | Exception | None) -> Outcome:
     mvpd = ctx.job.mvpd
-    for resource in _cached_permits(ctx, _pending(ctx)):
+    for resource, cached in _cached_permits(ctx, _pending(ctx)).items():
         ctx.session.add(Decision(
             job_id=ctx.job.id, device_id=ctx.job.device_id, service_provider=ctx.sp,
             mvpd=mvpd, kind=DecisionKind.PREAUTHORIZE, resource=resource, decision="Permit",
-            source="passflow-cache"))
+            source=FROM_CACHE, not_before=cached.not_before, not_after=cached.not_after))
     if answer is None:
         return Outcome(JobStatus.SUCCEEDED)
     result: Preauthorized = answer_or_raise(answer)

@@ -32,11 +32,23 @@ def apply(ctx: StepContext, answer: Any) -> Outcome:
             # A relative URL is Adobe Pass's: the app's user agent needs it whole.
             url=urljoin(ctx.adobe.base_url + "/", action.url) if action.url else None,
             single_sign_on=single))
+    now = utcnow()
+    if single:
+        # The single logout flow deletes the single sign-on profile itself: every app and
+        # device of the same user is told "no profile" from now on, not "authenticated" from
+        # passflow's store (their stored profiles of the identity end too).
+        identities = select(Profile.identity_key).where(
+            Profile.device_id == ctx.job.device_id, Profile.mvpd == ctx.job.mvpd,
+            Profile.identity_key.is_not(None)).scalar_subquery()
+        ctx.session.execute(update(Profile).where(
+            Profile.identity_key.in_(identities), Profile.mvpd == ctx.job.mvpd,
+            Profile.logged_out_at.is_(None))
+            .values(logged_out_at=now).execution_options(synchronize_session=False))
     # The stored profiles of the MVPD are not reused after a logout.
     ctx.session.execute(update(Profile).where(
         Profile.device_id == ctx.job.device_id, Profile.service_provider == ctx.sp,
         Profile.mvpd == ctx.job.mvpd, Profile.logged_out_at.is_(None))
-        .values(logged_out_at=utcnow()).execution_options(synchronize_session=False))
+        .values(logged_out_at=now).execution_options(synchronize_session=False))
     if ctx.device_row.last_mvpd == ctx.job.mvpd:
         ctx.device_row.last_mvpd = None
     return Outcome(JobStatus.SUCCEEDED)

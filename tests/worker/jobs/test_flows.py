@@ -349,6 +349,31 @@ def test_degraded_access_is_followed(jobs_env: httpx.Client):
     assert decision["error"]["code"] == "authorization_denied_by_degradation_rule"
 
 
+def test_degraded_answers_are_never_served_from_passflows_store(jobs_env: httpx.Client):
+    """Degradation lasts "for the period the degradation is applied", and only Adobe knows when
+    that ends: once the rule is lifted, the degraded profile and the degradation's Permits
+    passflow stored are not answered again; Adobe is asked, and has no profile for the user."""
+    jobs_env.put("/_sim/degradation", json={"mvpd": "Cablevision", "rule": "authn_all"})
+    device = new_device()
+    assert wait_for_status(submit("authentication.requested", device, mvpd="Cablevision")) \
+        == "succeeded"
+    catalogue = submit("preauthorization.requested", device, mvpd="Cablevision",
+                       resources=["REF30"])
+    assert wait_for_status(catalogue) == "succeeded"
+    assert view(catalogue)["result"]["decisions"][0]["source"] == "degradation"
+    jobs_env.put("/_sim/degradation", json={"mvpd": "Cablevision", "rule": None})
+
+    login = submit("authentication.requested", device, mvpd="Cablevision")
+    assert wait_for_status(login, "waiting_for_user", "succeeded") == "waiting_for_user"
+    again = submit("preauthorization.requested", device, mvpd="Cablevision",
+                   resources=["REF30"])
+    wait_for_status(again, "succeeded", "failed")
+    assert "passflow-cache" not in {d["source"] for d in view(again)["result"]["decisions"]
+                                    or []}
+    assert view(again)["error"] is None or view(again)["error"]["code"] == \
+        "authenticated_profile_missing"
+
+
 def test_encrypted_attributes_are_opened_with_the_configured_key_else_kept_sealed(
         jobs_env: httpx.Client, monkeypatch):
     from cryptography.hazmat.primitives import serialization

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
 from models import Decision, Job, JobStatus, Profile, utcnow
@@ -79,6 +81,36 @@ def test_preauthorization_decisions_caching_permits_are_reused_denies_asked_agai
     play = JobFactory(device=logged_in)  # authorization of REF30
     through(decisions.AUTHORIZE, play.id)
     assert step_env.get("/_sim/stats").json()["decisions.authorize 200"] == 1
+
+
+def test_preauthorization_decisions_caching_only_inside_the_decisions_own_window(logged_in,
+                                                                               step_env):
+    """A stored Permit is reused only inside its own notBefore-notAfter (never for a fixed
+    time past it), never when degradation gave it (only Adobe knows when a rule ends), and
+    never from a copy passflow served itself (that would restart the clock for ever)."""
+    ProfileFactory(job__device=logged_in)
+    now = utcnow()
+    for resource, extra in (("NBC", {"not_after": now + timedelta(minutes=5)}),
+                            ("CNN", {"not_after": now - timedelta(seconds=1)}),
+                            ("ESPN", {"not_before": now + timedelta(minutes=1)}),
+                            ("REF30", {"source": "degradation"}),
+                            ("ABC", {"source": "passflow-cache"})):
+        DecisionFactory(job__device=logged_in, kind="preauthorize", resource=resource, **extra)
+    job = JobFactory(type="preauthorization.requested", device=logged_in, fields={
+        "mvpd": "Cablevision", "resources": ["NBC", "CNN", "ESPN", "REF30", "ABC"]})
+    assert through(decisions.PREAUTHORIZE, job.id).status == JobStatus.SUCCEEDED
+    sources = {r: d.source for r, d in _decided(job.id).items()}
+    assert sources["NBC"] == "passflow-cache"
+    assert all(sources[r] == "mvpd" for r in ("CNN", "ESPN", "REF30", "ABC")), sources
+
+
+def test_a_decisions_own_window_is_stored_apart_from_its_media_tokens(logged_in):
+    """Adobe's samples give a decision valid longer than its media token: both are kept."""
+    job = JobFactory(device=logged_in)
+    through(decisions.AUTHORIZE, job.id)
+    permit = _decided(job.id)["REF30"]
+    assert permit.not_after is not None and permit.token_not_after is not None
+    assert permit.not_after > permit.token_not_after  # 3600 s against 600 s (fixtures)
 
 
 def test_a_play_refused_for_a_missing_profile_forgets_what_passflow_kept(step_env):
