@@ -84,8 +84,8 @@ FLOWS: dict[EventType, Flow] = {flow.type: flow for flow in (
     # waits for the framework's response (the next flow); Adobe's fallback goes on as an
     # authentication with a code.
     Flow(EventType.PARTNER_REQUESTED, ("partner", "device.sso.partner_framework_status"),
-         "partner.request", frozenset({"partner.request", "partner.wait", "profiles.poll",
-                                       "profiles.fetch"}),
+         "partner.request", frozenset({"partner.request", "partner.wait", "sessions.resume",
+                                       "profiles.poll", "profiles.fetch"}),
          Result.PARTNER, {"partner": "Apple"}),
     # The partner flow page requires AP-Partner-Framework-Status on the profile call too.
     Flow(EventType.PARTNER_RESPONDED,

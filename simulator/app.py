@@ -102,6 +102,8 @@ def create_app(config: SimConfig | None = None) -> FastAPI:
                     sim.stats[f"{name} {header}"] += 1  # which calls carried it
             sim.requests.append({"endpoint": name, "status": response.status_code,
                                  "headers": carried,
+                                 # the pages' rules refused it (simulator.rules), and why
+                                 "refused": getattr(request.state, "refused_by_rules", None),
                                  "user_agent": request.headers.get("user-agent")})
         return response
 

@@ -111,6 +111,15 @@ def _refuse(rule: Endpoint, code: str, details: str) -> None:
 
 
 def page_rules(request: Request) -> None:
+    """The rules' check (`_check_rules`); a refusal is noted for the request log."""
+    try:
+        _check_rules(request)
+    except (PassError, DcrError) as exc:
+        request.state.refused_by_rules = getattr(exc, "code", None) or getattr(exc, "error", "")
+        raise
+
+
+def _check_rules(request: Request) -> None:
     """What the pages require of this call (simulator.rules), checked before its handler runs:
     the Authorization bearer token, AP-Device-Identifier and X-Device-Info (a browser's
     User-Agent may stand for the latter, its page says), the content type, the required query

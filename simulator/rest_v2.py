@@ -604,7 +604,10 @@ async def logout(serviceProvider: str, mvpd: str, request: Request,
         answer.update(actionName="invalid", actionType="none")
     else:
         state.profiles.pop((serviceProvider, device, mvpd), None)
-        if cfg.logout_endpoint:
+        if profile is not None and profile.type == "appleSSO":
+            # The logout page: the user must also log out at the partner (system) level.
+            answer.update(actionName="partner_logout", actionType="partner_interactive")
+        elif cfg.logout_endpoint:
             query = urlencode({"requestor_id": serviceProvider, "redirect_url": redirectUrl})
             # A URL relative to Adobe Pass, as answers may give one: the client resolves it.
             answer.update(actionName="logout", actionType="interactive",

@@ -146,6 +146,7 @@ def test_follow_apis_references_sso_headers_refused_where_no_page_lists_them(
         answer = sim.get(f"/api/v2/REF30/profiles/code/{session['code']}",
                          headers=_headers(token, **{header: "x"}))
         assert answer.status_code == 400 and header in answer.json()["details"], header
+        assert sim.get("/_sim/requests").json()[-1]["refused"] == "invalid_request"
     # Listed on the profiles of all MVPDs: taken.
     assert sim.get("/api/v2/REF30/profiles", headers=_headers(
         token, **{"AD-Service-Token": "svc-1"})).status_code == 200

@@ -20,6 +20,7 @@ STEPS: dict[str, Step] = {step.name: step for step in (
     profiles.CHECK,
     configuration.RETRIEVE,
     sessions.CREATE,
+    sessions.RESUME,
     profiles.POLL,
     profiles.FETCH,
     decisions.PREAUTHORIZE,

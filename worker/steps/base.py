@@ -49,6 +49,7 @@ class StepName(enum.StrEnum):
     PROFILES_CHECK = "profiles.check"
     CONFIGURATION_RETRIEVE = "configuration.retrieve"
     SESSIONS_CREATE = "sessions.create"
+    SESSIONS_RESUME = "sessions.resume"
     PROFILES_POLL = "profiles.poll"
     PROFILES_FETCH = "profiles.fetch"
     DECISIONS_PREAUTHORIZE = "decisions.preauthorize"

@@ -59,8 +59,14 @@ def _request_apply(ctx: StepContext, answer: Any) -> Outcome:
                                mode="json", by_alias=True, exclude_none=True)})
     # Adobe's fallback: the answer is a session's (authenticate, resume or authorize).
     outcome = sessions.apply(ctx, action)
-    return dataclasses.replace(outcome, result={**outcome.result,
-                                                "fallback": action.reason_type})
+    outcome = dataclasses.replace(outcome, result={**outcome.result,
+                                                   "fallback": action.reason_type})
+    if action.action_name == "resume" and sessions.resumable(ctx, action.missing_parameters):
+        # The job resumes the session itself with what Adobe lacks (the event's MVPD, its
+        # domain and redirect URL), at once; polling follows.
+        return dataclasses.replace(outcome, status=JobStatus.RUNNING,
+                                   next_step=StepName.SESSIONS_RESUME, delay_s=0)
+    return outcome
 
 
 REQUEST = Step(StepName.PARTNER_REQUEST, Queue.AUTHENTICATION, _request_plan, _request_apply)
