@@ -65,5 +65,5 @@ def test_lifecycle_testing_each_adobe_environment_by_its_name(name: str, host: s
     """Adobe's hosts (its Pre-Qual tech note for prequal): the name given, the host called, and
     the name said back by preflight's first line."""
     from passflow.settings import Settings
-    settings = Settings(pass_base_url=name.upper(), _env_file=None)
+    settings = Settings(pass_base_url=name.upper(), poll_interval_s=5, _env_file=None)
     assert settings.pass_base_url == host and settings.pass_environment == name
