@@ -96,3 +96,29 @@ def test_every_route_of_the_simulator_is_ruled_and_every_cited_page_exists():
     cited |= {e.page for e in ENDPOINTS.values()} | {rules.DEVICE_INFO_PAGE}
     assert all((REFERENCE / page).is_file() for page in cited), sorted(
         page for page in cited if not (REFERENCE / page).is_file())
+
+
+def test_follow_apis_references_every_enhanced_error_as_the_error_codes_page_lists_it():
+    """Each code the simulator answers has the status and action the REST API v2 list of
+    enhanced-error-codes.md gives it (`invalid_access_token_client_application`: 401,
+    `application-registration`); the one code of its own (`invalid_request`, where Adobe's list
+    has none) is marked as such."""
+    import re
+
+    from simulator.errors import ENHANCED
+
+    page = (REFERENCE / "features-standard/error-reporting/enhanced-error-codes.md").read_text()
+    table = page.split("### REST API v2", 1)[1].split("### (Legacy)", 1)[0]
+    listed, action = {}, None
+    for row in re.findall(r"^\|(.+)\|\s*$", table, re.M):
+        cells = [c.strip() for c in row.split("|")]
+        named = re.fullmatch(r"\*\*([\w-]+)\*\*", cells[0])
+        action = named.group(1) if named else action
+        code = re.fullmatch(r"\*([\w]+)\*", cells[1])
+        if code and cells[2].isdigit():
+            listed[code.group(1)] = (int(cells[2]), action)
+    assert listed["invalid_access_token_client_application"] == (401, "application-registration")
+    own = {code for code in ENHANCED if code not in listed}
+    assert own == {"invalid_request"}
+    assert {code: ENHANCED[code][:2] for code in ENHANCED if code in listed} == {
+        code: listed[code] for code in ENHANCED if code in listed}

@@ -8,6 +8,7 @@ from worker.adobe_pass._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    DeviceNotDescribable,
     InternalServerError,
     InvalidClientError,
     MalformedResponseError,
@@ -23,6 +24,7 @@ from worker.adobe_pass.credentials import CredentialStore, InMemoryCredentialSto
 from worker.adobe_pass.headers import Device
 
 __all__ = [
+    "DeviceNotDescribable",
     "APIConnectionError", "APIStatusError", "APITimeoutError", "AdobePass", "AdobePassError",
     "AuthenticationError", "BadRequestError", "CredentialStore", "Device",
     "InMemoryCredentialStore", "InternalServerError", "InvalidClientError",

@@ -59,6 +59,15 @@ class RegistrationRequired(AdobePassError):
         self.problem = problem
 
 
+class DeviceNotDescribable(AdobePassError, ValueError):
+    """The device has no X-Device-Info to send and is not a browser: no call is made for it
+    (every REST API V2 request needs one; intake refuses such devices since 0.4.0, a job
+    accepted before may still hold one)."""
+
+    code = "device_info_missing"
+    action = "none"
+
+
 class MalformedResponseError(AdobePassError):
     """A success status with a body that is not the documented JSON shape."""
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from passflow.device_info import is_browser
+from worker.adobe_pass._exceptions import DeviceNotDescribable
 
 
 def _b64(raw: str | bytes) -> str:
@@ -105,8 +106,9 @@ def device_headers(device: Device, *, sso: bool = False, partner: bool = False) 
         headers["X-Device-Info"] = device_info(device.info, ip=device.ip, port=device.port)
     elif not is_browser(device.user_agent):
         # Intake refuses such a device (passflow.events); nothing may reach Adobe without it.
-        raise ValueError(f"device {device.id!r} has no X-Device-Info to send and is not a "
-                         "browser")
+        raise DeviceNotDescribable(
+            "the device's info is empty and it is not a browser: Adobe Pass refuses every call "
+            "without X-Device-Info; send the event again with device.info")
     if device.ip:
         # Without it every device shares the server's throttling bucket at Adobe.
         headers["X-Forwarded-For"] = device.ip

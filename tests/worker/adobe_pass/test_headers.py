@@ -103,7 +103,7 @@ def test_a_browser_may_go_without_device_info_and_nothing_else_may():
     browser = device_headers(Device(id="phone", user_agent=BROWSER_AGENT))
     assert "X-Device-Info" not in browser and browser["User-Agent"] == BROWSER_AGENT
     assert browser["AP-Device-Identifier"] == device_identifier("phone")
-    with pytest.raises(ValueError, match="no X-Device-Info"):
+    with pytest.raises(ValueError, match="without X-Device-Info"):
         device_headers(Device(id="tv-3", user_agent="Roku/DVP-12.0"))
 
 

@@ -142,3 +142,21 @@ def test_fetch_without_a_profile_fails_clearly(step_env: httpx.Client):
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(Profile).where(
             Profile.job_id == job.id)) == 0
+
+
+def test_a_device_accepted_without_device_info_is_never_sent_and_the_job_says_why(step_env):
+    """An event accepted before intake refused such devices: no call goes out without
+    X-Device-Info; the job fails with a reason to act on, no retry."""
+    from models import Job
+    from worker import engine
+
+    job = JobFactory(type="profiles.requested", device=DeviceFactory(last_info={}),
+                     current_step=StepName.PROFILES_RETRIEVE)
+    before = len(step_env.get("/_sim/requests").json())
+    engine.run(StepName.PROFILES_RETRIEVE, [job.id], owner="test")
+    with session_scope() as session:
+        done = session.get_one(Job, job.id)
+        assert done.status == JobStatus.FAILED
+        assert done.error["code"] == "device_info_missing"
+        assert "device.info" in done.error["message"]
+    assert len(step_env.get("/_sim/requests").json()) == before
