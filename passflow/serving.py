@@ -10,11 +10,18 @@ for ever by clients that send half a head or nothing at all. BoundedHttpProtocol
 - at most MAX_PIPELINED requests waiting behind the one being answered;
 - a deadline for a head (HEAD_TIMEOUT_S from its first byte, or from the connection) and for a
   body (BODY_TIMEOUT_S from the end of the head); idle keep-alive ends after IDLE_TIMEOUT_S;
-- at most Limits.max_per_client connections from one address (proxies trusted for
-  X-Forwarded-For excepted), and Limits.max_connections in all (below the process' file
-  limit): when every place is taken, the connection that has waited longest for a request
-  makes room for the new one.
+- at most Limits.max_per_client connections from one client (an IPv4 address, an IPv6 /64: one
+  user's devices share a /64; proxies trusted for X-Forwarded-For excepted), and
+  Limits.max_connections in all (below the process' file limit): when every place is taken,
+  the connection that has waited longest for a whole request (idle, a head or a body still
+  arriving) makes room for the new one;
+- no protocol upgrade (WebSocket or other): answered 400 and closed, so a connection never
+  leaves the protocol (and its counts) behind.
 A refused request gets a short answer and the connection is closed.
+
+What this relies on in uvicorn's HttpToolsProtocol is pinned (pyproject) and checked by
+tests/security/test_serving_internals.py, so an upgrade of uvicorn cannot silently remove a
+protection.
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ class Limits:
             return peer
         if any(address in network for network in self.unlimited):
             return None
+        if address.version == 6:  # one user's devices share a /64; a fresh address is free
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
         return str(address)
 
 
@@ -105,6 +114,7 @@ _TOO_MANY_PIPELINED = _answer("429 Too Many Requests",
                               f"more than {MAX_PIPELINED} requests sent ahead of their answers")
 _TOO_SLOW = _answer("408 Request Timeout", "the request did not arrive in time")
 _TOO_MANY_CONNECTIONS = _answer("503 Service Unavailable", "too many connections")
+_NO_UPGRADE = _answer("400 Bad Request", "protocol upgrades are not served")
 
 
 class _Refused(Exception):
@@ -248,7 +258,13 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._awaiting_head = False
-        self._shared.waiting.pop(self, None)
+        if self.parser.should_upgrade():
+            # uvicorn would hand the transport to another protocol (never calling this one's
+            # connection_lost: the client's place would leak) or log a warning per request.
+            self._refuse(_NO_UPGRADE)
+            raise _Refused
+        # Still evictable until the body has arrived: a body sent a byte a second must not
+        # hold a place the way an answered request does.
         self._arm(self.limits.body_timeout_s)
         super().on_headers_complete()
         if len(self.pipeline) > MAX_PIPELINED:
@@ -261,6 +277,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self._shared.waiting.pop(self, None)  # a whole request: answered, not evicted
         self._disarm()  # the app has the request; idle time counts again after its answer
         self._awaiting_head, self._read, self._body = True, 0, 0
 
@@ -295,6 +312,7 @@ def server_config(app: Any, *, limits: Limits | None = None, **options: Any) -> 
     options.setdefault("timeout_keep_alive", IDLE_TIMEOUT_S)
     # X-Forwarded-For is the app's to believe or not (api.forwarded), never uvicorn's default.
     options.setdefault("proxy_headers", False)
+    options["ws"] = "none"  # no WebSocket: upgrades are refused (BoundedHttpProtocol)
     protocol = type("BoundedHttpProtocol", (BoundedHttpProtocol,),
                     {"limits": limits or limits_for()})
     return uvicorn.Config(app, http=protocol, **options)

@@ -225,16 +225,17 @@ class ApiProcess:
     """`passflow api` in a subprocess."""
 
     def __init__(self, env: dict[str, str | None] | None = None, token: str = TOKEN, *,
-                 file_limit: int | None = None):
+                 file_limit: int | None = None, log: Path | None = None):
         self.token = token
         self.headers = {"Authorization": f"Bearer {token}"}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli", "api", "--port", str(self.port),
-             "--log-level", "warning"],
+             "--log-level", "warning" if log is None else "info"],
             env=child_env({**(env or {}), "PASSFLOW_API_TOKEN": token}),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL if log is None else log.open("wb"),
             preexec_fn=None if file_limit is None else lambda: resource.setrlimit(
                 resource.RLIMIT_NOFILE, (file_limit, file_limit)))
         import httpx

@@ -4,6 +4,7 @@ against `passflow api` in a child process whose memory and file handles are meas
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -173,3 +174,73 @@ def test_slow_clients_cannot_take_the_api_down(database_url: str, pass_env: str,
     fault_report("4000 idle and half-head connections from 40 addresses, API at 1024 files",
                  f"/livez at worst {worst * 1000:.0f} ms; at most {files} files open; all "
                  f"closed within {HEAD_TIMEOUT_S:g} s")
+
+
+def _slow_body(source: str, port: int) -> socket.socket:
+    """A whole POST head declaring a body, then a few bytes of it, and no more."""
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.settimeout(2)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(b"POST /activate HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                 b"application/x-www-form-urlencoded\r\nContent-Length: 4000\r\n\r\ncode=AB")
+    return sock
+
+
+def test_slow_bodies_cannot_take_the_api_down(database_url: str, pass_env: str, tmp_path,
+                                              fault_report):
+    """1000 connections from 4 addresses, each a whole head with Content-Length: 4000 and then
+    almost nothing: a connection waiting for its body stays evictable, so /livez from a fresh
+    address answers within a second throughout; the clients evicted or timed out are INFO
+    lines, never a traceback or a 5xx counted for the alerts."""
+    log = tmp_path / "api.log"
+    api = ApiProcess({}, file_limit=1024, log=log)
+    held: list[socket.socket] = []
+    worst = 0.0
+
+    def livez_time() -> float:
+        started = time.monotonic()
+        assert httpx.get(api.url + "/livez", timeout=5).status_code == 200
+        return time.monotonic() - started
+
+    try:
+        rss_before = _rss_mib(api.proc.pid)
+        for n in range(1000):
+            with contextlib.suppress(OSError):
+                held.append(_slow_body(f"127.0.9.{1 + n % 4}", api.port))
+            if n % 100 == 0:
+                worst = max(worst, livez_time())
+        for _ in range(10):
+            worst = max(worst, livez_time())
+        rss_after = _rss_mib(api.proc.pid)
+        metrics = httpx.get(api.url + "/metrics", headers=api.headers, timeout=10).text
+    finally:
+        for sock in held:
+            sock.close()
+        api.stop()
+    text = log.read_text(errors="replace")
+    assert worst < 1.0, worst
+    assert "Traceback" not in text and "ClientDisconnect" not in text, text[-2000:]
+    assert not [line for line in metrics.splitlines() if 'path="/activate"' in line
+                and 'status="5' in line]
+    assert rss_after - rss_before < 64, (rss_before, rss_after)
+    fault_report("1000 slow bodies (a head, then 7 of 4000 bytes) from 4 addresses",
+                 f"/livez at worst {worst * 1000:.0f} ms; RSS {rss_before:.0f} -> "
+                 f"{rss_after:.0f} MiB; no traceback, no 5xx")
+
+
+def test_upgrade_requests_are_refused_and_never_leak_a_place(api: ApiProcess, fault_report):
+    """300 `Upgrade: websocket` requests from one address (more than its 256 places): each is
+    answered 400 and closed, and the address is served afterwards (uvicorn's upgrade path would
+    hand the connection to another protocol and never give its place back)."""
+    answers = []
+    for _ in range(300):
+        with socket.create_connection(("127.0.0.1", api.port), timeout=5) as sock:
+            sock.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                         b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+            answers.append(_answers(sock).split(b"\r\n", 1)[0])
+    assert set(answers) == {b"HTTP/1.1 400 Bad Request"}, set(answers)
+    assert httpx.get(api.url + "/livez", timeout=5).status_code == 200
+    fault_report("300 WebSocket upgrade requests from one address",
+                 "each 400 and closed; the address served afterwards")
