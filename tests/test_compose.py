@@ -63,6 +63,14 @@ def test_compose_has_every_service_the_deployment_needs():
     assert consumed == set(ALL_QUEUES)
     assert services["migrate"]["command"] == ["passflow", "db", "upgrade"]
     assert "healthcheck" in services["redis"] and "healthcheck" in services["postgres"]
+    # The public edge: nginx in front, its configuration the one tests/security/test_edge.py
+    # attacks; the API publishes no port, and believes only the edge's X-Forwarded-For.
+    edge = services["edge"]
+    assert edge["image"].startswith("nginx:") and edge["ports"] == ["8000:80"]
+    assert any("deploy/nginx/passflow.conf.template" in v for v in edge["volumes"])
+    assert "ports" not in services["api"]
+    address = edge["networks"]["default"]["ipv4_address"]
+    assert services["api"]["environment"]["PASSFLOW_TRUSTED_PROXIES"] == f'["{address}"]'
 
 
 def test_compose_stops_gently_restarts_checks_workers_and_escapes_the_password():
