@@ -166,3 +166,29 @@ def test_the_console_on_a_phone_is_usable_by_keyboard(browser: Browser, api: htt
         expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     finally:
         context.close()
+
+
+def test_the_overview_never_has_two_refreshes_in_flight(laptop: BrowserContext, database_url,
+                                                        api_server: BackgroundServer):
+    """A slow server (each refresh answered after 11 s, more than two refresh periods) is never
+    sent a second request for the panels while one is in flight: the next refresh is scheduled
+    when the last answered. Timers are Playwright's clock, not the wall's."""
+    page = laptop.new_page()
+    page.add_init_script("""
+      window.__inflight = 0; window.__most = 0; window.__sent = 0;
+      const real = window.fetch;
+      window.fetch = function (url, options) {
+        if (!String(url).includes("/overview/panels")) { return real(url, options); }
+        window.__inflight += 1; window.__sent += 1;
+        window.__most = Math.max(window.__most, window.__inflight);
+        return real(url, options).then(answer => new Promise(resolve => setTimeout(() => {
+          window.__inflight -= 1; resolve(answer); }, 11000)));
+      };
+    """)
+    page.clock.install()
+    sign_in(page, api_server.url, TOKEN)
+    for _ in range(12):  # a minute of the page's time, in steps
+        page.clock.run_for(5_000)
+        page.wait_for_timeout(50)  # the real fetch's answer arrives between steps
+    sent, most = page.evaluate("[window.__sent, window.__most]")
+    assert sent >= 3 and most == 1, (sent, most)

@@ -7,8 +7,11 @@
   var url = panels.getAttribute("data-refresh");
   var status = document.getElementById("updated");
   var every = 5000;
+  // One refresh at a time: the next is scheduled only when the last has answered (or failed),
+  // so a slow server is never sent a second request for the same panels.
+  function next() { window.setTimeout(refresh, every); }
   function refresh() {
-    if (document.hidden) { return; }
+    if (document.hidden) { next(); return; }
     fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (answer) {
         if (answer.redirected || !answer.ok) { throw new Error(String(answer.status)); }
@@ -27,7 +30,8 @@
       })
       .catch(function (error) {
         status.textContent = "Not updated (" + error.message + "): sign in again if this stays";
-      });
+      })
+      .then(next);
   }
-  setInterval(refresh, every);
+  next();
 })();
