@@ -3,7 +3,10 @@ tool (docs/api.md). The console draws the same dicts these routes answer (`figur
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import redis
@@ -12,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from api.schemas import Instant
 from models import stats
+from models.base import utcnow
 from models.db import session_scope
 from passflow.settings import Settings
 from worker.heartbeat import live_workers
@@ -28,24 +32,71 @@ WINDOWED: dict[str, Callable[[Session, stats.Span], dict[str, Any]]] = {
 }
 
 
+# A figure is asked again and again (every open console refreshes every few seconds): each
+# answer is kept this long, per figure and window; and at most this many figures are computed
+# at once in a process, any more answered 503 at once rather than queued behind them.
+CACHE_S = 5.0
+AT_ONCE = 2
+
+
 def span_of(since: Any, until: Any, window: str | None = None) -> stats.Span:
-    """The window of a request: 422 when it is empty, reversed or too long."""
+    """The window of a request: 422 when it is empty, reversed or too long. A window that
+    ends now ends at the next CACHE_S mark, so that requests a moment apart share an answer
+    (kept CACHE_S at most: a figure is never older than that)."""
     try:
-        if window is not None and since is None and until is None:
-            return stats.Span.named(window)
+        if since is None and until is None:
+            now = utcnow()
+            until = now + timedelta(seconds=CACHE_S - now.timestamp() % CACHE_S)
+            return stats.Span.of(None, until, default=window or "hour")
         return stats.Span.of(since, until)
     except (ValueError, KeyError) as exc:
         raise HTTPException(422, str(exc)) from exc
 
 
+class _Costly:
+    """The cache and the gate of the costly reads (one per process)."""
+
+    def __init__(self) -> None:
+        self._gate = threading.BoundedSemaphore(AT_ONCE)
+        self._kept: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def read(self, key: tuple[Any, ...], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        now = time.monotonic()
+        with self._lock:
+            kept = self._kept.get(key)
+        if kept is not None and now - kept[0] < CACHE_S:
+            return kept[1]
+        if not self._gate.acquire(timeout=0.2):
+            raise HTTPException(503, f"{AT_ONCE} figures are being computed already: ask "
+                                     "again in a few seconds", headers={"Retry-After": "2"})
+        try:
+            value = compute()
+        finally:
+            self._gate.release()
+        with self._lock:
+            self._kept = {k: v for k, v in self._kept.items() if now - v[0] < CACHE_S}
+            self._kept[key] = (time.monotonic(), value)
+        return value
+
+
+_COSTLY = _Costly()
+
+
 def figures(name: str, span: stats.Span) -> dict[str, Any]:
-    with session_scope() as session:
-        return WINDOWED[name](session, span)
+    def compute() -> dict[str, Any]:
+        with session_scope() as session:
+            return WINDOWED[name](session, span)
+
+    return _COSTLY.read((name, span.since, span.until), compute)
 
 
 def backlog() -> dict[str, Any]:
-    with session_scope() as session:
-        return stats.backlog(session)
+    def compute() -> dict[str, Any]:
+        with session_scope() as session:
+            return stats.backlog(session)
+
+    return _COSTLY.read(("backlog",), compute)
 
 
 def sweeper(settings: Settings) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from models import (
     SessionStatus,
     utcnow,
 )
-from models.jobs import new_id
+from models.jobs import JobStep, StepStatus, new_id
 from passflow.crypto import Cipher, cipher_from_settings
 from passflow.flows import FLOWS, EventType
 from worker.steps import FIRST_STEP
@@ -102,6 +102,25 @@ class JobFactory(_Factory):
     dispatched_at = None
     result = factory.LazyFunction(dict)
     state = factory.LazyFunction(dict)
+
+
+class JobStepFactory(_Factory):
+    """One run of a step of a job (its `job` parameter): finished `took_s` after it started."""
+
+    class Meta:
+        model = JobStep
+
+    class Params:
+        job = factory.SubFactory(JobFactory, status=JobStatus.SUCCEEDED.value,
+                                 current_step=None)
+        took_s = 0.25
+
+    job_id = factory.SelfAttribute("job.id")
+    step = "decisions.authorize"
+    status = StepStatus.SUCCEEDED.value
+    attempts = 1
+    started_at = factory.LazyFunction(utcnow)
+    finished_at = factory.LazyAttribute(lambda o: o.started_at + timedelta(seconds=o.took_s))
 
 
 class _OfJobFactory(_Factory):

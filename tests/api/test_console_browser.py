@@ -71,8 +71,12 @@ def test_an_operator_reads_a_story_retries_a_failure_and_watches_the_overview(
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
 
     # The overview counts what this test made, and says what the JSON endpoint says.
-    now = api.get("/v1/stats/decisions").json()["totals"]
-    assert now["Permit"] >= totals["Permit"] + 1 and now["Deny"] >= totals["Deny"] + 1
+    def counted() -> dict | None:  # a figure is kept a few seconds (api.stats.CACHE_S)
+        now = api.get("/v1/stats/decisions").json()["totals"]
+        return now if (now["Permit"] >= totals["Permit"] + 1
+                       and now["Deny"] >= totals["Deny"] + 1) else None
+
+    now = wait_for(counted, timeout=15)
     wait_for(lambda: figure(page, "decisions.Permit") == api.get(
         "/v1/stats/decisions").json()["totals"]["Permit"], timeout=15)
     assert figure(page, "decisions.Deny") == api.get("/v1/stats/decisions").json()["totals"][

@@ -98,3 +98,18 @@ def test_a_window_is_checked():
         Span.of(at, at + timedelta(days=40))
     assert Span.of(at, at + timedelta(days=1)).bucket_s == 15 * 60
     assert Span.of(at, at + timedelta(days=7)).bucket_s == 3600
+
+
+def test_step_latency_to_the_millisecond_on_each_backend(hour: datetime):
+    """A quarter-second step is 0.25 s, not 0 (SQLite's strftime('%s') rounded to whole
+    seconds: every p50 read "0 ms" in the console)."""
+    from models.stats import step_latency
+    from tests.factories import JobStepFactory
+
+    for n, took in enumerate((0.25, 0.25, 0.25, 1.5)):
+        JobStepFactory(started_at=hour + timedelta(seconds=10 * n), took_s=took,
+                       step="decisions.authorize")
+    with session_scope() as session:
+        [figures] = step_latency(session, Span.of(hour, hour + timedelta(hours=1)))["steps"]
+    assert figures["count"] == 4 and figures["p50_s"] == 0.25
+    assert 1.0 < figures["p99_s"] <= 1.5
