@@ -32,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from api import problems
-from api.auth import TokenChecker, sees_personal_data
+from api.auth import TokenChecker, brand_allowed, brands_of, sees_personal_data
 from api.context import RequestContext
 from api.forwarded import TrustedProxies
 from api.intake import Intake
@@ -165,7 +165,8 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     cipher = cipher_from_settings()
     ingest = [Depends(checker.require("ingest"))]
     authorized = [Depends(checker.require("read"))]
-    monitoring = [Depends(checker.require("metrics"))]
+    monitoring = [Depends(checker.require_every_brand("metrics"))]
+    every_brand = [Depends(checker.require_every_brand("read"))]
     admin = [Depends(checker.require("admin"))]
 
     public_docs = settings.api_docs
@@ -273,6 +274,9 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         except ValidationError as exc:
             return _unprocessable(_problems(exc))
         brand = event.service_provider or settings.service_provider
+        if not brand_allowed(request, brand):
+            return JSONResponse({"detail": f"this token may not send events of {brand}"},
+                                status_code=403)
         if brand != settings.service_provider and not await run_in_threadpool(
                 runtime().served, brand):
             return _unprocessable([{
@@ -296,7 +300,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     def get_job(job_id: str, request: Request) -> JobView:
         with session_scope() as session:
             job = session.get(Job, job_id)
-            if job is None:
+            if job is None or not brand_allowed(request, job.service_provider):
                 raise HTTPException(404, "job not found")
             return JobView.model_validate(
                 job_view(session, job, cipher if sees_personal_data(request) else None))
@@ -308,7 +312,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         who = f"api:{getattr(request.state, 'token_name', 'unknown')}"
         with session_scope() as session:
             job = session.get(Job, job_id)
-            if job is None:
+            if job is None or not brand_allowed(request, job.service_provider):
                 raise HTTPException(404, "job not found")
             if not jobs.cancel(session, [job_id], message=f"cancelled by {who}"):
                 raise HTTPException(409, f"job is already {job.status}")
@@ -338,7 +342,8 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         action and reason."""
         query = HistoryQuery(device_id=device_id, mvpd=mvpd, resource=resource, since=since,
                              until=until, limit=limit, cursor=cursor, job_id=job_id,
-                             outcome=outcome, service_provider=service_provider)
+                             outcome=outcome, service_provider=service_provider,
+                             service_providers=brands_of(request))
         with session_scope() as session:
             entries, next_cursor = history(session, query)
         if not sees_personal_data(request):
@@ -349,6 +354,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         "status", "type", "device_id", "event_id", "since", "until", "limit", "cursor",
         "service_provider", "step", "mvpd")])
     def list_jobs(
+        request: Request,
         status: JobStatus | None = None,
         type: EventType | None = None,  # noqa: A002 (the contract's name)
         service_provider: Annotated[str | None, Query(max_length=200,
@@ -366,7 +372,8 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         jobs that ran that step or are at it (a failed job: the steps it ran)."""
         query = JobQuery(status=status, type=type, device_id=device_id, event_id=event_id,
                          since=since, until=until, limit=limit, cursor=cursor,
-                         service_provider=service_provider, step=step, mvpd=mvpd)
+                         service_provider=service_provider, step=step, mvpd=mvpd,
+                         service_providers=brands_of(request))
         with session_scope() as session:
             found, next_cursor = jobs_page(session, query)
         return JobsPage(jobs=found, next_cursor=next_cursor)
@@ -376,6 +383,10 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         """Run a failed job again: a new job for the same event, linked to it (`retry_of`)
         and saying who asked (`requested_by`); the failed one stays in the history."""
         who = f"api:{getattr(request.state, 'token_name', 'unknown')}"
+        with session_scope() as session:
+            job = session.get(Job, job_id)
+            if job is None or not brand_allowed(request, job.service_provider):
+                raise HTTPException(404, "job not found")
         try:
             new_id = dispatch.retry(job_id, requested_by=who)
         except LookupError as exc:
@@ -470,7 +481,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         return JSONResponse({"status": "failing" if failing else "ok", "failing": failing,
                              "fleet": fleet}, status_code=503 if failing else 200)
 
-    @app.get("/v1/workers", dependencies=authorized)
+    @app.get("/v1/workers", dependencies=every_brand)
     def workers() -> dict[str, Any]:
         """The live workers (id, name, host, pid, queues, pool, last beat) and, per queue, the
         messages waiting, its consumers and its oldest message's age: a job's lease owner
@@ -491,7 +502,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
     from api.activation import build_router, start_polling
 
     app.include_router(build_router(settings, public_url))
-    app.include_router(stats.build_router(settings, authorized))
+    app.include_router(stats.build_router(settings, every_brand))
     app.include_router(console.build_router(
         settings, checker, cipher, secure_cookie=public_url.startswith("https://")))
 

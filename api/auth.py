@@ -6,6 +6,9 @@ Scopes, each a token's one grant (GRANTS says what it includes):
 - `personal`: `read` with the personal data;
 - `ingest`: sends events (the platform's backend);
 - `admin`: everything, and cancels and retries jobs. PASSFLOW_API_TOKEN is an admin token.
+
+A stored token may also be limited to brands (service providers): it sends events and reads
+jobs and history of those only (`brands_of`), and no pool-wide figure.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -45,11 +48,29 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, *, name: str, scope: str) -> str:
+class Holder(NamedTuple):
+    """Who presented a token: its scope, its name, and the brands it is limited to (None:
+    every brand)."""
+
+    scope: str
+    name: str
+    brands: frozenset[str] | None = None
+
+
+# Names a stored token may not take: the environment's token is audited under this one.
+RESERVED_NAMES = frozenset({"PASSFLOW_API_TOKEN"})
+
+
+def create_token(session: Session, *, name: str, scope: str,
+                 service_providers: list[str] | None = None) -> str:
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
+    if name.strip().upper() in RESERVED_NAMES:
+        raise ValueError(f"{name!r} is reserved: the environment's token is audited under it")
+    brands = ",".join(sorted(set(service_providers))) if service_providers else None
     token = "pf_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(name=name, scope=scope, token_hash=token_hash(token)))
+    session.add(ApiToken(name=name, scope=scope, token_hash=token_hash(token),
+                         service_providers=brands))
     session.flush()
     return token
 
@@ -64,9 +85,9 @@ class TokenChecker:
     """`checker.require("read")` is a FastAPI dependency that admits tokens of that scope."""
 
     def __init__(self, static_tokens: list[str]):
-        self._static = [(token_hash(t), "admin", "PASSFLOW_API_TOKEN")
+        self._static = [(token_hash(t), Holder("admin", "PASSFLOW_API_TOKEN"))
                         for t in static_tokens if t]
-        self._stored: list[tuple[str, str, str]] = []
+        self._stored: list[tuple[str, Holder]] = []
         self._loaded = 0.0
         self._lock = threading.Lock()
 
@@ -78,8 +99,10 @@ class TokenChecker:
             if not self._stale(max_age_s):
                 return
             with session_scope() as session:
-                self._stored = [(t.token_hash, t.scope, t.name) for t in session.scalars(
-                    select(ApiToken).where(ApiToken.revoked_at.is_(None)))]
+                self._stored = [(t.token_hash, Holder(t.scope, t.name, frozenset(
+                    t.service_providers.split(",")) if t.service_providers else None))
+                    for t in session.scalars(
+                        select(ApiToken).where(ApiToken.revoked_at.is_(None)))]
             self._loaded = time.monotonic()
 
     async def fresh(self, max_age_s: float = _CACHE_S) -> None:
@@ -88,24 +111,24 @@ class TokenChecker:
         if time.monotonic() - self._loaded > max_age_s:
             await run_in_threadpool(self._refresh, max_age_s)
 
-    def _tokens(self) -> list[tuple[str, str, str]]:
+    def _tokens(self) -> list[tuple[str, Holder]]:
         if self._stale():
             self._refresh()
         return self._static + self._stored
 
-    def holder_of(self, presented: str) -> tuple[str, str] | None:
-        """(scope, token name) of a presented token, or None."""
+    def holder_of(self, presented: str) -> Holder | None:
+        """Who holds a presented token, or None."""
         return self.holder_of_hash(token_hash(presented))
 
-    def holder_of_hash(self, hashed: str) -> tuple[str, str] | None:
-        """(scope, token name) of the token with this hash while it is valid (the console's
-        session keeps the hash, never the token: a revoked token ends its sessions)."""
+    def holder_of_hash(self, hashed: str) -> Holder | None:
+        """Who holds the token with this hash while it is valid (the console's session keeps
+        the hash, never the token: a revoked token ends its sessions)."""
         given = hashed.encode()
         found = None
         # Every known hash is compared, always: timing says nothing about which matched.
-        for known, scope, name in self._tokens():
+        for known, holder in self._tokens():
             if hmac.compare_digest(known.encode(), given):
-                found = (scope, name)
+                found = holder
         return found
 
     def require(self, scope: str) -> Callable[[Request], Awaitable[None]]:
@@ -123,15 +146,38 @@ class TokenChecker:
                 raise HTTPException(status.HTTP_401_UNAUTHORIZED,
                                     "a valid bearer token is required",
                                     headers={"WWW-Authenticate": "Bearer"})
-            held, name = holder
-            granted = GRANTS.get(held, frozenset())
+            granted = GRANTS.get(holder.scope, frozenset())
             if scope not in granted:
                 raise HTTPException(status.HTTP_403_FORBIDDEN,
-                                    f"this token's scope is {held}; {scope} is needed")
+                                    f"this token's scope is {holder.scope}; {scope} is needed")
             request.state.granted = granted
-            request.state.token_name = name
+            request.state.token_name = holder.name
+            request.state.brands = holder.brands
 
         return check
+
+    def require_every_brand(self, scope: str) -> Callable[[Request], Awaitable[None]]:
+        """`require(scope)`, and a token not limited to brands (pool-wide figures, health)."""
+        checked = self.require(scope)
+
+        async def check(request: Request, _: Bearer) -> None:
+            await checked(request, _)
+            if request.state.brands is not None:
+                raise HTTPException(status.HTTP_403_FORBIDDEN, (
+                    "this token is limited to " + ", ".join(sorted(request.state.brands))
+                    + "; these figures span every brand"))
+
+        return check
+
+
+def brands_of(request: Request) -> frozenset[str] | None:
+    """The brands the request's token is limited to; None: every brand."""
+    return getattr(request.state, "brands", None)
+
+
+def brand_allowed(request: Request, service_provider: str) -> bool:
+    brands = brands_of(request)
+    return brands is None or service_provider in brands
 
 
 def sees_personal_data(request: Request) -> bool:

@@ -44,7 +44,7 @@ from api import charts, stats
 from api.activation import form_fields
 from api.auth import GRANTS, TokenChecker, token_hash
 from api.schemas import Instant
-from models import AuthSession, Event, Job, JobStatus, Profile
+from models import AuthSession, Event, Job, JobStatus, Profile, audit
 from models.db import session_scope
 from models.history import BadCursor, HistoryQuery, JobQuery, history, jobs_page
 from models.stats import WINDOWS
@@ -148,8 +148,7 @@ class Sessions:
         if holder is None or "read" not in GRANTS.get(holder[0], frozenset()):
             self.end(cookie)  # the token was revoked: its sessions end with it
             raise NotSignedIn
-        scope, name = holder
-        return Viewer(sid=sid, name=name, scope=scope, csrf=record["csrf"])
+        return Viewer(sid=sid, name=holder.name, scope=holder.scope, csrf=record["csrf"])
 
     def end(self, cookie: str | None) -> None:
         try:
@@ -179,6 +178,11 @@ def _when(value: str | None) -> datetime | None:
     except ValidationError as exc:
         raise HTTPException(422, f"not a time: {value[:40]!r} (ISO 8601, e.g. "
                                  "2026-12-04T20:00Z)") from exc
+
+
+def _audited(actor: str, action: str, scope: str) -> None:
+    with session_scope() as session:
+        audit.record(session, actor, action, actor.removeprefix("console:"), scope=scope)
 
 
 def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
@@ -255,6 +259,14 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
         if holder is None and token:  # a token made a moment ago: read them again (1/s)
             await checker.fresh(max_age_s=1.0)
             holder = checker.holder_of(token)
+        if holder is not None and holder.brands is not None:
+            # The console shows every brand's devices, jobs and figures: not for a token
+            # limited to some (the API's /v1/jobs and /v1/history serve those, filtered).
+            log.info("console_sign_in_refused", token=holder.name, scope=holder.scope,
+                     reason="limited to brands")
+            return page(request, "sign_in.html", None, 403, error=(
+                "That token is limited to " + ", ".join(sorted(holder.brands)) + ": the "
+                "console shows every brand, so it needs a token that is not limited."))
         if holder is None or "read" not in GRANTS.get(holder[0], frozenset()):
             def count() -> None:
                 pipe = client.pipeline()
@@ -270,7 +282,9 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
             return page(request, "sign_in.html", None, 401 if holder is None else 403,
                         error=why)
         cookie = await run_in_threadpool(sessions.start, token_hash(token))
-        log.info("console_signed_in", token=holder[1], scope=holder[0])
+        await run_in_threadpool(_audited, f"console:{holder.name}", "console.sign_in",
+                                holder.scope)
+        log.info("console_signed_in", token_name=holder.name, scope=holder.scope)
         answer = RedirectResponse("/console/overview", status_code=303)
         answer.set_cookie(COOKIE, cookie, max_age=CONSOLE_SESSION_S, path="/console",
                           httponly=True, samesite="strict", secure=secure_cookie)
@@ -280,7 +294,9 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
     async def sign_out(request: Request) -> Response:
         viewer, _ = await acting(request, admin=False)
         await run_in_threadpool(sessions.end, request.cookies.get(COOKIE))
-        log.info("console_signed_out", token=viewer.name)
+        await run_in_threadpool(_audited, f"console:{viewer.name}", "console.sign_out",
+                                viewer.scope)
+        log.info("console_signed_out", token_name=viewer.name)
         answer = RedirectResponse("/console", status_code=303)
         answer.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict",
                              secure=secure_cookie)

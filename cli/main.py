@@ -214,13 +214,14 @@ def _token_list() -> int:
     from models.db import session_scope
 
     with session_scope() as session:
-        rows = [[t.name, t.scope, f"{t.created_at:%Y-%m-%d %H:%M}",
+        rows = [[t.name, t.scope, t.service_providers or "every brand",
+                 f"{t.created_at:%Y-%m-%d %H:%M}",
                  f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "-"]
                 for t in session.scalars(select(ApiToken).order_by(ApiToken.created_at))]
     if not rows:
         print("no stored tokens (PASSFLOW_API_TOKEN, if set, is an admin token)")
         return 0
-    _table(("name", "scope", "created", "revoked"), rows)
+    _table(("name", "scope", "brands", "created", "revoked"), rows)
     return 0
 
 
@@ -241,16 +242,31 @@ def _token(args: argparse.Namespace) -> int:
     if not args.name:
         print(f"passflow token {args.action}: give --name", file=sys.stderr)
         return 2
+    scopes = args.scope or ["read"]
+    if len(set(scopes)) > 1:
+        print(f"passflow token {args.action}: one --scope a token ({', '.join(scopes)} given): "
+              "a wider scope includes the narrower (admin > personal > read > metrics)",
+              file=sys.stderr)
+        return 2
+    scope = scopes[0]
     with session_scope() as session:
         if args.action == "create":
             if _token_named(session, args.name):
                 print(f"passflow token create: a token named {args.name!r} exists already "
                       "(revoke it first, or choose another name)", file=sys.stderr)
                 return 1
-            token = create_token(session, name=args.name, scope=args.scope)
-            audit.record(session, _actor(args), "token.create", args.name, scope=args.scope)
+            try:
+                token = create_token(session, name=args.name, scope=scope,
+                                     service_providers=args.service_providers)
+            except ValueError as exc:
+                print(f"passflow token create: {exc}", file=sys.stderr)
+                return 2
+            audit.record(session, _actor(args), "token.create", args.name, scope=scope,
+                         service_providers=args.service_providers or "every brand")
             print(token)
-            print(f"token {args.name!r} ({args.scope}) created; it is shown only now",
+            limited = (f", limited to {', '.join(args.service_providers)}"
+                       if args.service_providers else "")
+            print(f"token {args.name!r} ({scope}{limited}) created; it is shown only now",
                   file=sys.stderr)
             return 0
         if revoke_token(session, name=args.name):
@@ -437,9 +453,19 @@ def _rotate_key(args: argparse.Namespace) -> int:
     from models.maintenance import rotate_key
 
     counts = rotate_key()
+    _audit_act(args, "secret_key.rotate", "PASSFLOW_SECRET_KEY", **counts)
     print(", ".join(f"{n} {what}" for what, n in counts.items()) + " re-encrypted with the "
           "first key of PASSFLOW_SECRET_KEY")
     return 0
+
+
+def _audit_act(args: argparse.Namespace, action: str, target: str, **detail: object) -> None:
+    """An audit row of its own, for an act that ran in transactions of its own."""
+    from models import audit
+    from models.db import session_scope
+
+    with session_scope() as session:
+        audit.record(session, _actor(args), action, target, **detail)
 
 
 def _purge(args: argparse.Namespace) -> int:
@@ -455,6 +481,7 @@ def _purge(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     counts = purge(older_than=age)
+    _audit_act(args, "records.purge", f"older than {args.older_than}", **counts)
     print("deleted: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
     return 0
 
@@ -772,10 +799,15 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("action", choices=["create", "revoke", "list"],
                      help="create (printed once), revoke, or list the stored tokens")
     tok.add_argument("--name", help="the token's name (create, revoke)")
-    tok.add_argument("--scope", choices=SCOPES, default="read",
+    tok.add_argument("--scope", choices=SCOPES, action="append",
                      help="metrics: metrics and health; read: jobs and history without "
                           "personal data; personal: read with media tokens and profile "
-                          "attributes; ingest: send events; admin: all (default: read)")
+                          "attributes; ingest: send events; admin: all (default: read; "
+                          "one scope a token: a wider one includes the narrower)")
+    tok.add_argument("--service-provider", action="append", dest="service_providers",
+                     metavar="ID", help="limit the token to this brand (repeat for more): "
+                                        "events, jobs and history of those only, no "
+                                        "pool-wide figures, no console (default: every brand)")
     _as_option(tok)
     tok.set_defaults(func=_token)
 
@@ -794,6 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
     rotate = commands.add_parser(
         "rotate-key", help="re-encrypt stored secrets with the first key of PASSFLOW_SECRET_KEY "
                            "(set it to NEW,OLD first)")
+    _as_option(rotate)
     rotate.set_defaults(func=_rotate_key)
 
     purge = commands.add_parser("purge", help="delete records older than an age (e.g. 90d)")
@@ -801,6 +834,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="age of the finished jobs to delete, e.g. 90d (at least 1d)")
     purge.add_argument("--dry-run", action="store_true",
                        help="only say what would be deleted")
+    _as_option(purge)
     purge.set_defaults(func=_purge)
 
     forget = commands.add_parser("forget", help="delete a device's records everywhere")

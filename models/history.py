@@ -63,6 +63,8 @@ class HistoryQuery(Window):
     mvpd: str | None = None
     resource: str | None = None
     job_id: str | None = None
+    # The brands a token is limited to (None: every brand).
+    service_providers: frozenset[str] | None = None
     # An entry's outcome: Permit or Deny (decisions), failed, expired or cancelled (attempts),
     # a session's status (pending, authenticated, ...).
     outcome: str | None = None
@@ -170,6 +172,8 @@ def history(session: Session, query: HistoryQuery) -> tuple[list[dict[str, Any]]
             stmt = stmt.where(model.mvpd == query.mvpd)
         if query.service_provider is not None:
             stmt = stmt.where(model.service_provider == query.service_provider)
+        if query.service_providers is not None:
+            stmt = stmt.where(model.service_provider.in_(query.service_providers))
         if query.resource is not None:
             stmt = stmt.where((event_resource if model is Job else model.resource)
                               == query.resource)
@@ -220,6 +224,7 @@ class JobQuery(Window):
     event_id: str | None = None
     step: str | None = None  # a step the job ran or is at
     mvpd: str | None = None
+    service_providers: frozenset[str] | None = None  # a token's brands (None: every one)
 
 
 def _decode_job_cursor(cursor: str) -> tuple[datetime, str]:
@@ -247,6 +252,8 @@ def jobs_page(session: Session, query: JobQuery) -> tuple[list[dict[str, Any]], 
                           (Job.mvpd, query.mvpd)):
         if value is not None:
             stmt = stmt.where(column == value)
+    if query.service_providers is not None:
+        stmt = stmt.where(Job.service_provider.in_(query.service_providers))
     if query.step is not None:  # the step it is at, or ran (a failed job: where it failed)
         stmt = stmt.where(exists().where(JobStep.job_id == Job.id, JobStep.step == query.step))
     if query.since is not None:

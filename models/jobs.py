@@ -166,6 +166,9 @@ class ApiToken(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     scope: Mapped[str] = mapped_column(String(16))  # ingest | read | admin
+    # The brands (service providers) the token may act for and read, comma-separated; None:
+    # every brand.
+    service_providers: Mapped[str | None] = mapped_column(Text)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]

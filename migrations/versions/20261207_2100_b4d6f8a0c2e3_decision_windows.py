@@ -1,5 +1,5 @@
-"""A decision's own window (notBefore, notAfter) and a single sign-on profile's identity key
-(expand only: nullable columns and an index).
+"""A decision's own window (notBefore, notAfter), a single sign-on profile's identity key and
+the brands a token is limited to (expand only: nullable columns and an index).
 
 Revision ID: b4d6f8a0c2e3
 Revises: a3c5e7f9b1d2
@@ -22,6 +22,8 @@ LOSES: list[tuple[str, str]] = [
     ("decisions' windows", "SELECT count(*) FROM decisions WHERE not_after IS NOT NULL"),
     ("single sign-on identity keys",
      "SELECT count(*) FROM profiles WHERE identity_key IS NOT NULL"),
+    ("tokens limited to brands",
+     "SELECT count(*) FROM api_tokens WHERE service_providers IS NOT NULL"),
 ]
 
 
@@ -32,9 +34,13 @@ def upgrade() -> None:
     with op.batch_alter_table("profiles") as batch:
         batch.add_column(sa.Column("identity_key", sa.String(64), nullable=True))
     op.create_index("ix_profiles_identity_key", "profiles", ["identity_key"])
+    with op.batch_alter_table("api_tokens") as batch:
+        batch.add_column(sa.Column("service_providers", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("api_tokens") as batch:
+        batch.drop_column("service_providers")
     op.drop_index("ix_profiles_identity_key", table_name="profiles")
     with op.batch_alter_table("profiles") as batch:
         batch.drop_column("identity_key")

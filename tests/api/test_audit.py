@@ -98,3 +98,30 @@ def test_a_registration_is_audited(tmp_path):
     [entry] = listed
     assert (entry["action"], entry["target"]) == ("registration.register", "REF30")
     assert entry["actor"] == cli_actor("bob") and entry["detail"]["client_id"]
+
+
+def test_purge_rotate_key_and_console_sign_in_and_out_are_audited_with_their_actors(
+        api: httpx.Client, api_server: BackgroundServer, capsys):
+    """`passflow audit` shows who purged, who rotated the key and which token signed in to
+    the console and out (its name, never its secret)."""
+    from cli.main import main
+    from tests.support import TOKEN
+
+    assert main(["purge", "--older-than", "3650d", "--as", "ops-anna"]) == 0
+    assert main(["rotate-key", "--as", "ops-anna"]) == 0
+    with httpx.Client(base_url=api_server.url, follow_redirects=False) as browser:
+        signed = browser.post("/console/sign-in", data={"token": TOKEN})
+        assert signed.status_code == 303
+        page = browser.get("/console/overview")
+        csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        assert browser.post("/console/sign-out", data={"csrf": csrf}).status_code == 303
+    capsys.readouterr()
+    assert main(["audit", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    entries = entries["entries"] if isinstance(entries, dict) else entries
+    done = {(e["action"], e["actor"]) for e in entries}
+    actor = cli_actor("ops-anna")
+    assert ("records.purge", actor) in done and ("secret_key.rotate", actor) in done
+    assert ("console.sign_in", "console:PASSFLOW_API_TOKEN") in done
+    assert ("console.sign_out", "console:PASSFLOW_API_TOKEN") in done
+    assert TOKEN not in json.dumps(entries)

@@ -76,7 +76,7 @@ def test_an_operator_reads_a_story_retries_a_failure_and_watches_the_overview(
         return now if (now["Permit"] >= totals["Permit"] + 1
                        and now["Deny"] >= totals["Deny"] + 1) else None
 
-    now = wait_for(counted, timeout=15)
+    wait_for(counted, timeout=15)
     wait_for(lambda: figure(page, "decisions.Permit") == api.get(
         "/v1/stats/decisions").json()["totals"]["Permit"], timeout=15)
     assert figure(page, "decisions.Deny") == api.get("/v1/stats/decisions").json()["totals"][

@@ -159,3 +159,50 @@ def test_live_activation_codes_are_personal_data(api: httpx.Client, factories_bo
     assert auth.code in seen("personal")
     fault_report("a read token reads a job and a history with a live activation code",
                  "no code and no URL; a personal token sees them")
+
+
+def test_a_token_limited_to_one_brand_can_neither_read_nor_write_another(api: httpx.Client):
+    """An ingest token of REF30 is refused CNN's events (403) and sends REF30's; a read token
+    of REF30 lists, opens and reads the history of REF30's jobs only (CNN's: not found, not
+    listed), gets no pool-wide figure and cannot sign in to the console."""
+    from tests.factories import JobFactory
+
+    with models.db.session_scope() as session:
+        ingest = create_token(session, name=f"ref30-in-{uuid.uuid4()}", scope="ingest",
+                              service_providers=["REF30"])
+        read = create_token(session, name=f"ref30-rd-{uuid.uuid4()}", scope="read",
+                            service_providers=["REF30"])
+    ours, theirs = JobFactory(service_provider="REF30"), JobFactory(service_provider="CNN")
+    base, as_ingest = str(api.base_url), {"Authorization": f"Bearer {ingest}"}
+    as_read = {"Authorization": f"Bearer {read}"}
+    wait_for(lambda: httpx.get(base + "/v1/jobs", headers=as_read).status_code == 200,
+             timeout=10, interval=0.25)
+    cnn = httpx.post(base + "/v1/events", json={**_event(), "service_provider": "CNN"},
+                     headers=as_ingest)
+    assert cnn.status_code == 403 and "CNN" in cnn.text
+    assert httpx.post(base + "/v1/events", json={**_event(), "service_provider": "REF30"},
+                      headers=as_ingest).status_code == 202
+    listed = httpx.get(base + "/v1/jobs", params={"limit": 500}, headers=as_read).json()["jobs"]
+    assert {j["service_provider"] for j in listed} == {"REF30"}
+    assert ours.id in {j["job_id"] for j in listed}
+    assert httpx.get(f"{base}/v1/jobs/{theirs.id}", headers=as_read).status_code == 404
+    assert httpx.get(f"{base}/v1/jobs/{ours.id}", headers=as_read).status_code == 200
+    for device in (ours.device_id, theirs.device_id):
+        entries = httpx.get(base + "/v1/history", params={"device_id": device},
+                            headers=as_read).json()["entries"]
+        assert {e["service_provider"] for e in entries} <= {"REF30"}
+    assert httpx.get(base + "/v1/stats/decisions", headers=as_read).status_code == 403
+    signed = httpx.post(base + "/console/sign-in", data={"token": read},
+                        follow_redirects=False)
+    assert signed.status_code == 403 and "limited to REF30" in signed.text
+    # Unlimited, the same reads see both brands.
+    every = api.get("/v1/jobs", params={"limit": 500}).json()["jobs"]
+    assert {"REF30", "CNN"} <= {j["service_provider"] for j in every}
+
+
+def test_reserved_names_and_two_scopes_are_refused(database_url: str):
+    reserved = _cli("token", "create", "--name", "PASSFLOW_API_TOKEN", "--scope", "read")
+    assert reserved.returncode == 2 and "reserved" in reserved.stderr
+    two = _cli("token", "create", "--name", f"t-{uuid.uuid4()}", "--scope", "admin",
+               "--scope", "personal")
+    assert two.returncode == 2 and "one --scope a token" in two.stderr
