@@ -367,8 +367,11 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
 
     @router.get("/landing", response_class=HTMLResponse)
     def landing(request: Request, job: str | None = None) -> HTMLResponse:
-        """The final page after the MVPD login: polling of the job starts (or resumes) now."""
-        if job:
+        """The final page after the MVPD login: polling of the job starts (or resumes) now,
+        the first time the page is reached for the job: anyone may load it, and a reload (or
+        200) must not spend the device's Adobe budget on extra polls."""
+        if job and len(job) <= 64 and runtime().redis.set(
+                f"passflow:landed:{job}", 1, nx=True, ex=policy.DEFAULT_SESSION_S):
             start_polling(job)
         return message(request, "You're signed in",
                        "You are signed in with your TV provider. You can go back to your TV: it "

@@ -262,7 +262,7 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
         if holder is not None and holder.brands is not None:
             # The console shows every brand's devices, jobs and figures: not for a token
             # limited to some (the API's /v1/jobs and /v1/history serve those, filtered).
-            log.info("console_sign_in_refused", token=holder.name, scope=holder.scope,
+            log.info("console_sign_in_refused", token_name=holder.name, scope=holder.scope,
                      reason="limited to brands")
             return page(request, "sign_in.html", None, 403, error=(
                 "That token is limited to " + ", ".join(sorted(holder.brands)) + ": the "
@@ -330,15 +330,8 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
 
     # A device's timeline ----------------------------------------------------------------
 
-    @router.get("/devices/{device_id}", response_class=HTMLResponse)
-    @guarded
-    def device(request: Request, viewer: Viewer, device_id: str) -> Response:
-        cursor = request.query_params.get("cursor")
-        entries, next_cursor = _timeline(device_id, viewer, cursor, TIMELINE_PAGE)
-        return page(request, "device.html", viewer, device_id=device_id, entries=entries,
-                    next_cursor=next_cursor)
-
-    @router.get("/devices/{device_id}/export.csv")
+    # Device ids may hold a slash (`{device_id:path}`): the export is routed first.
+    @router.get("/devices/{device_id:path}/export.csv")
     @guarded
     def export(request: Request, viewer: Viewer, device_id: str) -> Response:
         rows: list[dict[str, Any]] = []
@@ -383,6 +376,15 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
             if not viewer.personal:
                 entry.pop("code", None)
         return entries, next_cursor
+
+
+    @router.get("/devices/{device_id:path}", response_class=HTMLResponse)
+    @guarded
+    def device(request: Request, viewer: Viewer, device_id: str) -> Response:
+        cursor = request.query_params.get("cursor")
+        entries, next_cursor = _timeline(device_id, viewer, cursor, TIMELINE_PAGE)
+        return page(request, "device.html", viewer, device_id=device_id, entries=entries,
+                    next_cursor=next_cursor)
 
     # Jobs -------------------------------------------------------------------------------
 
@@ -431,7 +433,7 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
             raise HTTPException(404, "job not found") from exc
         except jobs.NotRetryable as exc:
             raise HTTPException(409, str(exc)) from exc
-        log.info("console_retry", job_id=job_id, new_job=new_id, token=viewer.name)
+        log.info("console_retry", job_id=job_id, new_job=new_id, token_name=viewer.name)
         return RedirectResponse(f"/console/jobs/{new_id}?retried={job_id}", status_code=303)
 
     @router.post("/jobs/retry")
@@ -462,7 +464,7 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
                 done.append((job_id, new_id, None))
             except (LookupError, jobs.NotRetryable) as exc:
                 done.append((job_id, None, str(exc)))
-        log.info("console_retry_all", jobs=len(done), token=viewer.name)
+        log.info("console_retry_all", jobs=len(done), token_name=viewer.name)
         return page(request, "retried.html", viewer, done=done, limit=RETRY_ALL_LIMIT)
 
     # Overview ---------------------------------------------------------------------------
@@ -608,7 +610,9 @@ def _seconds(value: float | None) -> str:
 
 def _csv_safe(value: Any) -> Any:
     """No spreadsheet formula from a cell: a value starting with = + - @ is quoted."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    # Spreadsheets skip leading blanks before a formula: " =1+1" is one too.
+    if isinstance(value, str) and value.lstrip(" \t\r\n")[:1] in ("=", "+", "-", "@") \
+            or isinstance(value, str) and value[:1] in ("\t", "\r"):
         return "'" + value
     return value
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -292,6 +293,10 @@ def _service_providers(args: argparse.Namespace) -> int:
     if not args.id:
         print(f"passflow service-providers {args.action}: give the service provider's id",
               file=sys.stderr)
+        return 2
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", args.id) or ".." in args.id:
+        print(f"passflow service-providers {args.action}: a service provider's id is letters, "
+              "digits, '.', '_' and '-' (Adobe's requestor id, e.g. REF30)", file=sys.stderr)
         return 2
     if args.id == settings.service_provider:
         print(f"passflow service-providers {args.action}: {args.id} is PASSFLOW_SERVICE_PROVIDER "

@@ -17,19 +17,21 @@ import structlog
 
 _SENSITIVE = re.compile(
     r"(secret|token|password|authorization|attributes|api[_-]?key|signature|cookie)", re.I)
+# Names, not secrets: a token's name says whose token acted (the audit's actor).
+_NAMES = frozenset({"event", "token_name"})
 _configured = False
 
 
 def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     for key in list(event):
-        if key != "event" and _SENSITIVE.search(key):
+        if key not in _NAMES and _SENSITIVE.search(key):
             event[key] = "[redacted]"
     return event
 
 
 # Query values a log line must not carry: activation codes (a code shown on a TV is a sign-in
-# waiting to happen for whoever reads it).
-_SECRET_QUERY = re.compile(r"([?&](?:code|token)=)[^&#]*", re.I)
+# waiting to happen for whoever reads it), and the console's search, which may be one.
+_SECRET_QUERY = re.compile(r"([?&](?:code|token|q)=)[^&#]*", re.I)
 
 
 class _AccessLogRedaction(logging.Filter):

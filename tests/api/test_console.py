@@ -204,3 +204,20 @@ def test_profile_attributes_show_only_to_a_personal_token(console: httpx.Client)
     with httpx.Client(base_url=console.base_url, timeout=10) as personal:
         sign_in_new(personal, token_of("personal"))
         assert "subscriber-7781" in personal.get(f"/console/devices/{profile.device_id}").text
+
+
+def test_a_device_id_with_a_slash_opens_and_exports(console: httpx.Client, factories_bound):
+    """Device ids are the platform's own: one with a `/` is accepted at intake, so its page
+    and its export open too."""
+    from urllib.parse import quote
+
+    from tests.factories import DeviceFactory
+
+    device = DeviceFactory(id=f"box/{uuid.uuid4().hex[:8]}")
+    DecisionFactory(job=JobFactory(device=device, status="succeeded", current_step=None))
+    sign_in(console, TOKEN)
+    page = console.get(f"/console/devices/{quote(device.id, safe='')}")
+    assert page.status_code == 200 and device.id in page.text
+    export = console.get(f"/console/devices/{quote(device.id, safe='')}/export.csv")
+    assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
+    assert "Permit" in export.text

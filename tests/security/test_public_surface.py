@@ -266,3 +266,38 @@ def test_a_trailing_slash_is_no_open_redirect(api_server):
                            follow_redirects=False)
         assert not answer.is_redirect, (path, answer.headers.get("location"))
         assert "evil.example" not in answer.headers.get("location", "")
+
+
+def test_anonymous_landings_do_not_spend_the_devices_adobe_budget(api, api_server,
+                                                                   jobs_env):
+    """/landing?job= needs no token: only the first landing of a job makes it poll at once;
+    40 more in a row add no poll beyond its schedule."""
+    import time as clock
+
+    from tests.api.test_activation_browser import start_authentication
+
+    job_id, code = start_authentication(api, mvpd="Cablevision", screen="primary")
+    began = clock.monotonic()
+    for _ in range(41):
+        httpx.get(f"{api_server.url}/landing", params={"job": job_id}, timeout=5)
+    elapsed = clock.monotonic() - began
+    polls = [r for r in jobs_env.get("/_sim/requests", params={"endpoint": "profiles.code"})
+             .json()]
+    # The schedule (PASSFLOW_POLL_INTERVAL_S=0.3 here) allows one per 0.3 s, and the first.
+    assert len(polls) <= elapsed / 0.3 + 2, (len(polls), elapsed)
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised():
+    from api.console import _csv_safe
+
+    for formula in ("=1+1", " =1+1", "\t=1", "+1", "-1", "@SUM(A1)", "  @x"):
+        assert _csv_safe(formula).startswith("'"), formula
+    assert _csv_safe("Cablevision") == "Cablevision" and _csv_safe(3) == 3
+
+
+def test_a_service_provider_id_that_is_no_requestor_id_is_refused(database_url):
+    for bad in ("../../x", "a/b", "..", "x y", ""):
+        done = subprocess.run([sys.executable, "-m", "cli", "service-providers", "add", bad,
+                               "--software-statement-file", "/dev/null"], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 2, (bad, done.stderr)
