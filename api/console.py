@@ -250,8 +250,16 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
         token = form.get("token", "").strip()[:200]
         tries = f"passflow:console:sign-in:{_client_key(request)}"
         client = runtime().redis
-        failed = int(await run_in_threadpool(client.get, tries) or 0)
-        if failed >= SIGN_IN_TRIES_PER_MINUTE:
+
+        def take_try() -> int:
+            """A try is taken before the token is checked, atomically: concurrent tries
+            cannot all read the count below the limit (it is given back on success)."""
+            pipe = client.pipeline()
+            pipe.incr(tries)
+            pipe.expire(tries, 60, nx=True)
+            return int(pipe.execute()[0])
+
+        if await run_in_threadpool(take_try) > SIGN_IN_TRIES_PER_MINUTE:
             return page(request, "sign_in.html", None, 429,
                         error="Too many failed sign-ins from this address: wait a minute.")
         await checker.fresh()
@@ -268,12 +276,6 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
                 "That token is limited to " + ", ".join(sorted(holder.brands)) + ": the "
                 "console shows every brand, so it needs a token that is not limited."))
         if holder is None or "read" not in GRANTS.get(holder[0], frozenset()):
-            def count() -> None:
-                pipe = client.pipeline()
-                pipe.incr(tries)
-                pipe.expire(tries, 60, nx=True)
-                pipe.execute()
-            await run_in_threadpool(count)
             why = ("That token is not valid (revoked, mistyped, or not a passflow API token)."
                    if holder is None else
                    f"That token's scope is {holder[0]}: the console needs read, personal or "
@@ -281,6 +283,7 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
             log.info("console_sign_in_refused", scope=holder[0] if holder else None)
             return page(request, "sign_in.html", None, 401 if holder is None else 403,
                         error=why)
+        await run_in_threadpool(client.decr, tries)  # a good token costs no try
         cookie = await run_in_threadpool(sessions.start, token_hash(token))
         await run_in_threadpool(_audited, f"console:{holder.name}", "console.sign_in",
                                 holder.scope)

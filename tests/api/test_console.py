@@ -221,3 +221,30 @@ def test_a_device_id_with_a_slash_opens_and_exports(console: httpx.Client, facto
     export = console.get(f"/console/devices/{quote(device.id, safe='')}/export.csv")
     assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
     assert "Permit" in export.text
+
+
+def test_the_sign_in_limit_holds_when_tries_race(console: httpx.Client, api_server,
+                                                 redis_client):
+    """40 wrong tokens at once from one address: no more than the limit are checked (each try
+    is taken atomically before the check), the rest are 429; a right token then still costs
+    no try once the minute has passed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from api.console import SIGN_IN_TRIES_PER_MINUTE
+
+    for key in redis_client.scan_iter("passflow:console:sign-in:*"):
+        redis_client.delete(key)
+
+    def wrong(n: int) -> int:
+        return httpx.post(f"{api_server.url}/console/sign-in",
+                          data={"token": f"pf_wrong_{n}"}).status_code
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(wrong, range(40)))
+    assert answers.count(401) <= SIGN_IN_TRIES_PER_MINUTE, answers
+    assert answers.count(429) >= 40 - SIGN_IN_TRIES_PER_MINUTE
+    for key in redis_client.scan_iter("passflow:console:sign-in:*"):
+        redis_client.delete(key)
+    assert sign_in(console, TOKEN).status_code == 303
+    [key] = list(redis_client.scan_iter("passflow:console:sign-in:*"))
+    assert int(redis_client.get(key)) == 0
