@@ -33,6 +33,7 @@ import resource
 import socket
 import threading
 import time
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -149,6 +150,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._read = 0  # bytes read for this request
         self._body = 0  # of which body
         self._refused = False
+        self._cycles: weakref.WeakSet[Any] = weakref.WeakSet()  # this connection's requests
 
     # The connection ----------------------------------------------------------------------------
 
@@ -215,6 +217,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._refused = True
         if self.cycle is None or self.cycle.response_complete or not self.cycle.response_started:
             self.transport.write(answer)
+        # The app may still answer a request it holds (the one being answered while others were
+        # pipelined behind it): its send must find the cycle over, not a closed transport (a
+        # traceback per refused connection otherwise).
+        for cycle in self._cycles:
+            cycle.disconnected = True
         self.transport.close()
 
     # Reading -----------------------------------------------------------------------------------
@@ -267,6 +274,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         # hold a place the way an answered request does.
         self._arm(self.limits.body_timeout_s)
         super().on_headers_complete()
+        if self.cycle is not None:
+            self._cycles.add(self.cycle)
         if len(self.pipeline) > MAX_PIPELINED:
             self._refuse(_TOO_MANY_PIPELINED)
             raise _Refused

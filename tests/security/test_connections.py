@@ -244,3 +244,21 @@ def test_upgrade_requests_are_refused_and_never_leak_a_place(api: ApiProcess, fa
     assert httpx.get(api.url + "/livez", timeout=5).status_code == 200
     fault_report("300 WebSocket upgrade requests from one address",
                  "each 400 and closed; the address served afterwards")
+
+
+def test_a_refused_pipeline_is_one_short_line_not_a_traceback(database_url: str, pass_env: str,
+                                                              tmp_path):
+    """The request being answered when the pipeline is refused still ends: its answer finds
+    the connection over, and the log says so in a line, not a traceback per connection."""
+    log = tmp_path / "api.log"
+    api = ApiProcess({}, log=log)
+    try:
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", api.port), timeout=5) as sock:
+                sock.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n" * (MAX_PIPELINED + 4))
+                assert b"429 Too Many Requests" in _answers(sock)
+        assert httpx.get(api.url + "/livez", timeout=5).status_code == 200
+    finally:
+        api.stop()
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text, text[-3000:]
