@@ -131,8 +131,13 @@ def _worker(args: argparse.Namespace) -> int:
     if args.concurrency:
         argv += ["--concurrency", str(args.concurrency)]
     argv += ["--pool", args.pool]  # chosen here only (Celery's own default would be prefork)
-    if args.hostname:
-        argv += ["--hostname", args.hostname]
+    # One identity per process, whatever the host runs: Celery's default (celery@HOST) is the
+    # same for two workers on one host, which then share heartbeats, metrics and leases (a
+    # killed one's play would wait out its twin's beats). A given name must be free.
+    hostname = _worker_name(args.hostname)
+    if hostname is None:
+        return 2
+    argv += ["--hostname", hostname]
     register(celery_app)  # the step tasks and the sweeper every worker runs
     import logging
 
@@ -142,6 +147,31 @@ def _worker(args: argparse.Namespace) -> int:
     logs.configure(logging.getLevelNamesMapping().get(args.log_level.upper(), logging.INFO))
     celery_app.worker_main(argv)
     return 0
+
+
+def _worker_name(given: str | None) -> str | None:
+    """The worker's node name: the one given (refused, in one line, while a live worker beats
+    under it), else `passflow-<pid>-<random>@<host>`, unique per process."""
+    import secrets
+    import socket
+
+    from celery.utils.nodenames import host_format
+
+    if not given:
+        return f"passflow-{os.getpid()}-{secrets.token_hex(2)}@{socket.gethostname()}"
+    name = host_format(given)
+    from worker.heartbeat import PREFIX, worker_id
+    from worker.runtime import runtime
+
+    try:
+        taken = runtime().redis.get(PREFIX + worker_id(name))
+    except Exception:  # the broker away: Celery says so itself in a moment
+        taken = None
+    if taken:
+        print(f"passflow worker: a live worker already runs as {name}: give each process its "
+              "own --hostname, or none (each then gets a name of its own)", file=sys.stderr)
+        return None
+    return name
 
 
 def _served_at(host: str, port: int) -> str:
@@ -761,7 +791,8 @@ def build_parser() -> argparse.ArgumentParser:
                       default="threads",
                       help="Celery pool (default: threads; the worker's first log line, "
                            "worker_ready, says which runs)")
-    work.add_argument("--hostname", help="worker node name (default: celery@HOST)")
+    work.add_argument("--hostname", help="worker node name, unique (default: passflow-PID-"
+                                         "RANDOM@HOST, one of its own per process)")
     work.add_argument("--log-level", default="info", type=str.lower, help=LOG_LEVEL_HELP)
     work.set_defaults(func=_worker)
 

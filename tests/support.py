@@ -141,9 +141,10 @@ class WorkerProcess:
 
     def __init__(self, name: str, *, concurrency: int = 4, queues: str | None = None,
                  env: dict[str, str | None] | None = None, loglevel: str = "WARNING",
-                 pool: str | None = "threads"):
+                 pool: str | None = "threads", hostname: bool = True):
         argv = [sys.executable, "-m", "cli", "worker", *(["--pool", pool] if pool else []),
-                "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
+                "--concurrency", str(concurrency),
+                *(["--hostname", f"{name}@%h"] if hostname else []),
                 "--log-level", loglevel]
         if queues:
             argv += ["--queues", queues]

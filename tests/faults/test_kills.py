@@ -394,3 +394,64 @@ def _beating(name: str) -> bool:
         return any(w["name"].startswith(f"{name}@") for w in live_workers(client))
     finally:
         client.close()
+
+
+def _live() -> list[dict]:
+    import redis as redis_lib
+
+    from passflow.settings import get_settings
+    from worker.heartbeat import live_workers
+
+    client = redis_lib.Redis.from_url(get_settings().broker_url)
+    try:
+        return live_workers(client)
+    finally:
+        client.close()
+
+
+def test_two_workers_on_one_host_as_the_readme_says_are_two(worker_processes,
+                                                            sim: httpx.Client, fault_report):
+    """`passflow worker` twice on one host, no --hostname: two identities (listed as two, each
+    beating), and with the production lease the one holding a play, SIGKILLed, has it decided
+    by the other within 15 s (a shared celery@host name kept the dead one "alive": 61 s)."""
+    import os
+    import signal
+
+    from worker.heartbeat import worker_of
+
+    env = {"PASSFLOW_LEASE_S": "60", "PASSFLOW_PASS_TIMEOUT_S": "30"}
+    device, first = new_device(), new_device()
+    _login_device(sim, device)
+    _login_device(sim, first)
+    one = worker_processes("one", env=env, hostname=False)
+    two = worker_processes("two", env=env, hostname=False)
+    wait_for(lambda: len(_live()) >= 2, timeout=60)
+    live = _live()
+    assert len({w["id"] for w in live}) == len(live) >= 2
+    assert {one.proc.pid, two.proc.pid} <= {w["pid"] for w in live}
+    assert wait_for_status(_submit("authorization.requested", first, mvpd="Cablevision",
+                                   resource="REF30"), timeout=60) == "succeeded"
+    set_faults(sim, latency_ms=25_000)
+    job_id = _submit("authorization.requested", device, mvpd="Cablevision", resource="REF30")
+    wait_for(lambda: _running(job_id, "decisions.authorize"), timeout=60)
+    wait_for(lambda: _in_flight(sim), timeout=30)
+    with models.db.session_scope() as session:
+        holder = worker_of(session.get(Job, job_id).lease_owner)
+    [pid] = [w["pid"] for w in _live() if w["id"] == holder]
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    set_faults(sim, latency_ms=0)
+    assert wait_for_status(job_id, timeout=30) == "succeeded"
+    took = time.monotonic() - killed_at
+    assert took < 15, took
+    fault_report("two `passflow worker` on one host, no --hostname; the holder SIGKILLed",
+                 f"two identities; the other decided the play {took:.1f} s after the kill")
+
+
+def test_a_worker_name_already_live_is_refused_in_one_line(worker_processes):
+    first = worker_processes("twin")
+    wait_for(lambda: _beating("twin"), timeout=60)
+    second = worker_processes("twin")
+    assert second.proc.wait(timeout=60) == 2
+    assert second.said("a live worker already runs as twin@")
+    assert first.proc.poll() is None
