@@ -96,6 +96,10 @@ class Viewer:
     name: str
     scope: str
     csrf: str
+    brands: frozenset[str] | None = None  # a token limited to brands sees only theirs
+
+    def sees(self, service_provider: str) -> bool:
+        return self.brands is None or service_provider in self.brands
 
     @property
     def personal(self) -> bool:
@@ -148,7 +152,8 @@ class Sessions:
         if holder is None or "read" not in GRANTS.get(holder[0], frozenset()):
             self.end(cookie)  # the token was revoked: its sessions end with it
             raise NotSignedIn
-        return Viewer(sid=sid, name=holder.name, scope=holder.scope, csrf=record["csrf"])
+        return Viewer(sid=sid, name=holder.name, scope=holder.scope, csrf=record["csrf"],
+                      brands=holder.brands)
 
     def end(self, cookie: str | None) -> None:
         try:
@@ -178,6 +183,12 @@ def _when(value: str | None) -> datetime | None:
     except ValidationError as exc:
         raise HTTPException(422, f"not a time: {value[:40]!r} (ISO 8601, e.g. "
                                  "2026-12-04T20:00Z)") from exc
+
+
+def _visible(viewer: Viewer, job_id: str) -> bool:
+    with session_scope() as session:
+        brand = session.scalar(select(Job.service_provider).where(Job.id == job_id))
+    return brand is not None and viewer.sees(brand)
 
 
 def _audited(actor: str, action: str, scope: str) -> None:
@@ -267,14 +278,6 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
         if holder is None and token:  # a token made a moment ago: read them again (1/s)
             await checker.fresh(max_age_s=1.0)
             holder = checker.holder_of(token)
-        if holder is not None and holder.brands is not None:
-            # The console shows every brand's devices, jobs and figures: not for a token
-            # limited to some (the API's /v1/jobs and /v1/history serve those, filtered).
-            log.info("console_sign_in_refused", token_name=holder.name, scope=holder.scope,
-                     reason="limited to brands")
-            return page(request, "sign_in.html", None, 403, error=(
-                "That token is limited to " + ", ".join(sorted(holder.brands)) + ": the "
-                "console shows every brand, so it needs a token that is not limited."))
         if holder is None or "read" not in GRANTS.get(holder[0], frozenset()):
             why = ("That token is not valid (revoked, mistyped, or not a passflow API token)."
                    if holder is None else
@@ -362,7 +365,8 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
         try:
             with session_scope() as session:
                 entries, next_cursor = history(session, HistoryQuery(
-                    device_id=device_id[:200], limit=limit, cursor=cursor))
+                    device_id=device_id[:200], limit=limit, cursor=cursor,
+                    service_providers=viewer.brands))
                 sessions_of = {e["job_id"] for e in entries if e["kind"] == "session"}
                 logins = _login_times(session, sessions_of)
                 attributes = (_attributes(session, cipher, {
@@ -395,7 +399,8 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
     @guarded
     def job_list(request: Request, viewer: Viewer) -> Response:
         filters = _job_filters(request.query_params)
-        query = JobQuery(**filters, limit=100, cursor=request.query_params.get("cursor"))
+        query = JobQuery(**filters, limit=100, cursor=request.query_params.get("cursor"),
+                         service_providers=viewer.brands)
         try:
             with session_scope() as session:
                 found, next_cursor = jobs_page(session, query)
@@ -415,7 +420,7 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
     def job_page(request: Request, viewer: Viewer, job_id: str) -> Response:
         with session_scope() as session:
             job = session.get(Job, job_id[:36])
-            if job is None:
+            if job is None or not viewer.sees(job.service_provider):
                 return page(request, "not_found.html", viewer, 404, query=job_id[:36])
             view = job_view(session, job, cipher if viewer.personal else None)
             payload = session.scalar(select(Event.payload).where(Event.id == job.event_pk))
@@ -429,6 +434,8 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
     @router.post("/jobs/{job_id}/retry")
     async def retry_one(request: Request, job_id: str) -> Response:
         viewer, _ = await acting(request, admin=True)
+        if not await run_in_threadpool(_visible, viewer, job_id[:36]):
+            raise HTTPException(404, "job not found")
         try:
             new_id = await run_in_threadpool(dispatch.retry, job_id[:36],
                                              requested_by=viewer.actor)
@@ -452,8 +459,9 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
             cursor = None
             with session_scope() as session:
                 while len(ids) < RETRY_ALL_LIMIT:
-                    found, cursor = jobs_page(session, JobQuery(**filters, limit=100,
-                                                                cursor=cursor))
+                    found, cursor = jobs_page(session, JobQuery(
+                        **filters, limit=100, cursor=cursor,
+                        service_providers=viewer.brands))
                     ids.extend(j["job_id"] for j in found)
                     if cursor is None:
                         break
@@ -475,6 +483,8 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
     @router.get("/overview", response_class=HTMLResponse)
     @guarded
     def overview(request: Request, viewer: Viewer) -> Response:
+        if viewer.brands is not None:  # the figures count every brand
+            return page(request, "brands_only.html", viewer, brands=sorted(viewer.brands))
         window = _window(request)
         return page(request, "overview.html", viewer, window=window,
                     windows=list(WINDOWS), panels=_panels(window))
@@ -483,6 +493,8 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
     @guarded
     def overview_panels(request: Request, viewer: Viewer) -> Response:
         """The panels alone: what console.js swaps in every few seconds."""
+        if viewer.brands is not None:
+            raise HTTPException(403, "the figures count every brand")
         window = _window(request)
         return page(request, "panels.html", viewer, window=window, panels=_panels(window))
 

@@ -164,7 +164,7 @@ def test_live_activation_codes_are_personal_data(api: httpx.Client, factories_bo
 def test_a_token_limited_to_one_brand_can_neither_read_nor_write_another(api: httpx.Client):
     """An ingest token of REF30 is refused CNN's events (403) and sends REF30's; a read token
     of REF30 lists, opens and reads the history of REF30's jobs only (CNN's: not found, not
-    listed), gets no pool-wide figure and cannot sign in to the console."""
+    listed), gets no pool-wide figure, and in the console sees REF30's jobs only."""
     from tests.factories import JobFactory
 
     with models.db.session_scope() as session:
@@ -192,9 +192,14 @@ def test_a_token_limited_to_one_brand_can_neither_read_nor_write_another(api: ht
                             headers=as_read).json()["entries"]
         assert {e["service_provider"] for e in entries} <= {"REF30"}
     assert httpx.get(base + "/v1/stats/decisions", headers=as_read).status_code == 403
-    signed = httpx.post(base + "/console/sign-in", data={"token": read},
-                        follow_redirects=False)
-    assert signed.status_code == 403 and "limited to REF30" in signed.text
+    with httpx.Client(base_url=base, follow_redirects=False) as console:
+        assert console.post("/console/sign-in", data={"token": read}).status_code == 303
+        assert "limited to REF30" in console.get("/console/overview").text
+        assert console.get(f"/console/jobs/{theirs.id}").status_code == 404
+        assert console.get(f"/console/jobs/{ours.id}").status_code == 200
+        listed_page = console.get("/console/jobs").text
+        assert ours.id[:8] in listed_page and theirs.id[:8] not in listed_page
+        assert console.get("/console/overview/panels").status_code == 403
     # Unlimited, the same reads see both brands.
     every = api.get("/v1/jobs", params={"limit": 500}).json()["jobs"]
     assert {"REF30", "CNN"} <= {j["service_provider"] for j in every}
