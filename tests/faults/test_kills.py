@@ -358,16 +358,8 @@ def test_a_sigkilled_workers_play_is_finished_by_another_within_seconds(
     # under the call's timeout): the kill always lands mid-play. A first play, before, registers
     # the application and fetches its token, so the call held is the play's own.
     env = {"PASSFLOW_LEASE_S": "60", "PASSFLOW_PASS_TIMEOUT_S": "30"}
-    device, first = new_device(), new_device()
-    _login_device(sim, device)
-    _login_device(sim, first)
     doomed = worker_processes("doomed", env=env)
-    assert wait_for_status(_submit("authorization.requested", first, mvpd="Cablevision",
-                                   resource="REF30"), timeout=60) == "succeeded"
-    set_faults(sim, latency_ms=25_000)
-    job_id = _submit("authorization.requested", device, mvpd="Cablevision", resource="REF30")
-    wait_for(lambda: _running(job_id, "decisions.authorize"), timeout=60)
-    wait_for(lambda: _in_flight(sim), timeout=30)
+    job_id = _a_play_held_in_its_call(sim)
     rescuer = worker_processes("rescuer", env=env)
     wait_for(lambda: _beating(rescuer.name), timeout=30)
     assert _running(job_id, "decisions.authorize"), "the play ended before the kill"
@@ -381,6 +373,21 @@ def test_a_sigkilled_workers_play_is_finished_by_another_within_seconds(
     fault_report("worker SIGKILLed mid-play with the production 60 s lease",
                  f"its heartbeat stopped; another worker decided the play {took:.1f} s after "
                  "the kill (not at the lease's end); one decision row")
+
+
+def _a_play_held_in_its_call(sim: httpx.Client) -> str:
+    """A play whose call Adobe Pass holds 25 s (the running workers take it), after a first
+    play registered the application and fetched its token: the call held is the play's own."""
+    device, first = new_device(), new_device()
+    _login_device(sim, device)
+    _login_device(sim, first)
+    assert wait_for_status(_submit("authorization.requested", first, mvpd="Cablevision",
+                                   resource="REF30"), timeout=60) == "succeeded"
+    set_faults(sim, latency_ms=25_000)
+    job_id = _submit("authorization.requested", device, mvpd="Cablevision", resource="REF30")
+    wait_for(lambda: _running(job_id, "decisions.authorize"), timeout=60)
+    wait_for(lambda: _in_flight(sim), timeout=30)
+    return job_id
 
 
 def _beating(name: str) -> bool:
@@ -420,21 +427,13 @@ def test_two_workers_on_one_host_as_the_readme_says_are_two(worker_processes,
     from worker.heartbeat import worker_of
 
     env = {"PASSFLOW_LEASE_S": "60", "PASSFLOW_PASS_TIMEOUT_S": "30"}
-    device, first = new_device(), new_device()
-    _login_device(sim, device)
-    _login_device(sim, first)
     one = worker_processes("one", env=env, hostname=False)
     two = worker_processes("two", env=env, hostname=False)
     wait_for(lambda: len(_live()) >= 2, timeout=60)
     live = _live()
     assert len({w["id"] for w in live}) == len(live) >= 2
     assert {one.proc.pid, two.proc.pid} <= {w["pid"] for w in live}
-    assert wait_for_status(_submit("authorization.requested", first, mvpd="Cablevision",
-                                   resource="REF30"), timeout=60) == "succeeded"
-    set_faults(sim, latency_ms=25_000)
-    job_id = _submit("authorization.requested", device, mvpd="Cablevision", resource="REF30")
-    wait_for(lambda: _running(job_id, "decisions.authorize"), timeout=60)
-    wait_for(lambda: _in_flight(sim), timeout=30)
+    job_id = _a_play_held_in_its_call(sim)
     with models.db.session_scope() as session:
         holder = worker_of(session.get(Job, job_id).lease_owner)
     [pid] = [w["pid"] for w in _live() if w["id"] == holder]
