@@ -468,9 +468,11 @@ def _service_provider_list(settings) -> int:
         key = hashlib.sha256(f"{settings.pass_base_url.rstrip('/')}\n{statement}".encode()
                              ).hexdigest()[:32]
         row = session.scalar(select(Registration).where(Registration.key == key))
+        if row is not None and row.problem:  # a statement refused before any registration too
+            return f"problem: {row.problem}"
         if row is None or not row.client_id:
             return "not yet registered"
-        return f"problem: {row.problem}" if row.problem else f"registered {row.client_id}"
+        return f"registered {row.client_id}"
 
     with session_scope() as session:
         configured = settings.software_statement.get_secret_value() \

@@ -112,3 +112,33 @@ def test_service_providers_add_refuses_what_is_not_a_statement(tmp_path):
     missing = _cli("service-providers", "add", "CNN", "--software-statement-file",
                    str(tmp_path / "none.jwt"))
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+@pytest.mark.slow  # subprocesses
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_brand_adobe_refuses_is_visible_where_operators_look(api: httpx.Client,
+                                                               jobs_env: httpx.Client, tmp_path):
+    """A brand whose statement Adobe does not approve: its job fails with the reason, and
+    /healthz, passflow_registration_problem and `service-providers list` say so (they said
+    "ok", 0 and "not yet registered"); the other brand still plays."""
+    statement = tmp_path / "not-approved.jwt"
+    statement.write_text(make_software_statement("never-approved"))
+    added = _cli("service-providers", "add", "CNN", "--software-statement-file", str(statement))
+    assert added.returncode == 0, added.stderr
+    try:
+        job = api.post("/v1/events", json=_event("profiles.requested", new_device(),
+                                                  service_provider="CNN")).json()["job_id"]
+        assert wait_for_status(job) == "failed"
+        error = api.get(f"/v1/jobs/{job}").json()["error"]
+        assert error["code"] == "application_registration_required"
+        assert "unapproved_software_statement" in error["message"]
+        health = api.get("/healthz")
+        assert health.status_code == 503
+        assert "unapproved_software_statement" in health.json()["registration"]
+        assert "passflow_registration_problem 1.0" in api.get("/metrics").text
+        listed = _cli("service-providers", "list").stdout
+        assert re.search(r"CNN\s+active\s+.*problem: unapproved_software_statement", listed)
+        ok = api.post("/v1/events", json=_event("profiles.requested", new_device())).json()
+        assert wait_for_status(ok["job_id"]) == "succeeded"  # REF30 plays on
+    finally:
+        _cli("service-providers", "retire", "CNN")

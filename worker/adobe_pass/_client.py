@@ -30,6 +30,7 @@ from worker.adobe_pass._exceptions import (
     InvalidClientError,
     MalformedResponseError,
     RateLimitError,
+    RegistrationError,
     RegistrationRequired,
     ThrottledError,
     make_registration_error,
@@ -58,6 +59,9 @@ T = TypeVar("T", bound=BaseModel)
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# DCR's answers that refuse the software statement itself (the Retrieve client credentials
+# page's error table): no registration with it can succeed until it is fixed.
+STATEMENT_REFUSED = frozenset({"invalid_software_statement", "unapproved_software_statement"})
 # The scope REST API V2 calls need (checklist, Registered Application Scoping).
 REST_API_V2_SCOPE = "api:client:v2"
 
@@ -275,7 +279,18 @@ class AdobePass:
             return self._register()
 
     def _register(self) -> StoredClient:
-        registered = self.dcr.register(software_statement=self._software_statement)
+        try:
+            registered = self.dcr.register(software_statement=self._software_statement)
+        except RegistrationError as exc:
+            if exc.oauth_error not in STATEMENT_REFUSED:
+                raise
+            # Every call of this brand would fail the same way: said where operators look
+            # (/healthz, passflow_registration_problem, `service-providers list`), and no
+            # registration is tried again until an operator fixed the statement.
+            problem = (f"{exc.oauth_error}: Adobe Pass refused the software statement; fix it "
+                       "(or its approval) in the TVE Dashboard")
+            self._credentials.report_problem(self._registration_key, problem)
+            raise RegistrationRequired(problem) from exc
         client = StoredClient(registered.client_id, registered.client_secret,
                               tuple(registered.scopes))
         self._credentials.save_client(self._registration_key, client)

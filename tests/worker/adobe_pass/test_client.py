@@ -57,19 +57,26 @@ def test_dcr_register_and_token_return_typed_models(adobe: AdobePass):
     assert token.token_type == "bearer" and token.expires_in == 86400 and token.access_token
 
 
-def test_unapproved_software_statement_is_refused(pass_url: str, device):
-    with (AdobePass(pass_url, software_statement=make_software_statement("other-app")) as client,
-          pytest.raises(RegistrationError) as caught):
-        client.profiles.list(SP, device=device)
-    assert caught.value.oauth_error == "unapproved_software_statement"
+def test_unapproved_software_statement_is_refused_and_said(pass_url: str, sim, device):
+    """A statement Adobe refuses is a registration problem (what /healthz, the metric and the
+    brand list show), and no further call tries to register with it."""
+    with AdobePass(pass_url, software_statement=make_software_statement("other-app")) as client:
+        with pytest.raises(RegistrationRequired) as caught:
+            client.profiles.list(SP, device=device)
+        assert "unapproved_software_statement" in caught.value.problem
+        assert isinstance(caught.value.__cause__, RegistrationError)
+        asked = sim.get("/_sim/stats").json().get("dcr.register 400", 0)
+        with pytest.raises(RegistrationRequired):
+            client.profiles.list(SP, device=device)
+        assert sim.get("/_sim/stats").json().get("dcr.register 400", 0) == asked
 
 
 def test_forged_software_statement_is_invalid(pass_url: str, device):
     forged = make_software_statement("passflow-demo", key=b"not-the-key")
     with (AdobePass(pass_url, software_statement=forged) as client,
-          pytest.raises(RegistrationError) as caught):
+          pytest.raises(RegistrationRequired) as caught):
         client.profiles.list(SP, device=device)
-    assert caught.value.oauth_error == "invalid_software_statement"
+    assert "invalid_software_statement" in caught.value.problem
 
 
 def test_bad_client_secret_is_invalid_client(adobe: AdobePass):
