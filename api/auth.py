@@ -21,9 +21,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, NamedTuple
 
+import structlog
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -42,6 +44,7 @@ _BEARER = HTTPBearer(auto_error=False, description="a passflow API token (PASSFL
                                                    "or `passflow token create`)")
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 _CACHE_S = 5.0  # a revoked token stops working within this
+log = structlog.get_logger(__name__)
 
 
 def token_hash(token: str) -> str:
@@ -98,11 +101,19 @@ class TokenChecker:
         with self._lock:
             if not self._stale(max_age_s):
                 return
-            with session_scope() as session:
-                self._stored = [(t.token_hash, Holder(t.scope, t.name, frozenset(
-                    t.service_providers.split(",")) if t.service_providers else None))
-                    for t in session.scalars(
-                        select(ApiToken).where(ApiToken.revoked_at.is_(None)))]
+            try:
+                with session_scope() as session:
+                    self._stored = [(t.token_hash, Holder(t.scope, t.name, frozenset(
+                        t.service_providers.split(",")) if t.service_providers else None))
+                        for t in session.scalars(
+                            select(ApiToken).where(ApiToken.revoked_at.is_(None)))]
+            except SQLAlchemyError:
+                # The database away: the tokens known a moment ago (and the environment's)
+                # still answer, so /metrics and /healthz can say what is down. Asked again
+                # within a second.
+                log.warning("tokens_not_reread", reason="database unavailable")
+                self._loaded = time.monotonic() - max_age_s + 1.0
+                return
             self._loaded = time.monotonic()
 
     async def fresh(self, max_age_s: float = _CACHE_S) -> None:

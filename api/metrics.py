@@ -16,6 +16,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from models import FINAL_STATUSES, AuthSession, Job, Registration, SessionStatus, utcnow
 from models.db import session_scope
@@ -151,8 +152,15 @@ class PoolOnly(Collector):
         self._inner, self._exporter = inner, exporter
 
     def collect(self):
-        if self._exporter.holds():
-            yield from self._inner.collect()
+        if not self._exporter.holds():
+            return
+        try:
+            families = list(self._inner.collect())
+        except (SQLAlchemyError, redis.RedisError):
+            # The figures need the stores: without them /metrics still answers, and
+            # passflow_database_up / passflow_broker_up (0) say which one is away.
+            return
+        yield from families
 
 
 class ReplicaCollector(Collector):

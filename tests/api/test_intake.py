@@ -155,3 +155,28 @@ def test_the_api_answers_503_while_the_database_is_down(pass_env: str):
     assert answer.headers["retry-after"] == "2"
     assert "database" in answer.json()["detail"]
     assert answer.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.slow
+def test_metrics_answer_while_the_database_is_down(pass_env: str, tmp_path):
+    """One replica cut off from its database: /metrics still answers, with
+    passflow_database_up 0, so the alert that names the outage can fire (a 503 would leave
+    the series absent, not 0)."""
+    url = make_url(fresh_postgres("passflow_metricsdown"))
+    upgrade(url.render_as_string(hide_password=False))
+    proxy = TcpProxy((url.host, url.port or 5432))
+    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    api = ApiProcess({"PASSFLOW_DATABASE_URL": through}, log=tmp_path / "api.log")
+    try:
+        assert "passflow_database_up 1.0" in httpx.get(api.url + "/metrics", timeout=30,
+                                                       headers=api.headers).text
+        proxy.cut()
+        # Past the tokens' re-read (5 s): every answer meanwhile, and after, is the metrics.
+        answers = []
+        until = time.monotonic() + 7
+        while time.monotonic() < until:
+            answers.append(httpx.get(api.url + "/metrics", timeout=60, headers=api.headers))
+    finally:
+        api.stop()
+    assert {a.status_code for a in answers} == {200}, answers[-1].text[:300]
+    assert all("passflow_database_up 0.0" in a.text for a in answers)
