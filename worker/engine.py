@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import redis
@@ -256,7 +256,11 @@ def _decide_spent(step: Step, ctx: StepContext, claim: Claim, answer: Any,
         # No request was sent: the device's budget (or the pool's registration) is busy. The
         # job waits its turn, up to the deadline.
         metrics.inc("passflow_throttled_total", ("local",))
-        waited = (utcnow() - ctx.job.created_at).total_seconds()
+        # Counted from the step's first run: time in a queue no worker consumed is an outage
+        # of ours, not a wait for the device's budget at Adobe.
+        since = claim.step_started_at or ctx.job.created_at
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+        waited = (utcnow() - since).total_seconds()
         if step.budget_deadline and waited + exc.retry_after > settings.throttle_deadline_s:
             return _rate_limited(step, exc, f"waited {waited:.0f} s for the device's request "
                                  f"budget (PASSFLOW_THROTTLE_DEADLINE_S="

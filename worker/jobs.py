@@ -19,7 +19,7 @@ import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Executable, and_, bindparam, case, insert, literal, or_, select, update
@@ -223,6 +223,9 @@ class Claim:
     attempts: int  # runs of this step, this one included
     rate_limited: int = 0  # Adobe's 429s of this step so far
     late_s: float = 0.0  # how long after its due time the job was claimed
+    # When this step first ran: its waits for request budget count from here, not from the
+    # event (a job that sat in a queue no worker consumed has spent none of it).
+    step_started_at: datetime | None = None
     request_id: str | None = None  # the API request that accepted the job (logs)
 
 
@@ -240,17 +243,18 @@ def claim_many(session: Session, job_ids: list[str], step_name: str, owner: str,
             **values, "running": StepStatus.RUNNING.value}).all()
     else:
         claimed = session.connection().execute(_built(session, _claim_update), values).all()
-        counted = {job_id: (attempts, failures, limited)
-                   for job_id, attempts, failures, limited in session.connection().execute(
+        counted = {job_id: (attempts, failures, limited, started)
+                   for job_id, attempts, failures, limited, started in session.connection().execute(
             _built(session, _steps_upsert),
             [{"job_id": job_id, "step": step_name, "attempts": 1, "failures": 0,
               "rate_limited": 0, "status": StepStatus.RUNNING.value, "started_at": now}
              for job_id, *_ in claimed])} if claimed else {}
         rows = [(*row, *counted[row[0]]) for row in claimed]
     return {job_id: Claim(device_id=device_id, attempts=attempts, failures=failures,
-                          rate_limited=limited, request_id=request_id,
+                          rate_limited=limited, request_id=request_id, step_started_at=started,
                           late_s=0.0 if due is None else max(0.0, (now - due).total_seconds()))
-            for job_id, device_id, due, request_id, attempts, failures, limited in rows}
+            for job_id, device_id, due, request_id, attempts, failures, limited, started
+            in rows}
 
 
 def _claim_update(_dialect_insert) -> Executable:
@@ -276,7 +280,8 @@ def _steps_upsert(dialect_insert) -> Executable:
     return (dialect_insert(steps).on_conflict_do_update(
         index_elements=[steps.c.job_id, steps.c.step],
         set_={"attempts": steps.c.attempts + 1, "status": StepStatus.RUNNING.value})
-        .returning(steps.c.job_id, steps.c.attempts, steps.c.failures, steps.c.rate_limited))
+        .returning(steps.c.job_id, steps.c.attempts, steps.c.failures, steps.c.rate_limited,
+                   steps.c.started_at))
 
 
 def _claim_counted(dialect_insert) -> Executable:
@@ -293,11 +298,12 @@ def _claim_counted(dialect_insert) -> Executable:
         .on_conflict_do_update(index_elements=[steps.c.job_id, steps.c.step],
                                set_={"attempts": steps.c.attempts + 1,
                                      "status": StepStatus.RUNNING.value})
-        .returning(steps.c.job_id, steps.c.attempts, steps.c.failures, steps.c.rate_limited)
+        .returning(steps.c.job_id, steps.c.attempts, steps.c.failures, steps.c.rate_limited,
+                   steps.c.started_at)
         .cte("counted"))
     return (select(claimed.c.id, claimed.c.device_id, claimed.c.next_run_at,
                    claimed.c.request_id, counted.c.attempts, counted.c.failures,
-                   counted.c.rate_limited)
+                   counted.c.rate_limited, counted.c.started_at)
             .join_from(claimed, counted, counted.c.job_id == claimed.c.id))
 
 

@@ -216,3 +216,22 @@ def test_authorization_decisions_retrieval_a_token_signed_for_something_else_is_
     problem = decisions.media_token_problem(decision, service_provider="REF30",
                                             mvpd="Cablevision", resource="CNN", certificate=cert)
     assert problem == "its media token was signed for resource <rss>"
+
+
+def test_a_play_that_sat_in_a_queue_is_not_failed_for_the_devices_budget(logged_in):
+    """A play accepted 11 minutes ago that no worker took (a queue outage) meets a busy device
+    budget on its first run: it waits its turn (the deadline counts from the step's first run),
+    it does not fail `rate_limited ... waited 660 s`, which would blame Adobe's throttle."""
+    from datetime import timedelta
+
+    from worker.runtime import runtime as rt
+
+    job = JobFactory(device=logged_in, created_at=utcnow() - timedelta(minutes=11),
+                     current_step=StepName.DECISIONS_AUTHORIZE)
+    rt().throttle.answered_429("decisions.authorize", {"X-Forwarded-For": logged_in.last_ip},
+                               retry_after=5)
+    engine.run(StepName.DECISIONS_AUTHORIZE, [job.id], owner="test")
+    with session_scope() as session:
+        waiting = session.get_one(Job, job.id)
+        assert waiting.status != JobStatus.FAILED.value, waiting.error
+        assert waiting.next_run_at > utcnow()  # released until the device's turn
