@@ -14,12 +14,16 @@ tests/simulator/test_rules.py compares the two both ways.
 from __future__ import annotations
 
 import html
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "adobe-pass"
+# Adobe's pages: shared/ beside the checkout (as CI lays it), or where the variable says.
+REFERENCE = Path(os.environ.get(
+    "PASSFLOW_ADOBE_REFERENCE",
+    Path(__file__).resolve().parents[3] / "shared" / "reference" / "adobe-pass"))
 CHECKLIST = "rest-apis/rest-api-v2/rest-api-v2-checklist.md"
 # Performed in a user agent: a browser navigates there, carrying none of an application's
 # headers (its page lists User-Agent only). It is no request the application makes.
@@ -105,6 +109,9 @@ def _api_call(page: Path) -> Call | None:
 def calls() -> dict[str, Call]:
     """Every call of the API pages (DCR and REST API V2), keyed by `METHOD path`, with what
     each page requires of it."""
+    assert (REFERENCE / CHECKLIST).is_file(), (
+        f"Adobe's reference pages are not at {REFERENCE}: put shared/ beside the checkout, or "
+        "set PASSFLOW_ADOBE_REFERENCE")
     found: dict[str, Call] = {}
     for page in sorted(REFERENCE.glob("rest-apis/*/apis/**/*.md")):
         call = _api_call(page)
