@@ -23,7 +23,7 @@ from pathlib import Path
 # Adobe's pages: shared/ beside the checkout (as CI lays it), or where the variable says.
 REFERENCE = Path(os.environ.get(
     "PASSFLOW_ADOBE_REFERENCE",
-    Path(__file__).resolve().parents[3] / "shared" / "reference" / "adobe-pass"))
+    Path(__file__).resolve().parents[3] / "shared" / "reference" / "adobe-pass")).resolve()
 CHECKLIST = "rest-apis/rest-api-v2/rest-api-v2-checklist.md"
 # Performed in a user agent: a browser navigates there, carrying none of an application's
 # headers (its page lists User-Agent only). It is no request the application makes.
