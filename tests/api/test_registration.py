@@ -73,6 +73,16 @@ def test_enhanced_error_code_handling_support_application_registration_is_not_an
     assert wait_for_status(_profiles_job(api)) == "succeeded"  # registered, a token in hand
     jobs_env.put("/_sim/software/disabled",
                  json={"software_id": "passflow-demo"}).raise_for_status()
+    try:
+        _refused_then_quiet(api, jobs_env, capsys, main)
+    finally:  # as an operator would after Adobe enabled the application again
+        jobs_env.put("/_sim/software/disabled", json={"software_id": "passflow-demo",
+                                                      "disabled": False})
+        assert main(["register", "--yes"]) == 0
+    assert api.get("/healthz").json()["registration"] == "ok"  # nothing left behind
+
+
+def _refused_then_quiet(api: httpx.Client, jobs_env: httpx.Client, capsys, main) -> None:
     job_id = _profiles_job(api)
     assert wait_for_status(job_id) == "failed"
     error = api.get(f"/v1/jobs/{job_id}").json()["error"]
