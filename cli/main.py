@@ -341,6 +341,17 @@ def _service_providers(args: argparse.Namespace) -> int:
                       file=sys.stderr)
                 return 1
             row.status, row.retired_at = "retired", utcnow()
+            # A retired brand serves nothing: a problem of its registration (a statement Adobe
+            # refused) no longer fails /healthz. Found again at its first job if re-added.
+            from sqlalchemy import update
+
+            from models import Registration
+            from worker.adobe_pass import registration_key
+
+            key = registration_key(settings.pass_base_url,
+                                   cipher_from_settings().decrypt(row.software_statement_enc))
+            session.execute(update(Registration).where(Registration.key == key)
+                            .values(problem=None, problem_at=None))
             audit.record(session, _actor(args), "service_provider.retire", args.id)
             print(f"{args.id} retired: its events are refused from now on (422); jobs "
                   "already accepted finish")
@@ -452,21 +463,19 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _service_provider_list(settings) -> int:
-    import hashlib
-
     from sqlalchemy import select
 
     from models import Registration, ServiceProvider
     from models.db import session_scope
     from passflow.crypto import cipher_from_settings
+    from worker.adobe_pass import registration_key
 
     cipher = cipher_from_settings()
 
     def registration(session, statement: str | None) -> str:
         if statement is None:
             return "no statement"
-        key = hashlib.sha256(f"{settings.pass_base_url.rstrip('/')}\n{statement}".encode()
-                             ).hexdigest()[:32]
+        key = registration_key(settings.pass_base_url, statement)
         row = session.scalar(select(Registration).where(Registration.key == key))
         if row is not None and row.problem:  # a statement refused before any registration too
             return f"problem: {row.problem}"

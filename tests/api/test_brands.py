@@ -149,8 +149,5 @@ def test_a_brand_adobe_refuses_is_visible_where_operators_look(api: httpx.Client
         assert wait_for_status(ok["job_id"]) == "succeeded"  # REF30 plays on
     finally:
         _cli("service-providers", "retire", "CNN")
-        with models.db.session_scope() as session:  # its refused registration, forgotten
-            for row in session.scalars(select(Registration).where(
-                    Registration.problem.like("unapproved_software_statement%"))):
-                session.delete(row)
-    assert api.get("/healthz").json()["registration"] == "ok"  # nothing left behind
+    # A retired brand serves nothing: its refused statement no longer fails the health check.
+    assert api.get("/healthz").json()["registration"] == "ok"

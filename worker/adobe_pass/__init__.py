@@ -1,6 +1,6 @@
 """Typed client of Adobe Pass DCR and REST API V2."""
 
-from worker.adobe_pass._client import AdobePass
+from worker.adobe_pass._client import AdobePass, registration_key
 from worker.adobe_pass._exceptions import (
     AdobePassError,
     APIConnectionError,
@@ -24,6 +24,7 @@ from worker.adobe_pass.credentials import CredentialStore, InMemoryCredentialSto
 from worker.adobe_pass.headers import Device
 
 __all__ = [
+    "registration_key",
     "DeviceNotDescribable",
     "APIConnectionError", "APIStatusError", "APITimeoutError", "AdobePass", "AdobePassError",
     "AuthenticationError", "BadRequestError", "CredentialStore", "Device",

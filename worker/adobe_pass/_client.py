@@ -80,6 +80,12 @@ def _server_device_info() -> dict[str, Any]:
     }
 
 
+def registration_key(base_url: str, software_statement: str) -> str:
+    """Whose registration, client credentials and token: one per (Adobe Pass, statement)."""
+    return hashlib.sha256(f"{base_url.rstrip('/')}\n{software_statement}".encode()
+                          ).hexdigest()[:32]
+
+
 # A call's deadline and resend budget, per thread (AdobePass.deadline, .resend_budget).
 _CALL = threading.local()
 
@@ -112,9 +118,7 @@ class AdobePass:
         self.max_retries = max_retries
         self._software_statement = software_statement
         self._credentials = credentials or InMemoryCredentialStore()
-        self._registration_key = hashlib.sha256(
-            f"{self.base_url}\n{software_statement}".encode()
-        ).hexdigest()[:32]
+        self._registration_key = registration_key(self.base_url, software_statement)
         self._local_lock = threading.Lock()
         self._refresh_lock = refresh_lock or self._in_process_lock
         self._observers = [on_response] if on_response is not None else []
