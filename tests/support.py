@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -211,6 +211,16 @@ class RedisServer:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=10)
         self.proc = None
+
+
+@contextlib.contextmanager
+def private_broker() -> Iterator[str]:
+    """A Redis of its own for the test (no worker uses it), gone after: its URL."""
+    server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 def _pings(client) -> bool:

@@ -206,13 +206,14 @@ def test_healthz_fails_when_no_worker_sweeps(database_url: str, pass_env: str):
     from api.app import create_app
     from passflow.serving import BackgroundServer
     from passflow.settings import get_settings
-    from tests.support import TOKEN
+    from tests.support import TOKEN, private_broker
 
-    settings = get_settings().model_copy(update={"broker_url": "redis://127.0.0.1:6379/14"})
-    redis.Redis.from_url(settings.broker_url).flushdb()
-    with BackgroundServer(create_app(settings, tokens=[TOKEN])) as server:
-        answer = httpx.get(server.url + "/healthz", headers={"Authorization": f"Bearer {TOKEN}"})
-        ready = httpx.get(server.url + "/readyz")
+    with private_broker() as broker_url:
+        settings = get_settings().model_copy(update={"broker_url": broker_url})
+        with BackgroundServer(create_app(settings, tokens=[TOKEN])) as server:
+            answer = httpx.get(server.url + "/healthz",
+                               headers={"Authorization": f"Bearer {TOKEN}"})
+            ready = httpx.get(server.url + "/readyz")
     # The fleet's fault, not this replica's: the load balancer keeps it.
     assert ready.status_code == 200 and ready.json()["failing"] == []
     assert "sweeper" in ready.json()["fleet"]  # named, not failing
@@ -352,22 +353,20 @@ def test_a_queue_with_work_and_no_consumer_is_named_by_healthz(database_url: str
     from api.app import create_app
     from passflow.serving import BackgroundServer
     from passflow.settings import get_settings
-    from tests.support import TOKEN
+    from tests.support import TOKEN, private_broker
     from worker.heartbeat import SENT_AT_HEADER
 
-    settings = get_settings().model_copy(update={"broker_url": "redis://127.0.0.1:6379/14"})
-    broker = redis.Redis.from_url(settings.broker_url)
-    broker.flushdb()
-    broker.lpush("decisions", json.dumps({"body": "", "headers": {SENT_AT_HEADER: 1.0}}))
-    try:
+    with private_broker() as broker_url:
+        settings = get_settings().model_copy(update={"broker_url": broker_url})
+        broker = redis.Redis.from_url(broker_url)
+        broker.lpush("decisions", json.dumps({"body": "", "headers": {SENT_AT_HEADER: 1.0}}))
         with BackgroundServer(create_app(settings, tokens=[TOKEN])) as server:
             auth = {"Authorization": f"Bearer {TOKEN}"}
             health = httpx.get(server.url + "/healthz", headers=auth).json()
             ready = httpx.get(server.url + "/readyz")
             fleet = httpx.get(server.url + "/v1/workers", headers=auth).json()
             scraped = httpx.get(server.url + "/metrics", headers=auth).text
-    finally:
-        broker.flushdb()
+        broker.close()
     assert health["queues"].startswith("work waiting with no worker consuming: decisions")
     assert ready.status_code == 200 and "queues" in ready.json()["fleet"]
     assert fleet["workers"] == [] and fleet["queues"]["decisions"]["depth"] == 1

@@ -4,6 +4,7 @@ sweepers with stand-in sweeps (the process-level kill and pause are in tests/fau
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 
@@ -13,9 +14,10 @@ import redis
 from tests.support import RedisServer, wait_for
 from worker.sweeper import Sweeper, keys, last_sweep
 
-# A Redis database of its own (the tests' workers sweep in 15), and the sweepers' scope.
-URL = "redis://127.0.0.1:6379/13"
-SCOPE = "sqlite:///sweeper-tests.db"
+# The process's own test Redis (tests/conftest.py), and a scope of the sweepers' own: their
+# lease keys are named by it, apart from those of the tests' workers.
+URL = os.environ["PASSFLOW_BROKER_URL"]
+SCOPE = f"sqlite:///sweeper-tests-{os.getpid()}.db"
 LEADER_KEY, LAST_KEY = keys(SCOPE)
 
 
