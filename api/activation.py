@@ -22,7 +22,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from api import logos
-from models import AuthSession
+from models import AuthSession, normal_code
 from models import Device as DeviceRow
 from models.db import session_scope
 from passflow.device_info import is_browser
@@ -44,11 +44,6 @@ _CODE = re.compile(r"^[A-Z0-9]{4,16}$")
 _PRINTABLE = re.compile(r"[^\x20-\x7e]")
 # A service provider's or an MVPD's id, as Adobe Pass writes them ("." and ".." are not ids).
 _ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.\-]{1,100}$")
-
-
-def normalize_code(raw: str) -> str:
-    """Forgiving: case, spaces, dashes, dots and underscores do not matter."""
-    return re.sub(r"[\s\-_.]", "", raw).upper()
 
 
 def _client_ip(request: Request) -> str:
@@ -151,7 +146,7 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
     def service_provider_of(code: str) -> str:
         with session_scope() as session:
             found = session.scalar(select(AuthSession.service_provider).where(
-                AuthSession.code == code).order_by(AuthSession.id.desc()))
+                AuthSession.has_code(runtime().cipher, code)).order_by(AuthSession.id.desc()))
         return found or settings.service_provider
 
     def authenticate_url(sp: str, code: str) -> str:
@@ -182,7 +177,7 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
     async def activate(request: Request) -> Response:
         fields = await form_fields(request)
         raw = fields.get("code", "")
-        code = normalize_code(raw)
+        code = normal_code(raw)
         if not _CODE.match(code):  # no call to Adobe Pass: not a try, nothing stored
             return page(request, "activate.html", 400, action="/activate", code=raw[:32],
                         error="That doesn't look like a code. Codes have letters and digits, "
@@ -227,13 +222,14 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
         with session_scope() as session:
             return session.scalar(select(DeviceRow.last_mvpd).join(
                 AuthSession, AuthSession.device_id == DeviceRow.id).where(
-                AuthSession.code == code, AuthSession.service_provider == sp)
+                AuthSession.has_code(runtime().cipher, code),
+                AuthSession.service_provider == sp)
                 .order_by(AuthSession.id.desc()).limit(1))
 
     @router.post("/activate/provider", response_class=HTMLResponse)
     async def choose_provider(request: Request) -> Response:
         fields = await form_fields(request)
-        code = normalize_code(fields.get("code", ""))
+        code = normal_code(fields.get("code", ""))
         mvpd = fields.get("mvpd", "")
         if not _CODE.match(code) or not mvpd or len(mvpd) > 200:
             return message(request, "Something is missing",
@@ -270,7 +266,8 @@ def build_router(settings: Settings, public_url: str) -> APIRouter:
             return _unavailable(request, exc)
         if picked:
             with session_scope() as session:
-                jobs.provider_picked(session, service_provider=sp, code=code, mvpd=mvpd,
+                jobs.provider_picked(session, rt.cipher, service_provider=sp, code=code,
+                                     mvpd=mvpd,
                                      display_name=chosen.display_name if chosen else None,
                                      logo_url=chosen.logo_url if chosen else None)
         return _follow(request, sp, code, answer)

@@ -77,7 +77,7 @@ from worker.heartbeat import live_workers, queues_state, unconsumed
 from worker.queues import ALL_QUEUES
 from worker.runtime import runtime
 from worker.sweeper import last_sweep
-from worker.views import job_view, redact_entries
+from worker.views import job_view
 
 log = logs.get_logger(__name__)
 
@@ -345,9 +345,8 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                              outcome=outcome, service_provider=service_provider,
                              service_providers=brands_of(request))
         with session_scope() as session:
-            entries, next_cursor = history(session, query)
-        if not sees_personal_data(request):
-            entries = redact_entries(entries)
+            entries, next_cursor = history(session, query,
+                                           cipher if sees_personal_data(request) else None)
         return HistoryPage(entries=entries, next_cursor=next_cursor)
 
     @app.get("/v1/jobs", dependencies=[*authorized, known_query(

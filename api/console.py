@@ -329,7 +329,7 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
         if not query:
             return RedirectResponse("/console/overview", status_code=303)
         with session_scope() as session:
-            target = _find(session, query)
+            target = _find(session, query, cipher)
         if target is not None:
             return RedirectResponse(target, status_code=303)
         return page(request, "not_found.html", viewer, 404, query=query)
@@ -366,7 +366,7 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
             with session_scope() as session:
                 entries, next_cursor = history(session, HistoryQuery(
                     device_id=device_id[:200], limit=limit, cursor=cursor,
-                    service_providers=viewer.brands))
+                    service_providers=viewer.brands), cipher if viewer.personal else None)
                 sessions_of = {e["job_id"] for e in entries if e["kind"] == "session"}
                 logins = _login_times(session, sessions_of)
                 attributes = (_attributes(session, cipher, {
@@ -380,8 +380,6 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
                 if entry["kind"] == "session" else None
             if entry["kind"] == "profile" and viewer.personal:
                 entry["attributes"] = attributes.get(entry["job_id"])
-            if not viewer.personal:
-                entry.pop("code", None)
         return entries, next_cursor
 
 
@@ -559,7 +557,7 @@ def _window(request: Request) -> str:
     return window
 
 
-def _find(session: Any, query: str) -> str | None:
+def _find(session: Any, query: str, cipher: Cipher) -> str | None:
     """Where a search goes: a job id, an event id (its newest job), an activation code (its
     authentication job), else a device id with any record."""
     if _UUID.match(query.lower()):
@@ -573,7 +571,7 @@ def _find(session: Any, query: str) -> str | None:
         return f"/console/jobs/{job_id}"
     if _CODE.match(query):
         job_id = session.scalar(select(AuthSession.job_id)
-                                .where(AuthSession.code == query.upper())
+                                .where(AuthSession.has_code(cipher, query))
                                 .order_by(AuthSession.created_at.desc()).limit(1))
         if job_id is not None:
             return f"/console/jobs/{job_id}"

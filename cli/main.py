@@ -555,13 +555,14 @@ def _forget(args: argparse.Namespace) -> int:
 def _history(args: argparse.Namespace) -> int:
     from models.db import session_scope
     from models.history import HistoryQuery, history
+    from passflow.crypto import cipher_from_settings
 
     query = HistoryQuery(device_id=args.device, mvpd=args.mvpd, resource=args.resource,
                          job_id=args.job, outcome=args.outcome, since=args.since,
                          until=args.until, limit=args.limit, cursor=args.cursor,
                          service_provider=args.service_provider)
-    with session_scope() as session:
-        entries, next_cursor = history(session, query)
+    with session_scope() as session:  # the operator holds the key: codes shown
+        entries, next_cursor = history(session, query, cipher_from_settings())
     columns = ("at", "kind", "mvpd", "resource", "outcome", "reason", "job_id")
     whose = f"device {args.device}" if args.device else "any device"
     return _page(args, "entries", entries, next_cursor,

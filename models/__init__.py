@@ -2,7 +2,15 @@
 
 from models.audit import AuditEntry
 from models.base import Base, utc_text, utcnow
-from models.entitlements import AuthSession, Decision, DecisionKind, Logout, Profile, SessionStatus
+from models.entitlements import (
+    AuthSession,
+    Decision,
+    DecisionKind,
+    Logout,
+    Profile,
+    SessionStatus,
+    normal_code,
+)
 from models.jobs import (
     FINAL_STATUSES,
     ApiToken,
@@ -19,7 +27,7 @@ from models.registration import Installation, Registration, SchemaCompat, Servic
 __all__ = [
     "FINAL_STATUSES", "ApiToken", "AuditEntry", "AuthSession", "Base", "Decision",
     "DecisionKind", "Device", "Event", "Installation", "Job", "JobStatus", "JobStep", "Logout",
-    "Profile",
+    "Profile", "normal_code",
     "Registration", "SchemaCompat", "ServiceProvider", "SessionStatus", "StepStatus",
     "WebhookDelivery", "utc_text", "utcnow",
 ]

@@ -7,13 +7,15 @@ read the entitlement history by device, MVPD, resource and time.
 from __future__ import annotations
 
 import enum
+import re
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ColumnElement, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
+from passflow.crypto import Cipher
 
 
 class SessionStatus(enum.StrEnum):
@@ -38,8 +40,14 @@ class AuthSession(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
     service_provider: Mapped[str] = mapped_column(String(200))
-    code: Mapped[str] = mapped_column(String(64))
-    url: Mapped[str] = mapped_column(String(1000))
+    # A live code signs in whoever types it first, and the URL holds it: neither is stored in
+    # the clear. The column `code` holds the code's keyed digest (what look-ups match; rows of
+    # releases before 0.5.0 hold the code itself until `passflow rotate-key` seals them), the
+    # code and URL themselves are encrypted with PASSFLOW_SECRET_KEY.
+    code_key: Mapped[str] = mapped_column("code", String(64))
+    code_enc: Mapped[str | None] = mapped_column(Text)
+    url_enc: Mapped[str | None] = mapped_column(Text)
+    url_clear: Mapped[str | None] = mapped_column("url", String(1000))  # before 0.5.0 only
     mvpd: Mapped[str | None] = mapped_column(String(200))
     adobe_session_id: Mapped[str | None] = mapped_column(String(100))
     not_before: Mapped[datetime | None]
@@ -52,6 +60,30 @@ class AuthSession(Base):
     polling_started_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def seal(self, cipher: Cipher, code: str, url: str) -> None:
+        self.code_key = cipher.digest(normal_code(code))
+        self.code_enc, self.url_enc = cipher.encrypt(code), cipher.encrypt(url)
+        self.url_clear = None
+
+    def code(self, cipher: Cipher) -> str:
+        return cipher.decrypt(self.code_enc) if self.code_enc else self.code_key
+
+    def url(self, cipher: Cipher) -> str | None:
+        return cipher.decrypt(self.url_enc) if self.url_enc else self.url_clear
+
+    @classmethod
+    def has_code(cls, cipher: Cipher, code: str) -> ColumnElement[bool]:
+        """Matches the session of `code` (as typed: case and spaces aside), sealed under any
+        configured key, or stored in the clear by an earlier release."""
+        typed = normal_code(code)
+        return cls.code_key.in_([*cipher.digests(typed), typed])
+
+
+def normal_code(typed: str) -> str:
+    """An activation code as typed, forgivingly: case, spaces, dashes, dots and underscores do
+    not matter (Adobe Pass's codes are letters and digits)."""
+    return re.sub(r"[\s\-_.]", "", typed).upper()
 
 
 class Profile(Base):

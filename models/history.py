@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from models.base import in_utc, utc_text
 from models.entitlements import AuthSession, Decision, Logout, Profile
 from models.jobs import Event, Job, JobStatus, JobStep
+from passflow.crypto import Cipher
 
 # The rank breaks ties between kinds at the same instant, so paging is stable.
 _KINDS: dict[str, tuple[int, type]] = {
@@ -119,7 +120,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int, int | str]:
     return _unpack(cursor, _entry_key)
 
 
-def _entry(kind: str, at: datetime, row: Any, resource: str | None = None) -> dict[str, Any]:
+def _entry(kind: str, at: datetime, row: Any, resource: str | None,
+           cipher: Cipher | None) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "kind": kind,
         "device_id": row.device_id,
@@ -130,7 +132,9 @@ def _entry(kind: str, at: datetime, row: Any, resource: str | None = None) -> di
         "job_id": row.id if kind == "job" else row.job_id,
     }
     if kind == "session":
-        entry.update(outcome=row.status, code=row.code, reason=row.stop_reason)
+        entry.update(outcome=row.status, reason=row.stop_reason)
+        if cipher is not None:  # the activation code is personal data
+            entry["code"] = row.code(cipher)
     elif kind == "profile":
         entry.update(outcome="authenticated", profile_type=row.type,
                      not_after=utc_text(row.not_after))
@@ -149,8 +153,10 @@ def _entry(kind: str, at: datetime, row: Any, resource: str | None = None) -> di
     return entry
 
 
-def history(session: Session, query: HistoryQuery) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of entries and the cursor of the next page (None on the last)."""
+def history(session: Session, query: HistoryQuery, cipher: Cipher | None = None,
+            ) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of entries and the cursor of the next page (None on the last). Sessions show
+    their activation code only given the `cipher` (for a reader allowed personal data)."""
     after = _decode_cursor(query.cursor) if query.cursor else None
     rows: list[tuple[datetime, int, int | str, str, Any, str | None]] = []
     # A failed play's resource is its event's (the job row has none).
@@ -205,7 +211,8 @@ def history(session: Session, query: HistoryQuery) -> tuple[list[dict[str, Any]]
     if len(rows) > query.limit and page:
         last = page[-1]
         cursor = _encode_cursor(last[0], last[1], last[2])
-    return [_entry(kind, at, row, resource) for at, _, _, kind, row, resource in page], cursor
+    return [_entry(kind, at, row, resource, cipher)
+            for at, _, _, kind, row, resource in page], cursor
 
 
 def _outcome_column(model: type):

@@ -64,7 +64,28 @@ def rotate_key(batch: int = 500) -> dict[str, int]:
                 break
         counts[model.__tablename__] = done
     counts["events"] = _rotate_identities(cipher, batch)
+    counts["auth_sessions"] = _reseal_sessions(cipher, batch)
     return counts
+
+
+def _reseal_sessions(cipher: Cipher, batch: int) -> int:
+    """Activation codes and URLs sealed (digest included) under the first key, and sealed
+    where a release before 0.5.0 stored them in the clear (in the session, and in its job's
+    result)."""
+    done, last_id = 0, 0
+    while True:
+        with session_scope() as session:
+            rows = session.scalars(select(AuthSession).where(AuthSession.id > last_id)
+                                   .order_by(AuthSession.id).limit(batch)).all()
+            for auth in rows:
+                last_id = auth.id
+                auth.seal(cipher, auth.code(cipher), auth.url(cipher) or "")
+                job = session.get(Job, auth.job_id)
+                if job is not None and {"code", "url"} & set(job.result or {}):
+                    job.result = {k: v for k, v in job.result.items() if k not in ("code", "url")}
+            done += len(rows)
+        if len(rows) < batch:
+            return done
 
 
 def _rotate_identities(cipher: Cipher, batch: int) -> int:

@@ -60,12 +60,18 @@ class Cipher:
             raise SecretKeyMissing("PASSFLOW_SECRET_KEY is empty")
         legacy = [_legacy_fernet(k) for k in keys if not _is_fernet_key(k)]
         self._multi = MultiFernet([_fernet(k) for k in keys] + legacy)
-        self._keyed = hashlib.sha256(b"passflow/keyed-digest/v1\n" + keys[0].encode()).digest()
+        self._keyed = [hashlib.sha256(b"passflow/keyed-digest/v1\n" + k.encode()).digest()
+                       for k in keys]
 
     def digest(self, text: str) -> str:
         """A keyed digest of `text` (HMAC-SHA256 under the first key): equal texts match, and
         nothing of the text can be read back from it."""
-        return hmac.new(self._keyed, text.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._keyed[0], text.encode(), hashlib.sha256).hexdigest()
+
+    def digests(self, text: str) -> list[str]:
+        """`text`'s digest under every key, the first first: what a look-up matches while a
+        rotation is under way (rows digested under a key on its way out)."""
+        return [hmac.new(k, text.encode(), hashlib.sha256).hexdigest() for k in self._keyed]
 
     def encrypt(self, plaintext: str) -> str:
         return self._multi.encrypt(plaintext.encode()).decode()

@@ -24,6 +24,7 @@ from models import (
     Logout,
     Profile,
     SessionStatus,
+    normal_code,
     utcnow,
 )
 from models.jobs import JobStep, StepStatus, new_id
@@ -145,10 +146,15 @@ class AuthSessionFactory(_OfJobFactory):
         job = factory.SubFactory(JobFactory, type=EventType.AUTHENTICATION.value,
                                  current_step="profiles.poll",
                                  status=JobStatus.WAITING_FOR_USER.value)
+        # Stored sealed, as the sessions.create step stores them (AuthSession.seal).
+        code = factory.Sequence(lambda n: f"F{n:06d}")
+        url = factory.LazyAttribute(
+            lambda o: f"http://pass.test/api/v2/authenticate/REF30/{o.code}")
 
     mvpd = factory.SelfAttribute("job.mvpd")
-    code = factory.Sequence(lambda n: f"F{n:06d}")
-    url = factory.LazyAttribute(lambda o: f"http://pass.test/api/v2/authenticate/REF30/{o.code}")
+    code_key = factory.LazyAttribute(lambda o: _cipher().digest(normal_code(o.code)))
+    code_enc = factory.LazyAttribute(lambda o: _cipher().encrypt(o.code))
+    url_enc = factory.LazyAttribute(lambda o: _cipher().encrypt(o.url))
     not_after = factory.LazyFunction(lambda: utcnow() + timedelta(minutes=30))
     status = SessionStatus.PENDING.value
     next_poll_at = factory.LazyFunction(utcnow)

@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 import models.db
-from models import FINAL_STATUSES, Job, Registration
+from models import FINAL_STATUSES, AuthSession, Job, Registration
+from passflow.crypto import cipher_from_settings
 from passflow.database import forget_identity
 from passflow.events import EventIn
 from passflow.serving import free_port, wait_until
@@ -69,6 +70,15 @@ def wait_for(predicate: Callable[[], object], *, timeout: float = 20.0,
         return wait_until(predicate, timeout=timeout, interval=interval)
     except TimeoutError as exc:
         raise AssertionError(str(exc)) from None
+
+
+def activation_codes(*job_ids: str) -> list[str]:
+    """The activation codes of these jobs' sessions, as a user would read them on the TV (they
+    are stored sealed)."""
+    cipher = cipher_from_settings()
+    with models.db.session_scope() as session:
+        return [auth.code(cipher) for auth in session.scalars(
+            select(AuthSession).where(AuthSession.job_id.in_(job_ids)))]
 
 
 def job_status(job_id: str) -> str:

@@ -40,7 +40,7 @@ from models import (
 )
 from models.db import on_postgresql
 from models.jobs import new_id
-from passflow.crypto import cipher_from_settings
+from passflow.crypto import Cipher, cipher_from_settings
 from passflow.events import EventIn, needs_cipher, stored_payload
 from passflow.flows import EventType
 from worker import metrics, policy, webhooks
@@ -564,12 +564,13 @@ def start_polling(session: Session, job_id: str) -> str | None:
     return job.current_step
 
 
-def provider_picked(session: Session, *, service_provider: str, code: str, mvpd: str,
-                    display_name: str | None = None, logo_url: str | None = None) -> None:
+def provider_picked(session: Session, cipher: Cipher, *, service_provider: str, code: str,
+                    mvpd: str, display_name: str | None = None,
+                    logo_url: str | None = None) -> None:
     """The user picked an MVPD for the code on the activation page: the session and its job
     keep it, and the device its selection as the configuration shows it (checklist, TV
     Provider Selection Caching: id, display name, logo)."""
-    auth = session.scalar(select(AuthSession).where(AuthSession.code == code,
+    auth = session.scalar(select(AuthSession).where(AuthSession.has_code(cipher, code),
                                                     AuthSession.service_provider ==
                                                     service_provider))
     if auth is None:

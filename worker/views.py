@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from models import (
     FINAL_STATUSES,
+    AuthSession,
     Decision,
     Event,
     Job,
@@ -68,9 +69,12 @@ def decision_view(decision: Decision, cipher: Cipher | None) -> dict[str, Any]:
 def _authentication_result(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any]:
     stored, result = job.result or {}, {}
     # A live code signs in whoever types it first: personal data too (the URL holds it).
-    for key in ("code", "url"):
-        if stored.get(key) and cipher is not None:
-            result[key] = stored[key]
+    if cipher is not None:
+        auth = session.scalars(select(AuthSession).where(AuthSession.job_id == job.id)).first()
+        if auth is not None:
+            result.update(code=auth.code(cipher), url=auth.url(cipher))
+        else:  # a job of a release before 0.5.0 kept them in its result
+            result.update({k: stored[k] for k in ("code", "url") if stored.get(k)})
     profile = session.scalars(select(Profile).where(Profile.job_id == job.id)).first()
     if profile is not None:
         result["profile"] = profile_view(profile, cipher)
@@ -132,9 +136,9 @@ def job_result(session: Session, job: Job, cipher: Cipher | None) -> dict[str, A
 
 
 def waiting_for(job: Job, steps: list[JobStep], now: datetime | None = None, *,
-                with_code: bool = True) -> str | None:
+                code: str | None = None) -> str | None:
     """What a job that is not final waits for, in words an operator can act on (the code
-    itself only `with_code`)."""
+    itself only when given: it is personal data)."""
     if job.status in FINAL_STATUSES or job.current_step is None:
         return None
     now = now or utcnow()
@@ -144,7 +148,7 @@ def waiting_for(job: Job, steps: list[JobStep], now: datetime | None = None, *,
         return (f"the device's partner framework to answer Adobe's request (send "
                 f"partner_authentication.responded; expires at {utc_text(job.next_run_at)})")
     if job.status == JobStatus.WAITING_FOR_USER:
-        code = (job.result or {}).get("code") if with_code else "(redacted)"
+        code = code or "(redacted)"
         pick = "" if job.mvpd else "pick a provider and "
         return (f"the user to {pick}log in with code {code} on the second screen "
                 f"(polled by {step}, next at {utc_text(job.next_run_at)})")
@@ -159,15 +163,11 @@ def waiting_for(job: Job, steps: list[JobStep], now: datetime | None = None, *,
             "are workers running and the sweeper fresh in /healthz?)")
 
 
-def redact_entries(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """History entries for a token without personal data: no activation code."""
-    return [{k: v for k, v in entry.items() if k != "code"} for entry in entries]
-
-
 def job_view(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any]:
     event_id = session.scalars(select(Event.event_id).where(Event.id == job.event_pk)).one()
     steps = list(session.scalars(select(JobStep).where(JobStep.job_id == job.id)
                                  .order_by(JobStep.id)))
+    result = job_result(session, job, cipher)
     return {
         "job_id": job.id,
         "event_id": event_id,
@@ -181,9 +181,9 @@ def job_view(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any
                    "last_error": s.last_error,
                    "started_at": utc_text(s.started_at), "finished_at": utc_text(s.finished_at)}
                   for s in steps],
-        "result": job_result(session, job, cipher),
+        "result": result,
         "error": job.error,
-        "waiting_for": waiting_for(job, steps, with_code=cipher is not None),
+        "waiting_for": waiting_for(job, steps, code=result.get("code")),
         "retry_of": job.retry_of,
         "requested_by": job.requested_by,
         # Who acted on it (a retry, a cancel): the audit log's entries for this job.

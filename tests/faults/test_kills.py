@@ -18,6 +18,7 @@ from tests.support import (
     ApiProcess,
     RedisServer,
     WorkerProcess,
+    activation_codes,
     device_json,
     make_event,
     new_device,
@@ -141,8 +142,7 @@ def test_sigkill_during_a_poll(worker_processes, sim: httpx.Client, fault_report
     doomed.kill()
     assert _running(job_id, "profiles.poll")
     set_faults(sim, latency_ms=0)
-    with models.db.session_scope() as session:
-        code = session.scalar(select(AuthSession.code).where(AuthSession.job_id == job_id))
+    [code] = activation_codes(job_id)
     sim.post("/_sim/login", json={"code": code}).raise_for_status()
     worker_processes("rescuer", queues="authentication,polling,registration")
     assert wait_for_status(job_id, timeout=60) == "succeeded"
@@ -298,9 +298,7 @@ def _waiting_sessions(n: int) -> list[str]:
 
 
 def _log_in(sim: httpx.Client, job_ids: list[str]) -> None:
-    with models.db.session_scope() as session:
-        codes = session.scalars(select(AuthSession.code).where(
-            AuthSession.job_id.in_(job_ids))).all()
+    codes = activation_codes(*job_ids)
     for code in codes:
         sim.post("/_sim/login", json={"code": code}).raise_for_status()
 

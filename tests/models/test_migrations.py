@@ -52,19 +52,28 @@ def test_a_rolling_upgrade_keeps_the_previous_release_running(empty_database: st
 
     from passflow.database import alembic_config, head, runs_on
 
-    upgrade(empty_database)
-    script = ScriptDirectory.from_config(alembic_config()).get_revision(head())
-    previous = str(script.down_revision)
-    before_previous = str(ScriptDirectory.from_config(alembic_config())
-                          .get_revision(previous).down_revision)
+    scripts = ScriptDirectory.from_config(alembic_config())
+
+    def before(revision: str) -> str:
+        return str(scripts.get_revision(revision).down_revision)
+
+    expanding = "b4d6f8a0c2e3"  # 0.4.0's: only adds
+    assert scripts.get_revision(expanding).module.EXPAND_ONLY
+    upgrade(empty_database, expanding)
     engine = create_engine(empty_database)
     try:
         with engine.connect() as connection:
-            assert runs_on(connection) is None
-            assert runs_on(connection, code_head=previous) is None  # expand: it still runs
-            refused = runs_on(connection, code_head=before_previous)
+            assert runs_on(connection, code_head=expanding) is None
+            assert runs_on(connection, code_head=before(expanding)) is None  # it still runs
+            refused = runs_on(connection, code_head=before(before(expanding)))
         assert refused is not None and "passflow db upgrade" in refused
-        downgrade(empty_database, previous)
+        upgrade(empty_database)
+        sealing = head()  # 0.5.0's seals activation codes: the release before cannot poll them
+        assert not getattr(scripts.get_revision(sealing).module, "EXPAND_ONLY", False)
+        with engine.connect() as connection:
+            assert runs_on(connection) is None
+            assert "passflow db upgrade" in runs_on(connection, code_head=before(sealing))
+        downgrade(empty_database, before(sealing))
         with engine.connect() as connection:  # the new code on the old schema: refused
             assert "passflow db upgrade" in runs_on(connection)
     finally:

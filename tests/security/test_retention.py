@@ -131,3 +131,75 @@ def test_rotate_key_reencrypts_every_secret(api: httpx.Client, jobs_env: httpx.C
     fault_report("`passflow rotate-key` with PASSFLOW_SECRET_KEY=NEW,OLD",
                  "client secrets, tokens, media tokens and profile data readable with the new "
                  "key only")
+
+
+def _stored_text(*tables: str) -> str:
+    """Every value these tables hold, as a dump of the database would show it."""
+    from sqlalchemy import text
+
+    with models.db.session_scope() as session:
+        return "\n".join(str(row) for table in tables
+                         for row in session.execute(text(f"SELECT * FROM {table}")))
+
+
+@pytest.mark.slow
+def test_activation_codes_and_urls_are_not_stored_in_the_clear(
+        api: httpx.Client, jobs_env: httpx.Client, fault_report):
+    """A live code signs in whoever types it first: a copy of the database must not give it.
+    The job still shows it to a token allowed personal data, and the code typed as users type
+    it still finds its session."""
+    body = {"event_id": f"evt-{uuid.uuid4()}", "type": "authentication.requested",
+            "device": device_json(new_device())}
+    job_id = api.post("/v1/events", json=body).json()["job_id"]
+    wait_for_status(job_id, "waiting_for_user")
+    result = api.get(f"/v1/jobs/{job_id}").json()["result"]
+    code, url = result["code"], result["url"]
+    assert code in url
+    stored = _stored_text("auth_sessions", "jobs", "job_steps", "events")
+    assert code not in stored and code.lower() not in stored and url not in stored
+    typed = f" {code[:3].lower()}-{code[3:]} "
+    with models.db.session_scope() as session:
+        found = session.scalar(select(AuthSession.job_id).where(
+            AuthSession.has_code(Cipher(os.environ["PASSFLOW_SECRET_KEY"]), typed)))
+    assert found == job_id
+    fault_report("a copy of the database read for a live activation code",
+                 "neither the code nor its URL found in sessions, jobs, steps or events")
+
+
+@pytest.mark.slow
+def test_rotate_key_seals_codes_stored_in_the_clear_and_keeps_them_found(
+        api: httpx.Client, factories_bound, fault_report):
+    """Sessions written before 0.5.0 (code and URL in the clear, the code in the job's
+    result too) are found as they are, sealed by `rotate-key`, and found again after it."""
+    from tests.factories import AuthSessionFactory
+
+    legacy = AuthSessionFactory(code_key="OLDCODE1", code_enc=None, url_enc=None,
+                                url_clear="https://pass.test/api/v2/authenticate/REF30/OLDCODE1")
+    with models.db.session_scope() as session:
+        session.execute(update(Job).where(Job.id == legacy.job_id).values(
+            result={"code": "OLDCODE1", "url": legacy.url_clear}))
+    sealed = AuthSessionFactory(code="NEWCODE2")
+    old = os.environ["PASSFLOW_SECRET_KEY"]
+
+    def found(keys: str, code: str) -> str | None:
+        with models.db.session_scope() as session:
+            return session.scalar(select(AuthSession.job_id).where(
+                AuthSession.has_code(Cipher(keys), code)))
+
+    assert found(old, "oldcode1") == legacy.job_id  # before any rotation
+    assert found(f"{NEW_KEY},{old}", "NEWCODE2") == sealed.job_id  # a rotation under way
+    done = _cli("rotate-key", env={"PASSFLOW_SECRET_KEY": f"{NEW_KEY},{old}"})
+    assert done.returncode == 0, done.stderr
+    try:
+        assert "OLDCODE1" not in _stored_text("auth_sessions", "jobs")
+        assert found(NEW_KEY, "OLDCODE1") == legacy.job_id
+        assert found(NEW_KEY, "NEWCODE2") == sealed.job_id
+        with models.db.session_scope() as session:
+            row = session.get_one(AuthSession, legacy.id)
+            assert (row.code(Cipher(NEW_KEY)), row.url(Cipher(NEW_KEY))) == (
+                "OLDCODE1", "https://pass.test/api/v2/authenticate/REF30/OLDCODE1")
+    finally:  # back to the test key, so the rest of the run can read its data
+        assert _cli("rotate-key", env={"PASSFLOW_SECRET_KEY": f"{old},{NEW_KEY}"}
+                    ).returncode == 0
+    fault_report("`passflow rotate-key` over sessions stored in the clear by 0.4",
+                 "codes and URLs sealed under the new key, still found by the code typed")

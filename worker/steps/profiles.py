@@ -124,7 +124,7 @@ def _poll_plan(ctx: StepContext) -> Call | None:
     if auth.polling_started_at is not None and ctx.job.next_run_at is not None:
         metrics.observe("passflow_poll_drift_seconds", (),
                         max(0.0, (utcnow() - ctx.job.next_run_at).total_seconds()))
-    adobe, sp, code, device = ctx.adobe, ctx.sp, auth.code, ctx.device
+    adobe, sp, code, device = ctx.adobe, ctx.sp, auth.code(ctx.cipher), ctx.device
     return lambda: adobe.profiles.for_code(sp, code, device=device)
 
 

@@ -66,17 +66,18 @@ def apply(ctx: StepContext, answer: Any) -> Outcome:
     # polling); a run just after notAfter ends the session, with no call, if they never do.
     until_expiry = (not_after - now).total_seconds() + EXPIRY_MARGIN_S
     delay = until_expiry if primary else min(ctx.poll_delay(), until_expiry)
-    ctx.session.add(AuthSession(
+    auth = AuthSession(
         job_id=ctx.job.id, device_id=ctx.job.device_id, service_provider=ctx.sp,
-        code=created.code, url=url, mvpd=created.mvpd or ctx.job.mvpd,
+        mvpd=created.mvpd or ctx.job.mvpd,
         adobe_session_id=created.session_id, not_before=from_millis(created.not_before),
         not_after=not_after, status=SessionStatus.PENDING,
         next_poll_at=now + timedelta(seconds=delay),
         polling_started_at=None if primary else now,
-    ))
+    )
+    auth.seal(ctx.cipher, created.code, url)  # the job's view reads them from here
+    ctx.session.add(auth)
     return Outcome(JobStatus.WAITING_FOR_USER, next_step=StepName.PROFILES_POLL, delay_s=delay,
-                   result={"code": created.code, "url": url,
-                           "missing_parameters": created.missing_parameters or None})
+                   result={"missing_parameters": created.missing_parameters or None})
 
 
 CREATE = Step(StepName.SESSIONS_CREATE, Queue.AUTHENTICATION, plan, apply)
@@ -104,7 +105,8 @@ def _resume_plan(ctx: StepContext) -> Call | None:
     auth = ctx.job.auth_session
     if auth is None or auth.status != SessionStatus.PENDING:
         return None
-    rt, sp, device, code, mvpd = ctx.runtime, ctx.sp, ctx.device, auth.code, _resume_mvpd(ctx)
+    rt, sp, device, mvpd = ctx.runtime, ctx.sp, ctx.device, _resume_mvpd(ctx)
+    code = auth.code(ctx.cipher)
     redirect_url, domain = _session_fields(ctx)
     return lambda: rt.adobe_for(sp).sessions.resume(
         sp, code, device=device, mvpd=mvpd, domain_name=domain(), redirect_url=redirect_url)

@@ -14,7 +14,14 @@ from sqlalchemy import func, select
 
 import models.db
 from models import AuthSession, Decision, JobStep, Profile
-from tests.support import forget_registration, make_event, new_device, wait_for, wait_for_status
+from tests.support import (
+    activation_codes,
+    forget_registration,
+    make_event,
+    new_device,
+    wait_for,
+    wait_for_status,
+)
 from worker import dispatch
 from worker.metrics import PROCESS_KEY
 
@@ -67,8 +74,7 @@ def test_sigkilled_worker_poll_resumes_without_duplicates(worker_processes, sim:
     polls_at_kill = _polls(job_id)
     _sweeps(redis_client, 3)  # polls are due every 0.3 s
     assert _polls(job_id) == polls_at_kill  # nobody is polling any more
-    with models.db.session_scope() as session:
-        code = session.scalar(select(AuthSession.code).where(AuthSession.job_id == job_id))
+    [code] = activation_codes(job_id)
     sim.post("/_sim/login", json={"code": code}).raise_for_status()
     worker_processes("rescuer", queues="authentication,polling,registration")
     # The sweeper re-sends the overdue poll once the dead worker's lease has expired.
@@ -196,9 +202,7 @@ def test_a_prefork_worker_sweeps_and_runs_steps_in_its_children(worker_processes
     for job_id in job_ids:
         wait_for_status(job_id, "waiting_for_user", timeout=30)
     wait_for(lambda: all(_polls(job_id) >= 2 for job_id in job_ids), timeout=30)
-    with models.db.session_scope() as session:
-        codes = session.scalars(select(AuthSession.code).where(
-            AuthSession.job_id.in_(job_ids))).all()
+    codes = activation_codes(*job_ids)
     for code in codes:
         sim.post("/_sim/login", json={"code": code}).raise_for_status()
     assert [wait_for_status(job_id, timeout=30) for job_id in job_ids] == ["succeeded"] * 3

@@ -11,6 +11,7 @@ from models import AuthSession, Device, JobStatus, Profile, SessionStatus, utcno
 from models.db import session_scope
 from passflow.settings import get_settings
 from tests.factories import AuthSessionFactory, DeviceFactory, JobFactory, ProfileFactory
+from tests.support import activation_codes
 from tests.worker.steps.conftest import ON_SQLITE, through
 from worker.steps import StepName, profiles, sessions
 
@@ -96,9 +97,8 @@ def test_poll_waits_until_the_user_logs_in(step_env: httpx.Client):
     waiting = through(profiles.POLL, job_id)
     assert (waiting.status, waiting.next_step) == (JobStatus.WAITING_FOR_USER,
                                                    StepName.PROFILES_POLL)
-    with session_scope() as session:
-        auth = session.scalars(select(AuthSession).where(AuthSession.job_id == job_id)).one()
-    step_env.post("/_sim/login", json={"code": auth.code}).raise_for_status()
+    [code] = activation_codes(job_id)
+    step_env.post("/_sim/login", json={"code": code}).raise_for_status()
     assert through(profiles.POLL, job_id).status == JobStatus.SUCCEEDED
     assert _profiles(job_id) == ["Cablevision"]
     with session_scope() as session:

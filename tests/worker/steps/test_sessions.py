@@ -7,8 +7,10 @@ from sqlalchemy import select
 
 from models import AuthSession, Job, JobStatus, JobStep, SessionStatus, StepStatus
 from models.db import session_scope
+from passflow.crypto import cipher_from_settings
 from passflow.settings import get_settings
 from tests.factories import DeviceFactory, JobFactory
+from tests.support import activation_codes
 from tests.worker.steps.conftest import ON_SQLITE, through
 from worker import engine
 from worker.runtime import runtime
@@ -28,8 +30,9 @@ def test_create_gives_a_code_and_a_url_and_waits_for_the_user(step_env: httpx.Cl
     assert (outcome.status, outcome.next_step) == (JobStatus.WAITING_FOR_USER,
                                                    StepName.PROFILES_POLL)
     auth = _session(job.id)
-    assert outcome.result["code"] == auth.code and auth.status == SessionStatus.PENDING
-    assert outcome.result["url"].endswith(f"/api/v2/authenticate/REF30/{auth.code}")
+    assert auth.status == SessionStatus.PENDING and "code" not in outcome.result
+    code, url = auth.code(cipher_from_settings()), auth.url(cipher_from_settings())
+    assert url.endswith(f"/api/v2/authenticate/REF30/{code}")
     assert auth.mvpd == "Cablevision" and auth.not_after > auth.created_at
 
 
@@ -98,7 +101,7 @@ def test_a_login_naming_its_mvpd_makes_no_configuration_call(step_env: httpx.Cli
     outcome = through(sessions.CREATE, job.id)
     assert outcome.status == JobStatus.WAITING_FOR_USER
     assert _configuration_calls(step_env) == 0
-    assert _domain_sent(outcome.result["code"]) == "tv.example.org"
+    assert _domain_sent(activation_codes(job.id)[0]) == "tv.example.org"
 
 
 def test_without_the_setting_the_domain_is_learned_once_and_kept(step_env: httpx.Client,
@@ -111,12 +114,14 @@ def test_without_the_setting_the_domain_is_learned_once_and_kept(step_env: httpx
     for _ in range(3):
         job = JobFactory(type="authentication.requested", fields={"mvpd": "Cablevision"},
                          current_step=StepName.SESSIONS_CREATE)
-        codes.append(through(sessions.CREATE, job.id).result["code"])
+        through(sessions.CREATE, job.id)
+    codes.extend(activation_codes(job.id))
     assert _configuration_calls(step_env) == 1  # the first login, never again
     # The configuration's cache expires; the learned domain does not.
     rt.redis.delete(*rt.redis.keys("passflow:configuration:*"))
     job = JobFactory(type="authentication.requested", fields={"mvpd": "Cablevision"},
                      current_step=StepName.SESSIONS_CREATE)
-    codes.append(through(sessions.CREATE, job.id).result["code"])
+    through(sessions.CREATE, job.id)
+    codes.extend(activation_codes(job.id))
     assert _configuration_calls(step_env) == 1
     assert {_domain_sent(code) for code in codes} == {"adobe.com"}
