@@ -114,3 +114,84 @@ def test_every_runbook_command_in_the_rules_runs_as_written(database_url: str):
         done = subprocess.run([sys.executable, "-m", "cli", *argv], capture_output=True,
                               text=True, timeout=60)
         assert done.returncode == 0, (command, done.stderr)
+
+
+def _prometheus() -> str:
+    found = shutil.which("prometheus")
+    assert found, ("prometheus is missing: `make test` installs it (.ci/setup), or apt-get "
+                   "install prometheus")
+    return found
+
+
+@pytest.mark.slow
+def test_a_real_prometheus_fires_the_database_alert_for_the_replica_cut_off(pass_env: str,
+                                                                            tmp_path: Path):
+    """Two API replicas scraped by a real Prometheus with the shipped rules (their `for:`
+    shortened to seconds); one loses its database: PassflowDatabaseDown fires, for that
+    replica alone, naming it."""
+    from sqlalchemy.engine import make_url
+
+    from passflow.database import upgrade
+    from passflow.serving import free_port
+    from tests.support import TOKEN, ApiProcess, TcpProxy, fresh_postgres
+
+    url = make_url(fresh_postgres("passflow_alerting"))
+    upgrade(url.render_as_string(hide_password=False))
+    proxy = TcpProxy((url.host, url.port or 5432))
+    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    rules = yaml.safe_load(RULES.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = "2s"
+    (tmp_path / "alerts.yml").write_text(yaml.safe_dump(rules))
+    (tmp_path / "token").write_text(TOKEN)
+    replicas = [ApiProcess({"PASSFLOW_DATABASE_URL": through}),
+                ApiProcess({"PASSFLOW_DATABASE_URL": url.render_as_string(
+                    hide_password=False)})]
+    cut_off, healthy = (f"127.0.0.1:{r.port}" for r in replicas)
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(tmp_path / "alerts.yml")],
+        "scrape_configs": [{
+            "job_name": "passflow-api", "metrics_path": "/metrics",
+            "authorization": {"type": "Bearer",
+                              "credentials_file": str(tmp_path / "token")},
+            "static_configs": [{"targets": [cut_off, healthy]}]}]}))
+    port = free_port()
+    prometheus = subprocess.Popen(
+        [_prometheus(), f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("wb"))
+    base = f"http://127.0.0.1:{port}/api/v1"
+
+    def series(query: str) -> dict[str, str]:
+        try:
+            answer = httpx.get(base + "/query", params={"query": query}, timeout=5).json()
+        except httpx.TransportError:
+            assert prometheus.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
+            return {}
+        return {r["metric"].get("instance", ""): r["value"][1]
+                for r in answer["data"]["result"]}
+
+    def firing() -> list[dict]:
+        alerts = httpx.get(base + "/alerts", timeout=5).json()["data"]["alerts"]
+        return [a for a in alerts
+                if a["labels"]["alertname"] == "PassflowDatabaseDown" and a["state"] == "firing"]
+
+    try:
+        wait_for(lambda: series("passflow_database_up") == {cut_off: "1", healthy: "1"},
+                 timeout=30)
+        assert firing() == []
+        proxy.cut()
+        wait_for(firing, timeout=30)
+        wait_for(lambda: series("passflow_database_up") == {cut_off: "0", healthy: "1"},
+                 timeout=10)
+        [alert] = firing()
+    finally:
+        prometheus.terminate()
+        prometheus.wait(timeout=10)
+        for replica in replicas:
+            replica.stop()
+    assert alert["labels"]["instance"] == cut_off
+    assert cut_off in alert["annotations"]["summary"]
