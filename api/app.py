@@ -55,6 +55,8 @@ from api.schemas import (
     JobsPage,
     JobView,
     Landed,
+    RetryFilter,
+    RetryReport,
     ValidationProblem,
 )
 from models import Job, JobStatus, Registration, audit
@@ -377,6 +379,18 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
             found, next_cursor = jobs_page(session, query)
         return JobsPage(jobs=found, next_cursor=next_cursor)
 
+    @app.post("/v1/jobs/retry", dependencies=admin)
+    def retry_jobs(given: RetryFilter, request: Request) -> RetryReport:
+        """Run again every failed job the filter matches that no job retries yet (at most
+        `limit` a call, newest first; `left` says how many more match): each retried as one
+        job is, and the whole act audited with its filter and counts. `dry_run` only counts
+        them, by error code."""
+        who = f"api:{getattr(request.state, 'token_name', 'unknown')}"
+        fields = given.model_dump(exclude={"dry_run", "limit"})
+        query = JobQuery(**fields, service_providers=brands_of(request))
+        return RetryReport.model_validate(dispatch.retry_many(
+            query, requested_by=who, dry_run=given.dry_run, limit=given.limit))
+
     @app.post("/v1/jobs/{job_id}/retry", status_code=201, dependencies=admin)
     def retry_job(job_id: str, request: Request) -> JobView:
         """Run a failed job again: a new job for the same event, linked to it (`retry_of`)
@@ -393,7 +407,8 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
         except jobs.NotRetryable as exc:
             raise HTTPException(409, str(exc)) from exc
         with session_scope() as session:
-            return JobView.model_validate(job_view(session, session.get(Job, new_id), None))
+            return JobView.model_validate(job_view(
+                session, session.get(Job, new_id), cipher if sees_personal_data(request) else None))
 
     def readiness() -> dict[str, Any]:
         """This process can serve: its database answers with passflow's schema at a revision

@@ -63,7 +63,6 @@ templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates") 
 COOKIE = "passflow_console"
 CONSOLE_SESSION_S = 8 * 3600  # a working shift; signing out ends it sooner
 SIGN_IN_TRIES_PER_MINUTE = 20  # failed sign-ins per address (tokens are long: a flood guard)
-RETRY_ALL_LIMIT = 500  # the most failed jobs one "retry all" sends again
 TIMELINE_PAGE = 100
 _SESSION_KEY = "passflow:console:session:"
 _STATIC = Path(__file__).with_name("templates") / "console"
@@ -446,35 +445,18 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
 
     @router.post("/jobs/retry")
     async def retry_all(request: Request) -> Response:
-        """Every failed job of the filter (at most RETRY_ALL_LIMIT), each retried and
-        audited; the page lists the new jobs."""
+        """Every failed job of the filter not retried yet, retried as the API's and the CLI's
+        bulk retry does (dispatch.retry_many: at most its limit, audited); the page lists the
+        new jobs and says how many are left."""
         viewer, form = await acting(request, admin=True)
-        filters = _job_filters(form)
-        filters["status"] = JobStatus.FAILED.value
-
-        def failed_ids() -> list[str]:
-            ids: list[str] = []
-            cursor = None
-            with session_scope() as session:
-                while len(ids) < RETRY_ALL_LIMIT:
-                    found, cursor = jobs_page(session, JobQuery(
-                        **filters, limit=100, cursor=cursor,
-                        service_providers=viewer.brands))
-                    ids.extend(j["job_id"] for j in found)
-                    if cursor is None:
-                        break
-            return ids[:RETRY_ALL_LIMIT]
-
-        done: list[tuple[str, str | None, str | None]] = []
-        for job_id in await run_in_threadpool(failed_ids):
-            try:
-                new_id = await run_in_threadpool(dispatch.retry, job_id,
-                                                 requested_by=viewer.actor)
-                done.append((job_id, new_id, None))
-            except (LookupError, jobs.NotRetryable) as exc:
-                done.append((job_id, None, str(exc)))
+        filters = {k: v for k, v in _job_filters(form).items() if k != "status"}
+        report = await run_in_threadpool(functools.partial(
+            dispatch.retry_many, JobQuery(**filters, service_providers=viewer.brands),
+            requested_by=viewer.actor))
+        done = ([(r["job_id"], r["new_job_id"], None) for r in report["retried"]]
+                + [(r["job_id"], None, r["reason"]) for r in report["refused"]])
         log.info("console_retry_all", jobs=len(done), token_name=viewer.name)
-        return page(request, "retried.html", viewer, done=done, limit=RETRY_ALL_LIMIT)
+        return page(request, "retried.html", viewer, done=done, left=report["left"])
 
     # Overview ---------------------------------------------------------------------------
 

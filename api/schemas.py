@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from models.base import in_utc
 
@@ -48,6 +48,16 @@ class JobError(BaseModel):
     message: str | None = None
 
 
+class JobDelay(BaseModel):
+    """A step no worker took for a while after it was due: an outage of the worker pool."""
+
+    step: str
+    queue: str
+    late_s: int
+    at: str | None
+    reason: str
+
+
 class JobView(BaseModel):
     """GET /v1/jobs/{job_id} (docs/api.md, "Jobs"): `result` by type (code and url, profile,
     profiles, decisions, logouts)."""
@@ -63,6 +73,7 @@ class JobView(BaseModel):
     result: dict[str, Any]
     error: JobError | None
     waiting_for: str | None
+    delays: list[JobDelay] = []
     retry_of: str | None
     requested_by: str | None
     actions: list[dict[str, Any]] = []
@@ -86,6 +97,50 @@ class JobSummary(BaseModel):
     error_action: str | None
     reason: str | None
     retry_of: str | None
+
+
+Text = Annotated[str, Field(max_length=200, pattern=PRINTABLE)]
+
+
+class RetryFilter(BaseModel):
+    """POST /v1/jobs/retry: which failed jobs to run again (every field narrows; none: every
+    failed job not retried yet), and whether only to count them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error_code: Text | None = None
+    type: Text | None = None
+    mvpd: Text | None = None
+    service_provider: Text | None = None
+    device_id: Text | None = None
+    step: Annotated[str | None, Field(max_length=64, pattern=PRINTABLE)] = None
+    since: Instant | None = None
+    until: Instant | None = None
+    dry_run: bool = False
+    limit: Annotated[int, Field(ge=1, le=500)] = 500
+
+
+class RetriedJob(BaseModel):
+    job_id: str
+    new_job_id: str
+
+
+class RefusedRetry(BaseModel):
+    job_id: str
+    reason: str
+
+
+class RetryReport(BaseModel):
+    """What a bulk retry matched (by error code), and what it did: the new jobs, the ones
+    another retry took meanwhile, and how many matched beyond its limit (`left`)."""
+
+    dry_run: bool
+    matched: int
+    by_error_code: dict[str, int]
+    would_retry: int | None = None
+    retried: list[RetriedJob]
+    refused: list[RefusedRetry]
+    left: int | None = None
 
 
 class JobsPage(BaseModel):

@@ -607,15 +607,18 @@ def _jobs(args: argparse.Namespace) -> int:
     from worker import dispatch, jobs
     from worker.views import job_view
 
+    filters = {"type": args.type, "device_id": args.device, "mvpd": args.mvpd,
+               "service_provider": args.service_provider, "error_code": args.error_code,
+               "step": args.step, "since": args.since, "until": args.until}
     if args.action == "list":
-        query = JobQuery(status=args.status, type=args.type, device_id=args.device,
-                         event_id=args.event, since=args.since, until=args.until,
-                         limit=args.limit, cursor=args.cursor,
-                         service_provider=args.service_provider)
+        query = JobQuery(**filters, status=args.status, event_id=args.event,
+                         limit=args.limit or 50, cursor=args.cursor)
         with session_scope() as session:
             found, next_cursor = jobs_page(session, query)
         return _page(args, "jobs", found, next_cursor, ("created_at", "job_id", "type",
                      "status", "device_id", "mvpd", "reason"), empty="no jobs with these filters")
+    if args.action == "retry" and not args.job_id:
+        return _retry_many(args, JobQuery(**filters))
     if not args.job_id:
         print(f"passflow jobs {args.action}: give the job id", file=sys.stderr)
         return 2
@@ -644,6 +647,38 @@ def _jobs(args: argparse.Namespace) -> int:
             print(f"passflow jobs show: no job {args.job_id}", file=sys.stderr)
             return 1
         print(json.dumps(job_view(session, job, None), indent=2))
+    return 0
+
+
+def _retry_many(args: argparse.Namespace, query) -> int:
+    """`jobs retry --status failed` with filters: every failed job they match that no job
+    retries yet (worker.dispatch.retry_many, as the API and the console do)."""
+    import json
+
+    from worker import dispatch
+
+    if args.status != "failed" or args.event or args.cursor:
+        print("passflow jobs retry: give a job id, or --status failed with filters (--since, "
+              "--error-code, --mvpd, --type, ...): only failed jobs are retried",
+              file=sys.stderr)
+        return 2
+    report = dispatch.retry_many(query, requested_by=_actor(args), dry_run=args.dry_run,
+                                 limit=args.limit or dispatch.RETRY_MANY_LIMIT)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    codes = ", ".join(f"{code or 'no code'}: {n}" for code, n in report["by_error_code"].items())
+    print(f"{report['matched']} failed job(s) match, not retried yet" + (f" ({codes})"
+                                                                       if codes else ""))
+    if args.dry_run:
+        print(f"would retry {report['would_retry']} (dry run: nothing changed)")
+        return 0
+    for done in report["retried"]:
+        print(f"job {done['new_job_id']} retries {done['job_id']} (queued)")
+    for refused in report["refused"]:
+        print(f"job {refused['job_id']} not retried: {refused['reason']}")
+    print(f"retried {len(report['retried'])}, not retried {len(report['refused'])}, "
+          f"{report['left']} left" + (" (run it again for the rest)" if report["left"] else ""))
     return 0
 
 
@@ -749,11 +784,12 @@ def _instant(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def _add_paging(parser: argparse.ArgumentParser, *, default_limit: int) -> None:
+def _add_paging(parser: argparse.ArgumentParser, *, default_limit: int | None,
+                default_text: str = "%(default)s") -> None:
     parser.add_argument("--since", type=_instant, help="from this time on (ISO, with a zone)")
     parser.add_argument("--until", type=_instant, help="before this time (ISO, with a zone)")
     parser.add_argument("--limit", type=_positive, default=default_limit,
-                        help="at most this many, 1-500 (default: %(default)s)")
+                        help=f"at most this many, 1-500 (default: {default_text})")
     parser.add_argument("--cursor", help="the next page, as the previous one printed it")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
@@ -830,14 +866,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     job = commands.add_parser("jobs", help="jobs as operations need them: list, show, retry")
     job.add_argument("action", choices=["list", "show", "retry"],
-                     help="list (filters below), show JOB_ID, retry JOB_ID (a failed job)")
+                     help="list (filters below), show JOB_ID, retry JOB_ID (a failed job), "
+                          "or retry --status failed with filters (every failed job they "
+                          "match that is not retried yet; --dry-run counts them first)")
     job.add_argument("job_id", nargs="?", help="the job (show, retry)")
+    job.add_argument("--error-code", metavar="CODE", help="only failed jobs with this error code")
+    job.add_argument("--mvpd", help="only this MVPD's jobs")
+    job.add_argument("--step", help="only jobs that ran this step (a failed job: where it failed)")
+    job.add_argument("--dry-run", action="store_true",
+                     help="retry by filter: count what would be retried, change nothing")
     job.add_argument("--status", choices=[s.value for s in JobStatus], help="only this status")
     job.add_argument("--type", choices=[t.value for t in EventType], help="only this type")
     job.add_argument("--device", help="only this device's jobs")
     job.add_argument("--service-provider", metavar="ID", help="only this brand's jobs")
     job.add_argument("--event", help="only this event id's jobs (its first and retries)")
-    _add_paging(job, default_limit=50)
+    _add_paging(job, default_limit=None, default_text="50 listed, 500 retried")
     _as_option(job)
     job.set_defaults(func=_jobs)
 
@@ -957,7 +1000,15 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    from passflow import logs
+
     args = build_parser().parse_args(argv)
+    # A command's own answer is its standard output (JSON with --json); what passflow logs
+    # on the way (a retry's warning line) goes to standard error. `api` and `worker` set their
+    # own level.
+    logs.configure(logging.WARNING)
     if args.func is not _simulator:  # the simulator is Adobe Pass: no passflow settings
         problem = settings_problem()
         if problem:

@@ -1,7 +1,7 @@
 """SQLAlchemy 2 records of passflow, the engine and the session helper."""
 
 from models.audit import AuditEntry
-from models.base import Base, utc_text, utcnow
+from models.base import Base, duration_text, utc_text, utcnow
 from models.entitlements import (
     AuthSession,
     Decision,
@@ -29,5 +29,5 @@ __all__ = [
     "DecisionKind", "Device", "Event", "Installation", "Job", "JobStatus", "JobStep", "Logout",
     "Profile", "normal_code",
     "Registration", "SchemaCompat", "ServiceProvider", "SessionStatus", "StepStatus",
-    "WebhookDelivery", "utc_text", "utcnow",
+    "WebhookDelivery", "duration_text", "utc_text", "utcnow",
 ]

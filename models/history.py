@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from models.base import in_utc, utc_text
 from models.entitlements import AuthSession, Decision, Logout, Profile
@@ -232,6 +232,8 @@ class JobQuery(Window):
     step: str | None = None  # a step the job ran or is at
     mvpd: str | None = None
     service_providers: frozenset[str] | None = None  # a token's brands (None: every one)
+    error_code: str | None = None  # a failed job's error code
+    not_retried: bool = False  # only jobs no later job retries
 
 
 def _decode_job_cursor(cursor: str) -> tuple[datetime, str]:
@@ -250,9 +252,8 @@ def job_summary(job: Job, event_id: str) -> dict[str, Any]:
     }
 
 
-def jobs_page(session: Session, query: JobQuery) -> tuple[list[dict[str, Any]], str | None]:
-    """Jobs newest first, by status, type, device or event id (its first job and retries)."""
-    stmt = select(Job, Event.event_id).join(Event, Event.id == Job.event_pk)
+def _jobs_where(stmt: Any, query: JobQuery) -> Any:
+    """`stmt` (of jobs joined to their events) narrowed to the query's filters."""
     for column, value in ((Job.status, query.status), (Job.type, query.type),
                           (Job.device_id, query.device_id), (Event.event_id, query.event_id),
                           (Job.service_provider, query.service_provider),
@@ -267,6 +268,26 @@ def jobs_page(session: Session, query: JobQuery) -> tuple[list[dict[str, Any]], 
         stmt = stmt.where(Job.created_at >= query.since)
     if query.until is not None:
         stmt = stmt.where(Job.created_at < query.until)
+    if query.error_code is not None:
+        stmt = stmt.where(Job.error["code"].as_string() == query.error_code)
+    if query.not_retried:
+        later = aliased(Job)
+        stmt = stmt.where(~exists().where(later.retry_of == Job.id))
+    return stmt
+
+
+def count_jobs(session: Session, query: JobQuery) -> dict[str, int]:
+    """How many jobs the query's filters match (its page and cursor aside), by error code
+    ("" for none)."""
+    code = func.coalesce(Job.error["code"].as_string(), "")
+    stmt = _jobs_where(select(code, func.count()).select_from(Job)
+                       .join(Event, Event.id == Job.event_pk), query).group_by(code)
+    return {str(c): int(n) for c, n in session.execute(stmt)}
+
+
+def jobs_page(session: Session, query: JobQuery) -> tuple[list[dict[str, Any]], str | None]:
+    """Jobs newest first, by status, type, device or event id (its first job and retries)."""
+    stmt = _jobs_where(select(Job, Event.event_id).join(Event, Event.id == Job.event_pk), query)
     if query.cursor:
         at, job_id = _decode_job_cursor(query.cursor)
         stmt = stmt.where(or_(Job.created_at < at, and_(Job.created_at == at, Job.id < job_id)))

@@ -7,11 +7,15 @@ the sweeper sends it later. So the broker only ever carries copies of what SQL h
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
+from datetime import datetime
 from itertools import groupby
+from typing import Any
 
-from models import audit
+from models import JobStatus, audit, utc_text
 from models.db import session_scope
+from models.history import JobQuery, count_jobs, jobs_page
 from passflow import logs
 from passflow.events import EventIn
 from passflow.settings import get_settings
@@ -105,6 +109,48 @@ def retry(job_id: str, *, requested_by: str) -> str:
     log.warning("job_retried", job_id=new.id, retry_of=job_id, requested_by=requested_by)
     send_steps(sent)
     return new.id
+
+
+# The most failed jobs one bulk retry sends again (API, CLI and console alike); a larger
+# incident is retried in rounds, each saying how many are left.
+RETRY_MANY_LIMIT = 500
+
+
+def retry_many(query: JobQuery, *, requested_by: str, dry_run: bool = False,
+               limit: int = RETRY_MANY_LIMIT) -> dict[str, Any]:
+    """Every failed job the query matches that no job retries yet, oldest failures last (at
+    most `limit`, newest first), each retried as `retry` does; one audit row says who asked,
+    with the filter and the counts. A dry run only counts: how many match, by error code.
+    The API, the CLI and the console's "retry all" all come here."""
+    query = dataclasses.replace(query, status=JobStatus.FAILED.value, not_retried=True,
+                                cursor=None, limit=min(limit, RETRY_MANY_LIMIT))
+    with session_scope() as session:
+        by_code = count_jobs(session, query)
+        chosen = [] if dry_run else [j["job_id"] for j in jobs_page(session, query)[0]]
+    matched = sum(by_code.values())
+    report: dict[str, Any] = {"dry_run": dry_run, "matched": matched,
+                              "by_error_code": dict(sorted(by_code.items(),
+                                                           key=lambda kv: -kv[1])),
+                              "retried": [], "refused": []}
+    if dry_run:
+        report["would_retry"] = min(matched, query.limit)
+        return report
+    for job_id in chosen:
+        try:
+            report["retried"].append({"job_id": job_id,
+                                      "new_job_id": retry(job_id, requested_by=requested_by)})
+        except (LookupError, jobs.NotRetryable) as exc:  # retried meanwhile by someone else
+            report["refused"].append({"job_id": job_id, "reason": str(exc)})
+    report["left"] = max(0, matched - len(chosen))
+    shown = {k: utc_text(v) if isinstance(v, datetime) else v
+             for k, v in dataclasses.asdict(query).items()
+             if v is not None and k not in ("limit", "cursor", "status", "not_retried",
+                                            "service_providers")}
+    with session_scope() as session:
+        audit.record(session, requested_by, "jobs.retry_many", "jobs", filter=shown,
+                     matched=matched, retried=len(report["retried"]),
+                     refused=len(report["refused"]))
+    return report
 
 
 def notify(job_ids: list[str]) -> None:

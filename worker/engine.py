@@ -41,7 +41,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from models import Job, JobStatus, utcnow
+from models import Job, JobStatus, utc_text, utcnow
 from models.db import session_scope
 from passflow import logs
 from passflow.settings import Settings, get_settings
@@ -51,11 +51,13 @@ from worker.jobs import Claim, LeaseLost, Outcome, Release
 from worker.policy import (
     CALL_SHARE_OF_LEASE,
     GATHER_WHEN_LATE_S,
+    LATE_NOTICE_S,
     retry_backoff,
 )
 from worker.runtime import NotServed, Runtime, runtime
 from worker.steps import STEPS, Step
 from worker.steps.base import StepContext, error_of, forget_profiles, voided_by_adobe
+from worker.views import delay_text
 
 log = logs.get_logger(__name__)
 
@@ -236,7 +238,7 @@ def _decide(step: Step, ctx: StepContext, claim: Claim, answer: Any,
             resent: int = 0) -> Outcome | Release:
     """The retry and throttle policy: what the job's answer means for the job. `resent`:
     requests this run's call sent again after a 401, spent from the same budget."""
-    transition = _decide_spent(step, ctx, claim, answer, resent)
+    transition = _late(step, ctx, claim, _decide_spent(step, ctx, claim, answer, resent))
     if resent and isinstance(transition, Release):
         return dataclasses.replace(transition, resent=resent)
     if resent and transition.next_step == step.name:  # asked again (a `retry` Deny)
@@ -244,6 +246,23 @@ def _decide(step: Step, ctx: StepContext, claim: Claim, answer: Any,
         return dataclasses.replace(transition, state={**transition.state,
                                                       "resent": before + resent})
     return transition
+
+
+def _late(step: Step, ctx: StepContext, claim: Claim,
+          transition: Outcome | Release) -> Outcome | Release:
+    """A step no worker took for a long while after it was due: an outage of the pool (a
+    queue nobody consumed, every worker down), said as such where the job's story is read,
+    and in a failure's reason, so the history does not point at Adobe or the device."""
+    if claim.late_s < LATE_NOTICE_S or not isinstance(transition, Outcome):
+        return transition
+    late = {"step": str(step.name), "queue": str(step.queue), "late_s": round(claim.late_s),
+            "at": utc_text(utcnow())}
+    state = {**transition.state, "delays": [*(ctx.job.state or {}).get("delays", []), late]}
+    error = transition.error
+    if error is not None:
+        error = {**error, "message": f"{error.get('message') or error.get('code')} ("
+                 f"{delay_text(late)})"}
+    return dataclasses.replace(transition, state=state, error=error)
 
 
 def _decide_spent(step: Step, ctx: StepContext, claim: Claim, answer: Any,

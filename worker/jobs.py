@@ -16,7 +16,6 @@ taken crosswise, PostgreSQL aborts one of the two (tests/worker/jobs/test_locks.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,6 +44,7 @@ from passflow.events import EventIn, needs_cipher, stored_payload
 from passflow.flows import EventType
 from worker import metrics, policy, webhooks
 from worker.policy import EARLY_TOLERANCE_S
+from worker.views import error_text
 
 _FINAL = [s.value for s in FINAL_STATUSES]
 # The jobs a transaction cancelled (session.info): a run settling many jobs skips them.
@@ -365,7 +365,7 @@ def _complete_many(session: Session, step_name: str, owner: str,
                 StepStatus.FAILED if outcome.status == JobStatus.FAILED
                 else StepStatus.SUCCEEDED),
             "finished_at": None if repeat else now,
-            "last_error": None if outcome.error is None else json.dumps(outcome.error)[:2000],
+            "last_error": None if outcome.error is None else error_text(outcome.error)[:2000],
         })
         if job.id in cancelled:
             continue

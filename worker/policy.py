@@ -44,6 +44,9 @@ EARLY_TOLERANCE_S = 1.0
 # A run whose jobs were claimed this late is behind: it takes other due jobs of its step along
 # (up to PASSFLOW_BATCH_SIZE), so batches grow with the backlog and a lone job waits for nobody.
 GATHER_WHEN_LATE_S = 0.025
+# A step taken this long after it was due waited for a worker, not for Adobe: the job says so
+# (which step, how long, which queue no worker consumed), and a failure's reason names it.
+LATE_NOTICE_S = 60.0
 # The due times one batch message of the sweeper spans: none of its jobs runs more than this
 # early (a throttled play run early would only be throttled again).
 BATCH_WINDOW_S = 0.1

@@ -6,7 +6,7 @@ view made with `cipher=None` leaves them out and says so in `redacted`."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -23,12 +23,14 @@ from models import (
     Logout,
     Profile,
     audit,
+    duration_text,
     utc_text,
     utcnow,
 )
 from passflow.crypto import Cipher
 from passflow.flows import FLOWS, EventType, Result
 from worker.heartbeat import worker_of
+from worker.policy import SWEEP_STALE_S
 
 
 def _millis(value: datetime | None) -> int | None:
@@ -157,10 +159,43 @@ def waiting_for(job: Job, steps: list[JobStep], now: datetime | None = None, *,
         holder = f"worker {who} (`passflow workers`)" if who else str(job.lease_owner)
         return f"{step} running on {holder} (lease until {utc_text(job.lease_until)})"
     if job.next_run_at is not None and job.next_run_at > now:
-        why = f" after: {row.last_error}" if row is not None and row.last_error else ""
+        why = f" after: {_step_error(row.last_error)}" if row is not None and row.last_error else ""
         return f"{step} again at {utc_text(job.next_run_at)}{why}"
-    return (f"a worker to run {step} (due since {utc_text(job.next_run_at)}; none has taken it: "
-            "are workers running and the sweeper fresh in /healthz?)")
+    due = job.next_run_at or job.created_at
+    due = due if due.tzinfo else due.replace(tzinfo=UTC)
+    if (now - due).total_seconds() < SWEEP_STALE_S:  # sent, and a worker will take it
+        return f"a worker to run {step} (queued, due since {utc_text(due)})"
+    return (f"a worker to run {step} (due since {utc_text(due)}; none has taken it for "
+            f"{duration_text((now - due).total_seconds())}: are workers running and the "
+            "sweeper fresh in /healthz?)")
+
+
+def error_text(error: dict[str, Any]) -> str:
+    """A job's error as one line: its code, HTTP status and Adobe's action, then its message
+    (a step's `last_error`)."""
+    head = str(error.get("code") or "error")
+    if error.get("status"):
+        head += f" (HTTP {error['status']})"
+    if error.get("action") not in (None, "", "none"):
+        head += f", action {error['action']}"
+    return f"{head}: {error['message']}" if error.get("message") else head
+
+
+def _step_error(stored: str | None) -> str | None:
+    """A step's last error; releases before 0.5.0 stored a final one as JSON."""
+    if stored and stored.startswith("{"):
+        try:
+            return error_text(json.loads(stored))
+        except (ValueError, AttributeError):
+            return stored
+    return stored
+
+
+def delay_text(late: dict[str, Any]) -> str:
+    """A step no worker took for a while after it was due (worker.engine), in words."""
+    return (f"no worker took {late['step']} for {duration_text(late['late_s'])} after it was "
+            f"due: the {late['queue']} queue had no worker consuming it, or every worker was "
+            "busy or down (`passflow workers`)")
 
 
 def job_view(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any]:
@@ -178,12 +213,15 @@ def job_view(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any
         "mvpd": job.mvpd,
         "steps": [{"step": s.step, "status": s.status, "attempts": s.attempts,
                    "failures": s.failures, "rate_limited": s.rate_limited,
-                   "last_error": s.last_error,
+                   "last_error": _step_error(s.last_error),
                    "started_at": utc_text(s.started_at), "finished_at": utc_text(s.finished_at)}
                   for s in steps],
         "result": result,
         "error": job.error,
         "waiting_for": waiting_for(job, steps, code=result.get("code")),
+        # Waits for a worker (an outage of the pool), with the step, the wait and the queue.
+        "delays": [{**late, "reason": delay_text(late)}
+                   for late in (job.state or {}).get("delays", [])],
         "retry_of": job.retry_of,
         "requested_by": job.requested_by,
         # Who acted on it (a retry, a cancel): the audit log's entries for this job.

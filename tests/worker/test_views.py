@@ -26,7 +26,15 @@ def test_a_throttled_play_says_until_when_and_why(factories_bound):
 def test_a_job_no_worker_took_points_at_the_workers(factories_bound):
     job = JobFactory(next_run_at=utcnow() - timedelta(minutes=2),
                      dispatched_at=utcnow() + timedelta(hours=1))
-    assert "are workers running" in waiting_for(job, [])
+    said = waiting_for(job, [])
+    assert "none has taken it for 2 min" in said and "are workers running" in said
+
+
+def test_a_job_queued_a_moment_ago_does_not_suspect_the_workers(factories_bound):
+    job = JobFactory(next_run_at=utcnow() - timedelta(seconds=1))
+    said = waiting_for(job, [])
+    assert said.startswith(f"a worker to run {job.current_step} (queued")
+    assert "are workers running" not in said
 
 
 def test_a_leased_job_names_its_worker_and_a_final_one_waits_for_nothing(factories_bound):
@@ -36,3 +44,13 @@ def test_a_leased_job_names_its_worker_and_a_final_one_waits_for_nothing(factori
     assert "running on worker-7@host" in waiting_for(job, [])
     done = JobFactory(status=JobStatus.SUCCEEDED.value, current_step=None)
     assert waiting_for(done, []) is None
+
+
+def test_a_last_error_stored_as_json_by_an_earlier_release_reads_as_words(factories_bound):
+    job = JobFactory(status=JobStatus.RUNNING.value, next_run_at=utcnow() + timedelta(seconds=4),
+                     dispatched_at=utcnow() + timedelta(hours=1))
+    stored = '{"status": 503, "code": "network_connection_failure", "action": "retry", ' \
+             '"message": "the MVPD did not answer"}'
+    said = waiting_for(job, [_step(job, last_error=stored)])
+    assert said.endswith("after: network_connection_failure (HTTP 503), action retry: the MVPD "
+                         "did not answer")

@@ -235,3 +235,33 @@ def test_a_play_that_sat_in_a_queue_is_not_failed_for_the_devices_budget(logged_
         waiting = session.get_one(Job, job.id)
         assert waiting.status != JobStatus.FAILED.value, waiting.error
         assert waiting.next_run_at > utcnow()  # released until the device's turn
+
+
+def test_a_play_no_worker_took_says_so_in_its_story_and_its_failure(logged_in):
+    """Plays due 11 minutes ago that no worker took (nobody consumed `decisions`): the one
+    decided says it was taken late and why, the one that fails names the outage in its
+    reason, next to Adobe's own answer, rather than leaving a support agent to blame Adobe."""
+    from worker.views import job_view
+
+    due = utcnow() - timedelta(minutes=11)
+    played = JobFactory(device=logged_in, next_run_at=due,
+                        current_step=StepName.DECISIONS_AUTHORIZE)
+    stranger = JobFactory(next_run_at=due, current_step=StepName.DECISIONS_AUTHORIZE)
+    on_time = JobFactory(device=logged_in, current_step=StepName.DECISIONS_AUTHORIZE)
+    for job in (played, stranger, on_time):
+        engine.run(StepName.DECISIONS_AUTHORIZE, [job.id], owner="test")
+    with session_scope() as session:
+        views = {job.id: job_view(session, session.get_one(Job, job.id), None)
+                 for job in (played, stranger, on_time)}
+    decided, failed = views[played.id], views[stranger.id]
+    assert decided["status"] == JobStatus.SUCCEEDED.value, decided["error"]
+    [late] = decided["delays"]
+    assert (late["step"], late["queue"]) == ("decisions.authorize", "decisions")
+    assert "no worker took decisions.authorize for 11 min" in late["reason"]
+    assert failed["status"] == JobStatus.FAILED.value
+    assert failed["error"]["code"] != "rate_limited"
+    assert "no worker took decisions.authorize for 11 min" in failed["error"]["message"]
+    # The step's last error in words, as the job's error says it (not a JSON string).
+    assert failed["steps"][-1]["last_error"].startswith(
+        "authenticated_profile_missing (HTTP 403), action authentication: ")
+    assert views[on_time.id]["delays"] == []
