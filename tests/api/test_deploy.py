@@ -42,11 +42,18 @@ def test_the_alert_rules_pass_their_unit_tests():
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
-def _used_metrics() -> set[str]:
-    exprs = [rule["expr"] for group in yaml.safe_load(RULES.read_text())["groups"]
-             for rule in group["rules"]]
-    exprs += [target["expr"] for panel in json.loads(DASHBOARD.read_text())["panels"]
-              for target in panel["targets"]]
+def _rule_exprs() -> list[str]:
+    return [rule["expr"] for group in yaml.safe_load(RULES.read_text())["groups"]
+            for rule in group["rules"]]
+
+
+def _panel_exprs() -> list[str]:
+    return [target["expr"] for panel in json.loads(DASHBOARD.read_text())["panels"]
+            for target in panel["targets"]]
+
+
+def _used_metrics(exprs: list[str] | None = None) -> set[str]:
+    exprs = _rule_exprs() + _panel_exprs() if exprs is None else exprs
     names = set()
     for expr in exprs:
         without_labels = re.sub(r"\{[^}]*\}|\"[^\"]*\"|\[[^\]]*\]|"
@@ -54,6 +61,12 @@ def _used_metrics() -> set[str]:
         names |= {word for word in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", without_labels)
                   if word not in _NOT_METRICS and not word.isdigit()}
     return names
+
+
+def test_every_metric_an_alert_uses_has_a_panel():
+    """The engineer an alert pages opens the dashboard: the figure that fired is on it."""
+    missing = _used_metrics(_rule_exprs()) - _used_metrics(_panel_exprs()) - {"up"}
+    assert not missing, f"alerts use, no panel shows: {sorted(missing)}"
 
 
 def _exposed(text: str) -> set[str]:
