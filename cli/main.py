@@ -1005,15 +1005,15 @@ def main(argv: list[str] | None = None) -> int:
     from passflow import logs
 
     args = build_parser().parse_args(argv)
-    # A command's own answer is its standard output (JSON with --json); what passflow logs
-    # on the way (a retry's warning line) goes to standard error. `api` and `worker` set their
-    # own level.
-    logs.configure(logging.WARNING)
     if args.func is not _simulator:  # the simulator is Adobe Pass: no passflow settings
         problem = settings_problem()
         if problem:
             print(f"passflow {args.command}: {problem}", file=sys.stderr)
             return 2
+        # A command's own answer is its standard output (JSON with --json); what passflow
+        # logs on the way (a retry's warning line) goes to standard error. `api` and `worker`
+        # set their own level.
+        logs.configure(logging.WARNING)
     try:
         return args.func(args)
     except Exception as exc:

@@ -6,6 +6,7 @@ import pytest
 
 from models import Device, Job
 from models.db import session_scope
+from passflow.crypto import cipher_from_settings
 from tests.factories import AuthSessionFactory, JobFactory
 from worker import jobs
 from worker.steps import FIRST_STEP
@@ -19,9 +20,10 @@ def test_tv_provider_selection_caching_the_pick_is_kept_with_its_name_and_logo(
     id, display name and logo (the device's), and its job and session keep it."""
     job = JobFactory(type="authentication.requested", fields={}, mvpd=None,
                      current_step="profiles.poll", status="waiting_for_user")
-    auth = AuthSessionFactory(job=job, mvpd=None)
-    with session_scope() as session:
-        jobs.provider_picked(session, service_provider="REF30", code=auth.code,
+    AuthSessionFactory(job=job, mvpd=None, code="TYPED42")
+    with session_scope() as session:  # the code as the user typed it
+        jobs.provider_picked(session, cipher_from_settings(), service_provider="REF30",
+                             code="typed-42 ",
                              mvpd="Spectrum", display_name="Spectrum",
                              logo_url="https://example.com/spectrum.png")
     with session_scope() as session:
