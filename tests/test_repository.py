@@ -43,3 +43,18 @@ def test_every_test_the_readmes_flow_table_names_exists():
     defined = {name for path in (ROOT / "tests").rglob("test_*.py")
                for name in re.findall(r"^def (test_\w+)", path.read_text(), re.M)}
     assert len(named) >= 9 and not set(named) - defined, set(named) - defined
+
+
+def test_the_job_state_table_in_the_architecture_is_the_one_the_code_checks():
+    from worker.jobs import MOVES
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    section = text.split("### Job states", 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in rows[0].strip("|").split("|")][1:]
+    documented = {}
+    for row in rows[2:]:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        documented[cells[0]] = {to for to, mark in zip(header, cells[1:], strict=True)
+                                if mark == "yes"}
+    assert documented == {str(k): {str(s) for s in v} for k, v in MOVES.items()}

@@ -47,7 +47,7 @@ from passflow import logs
 from passflow.settings import Settings, get_settings
 from worker import dispatch, jobs, metrics
 from worker.adobe_pass import AdobePassError, RateLimitError, ThrottledError
-from worker.jobs import Claim, LeaseLost, Outcome, Release
+from worker.jobs import Claim, IllegalMove, LeaseLost, Outcome, Release
 from worker.policy import (
     CALL_SHARE_OF_LEASE,
     GATHER_WHEN_LATE_S,
@@ -204,7 +204,7 @@ def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, 
             cancelled = jobs.settle(session, step.name, owner, transitions)
         return {job.id: _Settled(_CANCELLED, "cancelled") if job.id in cancelled
                 else _Settled(t, _note(t)) for job, t in transitions}
-    except (*_DATABASE_DOWN, _Bug, LeaseLost) as exc:
+    except (*_DATABASE_DOWN, _Bug, LeaseLost, IllegalMove) as exc:
         if _down(exc):
             log.warning("step_database_error", phase="apply", jobs=len(job_ids),
                         error=type(exc).__name__)
@@ -223,6 +223,8 @@ def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, 
             return {job_id: _Settled(None, "lease-lost")}
         if isinstance(exc, IntegrityError):
             log.error("step_record_refused", job_id=job_id, constraint=_constraint(exc))
+        if isinstance(exc, IllegalMove):
+            log.error("step_illegal_move", job_id=job_id, step=step.name, move=str(exc))
         return {job_id: _fail_alone(step, owner, job_id, exc.__cause__ or exc)}
 
 
@@ -333,11 +335,11 @@ def _reason(exc: Exception) -> str:
     return str(exc) if isinstance(exc, AdobePassError) else type(exc).__name__
 
 
-def _failure(step: Step, exc: BaseException, code: str = "internal_error") -> Outcome:
-    """A bug, an unexpected answer or an endless 429 storm ends the job with a clear error,
-    never a crash loop."""
+def _failure(step: Step, exc: BaseException) -> Outcome:
+    """A bug (an exception the policy does not know, a move the state machine refuses) ends
+    the job with a clear error, never a crash loop."""
     return Outcome(JobStatus.FAILED, error={
-        "status": getattr(exc, "status_code", None), "code": code, "action": None,
+        "status": getattr(exc, "status_code", None), "code": "internal_error", "action": None,
         "message": f"{type(exc).__name__} in step {step.name}"})
 
 
@@ -357,6 +359,8 @@ def _fail_alone(step: Step, owner: str, job_id: str, exc: BaseException) -> _Set
                 jobs.settle(session, step.name, owner, [(job, outcome)])
     except LeaseLost:
         return _Settled(None, "lease-lost")
+    except IllegalMove:  # final meanwhile (cancelled by an operator): it stays so
+        return _Settled(None, "final")
     except _DATABASE_DOWN:
         return _Settled(None, "database-error")
     return _Settled(outcome, "failed")

@@ -63,6 +63,40 @@ class Outcome:
     error: dict[str, Any] | None = None
 
 
+# The job state machine (docs/architecture.md, "Job states", shows this table): from each
+# status, where one step's outcome may take a job. A final status goes nowhere: a cancelled or
+# expired job stays so, and a failed one runs again only as a new job (`retry`). Outside a step
+# a job only moves to cancelled (`cancel`: an operator, or a newer code superseding its
+# session) or is released to run its step again, its status unchanged (`release`).
+_ONGOING = frozenset({JobStatus.RUNNING, JobStatus.WAITING_FOR_USER, JobStatus.SUCCEEDED,
+                      JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELLED})
+MOVES: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: _ONGOING,
+    JobStatus.RUNNING: _ONGOING,
+    JobStatus.WAITING_FOR_USER: _ONGOING,
+    **{final: frozenset() for final in (JobStatus.SUCCEEDED, JobStatus.FAILED,
+                                        JobStatus.EXPIRED, JobStatus.CANCELLED)},
+}
+assert set(MOVES) == set(JobStatus), "every status has its moves"
+
+
+class IllegalMove(Exception):
+    """A step decided what the state machine does not allow: a bug, the job fails alone."""
+
+
+def check_move(current: str, outcome: Outcome) -> None:
+    """Raises IllegalMove unless `outcome` is a legal move from `current`: a status the table
+    allows, a next step exactly when the job goes on, and an error saying why a job failed."""
+    to = JobStatus(outcome.status)
+    if to not in MOVES[JobStatus(current)]:
+        raise IllegalMove(f"a {current} job cannot become {to}")
+    if (to in FINAL_STATUSES) != (outcome.next_step is None):
+        raise IllegalMove(f"a {to} outcome {'with' if outcome.next_step else 'without'} a "
+                          "next step")
+    if to == JobStatus.FAILED and not (outcome.error or {}).get("code"):
+        raise IllegalMove("a failed outcome without an error code")
+
+
 @dataclass(frozen=True)
 class Release:
     """The step runs again in `retry_in_s`: after a wait for request budget, or after an error
@@ -336,6 +370,9 @@ def settle(session: Session, step_name: str, owner: str,
     release it to run again. A job that this transaction cancelled (another job of the run
     superseded it) stays cancelled: returns those ids. Raises LeaseLost, and the caller rolls
     back, if any job's lease was taken over (the run was too slow)."""
+    for job, t in transitions:
+        if isinstance(t, Outcome):
+            check_move(job.status, t)
     cancelled = set(session.info.pop(_CANCELLED_HERE, ()))
     _complete_many(session, step_name, owner,
                    [(job, t) for job, t in transitions if isinstance(t, Outcome)], cancelled)

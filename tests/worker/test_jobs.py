@@ -67,3 +67,51 @@ def test_two_operators_retrying_one_failed_job_at_once_make_one_retry(factories_
     assert sum(not a.startswith("refused") for a in answers) == 1, answers
     with session_scope() as session:
         assert len(session.scalars(select(Job).where(Job.retry_of == failed.id)).all()) == 1
+
+
+def test_the_state_machine_refuses_what_its_table_does_not_allow(database_url):
+    from models import JobStatus
+    from worker.jobs import MOVES, IllegalMove, Outcome, check_move
+
+    check_move("queued", Outcome(JobStatus.RUNNING, next_step="decisions.authorize"))
+    check_move("waiting_for_user", Outcome(JobStatus.SUCCEEDED))
+    for current, outcome in (
+            ("succeeded", Outcome(JobStatus.RUNNING, next_step="decisions.authorize")),
+            ("cancelled", Outcome(JobStatus.SUCCEEDED)),
+            ("running", Outcome(JobStatus.QUEUED, next_step="profiles.check")),
+            ("running", Outcome(JobStatus.SUCCEEDED, next_step="profiles.check")),
+            ("running", Outcome(JobStatus.WAITING_FOR_USER)),
+            ("running", Outcome(JobStatus.FAILED))):
+        with pytest.raises(IllegalMove):
+            check_move(current, outcome)
+    assert all(MOVES[final] == frozenset() for final in
+               ("succeeded", "failed", "expired", "cancelled"))
+
+
+def test_a_step_deciding_an_illegal_move_fails_its_job_alone(factories_bound, monkeypatch):
+    """A bug in a step (an outcome the table refuses) ends that job `internal_error`, saying
+    so; the other job of the run is settled as its step decided."""
+    import dataclasses
+
+    from models import JobStatus
+    from worker import engine
+    from worker.jobs import Outcome
+    from worker.steps import STEPS
+
+    good, bad = JobFactory(), JobFactory()
+
+    def apply(ctx, answer):
+        if ctx.job.id == bad.id:
+            return Outcome(JobStatus.SUCCEEDED, next_step="decisions.authorize")
+        return Outcome(JobStatus.SUCCEEDED)
+
+    step = STEPS[good.current_step]
+    monkeypatch.setitem(STEPS, step.name, dataclasses.replace(
+        step, plan=lambda ctx: None, apply=apply))
+    said = engine.run(step.name, [good.id, bad.id], owner="test")
+    assert said == {good.id: "succeeded", bad.id: "failed"}
+    with session_scope() as session:
+        failed = session.get_one(Job, bad.id)
+        assert failed.error["code"] == "internal_error"
+        assert "IllegalMove" in failed.error["message"]
+        assert session.get_one(Job, good.id).status == "succeeded"
