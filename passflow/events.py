@@ -230,9 +230,6 @@ def _value(event: BaseModel, path: str) -> Any:
     return value
 
 
-IDENTITY_ENC = "temppass_identity_enc"
-
-
 def stored_payload(event: EventIn, cipher: Cipher | None) -> dict[str, Any]:
     """The event as stored: its flow's sealed fields (passflow.flows) encrypted like profiles
     are."""

@@ -170,7 +170,7 @@ class Settings(BaseSettings):
     def _metadata_key_opens(self) -> Settings:
         """A metadata key that cannot be loaded is said at start, not by a failed job."""
         if self.metadata_private_key is not None:
-            from passflow.sealed import metadata_key
+            from passflow.user_metadata import metadata_key
 
             passphrase = self.metadata_key_passphrase
             try:

@@ -65,14 +65,14 @@ log = logs.get_logger(__name__)
 _DATABASE_DOWN = (DBAPIError, PoolTimeoutError)
 
 
-def _down(exc: BaseException) -> bool:
+def _database_away(exc: BaseException) -> bool:
     """The database is away, not the run's records at fault: a constraint a record breaks is
     the job's own fault (it failed again on every retry and held back the jobs batched with
     it), applied alone like a bug."""
     return isinstance(exc, _DATABASE_DOWN) and not isinstance(exc, IntegrityError)
 
 
-class _Bug(Exception):
+class _Unexpected(Exception):
     """A step raised what the policy does not know: the job fails `internal_error`."""
 
 
@@ -200,12 +200,12 @@ def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, 
                     job_id = ctx.job.id
                     transition = _decide(step, ctx, claims[job_id], answers.get(job_id),
                                          resent.get(job_id, 0))
-                    transitions.append((ctx.job, _told(ctx, transition)))
+                    transitions.append((ctx.job, _forget_voided_profiles(ctx, transition)))
             cancelled = jobs.settle(session, step.name, owner, transitions)
         return {job.id: _Settled(_CANCELLED, "cancelled") if job.id in cancelled
                 else _Settled(t, _note(t)) for job, t in transitions}
-    except (*_DATABASE_DOWN, _Bug, LeaseLost, IllegalMove) as exc:
-        if _down(exc):
+    except (*_DATABASE_DOWN, _Unexpected, LeaseLost, IllegalMove) as exc:
+        if _database_away(exc):
             log.warning("step_database_error", phase="apply", jobs=len(job_ids),
                         error=type(exc).__name__)
             _release_quietly(step, owner, job_ids)
@@ -304,10 +304,10 @@ def _decide_spent(step: Step, ctx: StepContext, claim: Claim, answer: Any,
             return Release(retry_backoff(claim.failures), _reason(exc), counts="failures")
         return Outcome(JobStatus.FAILED, error=error_of(exc))
     except Exception as exc:
-        raise _Bug(type(exc).__name__) from exc
+        raise _Unexpected(type(exc).__name__) from exc
 
 
-def _told(ctx: StepContext, transition: Outcome | Release) -> Outcome | Release:
+def _forget_voided_profiles(ctx: StepContext, transition: Outcome | Release) -> Outcome | Release:
     """A job that failed because Adobe Pass said the device's authentication is gone: its
     stored profiles and the Permits under them are forgotten, and the job says so."""
     if not (isinstance(transition, Outcome) and transition.status == JobStatus.FAILED
@@ -346,7 +346,7 @@ def _failure(step: Step, exc: BaseException) -> Outcome:
 def _note(transition: Outcome | Release) -> str:
     if isinstance(transition, Outcome):
         return str(transition.status)
-    return "retrying" if transition.failed else "throttled"
+    return "retrying" if transition.counted else "throttled"
 
 
 def _fail_alone(step: Step, owner: str, job_id: str, exc: BaseException) -> _Settled:

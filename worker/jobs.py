@@ -111,7 +111,9 @@ class Release:
     resent: int = 0
 
     @property
-    def failed(self) -> bool:
+    def counted(self) -> bool:
+        """Whether this release is counted against the step's retry budget (an error), not a
+        wait for request budget."""
         return self.counts is not None
 
 

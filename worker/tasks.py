@@ -104,7 +104,7 @@ class SweeperStep(bootsteps.StartStopStep):
     def __init__(self, parent, **kwargs):
         super().__init__(parent, **kwargs)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def start(self, parent) -> None:
         hostname = getattr(parent, "hostname", None) or socket.gethostname()
@@ -124,7 +124,7 @@ class SweeperStep(bootsteps.StartStopStep):
 
     def stop(self, parent) -> None:
         self._stop.set()
-        for thread in getattr(self, "_threads", []):
+        for thread in self._threads:
             thread.join(timeout=10)
 
     # Warm shutdowns call stop, cold ones (and the test worker) terminate.

@@ -28,8 +28,8 @@ from models import Decision, Device, Job, JobStatus, Profile, utcnow
 from models.db import add_row
 from passflow.crypto import Cipher
 from passflow.flows import opened
-from passflow.sealed import open_sealed
 from passflow.settings import Settings
+from passflow.user_metadata import open_encrypted_attribute
 from worker import metrics
 from worker.adobe_pass import AdobePass, APIStatusError
 from worker.adobe_pass import Device as PassDevice
@@ -248,7 +248,7 @@ def _readable(ctx: StepContext, attribute: dict[str, Any]) -> dict[str, Any]:
         return attribute
     try:
         passphrase = ctx.settings.metadata_key_passphrase
-        return {"value": open_sealed(key.get_secret_value(), attribute["value"],
+        return {"value": open_encrypted_attribute(key.get_secret_value(), attribute["value"],
                                      passphrase.get_secret_value() if passphrase else None),
                 "state": "decrypted"}
     except ValueError:

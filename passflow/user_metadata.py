@@ -28,7 +28,8 @@ def metadata_key(private_key_pem: str, passphrase: str | None = None):
     return key
 
 
-def open_sealed(private_key_pem: str, sealed: str, passphrase: str | None = None) -> object:
+def open_encrypted_attribute(private_key_pem: str, encrypted: str,
+                             passphrase: str | None = None) -> object:
     """A user metadata attribute Adobe sent encrypted for the programmer's certificate:
     RSA-OAEP (SHA-256) over its JSON, Base64 (the simulator's scheme; the reference leaves it
     to the certificate). Raises ValueError when it cannot be opened."""
@@ -37,7 +38,7 @@ def open_sealed(private_key_pem: str, sealed: str, passphrase: str | None = None
 
     key = metadata_key(private_key_pem, passphrase)
     try:
-        plain = key.decrypt(base64.b64decode(sealed), padding.OAEP(
+        plain = key.decrypt(base64.b64decode(encrypted), padding.OAEP(
             mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
     except Exception as exc:  # wrong key, not Base64, not ours
         raise ValueError("the attribute cannot be opened with the configured key") from exc
