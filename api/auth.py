@@ -19,7 +19,8 @@ import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, NamedTuple
+from dataclasses import dataclass
+from typing import Annotated, Any, NamedTuple
 
 import structlog
 from fastapi import Depends, HTTPException, Request, status
@@ -31,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 
 from models import ApiToken, utcnow
 from models.db import session_scope
+from passflow.crypto import Cipher
 
 GRANTS: dict[str, frozenset[str]] = {
     "metrics": frozenset({"metrics"}),
@@ -194,3 +196,41 @@ def brand_allowed(request: Request, service_provider: str) -> bool:
 def sees_personal_data(request: Request) -> bool:
     """Whether the request's token may read media tokens and profile attributes."""
     return "personal" in getattr(request.state, "granted", frozenset())
+
+
+@dataclass(frozen=True)
+class Access:
+    """What each audience may do, as the routes' dependencies: one place, one checker."""
+
+    checker: TokenChecker
+
+    @property
+    def ingest(self) -> list[Any]:  # send events
+        return [Depends(self.checker.require("ingest"))]
+
+    @property
+    def read(self) -> list[Any]:  # jobs and history of the token's brands
+        return [Depends(self.checker.require("read"))]
+
+    @property
+    def admin(self) -> list[Any]:  # act: retry, cancel
+        return [Depends(self.checker.require("admin"))]
+
+    @property
+    def every_brand(self) -> list[Any]:  # pool-wide figures and workers
+        return [Depends(self.checker.require_every_brand("read"))]
+
+    @property
+    def monitoring(self) -> list[Any]:  # /metrics and /healthz
+        return [Depends(self.checker.require_every_brand("metrics"))]
+
+
+def personal_cipher(request: Request, cipher: Cipher) -> Cipher | None:
+    """The cipher opening personal data (activation codes, media tokens, profile attributes)
+    for a request whose token may read it; None hides it."""
+    return cipher if sees_personal_data(request) else None
+
+
+def actor(request: Request) -> str:
+    """Who acts, for the audit log and a job's `requested_by`: the token's name."""
+    return f"api:{getattr(request.state, 'token_name', 'unknown')}"

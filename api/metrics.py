@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC
 
 import redis
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -18,10 +28,14 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.auth import Access
 from models import FINAL_STATUSES, AuthSession, Job, Registration, SessionStatus, utcnow
 from models.db import session_scope
+from passflow.database import build_info
+from passflow.settings import Settings
 from worker import metrics
 from worker.metrics import BUCKETS, COUNTERS, HISTOGRAMS, PREFIX
+from worker.runtime import runtime
 from worker.sweeper import last_sweep
 
 
@@ -301,3 +315,27 @@ class RedisMetricsCollector(Collector):
                     yield family
         except redis.RedisError:
             return
+
+
+def build_router(settings: Settings, access: Access) -> APIRouter:
+    """GET /metrics: the pool's figures (exported by one replica at a time), this replica's
+    reach of its stores, this process, and the build."""
+    registry = CollectorRegistry()
+    exporter = PoolExporter(settings.broker_url, replica=uuid.uuid4().hex)
+    for pool_wide in (JobsCollector(), SweeperCollector(settings.broker_url, settings.database_url),
+                      WorkerProcessCollector(settings.broker_url),
+                      FleetCollector(settings.broker_url, settings.lease_s),
+                      RedisMetricsCollector(settings.broker_url)):
+        registry.register(PoolOnly(pool_wide, exporter))
+    registry.register(ReplicaCollector(settings.broker_url, exporter))
+    ProcessCollector(registry=registry)  # this API process: memory, CPU, open files
+    Info("passflow_build", "The version of passflow and the schema revision it needs",
+         registry=registry).info(build_info())
+    router = APIRouter(tags=["metrics"], on_shutdown=[exporter.release])
+
+    @router.get("/metrics", dependencies=access.monitoring, response_class=Response)
+    def metrics_page() -> Response:
+        metrics.flush(runtime().redis, min_interval_s=0.0)  # this process's counts first
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
