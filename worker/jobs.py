@@ -86,15 +86,17 @@ class IllegalMove(Exception):
 
 def check_move(current: str, outcome: Outcome) -> None:
     """Raises IllegalMove unless `outcome` is a legal move from `current`: a status the table
-    allows, a next step exactly when the job goes on, and an error saying why a job failed."""
+    allows, a next step exactly when the job goes on, and an error saying why a job failed (a
+    code, or at least an HTTP status: a gateway's bare 502 has no code)."""
     to = JobStatus(outcome.status)
     if to not in MOVES[JobStatus(current)]:
         raise IllegalMove(f"a {current} job cannot become {to}")
     if (to in FINAL_STATUSES) != (outcome.next_step is None):
         raise IllegalMove(f"a {to} outcome {'with' if outcome.next_step else 'without'} a "
                           "next step")
-    if to == JobStatus.FAILED and not (outcome.error or {}).get("code"):
-        raise IllegalMove("a failed outcome without an error code")
+    error = outcome.error or {}
+    if to == JobStatus.FAILED and not (error.get("code") or error.get("status")):
+        raise IllegalMove("a failed outcome without an error saying why")
 
 
 @dataclass(frozen=True)
