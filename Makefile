@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test test-fast machine lint bench clean faults-table
+.PHONY: demo test test-fast test-random machine lint bench clean faults-table
 
 $(BIN)/passflow: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: on Debian, apt-get install python3-venv"; exit 1; }
@@ -36,7 +36,12 @@ test: machine $(BIN)/passflow
 
 # The edit loop: no process killed, no browser, nothing slow (the `slow` marker), SQLite only.
 test-fast: machine $(BIN)/passflow
-	$(call PYTEST,-q -m "not slow",PASSFLOW_TEST_BACKENDS=sqlite)
+	$(call PYTEST,-q -m "not slow" -n $(TEST_PROCESSES) --dist loadfile,PASSFLOW_TEST_BACKENDS=sqlite)
+
+# The whole suite in a random order (files and the tests in them shuffled; the seed is printed
+# to run the same order again: make test-random PYTEST_ARGS=--random-order-seed=N).
+test-random: machine $(BIN)/passflow
+	$(call PYTEST,-n $(TEST_PROCESSES) --dist loadfile --random-order --random-order-bucket=package,)
 
 # docs/faults.md from the last whole, green `make test` (its record is build/faults-run.json).
 faults-table: $(BIN)/passflow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,66 +46,58 @@ def rotate_key(batch: int = 500) -> dict[str, int]:
     cipher = cipher_from_settings()
     counts: dict[str, int] = {}
     for model, columns in ENCRYPTED:
-        done = 0
-        last_id: Any = None
-        while True:
-            with session_scope() as session:
-                query = select(model).order_by(model.id).limit(batch)
-                if last_id is not None:
-                    query = query.where(model.id > last_id)
-                rows = session.scalars(query).all()
-                for row in rows:
-                    for column in columns:
-                        value = getattr(row, column)
-                        if value:
-                            setattr(row, column, cipher.rotate(value))
-                    last_id = row.id
-                done += len(rows)
-            if len(rows) < batch:
-                break
-        counts[model.__tablename__] = done
-    counts["events"] = _rotate_identities(cipher, batch)
-    counts["auth_sessions"] = _reseal_sessions(cipher, batch)
+
+        def rotate(_: Session, row: Any, columns: tuple[str, ...] = columns) -> bool:
+            for column in columns:
+                value = getattr(row, column)
+                if value:
+                    setattr(row, column, cipher.rotate(value))
+            return True
+
+        counts[model.__tablename__] = _each_row(model, batch, rotate)
+    counts["events"] = _each_row(Event, batch, lambda _, event: _reseal_event(cipher, event))
+    counts["auth_sessions"] = _each_row(AuthSession, batch,
+                                        lambda session, auth: _reseal_session(cipher, session,
+                                                                              auth))
     return counts
 
 
-def _reseal_sessions(cipher: Cipher, batch: int) -> int:
-    """Activation codes and URLs sealed (digest included) under the first key, and sealed
+def _each_row(model: Any, batch: int, visit: Callable[[Session, Any], bool]) -> int:
+    """`visit` every row of `model`, `batch` rows a transaction in the order of their ids (a
+    long rotation holds no table for long); how many it said it changed."""
+    done, last_id = 0, None
+    while True:
+        with session_scope() as session:
+            query = select(model).order_by(model.id).limit(batch)
+            if last_id is not None:
+                query = query.where(model.id > last_id)
+            rows = session.scalars(query).all()
+            for row in rows:
+                last_id = row.id
+                done += bool(visit(session, row))
+        if len(rows) < batch:
+            return done
+
+
+def _reseal_session(cipher: Cipher, session: Session, auth: AuthSession) -> bool:
+    """An activation code and URL sealed (digest included) under the first key, and sealed
     where a release before 0.5.0 stored them in the clear (in the session, and in its job's
     result)."""
-    done, last_id = 0, 0
-    while True:
-        with session_scope() as session:
-            rows = session.scalars(select(AuthSession).where(AuthSession.id > last_id)
-                                   .order_by(AuthSession.id).limit(batch)).all()
-            for auth in rows:
-                last_id = auth.id
-                auth.seal(cipher, auth.code(cipher), auth.url(cipher) or "")
-                job = session.get(Job, auth.job_id)
-                if job is not None and {"code", "url"} & set(job.result or {}):
-                    job.result = {k: v for k, v in job.result.items() if k not in ("code", "url")}
-            done += len(rows)
-        if len(rows) < batch:
-            return done
+    auth.seal(cipher, auth.code(cipher), auth.url(cipher) or "")
+    job = session.get(Job, auth.job_id)
+    if job is not None and {"code", "url"} & set(job.result or {}):
+        job.result = {k: v for k, v in job.result.items() if k not in ("code", "url")}
+    return True
 
 
-def _rotate_identities(cipher: Cipher, batch: int) -> int:
-    """The sealed fields of stored events (passflow.flows: single sign-on tokens, TempPass
-    identities): re-encrypted, and sealed where an earlier version stored them in the clear."""
-    done, last_id = 0, ""
-    while True:
-        with session_scope() as session:
-            rows = session.scalars(select(Event).where(Event.id > last_id)
-                                   .order_by(Event.id).limit(batch)).all()
-            for event in rows:
-                last_id = event.id
-                resealed = flows.reseal(FLOWS[EventType(event.type)], dict(event.payload),
-                                        cipher)
-                if resealed is not None:
-                    event.payload = resealed
-                    done += 1
-        if len(rows) < batch:
-            return done
+def _reseal_event(cipher: Cipher, event: Event) -> bool:
+    """An event's sealed fields (passflow.flows: single sign-on tokens, TempPass identities):
+    re-encrypted, and sealed where an earlier version stored them in the clear."""
+    resealed = flows.reseal(FLOWS[EventType(event.type)], dict(event.payload), cipher)
+    if resealed is None:
+        return False
+    event.payload = resealed
+    return True
 
 
 def parse_age(text: str) -> timedelta:
