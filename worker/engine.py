@@ -41,7 +41,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from models import Job, JobStatus, utc_text, utcnow
+from models import FINAL_STATUSES, Job, JobStatus, utc_text, utcnow
 from models.db import session_scope
 from passflow import logs
 from passflow.settings import Settings, get_settings
@@ -219,13 +219,26 @@ def _apply(step: Step, owner: str, claims: dict[str, Claim], answers: dict[str, 
             return settled
         [job_id] = job_ids
         if isinstance(exc, LeaseLost):
-            log.warning("lease_lost", job_id=job_id)
-            return {job_id: _Settled(None, "lease-lost")}
+            # What the database holds is the report: a job another transaction ended (a
+            # cancel, or a newer code superseding it) says so, not what this run decided.
+            ended = _final_status(job_id)
+            if ended is None:
+                log.warning("lease_lost", job_id=job_id)
+            return {job_id: _Settled(None, ended or "lease-lost")}
         if isinstance(exc, IntegrityError):
             log.error("step_record_refused", job_id=job_id, constraint=_constraint(exc))
         if isinstance(exc, IllegalMove):
             log.error("step_illegal_move", job_id=job_id, step=step.name, move=str(exc))
         return {job_id: _fail_alone(step, owner, job_id, exc.__cause__ or exc)}
+
+
+def _final_status(job_id: str) -> str | None:
+    """The job's status if it is final now (ended by another transaction), else None."""
+    with contextlib.suppress(*_DATABASE_DOWN), session_scope() as session:
+        status = session.scalar(select(Job.status).where(Job.id == job_id))
+        if status in FINAL_STATUSES:
+            return str(status)
+    return None
 
 
 def _constraint(exc: IntegrityError) -> str:

@@ -376,6 +376,8 @@ def settle(session: Session, step_name: str, owner: str,
     back, if any job's lease was taken over (the run was too slow)."""
     for job, t in transitions:
         if isinstance(t, Outcome):
+            if job.status in FINAL_STATUSES:  # ended by another (an operator's cancel)
+                raise LeaseLost(job.id)
             check_move(job.status, t)
     cancelled = set(session.info.pop(_CANCELLED_HERE, ()))
     _complete_many(session, step_name, owner,

@@ -115,3 +115,30 @@ def test_a_step_deciding_an_illegal_move_fails_its_job_alone(factories_bound, mo
         assert failed.error["code"] == "internal_error"
         assert "IllegalMove" in failed.error["message"]
         assert session.get_one(Job, good.id).status == "succeeded"
+
+
+def test_a_job_cancelled_during_its_call_is_reported_as_the_database_holds_it(
+        factories_bound, monkeypatch):
+    """An operator cancels a play while its call is in flight: the run's answer is dropped,
+    the job stays cancelled, and the engine reports `cancelled`, not what the step decided."""
+    import dataclasses
+
+    from models import JobStatus
+    from worker import engine
+    from worker.jobs import Outcome
+    from worker.steps import STEPS
+
+    job = JobFactory()
+
+    def call_meanwhile_cancelled():
+        with session_scope() as session:
+            jobs.cancel(session, [job.id], message="cancelled by api:on-call")
+        return "answer"
+
+    step = STEPS[job.current_step]
+    monkeypatch.setitem(STEPS, step.name, dataclasses.replace(
+        step, plan=lambda ctx: call_meanwhile_cancelled,
+        apply=lambda ctx, answer: Outcome(JobStatus.SUCCEEDED)))
+    assert engine.run(step.name, [job.id], owner="test") == {job.id: "cancelled"}
+    with session_scope() as session:
+        assert session.get_one(Job, job.id).status == "cancelled"
