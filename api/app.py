@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, *, tokens: list[str] | None = N
                    console.build_router(settings, checker, cipher,
                                         secure_cookie=public_url.startswith("https://"))):
         app.include_router(router)
+    console.install(app)
     events.document_event_schema(app)
     return app
 

@@ -19,20 +19,18 @@ import csv
 import functools
 import hashlib
 import hmac
-import inspect
 import io
 import json
 import re
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -114,7 +112,15 @@ class Viewer:
 
 
 class NotSignedIn(Exception):
-    pass
+    """No valid console session: a page sends its viewer to the sign-in form."""
+
+
+def install(app: Any) -> None:
+    """The console's answer to a page asked without a session: the sign-in form."""
+    async def to_sign_in(_: Request, __: Exception) -> Response:
+        return RedirectResponse("/console", status_code=303)
+
+    app.add_exception_handler(NotSignedIn, to_sign_in)
 
 
 class Sessions:
@@ -211,21 +217,12 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
     def signed_in(request: Request) -> Viewer:
         return sessions.viewer(request.cookies.get(COOKIE))
 
-    def guarded(handler: Callable[..., Response]) -> Callable[..., Response]:
-        """A page for signed-in viewers (the handler gets the Viewer after the request);
-        anyone else is sent to the sign-in form."""
-        @functools.wraps(handler)
-        def wrapper(request: Request, **kwargs: Any) -> Response:
-            try:
-                viewer = signed_in(request)
-            except NotSignedIn:
-                return RedirectResponse("/console", status_code=303)
-            return handler(request, viewer, **kwargs)
+    def viewer_of(request: Request) -> Viewer:
+        """The signed-in viewer of a page: a dependency; anyone else is sent to the sign-in
+        form (NotSignedIn, answered by `install`)."""
+        return signed_in(request)
 
-        signature = inspect.signature(handler)
-        wrapper.__signature__ = signature.replace(parameters=[  # type: ignore[attr-defined]
-            p for name, p in signature.parameters.items() if name != "viewer"])
-        return wrapper
+    signed_in_viewer = Depends(viewer_of)
 
     async def acting(request: Request, *, admin: bool) -> tuple[Viewer, dict[str, str]]:
         """The viewer of a POST and its form, after the CSRF check (403 when it fails, or
@@ -322,8 +319,8 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
     # Search -----------------------------------------------------------------------------
 
     @router.get("/search", response_class=HTMLResponse)
-    @guarded
-    def search(request: Request, viewer: Viewer) -> Response:
+    def search(request: Request,
+            viewer: Viewer = signed_in_viewer) -> Response:
         query = request.query_params.get("q", "").strip()[:200]
         if not query:
             return RedirectResponse("/console/overview", status_code=303)
@@ -337,8 +334,8 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
 
     # Device ids may hold a slash (`{device_id:path}`): the export is routed first.
     @router.get("/devices/{device_id:path}/export.csv")
-    @guarded
-    def export(request: Request, viewer: Viewer, device_id: str) -> Response:
+    def export(request: Request, device_id: str,
+            viewer: Viewer = signed_in_viewer) -> Response:
         rows: list[dict[str, Any]] = []
         cursor = None
         while True:  # every page: a device's history is bounded by retention
@@ -383,8 +380,8 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
 
 
     @router.get("/devices/{device_id:path}", response_class=HTMLResponse)
-    @guarded
-    def device(request: Request, viewer: Viewer, device_id: str) -> Response:
+    def device(request: Request, device_id: str,
+            viewer: Viewer = signed_in_viewer) -> Response:
         cursor = request.query_params.get("cursor")
         entries, next_cursor = _timeline(device_id, viewer, cursor, TIMELINE_PAGE)
         return page(request, "device.html", viewer, device_id=device_id, entries=entries,
@@ -393,8 +390,8 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
     # Jobs -------------------------------------------------------------------------------
 
     @router.get("/jobs", response_class=HTMLResponse)
-    @guarded
-    def job_list(request: Request, viewer: Viewer) -> Response:
+    def job_list(request: Request,
+            viewer: Viewer = signed_in_viewer) -> Response:
         filters = _job_filters(request.query_params)
         query = JobQuery(**filters, limit=100, cursor=request.query_params.get("cursor"),
                          service_providers=viewer.brands)
@@ -413,8 +410,8 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
                     retry_all=viewer.admin and filters.get("status") == JobStatus.FAILED.value)
 
     @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-    @guarded
-    def job_page(request: Request, viewer: Viewer, job_id: str) -> Response:
+    def job_page(request: Request, job_id: str,
+            viewer: Viewer = signed_in_viewer) -> Response:
         with session_scope() as session:
             job = session.get(Job, job_id[:36])
             if job is None or not viewer.sees(job.service_provider):
@@ -461,8 +458,8 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
     # Overview ---------------------------------------------------------------------------
 
     @router.get("/overview", response_class=HTMLResponse)
-    @guarded
-    def overview(request: Request, viewer: Viewer) -> Response:
+    def overview(request: Request,
+            viewer: Viewer = signed_in_viewer) -> Response:
         if viewer.brands is not None:  # the figures count every brand
             return page(request, "brands_only.html", viewer, brands=sorted(viewer.brands))
         window = _window(request)
@@ -470,8 +467,8 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
                     windows=list(WINDOWS), panels=_panels(window))
 
     @router.get("/overview/panels", response_class=HTMLResponse)
-    @guarded
-    def overview_panels(request: Request, viewer: Viewer) -> Response:
+    def overview_panels(request: Request,
+            viewer: Viewer = signed_in_viewer) -> Response:
         """The panels alone: what console.js swaps in every few seconds."""
         if viewer.brands is not None:
             raise HTTPException(403, "the figures count every brand")
