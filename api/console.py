@@ -42,9 +42,17 @@ from api import charts, stats
 from api.activation import form_fields
 from api.auth import GRANTS, TokenChecker, token_hash
 from api.schemas import Instant
-from models import AuthSession, Event, Job, JobStatus, Profile, audit
+from models import Job, JobStatus, Profile, audit
 from models.db import session_scope
-from models.history import BadCursor, HistoryQuery, JobQuery, history, jobs_page
+from models.history import (
+    BadCursor,
+    HistoryQuery,
+    JobQuery,
+    find,
+    history,
+    jobs_page,
+    login_times,
+)
 from models.stats import WINDOWS
 from passflow import logs
 from passflow.crypto import Cipher
@@ -74,8 +82,6 @@ ACTIONS_IN_WORDS = {
     "authorization": "the app must ask again for authorization for this resource",
     "retry": "try again later",
 }
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_CODE = re.compile(r"^[A-Za-z0-9]{4,16}$")
 _instant = TypeAdapter(Instant)
 
 
@@ -325,7 +331,8 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
         if not query:
             return RedirectResponse("/console/overview", status_code=303)
         with session_scope() as session:
-            target = _find(session, query, cipher)
+            found = find(session, query, cipher)
+        target = None if found is None else f"/console/{found[0]}s/{found[1]}"
         if target is not None:
             return RedirectResponse(target, status_code=303)
         return page(request, "not_found.html", viewer, 404, query=query)
@@ -364,7 +371,7 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
                     device_id=device_id[:200], limit=limit, cursor=cursor,
                     service_providers=viewer.brands), cipher if viewer.personal else None)
                 sessions_of = {e["job_id"] for e in entries if e["kind"] == "session"}
-                logins = _login_times(session, sessions_of)
+                logins = login_times(session, sessions_of)
                 attributes = (_attributes(session, cipher, {
                     e["job_id"] for e in entries if e["kind"] == "profile"})
                     if viewer.personal else {})
@@ -417,12 +424,10 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
             if job is None or not viewer.sees(job.service_provider):
                 return page(request, "not_found.html", viewer, 404, query=job_id[:36])
             view = job_view(session, job, cipher if viewer.personal else None)
-            payload = session.scalar(select(Event.payload).where(Event.id == job.event_pk))
-            retries = list(session.scalars(select(Job.id).where(Job.retry_of == job.id)
-                                           .order_by(Job.created_at)))
+            payload = job.event.payload
         error = view.get("error") or {}
         return page(request, "job.html", viewer, job=view, error=error,
-                    event=_event_shown(payload or {}, viewer), retries=retries,
+                    event=_event_shown(payload or {}, viewer), retries=view["retried_by"],
                     can_retry=viewer.admin and view["status"] == JobStatus.FAILED.value)
 
     @router.post("/jobs/{job_id}/retry")
@@ -534,41 +539,6 @@ def _window(request: Request) -> str:
     if window not in WINDOWS:
         raise HTTPException(422, f"window is one of {', '.join(WINDOWS)}")
     return window
-
-
-def _find(session: Any, query: str, cipher: Cipher) -> str | None:
-    """Where a search goes: a job id, an event id (its newest job), an activation code (its
-    authentication job), else a device id with any record."""
-    if _UUID.match(query.lower()):
-        job = session.get(Job, query.lower())
-        if job is not None:
-            return f"/console/jobs/{job.id}"
-    job_id = session.scalar(select(Job.id).join(Event, Event.id == Job.event_pk)
-                            .where(Event.event_id == query)
-                            .order_by(Job.created_at.desc()).limit(1))
-    if job_id is not None:
-        return f"/console/jobs/{job_id}"
-    if _CODE.match(query):
-        job_id = session.scalar(select(AuthSession.job_id)
-                                .where(AuthSession.has_code(cipher, query))
-                                .order_by(AuthSession.created_at.desc()).limit(1))
-        if job_id is not None:
-            return f"/console/jobs/{job_id}"
-    if session.scalar(select(Job.id).where(Job.device_id == query).limit(1)) is not None:
-        return f"/console/devices/{query}"
-    return None
-
-
-def _login_times(session: Any, job_ids: set[str]) -> dict[str, float]:
-    """Seconds from each authentication session's creation to its profile."""
-    if not job_ids:
-        return {}
-    rows = session.execute(select(AuthSession.job_id, AuthSession.created_at,
-                                  Profile.created_at)
-                           .join(Profile, Profile.job_id == AuthSession.job_id)
-                           .where(AuthSession.job_id.in_(job_ids))).all()
-    return {job_id: round(max(0.0, (got - made).total_seconds()), 1)
-            for job_id, made, got in rows}
 
 
 def _attributes(session: Any, cipher: Cipher, job_ids: set[str]) -> dict[str, Any]:

@@ -75,6 +75,7 @@ class JobView(BaseModel):
     waiting_for: str | None
     delays: list[JobDelay] = []
     retry_of: str | None
+    retried_by: list[str] = []
     requested_by: str | None
     actions: list[dict[str, Any]] = []
     created_at: str | None

@@ -299,3 +299,38 @@ def jobs_page(session: Session, query: JobQuery) -> tuple[list[dict[str, Any]], 
         last = page[-1][0]
         cursor = _pack(last.created_at.isoformat(), last.id)
     return [job_summary(job, event_id) for job, event_id in page], cursor
+
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_CODE = re.compile(r"^[A-Za-z0-9 ._-]{4,24}$")
+
+
+def find(session: Session, query: str, cipher: Cipher) -> tuple[str, str] | None:
+    """What a search names: ("job", id) for a job id, an event id (its newest job) or an
+    activation code (its authentication job); ("device", id) for a device with any job."""
+    if _UUID.match(query.lower()) and session.get(Job, query.lower()) is not None:
+        return "job", query.lower()
+    job_id = session.scalar(select(Job.id).join(Event, Event.id == Job.event_pk)
+                            .where(Event.event_id == query)
+                            .order_by(Job.created_at.desc()).limit(1))
+    if job_id is None and _CODE.match(query):
+        job_id = session.scalar(select(AuthSession.job_id)
+                                .where(AuthSession.has_code(cipher, query))
+                                .order_by(AuthSession.created_at.desc()).limit(1))
+    if job_id is not None:
+        return "job", job_id
+    if session.scalar(select(Job.id).where(Job.device_id == query).limit(1)) is not None:
+        return "device", query
+    return None
+
+
+def login_times(session: Session, job_ids: set[str]) -> dict[str, float]:
+    """Seconds from each authentication session's creation to its profile, by job."""
+    if not job_ids:
+        return {}
+    rows = session.execute(select(AuthSession.job_id, AuthSession.created_at,
+                                  Profile.created_at)
+                           .join(Profile, Profile.job_id == AuthSession.job_id)
+                           .where(AuthSession.job_id.in_(job_ids))).all()
+    return {job_id: round(max(0.0, (got - made).total_seconds()), 1)
+            for job_id, made, got in rows}

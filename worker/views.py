@@ -223,6 +223,9 @@ def job_view(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any
         "delays": [{**late, "reason": delay_text(late)}
                    for late in (job.state or {}).get("delays", [])],
         "retry_of": job.retry_of,
+        # The jobs that ran this one again (a failed job keeps its status; its retry is here).
+        "retried_by": list(session.scalars(select(Job.id).where(Job.retry_of == job.id)
+                                           .order_by(Job.created_at))),
         "requested_by": job.requested_by,
         # Who acted on it (a retry, a cancel): the audit log's entries for this job.
         "actions": audit.entries(session, target=job.id),

@@ -17,7 +17,7 @@ import pytest
 from api.auth import create_token, revoke_token
 from models.db import session_scope
 from passflow.serving import BackgroundServer
-from tests.factories import DecisionFactory, JobFactory, ProfileFactory
+from tests.factories import AuthSessionFactory, DecisionFactory, JobFactory, ProfileFactory
 from tests.support import TOKEN, new_device, wait_for, wait_for_status
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -164,6 +164,8 @@ def test_search_goes_to_the_job_the_event_the_code_or_the_device(console: httpx.
     assert goes(job.event.event_id) == f"/console/jobs/{job.id}"
     assert goes(job.device_id) == f"/console/devices/{job.device_id}"
     assert goes("no-such-thing") == "404"
+    waiting = AuthSessionFactory(code="KXQ4R7P")
+    assert goes("kxq-4r7p") == f"/console/jobs/{waiting.job_id}"  # a code as people type it
     timeline = console.get(f"/console/devices/{job.device_id}").text
     assert "Deny" in timeline and "authorization_denied_by_mvpd" in timeline
     assert "no remedy defined" in timeline  # the action, in words

@@ -64,6 +64,7 @@ def test_a_failed_play_is_found_explained_and_retried(api: httpx.Client,
     assert retry["event_id"] == event_id
     assert wait_for_status(retry["job_id"]) == "succeeded"
     assert api.post(f"/v1/jobs/{failed}/retry").status_code == 409  # retried already
+    assert api.get(f"/v1/jobs/{failed}").json()["retried_by"] == [retry["job_id"]]
     assert api.post(f"/v1/jobs/{retry['job_id']}/retry").status_code == 409  # succeeded
     both = api.get("/v1/jobs", params={"event_id": event_id}).json()["jobs"]
     assert [j["job_id"] for j in both] == [retry["job_id"], failed]
