@@ -167,15 +167,22 @@ def throttling(session: Session, span: Span) -> dict[str, Any]:
     passflow_throttled_total."""
     answered_429 = session.scalar(select(func.coalesce(func.sum(JobStep.rate_limited), 0))
                                   .where(span.where(JobStep.started_at))) or 0
-    ended = session.scalar(select(func.count()).where(
-        span.where(Job.finished_at), Job.status == JobStatus.FAILED.value,
-        Job.error["code"].as_string() == "rate_limited")) or 0
+    # A job that ended `rate_limited` did so on Adobe's 429s (the error's status) or on
+    # passflow's own per-device budget (no request sent: no status): two different stories.
+    adobe = case((Job.error["status"].as_integer() == 429, 1), else_=0)
+    ended, on_adobe = session.execute(select(func.count(), func.coalesce(func.sum(adobe), 0))
+                                      .where(span.where(Job.finished_at),
+                                             Job.status == JobStatus.FAILED.value,
+                                             Job.error["code"].as_string() == "rate_limited")
+                                      ).one()
     by_step = session.execute(
         select(JobStep.step, func.sum(JobStep.rate_limited))
         .where(span.where(JobStep.started_at), JobStep.rate_limited > 0)
         .group_by(JobStep.step).order_by(JobStep.step)).all()
     return {**span.describe(), "answered_429": int(answered_429),
-            "jobs_failed_rate_limited": ended,
+            "jobs_failed_rate_limited": int(ended),
+            "jobs_failed_adobe_429": int(on_adobe),
+            "jobs_failed_device_budget": int(ended) - int(on_adobe),
             "by_step": [{"step": step, "answered_429": int(n)} for step, n in by_step]}
 
 

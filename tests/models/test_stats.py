@@ -113,3 +113,19 @@ def test_step_latency_to_the_millisecond_on_each_backend(hour: datetime):
         [figures] = step_latency(session, Span.of(hour, hour + timedelta(hours=1)))["steps"]
     assert figures["count"] == 4 and figures["p50_s"] == 0.25
     assert 1.0 < figures["p99_s"] <= 1.5
+
+
+def test_jobs_failed_on_adobes_429s_apart_from_passflows_own_limit(hour: datetime):
+    """"Adobe answered 429: 0" beside "jobs failed on 429s: 529" read as a contradiction: a
+    job that waited too long for its device's budget (no request sent) is counted apart."""
+    from models.stats import throttling
+
+    for status, n in ((429, 2), (None, 3)):
+        for _ in range(n):
+            JobFactory(status="failed", current_step=None, finished_at=hour, created_at=hour,
+                       error={"status": status, "code": "rate_limited", "action": "retry",
+                              "message": "decisions.authorize: ..."})
+    with session_scope() as session:
+        figures = throttling(session, Span.of(hour, hour + timedelta(hours=1)))
+    assert (figures["jobs_failed_rate_limited"], figures["jobs_failed_adobe_429"],
+            figures["jobs_failed_device_budget"]) == (5, 2, 3)
