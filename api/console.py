@@ -57,6 +57,7 @@ from models.stats import WINDOWS
 from passflow import logs
 from passflow.crypto import Cipher
 from passflow.events import EventType
+from passflow.reasons import REASONS
 from passflow.settings import Settings
 from worker import dispatch, jobs
 from worker.runtime import runtime
@@ -216,7 +217,7 @@ def build_router(settings: Settings, checker: TokenChecker, cipher: Cipher,
     def page(request: Request, name: str, viewer: Viewer | None, status: int = 200,
              **context: Any) -> HTMLResponse:
         return templates.TemplateResponse(
-            request, name, {"viewer": viewer, "in_words": action_in_words,
+            request, name, {"viewer": viewer, "in_words": action_in_words, "reasons": REASONS,
                             "seconds": _seconds, **context},
             status_code=status, headers={"Cache-Control": "no-store"})
 

@@ -72,6 +72,7 @@ class JobView(BaseModel):
     steps: list[StepView]
     result: dict[str, Any]
     error: JobError | None
+    explained: dict[str, str] | None = None
     waiting_for: str | None
     delays: list[JobDelay] = []
     retry_of: str | None

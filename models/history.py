@@ -18,6 +18,7 @@ from models.base import in_utc, utc_text
 from models.entitlements import AuthSession, Decision, Logout, Profile
 from models.jobs import Event, Job, JobStatus, JobStep
 from passflow.crypto import Cipher
+from passflow.reasons import reason_class
 
 # The rank breaks ties between kinds at the same instant, so paging is stable.
 _KINDS: dict[str, tuple[int, type]] = {
@@ -141,12 +142,15 @@ def _entry(kind: str, at: datetime, row: Any, resource: str | None,
     elif kind == "decision":
         entry.update(resource=row.resource, outcome=row.decision, decision_kind=row.kind,
                      error_code=row.error_code, error_action=row.error_action,
-                     reason=(row.error or {}).get("message") if row.error else None)
+                     reason=(row.error or {}).get("message") if row.error else None,
+                     reason_class=reason_class(row.error or (
+                         {"code": row.error_code, "action": row.error_action}
+                         if row.error_code else None)))
     elif kind == "job":
         error = row.error or {}
         entry.update(outcome=row.status, job_type=row.type, error_code=error.get("code"),
                      error_action=error.get("action"), reason=error.get("message"),
-                     retry_of=row.retry_of)
+                     reason_class=reason_class(row.error), retry_of=row.retry_of)
     else:
         entry.update(outcome=row.action_name, action_type=row.action_type,
                      single_logout=row.single_sign_on)

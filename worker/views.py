@@ -29,6 +29,7 @@ from models import (
 )
 from passflow.crypto import Cipher
 from passflow.flows import FLOWS, EventType, Result
+from passflow.reasons import explained
 from worker.heartbeat import worker_of
 from worker.policy import SWEEP_STALE_S
 
@@ -60,6 +61,7 @@ def decision_view(decision: Decision, cipher: Cipher | None) -> dict[str, Any]:
         "decision": decision.decision,
         "source": decision.source,
         "error": decision.error,
+        "explained": explained(decision.error),
     }
     if decision.kind == "authorize" and decision.media_token_enc and cipher is not None:
         view["media_token"] = cipher.decrypt(decision.media_token_enc)
@@ -218,6 +220,7 @@ def job_view(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any
                   for s in steps],
         "result": result,
         "error": job.error,
+        "explained": explained(job.error),
         "waiting_for": waiting_for(job, steps, code=result.get("code")),
         # Waits for a worker (an outage of the pool), with the step, the wait and the queue.
         "delays": [{**late, "reason": delay_text(late)}
@@ -233,3 +236,4 @@ def job_view(session: Session, job: Job, cipher: Cipher | None) -> dict[str, Any
         "finished_at": utc_text(job.finished_at),
         **({"redacted": REDACTED} if cipher is None else {}),
     }
+

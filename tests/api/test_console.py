@@ -169,6 +169,7 @@ def test_search_goes_to_the_job_the_event_the_code_or_the_device(console: httpx.
     timeline = console.get(f"/console/devices/{job.device_id}").text
     assert "Deny" in timeline and "authorization_denied_by_mvpd" in timeline
     assert "no remedy defined" in timeline  # the action, in words
+    assert "The TV provider said no for this subscriber" in timeline  # its class, for an agent
 
 
 def test_the_timeline_exports_as_csv_without_formulas(console: httpx.Client):
