@@ -164,16 +164,26 @@ def empty_tables(request) -> None:
         return
     request.getfixturevalue("database_url")
     from sqlalchemy import delete, text
+    from sqlalchemy.exc import OperationalError
 
     tables = [t for t in reversed(models.Base.metadata.sorted_tables)
               if t.name not in KEPT_TABLES]
-    with models.db.session_scope() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("SET LOCAL lock_timeout = '5s'"))
-            session.execute(text("TRUNCATE " + ", ".join(t.name for t in tables)))
-        else:
-            for table in tables:
-                session.execute(delete(table))
+    # A worker of the test before may still be finishing a transaction: TRUNCATE's table locks
+    # can deadlock with its row locks, and PostgreSQL then cancels one of the two. Ours is
+    # tried again (the worker's has gone through by then), a few times at most.
+    for attempt in range(5):
+        try:
+            with models.db.session_scope() as session:
+                if session.get_bind().dialect.name == "postgresql":
+                    session.execute(text("SET LOCAL lock_timeout = '5s'"))
+                    session.execute(text("TRUNCATE " + ", ".join(t.name for t in tables)))
+                else:
+                    for table in tables:
+                        session.execute(delete(table))
+            return
+        except OperationalError:
+            if attempt == 4:
+                raise
 
 
 @pytest.fixture
