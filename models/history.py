@@ -307,11 +307,13 @@ def jobs_page(session: Session, query: JobQuery) -> tuple[list[dict[str, Any]], 
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _CODE = re.compile(r"^[A-Za-z0-9 ._-]{4,24}$")
+_ID_START = re.compile(r"^[0-9a-f]{6,8}(-[0-9a-f-]{0,27})?$")
 
 
 def find(session: Session, query: str, cipher: Cipher) -> tuple[str, str] | None:
-    """What a search names: ("job", id) for a job id, an event id (its newest job) or an
-    activation code (its authentication job); ("device", id) for a device with any job."""
+    """What a search names: ("job", id) for a job id, an event id (its newest job), an
+    activation code (its authentication job) or the start of one job's id (8 characters, as the
+    console shows them); ("device", id) for a device with any job."""
     if _UUID.match(query.lower()) and session.get(Job, query.lower()) is not None:
         return "job", query.lower()
     job_id = session.scalar(select(Job.id).join(Event, Event.id == Job.event_pk)
@@ -323,6 +325,11 @@ def find(session: Session, query: str, cipher: Cipher) -> tuple[str, str] | None
                                 .order_by(AuthSession.created_at.desc()).limit(1))
     if job_id is not None:
         return "job", job_id
+    if _ID_START.match(query.lower()):  # the 8 characters the console and the demo show
+        starting = list(session.scalars(select(Job.id).where(Job.id.startswith(query.lower()))
+                                        .order_by(Job.id).limit(2)))
+        if len(starting) == 1:
+            return "job", starting[0]
     if session.scalar(select(Job.id).where(Job.device_id == query).limit(1)) is not None:
         return "device", query
     return None

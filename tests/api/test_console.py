@@ -161,6 +161,7 @@ def test_search_goes_to_the_job_the_event_the_code_or_the_device(console: httpx.
         return answer.headers.get("location", str(answer.status_code))
 
     assert goes(job.id) == f"/console/jobs/{job.id}"
+    assert goes(job.id[:8].upper()) == f"/console/jobs/{job.id}"  # as the console shows it
     assert goes(job.event.event_id) == f"/console/jobs/{job.id}"
     assert goes(job.device_id) == f"/console/devices/{job.device_id}"
     assert goes("no-such-thing") == "404"
