@@ -18,6 +18,7 @@ from models import Registration
 from models.db import session_scope
 from passflow.database import build_info, runs_on
 from passflow.settings import Settings
+from worker.broker import brief_client
 from worker.heartbeat import live_workers, queues_state, unconsumed
 from worker.queues import ALL_QUEUES
 from worker.sweeper import last_sweep
@@ -36,10 +37,6 @@ class Health:
         self._settings = settings
         self._fleet: tuple[list[str], float] = ([], float("-inf"))  # failing, when read
 
-    def _broker(self) -> redis.Redis:
-        return redis.Redis.from_url(self._settings.broker_url, socket_timeout=2,
-                                    socket_connect_timeout=2)
-
     def readiness(self) -> dict[str, Any]:
         """This process can serve: its database answers with passflow's schema at a revision
         this code runs on, and its broker answers. Nothing about the fleet: a load balancer
@@ -54,13 +51,11 @@ class Health:
             checks["database"] = (f"failing: {type(exc).__name__}"
                                   + (" (no passflow schema: run `passflow db upgrade`)"
                                      if schema_missing(exc) else ""))
-        client = self._broker()
         try:
-            client.ping()
+            with brief_client(self._settings.broker_url) as client:
+                client.ping()
         except redis.RedisError as exc:
             checks["broker"] = f"failing: {type(exc).__name__}"
-        finally:
-            client.close()
         return checks
 
     def everything(self) -> tuple[list[str], dict[str, Any]]:
@@ -81,16 +76,14 @@ class Health:
                     "run `passflow register`")
         except Exception as exc:
             checks["registration"] = f"unknown: {type(exc).__name__}"
-        client = self._broker()
         try:
-            checks["sweeper"] = last_sweep(client, self._settings.database_url)
-            idle = unconsumed(queues_state(client, ALL_QUEUES))
+            with brief_client(self._settings.broker_url) as client:
+                checks["sweeper"] = last_sweep(client, self._settings.database_url)
+                idle = unconsumed(queues_state(client, ALL_QUEUES))
             checks["queues"] = ("ok" if not idle else "work waiting with no worker consuming: "
                                 + ", ".join(idle) + " (start a worker with --queues for it)")
         except redis.RedisError as exc:
             checks["sweeper"] = {"status": "unknown", "error": type(exc).__name__}
-        finally:
-            client.close()
         failing = [name for name, value in checks.items()
                    if (value.get("status") if isinstance(value, dict) else value) != "ok"]
         return failing, checks
@@ -106,11 +99,8 @@ class Health:
         return failing
 
     def workers(self) -> dict[str, Any]:
-        client = self._broker()
-        try:
+        with brief_client(self._settings.broker_url) as client:
             return {"workers": live_workers(client), "queues": queues_state(client, ALL_QUEUES)}
-        finally:
-            client.close()
 
 
 def build_router(settings: Settings, access: Access) -> APIRouter:

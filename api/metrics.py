@@ -6,7 +6,6 @@ import contextlib
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import UTC
 
 import redis
@@ -34,20 +33,10 @@ from models.db import session_scope
 from passflow.database import build_info
 from passflow.settings import Settings
 from worker import metrics
+from worker.broker import brief_client
 from worker.metrics import BUCKETS, COUNTERS, HISTOGRAMS, PREFIX
 from worker.runtime import runtime
 from worker.sweeper import last_sweep
-
-
-@contextlib.contextmanager
-def _broker(url: str) -> Iterator[redis.Redis]:
-    """A connection for one scrape, with short timeouts: a broker that is down costs a scrape
-    seconds, not the scraper's whole timeout."""
-    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 class JobsCollector(Collector):
@@ -110,7 +99,7 @@ class WorkerProcessCollector(Collector):
         families = {source: kind(name, doc, labels=["worker"])
                     for source, (kind, name, doc) in self._FAMILIES.items()}
         try:
-            with _broker(self._broker_url) as client:
+            with brief_client(self._broker_url) as client:
                 for key in client.scan_iter(metrics.PROCESS_KEY + "*", count=500):
                     worker = key.decode().removeprefix(metrics.PROCESS_KEY)
                     for field, value in client.hgetall(key).items():
@@ -144,7 +133,7 @@ class PoolExporter:
             return held
         ttl_ms = int(POOL_EXPORTER_TTL_S * 1000)
         try:
-            with _broker(self._broker_url) as client:
+            with brief_client(self._broker_url) as client:
                 held = bool(client.set(POOL_EXPORTER_KEY, self.replica, nx=True, px=ttl_ms))
                 if not held and client.get(POOL_EXPORTER_KEY) == self.replica.encode():
                     held = bool(client.pexpire(POOL_EXPORTER_KEY, ttl_ms))
@@ -154,7 +143,7 @@ class PoolExporter:
         return held
 
     def release(self) -> None:
-        with contextlib.suppress(redis.RedisError), _broker(self._broker_url) as client:
+        with contextlib.suppress(redis.RedisError), brief_client(self._broker_url) as client:
             if client.get(POOL_EXPORTER_KEY) == self.replica.encode():
                 client.delete(POOL_EXPORTER_KEY)
 
@@ -197,7 +186,7 @@ class ReplicaCollector(Collector):
             database_up.add_metric([], 0)
         broker_up = GaugeMetricFamily("passflow_broker_up", "The broker answers this API (1)")
         try:
-            with _broker(self._broker_url) as client:
+            with brief_client(self._broker_url) as client:
                 client.ping()
             broker_up.add_metric([], 1)
         except redis.RedisError:
@@ -247,7 +236,7 @@ class FleetCollector(Collector):
         except Exception:  # noqa: BLE001 (passflow_database_up says the database is away)
             pass
         try:
-            with _broker(self._broker_url) as client:
+            with brief_client(self._broker_url) as client:
                 state = queues_state(client, ALL_QUEUES)
                 workers = live_workers(client)
         except redis.RedisError:
@@ -278,7 +267,7 @@ class SweeperCollector(Collector):
                                 "Seconds since a worker last swept (polls and retries are sent "
                                 "by the sweep; stale above 15 s)")
         try:
-            with _broker(self._broker_url) as client:
+            with brief_client(self._broker_url) as client:
                 seen = last_sweep(client, self._database_url)
         except redis.RedisError:
             return
@@ -293,7 +282,7 @@ class RedisMetricsCollector(Collector):
 
     def collect(self):
         try:
-            with _broker(self._url) as client:
+            with brief_client(self._url) as client:
                 for name, (doc, labels) in COUNTERS.items():
                     family = CounterMetricFamily(name.removesuffix("_total"), doc, labels=labels)
                     for field, value in client.hgetall(PREFIX + "c:" + name).items():

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import redis
 from fastapi import APIRouter, HTTPException
 from sqlalchemy.orm import Session
 
@@ -18,6 +17,7 @@ from models import stats
 from models.base import utcnow
 from models.db import session_scope
 from passflow.settings import Settings
+from worker.broker import brief_client
 from worker.heartbeat import live_workers
 from worker.sweeper import last_sweep
 
@@ -102,13 +102,9 @@ def backlog() -> dict[str, Any]:
 def sweeper(settings: Settings) -> dict[str, Any]:
     """Which worker holds the sweeper (it sends due polls and retries), how long ago it swept,
     and the workers alive."""
-    client = redis.Redis.from_url(settings.broker_url, socket_timeout=2,
-                                  socket_connect_timeout=2)
-    try:
+    with brief_client(settings.broker_url) as client:
         swept = last_sweep(client, settings.database_url)
         alive = live_workers(client)
-    finally:
-        client.close()
     return {"held_by": swept.get("by"), "last_sweep_age_s": swept.get("age_s"),
             "status": swept.get("status"), "workers_alive": len(alive)}
 

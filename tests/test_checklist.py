@@ -44,6 +44,8 @@ def test_every_cited_test_exists():
     assert not missing, missing
 
 
+# A synthetic suite the gate is run over, in a temporary folder (never collected here): one
+# cited test passes, one fails, one is skipped, and the gate must grade only the first as shown.
 _GATED_RUN = {
     "checklist.md": """
 | # | phase | item | grade | how | code | test |
@@ -64,7 +66,7 @@ import pytest
 
 def test_shown_too(): pass
 def test_failing(): assert 1 == 2
-@pytest.mark.skip(reason="hides a failure")
+@pytest.mark.skip(reason="the gate must count a skipped cited test as not shown")
 def test_skipped(): pass
 """,
 }

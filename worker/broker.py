@@ -13,6 +13,9 @@ job rows say what is due (the sweeper sends it again).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import redis
 from kombu.transport import redis as kombu_redis
 
@@ -36,3 +39,14 @@ class Channel(kombu_redis.Channel):
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+@contextlib.contextmanager
+def brief_client(url: str, timeout_s: float = 2.0) -> Iterator[redis.Redis]:
+    """A broker connection for one answer (a scrape, a health check, a figure), with short
+    timeouts: a broker that is down costs the answer seconds, not its caller's whole timeout."""
+    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        yield client
+    finally:
+        client.close()
